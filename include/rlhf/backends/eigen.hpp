@@ -1,0 +1,76 @@
+#pragma once
+// The Eigen backend: owning Eigen vectors and row-major matrices; kernels run on the host,
+// in parallel with OpenMP when the work is large enough to pay for the threads.
+#include <Eigen/Core>
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "rlhf/core/concepts.hpp"
+
+namespace rlhf {
+
+template <class T = float>
+struct eigen {
+  using scalar = T;
+  using vector = Eigen::Matrix<T, Eigen::Dynamic, 1>;                                 // [n]
+  using matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;  // [rows, cols]
+  using index_vector = Eigen::Matrix<std::int32_t, Eigen::Dynamic, 1>;                // [n]
+  static constexpr const char* name = "eigen";
+
+  static vector vector_of(std::size_t n) { return vector::Zero(static_cast<Eigen::Index>(n)); }
+  static matrix matrix_of(std::size_t r, std::size_t c) {
+    return matrix::Zero(static_cast<Eigen::Index>(r), static_cast<Eigen::Index>(c));
+  }
+  static std::size_t size(const vector& v) { return static_cast<std::size_t>(v.size()); }
+  static std::size_t size(const index_vector& v) { return static_cast<std::size_t>(v.size()); }
+  static std::size_t rows(const matrix& m) { return static_cast<std::size_t>(m.rows()); }
+  static std::size_t cols(const matrix& m) { return static_cast<std::size_t>(m.cols()); }
+  static T* data(vector& v) { return v.data(); }
+  static const T* data(const vector& v) { return v.data(); }
+  static T* data(matrix& m) { return m.data(); }
+  static const T* data(const matrix& m) { return m.data(); }
+  static const std::int32_t* data(const index_vector& v) { return v.data(); }
+  static std::vector<T> to_host(const vector& v) { return {v.data(), v.data() + v.size()}; }
+  static vector from_host(const std::vector<T>& h) {
+    return Eigen::Map<const vector>(h.data(), static_cast<Eigen::Index>(h.size()));
+  }
+  static index_vector indices_from_host(const std::vector<std::int32_t>& h) {
+    return Eigen::Map<const index_vector>(h.data(), static_cast<Eigen::Index>(h.size()));
+  }
+
+  // f(i) for every i in [0, n). work_per_item estimates the scalar operations inside one call,
+  // so that small batches stay on one thread.
+  template <class F>
+  static void for_each(std::size_t n, F f, std::size_t work_per_item = 1) {
+    const auto count = static_cast<std::ptrdiff_t>(n);
+#pragma omp parallel for schedule(static) if (n * work_per_item >= parallel_threshold)
+    for (std::ptrdiff_t i = 0; i < count; ++i) f(static_cast<std::size_t>(i));
+  }
+
+  // Σ f(i) over [0, n), accumulated in double.
+  template <class F>
+  static double sum(std::size_t n, F f, std::size_t work_per_item = 1) {
+    const auto count = static_cast<std::ptrdiff_t>(n);
+    double total = 0.0;
+#pragma omp parallel for schedule(static) reduction(+ : total) if (n * work_per_item >= parallel_threshold)
+    for (std::ptrdiff_t i = 0; i < count; ++i) total += static_cast<double>(f(static_cast<std::size_t>(i)));
+    return total;
+  }
+
+  static constexpr std::size_t parallel_threshold = 1 << 16;
+};
+
+template <class T>
+struct backend_of<Eigen::Matrix<T, Eigen::Dynamic, 1>> {
+  using type = eigen<T>;
+};
+template <class T>
+struct backend_of<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> {
+  using type = eigen<T>;
+};
+
+static_assert(Backend<eigen<float>>);
+static_assert(Backend<eigen<double>>);
+
+}  // namespace rlhf

@@ -1,0 +1,73 @@
+#pragma once
+// Token batches: the data that crosses the policy seam. Host-side, row-major [B, T].
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "rlhf/core/error.hpp"
+
+namespace rlhf {
+
+using token_id = std::int32_t;
+
+// A batch of token sequences, each a prompt followed by a response, padded on either side.
+// response_mask[b,t] = 1 marks tokens[b,t] as a response token: the policy scores it as
+// log p(tokens[b,t] | tokens[b,<t]). Prompt tokens and padding carry 0 and never contribute.
+struct TokenBatch {
+  std::size_t batch = 0;                    // B
+  std::size_t time = 0;                     // T
+  std::vector<token_id> tokens;             // [B, T]
+  std::vector<std::uint8_t> response_mask;  // [B, T], 0 or 1
+
+  static TokenBatch zeros(std::size_t B, std::size_t T) {
+    return {B, T, std::vector<token_id>(B * T, 0), std::vector<std::uint8_t>(B * T, 0)};
+  }
+  token_id& token(std::size_t b, std::size_t t) { return tokens[b * time + t]; }
+  token_id token(std::size_t b, std::size_t t) const { return tokens[b * time + t]; }
+  std::uint8_t& mask(std::size_t b, std::size_t t) { return response_mask[b * time + t]; }
+  std::uint8_t mask(std::size_t b, std::size_t t) const { return response_mask[b * time + t]; }
+
+  std::size_t response_length(std::size_t b) const {
+    std::size_t n = 0;
+    for (std::size_t t = 0; t < time; ++t) n += response_mask[b * time + t] != 0;
+    return n;
+  }
+
+  // Throws if the buffers disagree with B x T, the batch is empty, a row has no response
+  // token, position 0 is marked (it has no prefix to condition on), or an id is outside [0, vocab).
+  void validate(std::size_t vocab) const {
+    require_nonempty("TokenBatch", "tokens", batch);
+    require_size("TokenBatch", "tokens", tokens.size(), batch * time, "B*T");
+    require_size("TokenBatch", "response_mask", response_mask.size(), batch * time, "B*T");
+    for (std::size_t b = 0; b < batch; ++b) {
+      if (response_length(b) == 0)
+        fail<value_error>("TokenBatch: row ", b, " of ", batch, " has no response token in response_mask");
+      if (time > 0 && mask(b, 0))
+        fail<value_error>("TokenBatch: row ", b, " marks position 0 as a response token; it has no prefix");
+      for (std::size_t t = 0; t < time; ++t) {
+        const token_id id = token(b, t);
+        if (id < 0 || static_cast<std::size_t>(id) >= vocab)
+          fail<value_error>("TokenBatch: token id ", id, " at [", b, ",", t, "] is outside the vocabulary [0, ",
+                            vocab, ")");
+      }
+    }
+  }
+};
+
+// Prompts to be continued by a SamplingPolicy: one row each, left-aligned, prompt_length[b] real tokens.
+struct PromptBatch {
+  std::size_t batch = 0;                     // B
+  std::size_t time = 0;                      // T (longest prompt)
+  std::vector<token_id> tokens;              // [B, T], padding after prompt_length[b]
+  std::vector<std::size_t> prompt_length;    // [B]
+};
+
+struct SampleOptions {
+  std::size_t max_new_tokens = 32;
+  float temperature = 1.0f;
+  std::size_t top_k = 0;  // 0: off
+  float top_p = 1.0f;     // 1: off
+  token_id stop_token = -1;  // -1: none
+};
+
+}  // namespace rlhf

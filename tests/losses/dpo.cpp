@@ -1,0 +1,145 @@
+#include "rlhf/losses/dpo.hpp"
+
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "support/gradcheck.hpp"
+
+using namespace rlhf;
+using namespace rlhf::testing;
+
+namespace {
+
+PreferencePairs<vec> random_pairs(std::size_t n, std::uint64_t seed) {
+  return {random_vector(n, -30, -5, seed), random_vector(n, -30, -5, seed + 1), random_vector(n, -30, -5, seed + 2),
+          random_vector(n, -30, -5, seed + 3), random_vector(n, 1, 12, seed + 4).array().round(),
+          random_vector(n, 1, 12, seed + 5).array().round()};
+}
+
+// Textbook formulas, written independently of the kernel: one pair's loss.
+double reference_loss(const DpoConfig& c, double pc, double pr, double rc, double rr, double lc, double lr) {
+  if (c.reference_free) rc = rr = 0;
+  const double uw = c.length_normalize ? (pc - rc) / lc : pc - rc;
+  const double ul = c.length_normalize ? (pr - rr) / lr : pr - rr;
+  const double h = c.beta * (uw - ul) - c.margin, e = c.label_smoothing;
+  const auto softplus = [](double x) { return std::log1p(std::exp(x)); };  // −log σ(−x)
+  double loss = 0;
+  switch (c.variant) {
+    case DpoVariant::sigmoid: loss = (1 - e) * softplus(-h) + e * softplus(h); break;
+    case DpoVariant::robust: loss = ((1 - e) * softplus(-h) - e * softplus(h)) / (1 - 2 * e); break;
+    case DpoVariant::hinge: loss = std::max(0.0, 1 - h); break;
+    case DpoVariant::ipo: loss = std::pow(uw - ul - 1 / (2.0 * c.beta), 2); break;
+  }
+  return loss - c.nll_weight * pc / lc;
+}
+
+const DpoConfig configs[] = {
+    {},
+    {.beta = 0.5f, .label_smoothing = 0.2f},
+    {.variant = DpoVariant::robust, .beta = 0.3f, .label_smoothing = 0.1f},
+    {.variant = DpoVariant::hinge, .beta = 0.05f},
+    {.variant = DpoVariant::ipo, .beta = 0.1f},
+    {.variant = DpoVariant::ipo, .beta = 0.1f, .length_normalize = true},
+    {.beta = 1.0f, .length_normalize = true},
+    DpoConfig::simpo(2.0f, 0.5f),
+    {.beta = 0.2f, .reference_free = true},
+    {.variant = DpoVariant::hinge, .beta = 0.2f, .reference_free = true},
+    {.beta = 0.1f, .nll_weight = 0.7f},
+};
+
+}  // namespace
+
+TEST_CASE("dpo: every variant matches the textbook formula") {
+  for (const auto& c : configs) {
+    const auto in = random_pairs(9, 11);
+    const auto r = dpo_loss(in, c);
+    double mean = 0;
+    for (Eigen::Index i = 0; i < 9; ++i) {
+      const double want = reference_loss(c, in.policy_chosen[i], in.policy_rejected[i], in.reference_chosen[i],
+                                         in.reference_rejected[i], in.chosen_length[i], in.rejected_length[i]);
+      CHECK(r.losses[i] == doctest::Approx(want).epsilon(1e-12));
+      mean += want / 9;
+    }
+    CHECK(r.loss == doctest::Approx(mean).epsilon(1e-12));
+  }
+}
+
+TEST_CASE("dpo: the sigmoid loss at a hand-computed point") {
+  // β = 0.1, log-ratios 2 and −3: h = 0.5, loss = log(1 + e^{−0.5}) = 0.474076984...
+  PreferencePairs<vec> in{vec::Constant(1, -8), vec::Constant(1, -13), vec::Constant(1, -10), vec::Constant(1, -10)};
+  const auto r = dpo_loss(in);
+  CHECK(r.loss == doctest::Approx(0.4740769841801067).epsilon(1e-7));  // β is a float
+  CHECK(r.metrics["rewards/chosen"] == doctest::Approx(0.2));
+  CHECK(r.metrics["rewards/rejected"] == doctest::Approx(-0.3));
+  CHECK(r.metrics["rewards/margins"] == doctest::Approx(0.5));
+  CHECK(r.metrics["rewards/accuracies"] == 1.0);
+  CHECK(r.metrics["logps/chosen"] == -8.0);
+  CHECK(r.metrics["logps/rejected"] == -13.0);
+}
+
+TEST_CASE("dpo: gradients of every variant match finite differences") {
+  for (const auto& c : configs) {
+    auto in = random_pairs(7, 23);
+    const auto r = dpo_loss(in, c);
+    const auto loss = [&] { return dpo_loss(in, c).loss; };
+    CHECK(max_relative_error(r.d_policy_chosen, numeric_gradient(loss, in.policy_chosen)) < 1e-6);
+    CHECK(max_relative_error(r.d_policy_rejected, numeric_gradient(loss, in.policy_rejected)) < 1e-6);
+    CHECK(max_relative_error(r.d_reference_chosen, numeric_gradient(loss, in.reference_chosen)) < 1e-6);
+    CHECK(max_relative_error(r.d_reference_rejected, numeric_gradient(loss, in.reference_rejected)) < 1e-6);
+  }
+}
+
+TEST_CASE("dpo: finite values and gradients at extreme inputs, in float") {
+  using fv = eigen<float>::vector;
+  for (const float gap : {1e4f, -1e4f}) {
+    fv pc = fv::Constant(3, -1e4f + gap), pr = fv::Constant(3, -1e4f), rc = fv::Constant(3, -1e4f),
+       rr = fv::Constant(3, -1e4f), len = fv::Constant(3, 200.f);
+    for (const auto& c : configs) {
+      const auto r = dpo_loss(PreferencePairs<fv>{pc, pr, rc, rr, len, len}, c);
+      CHECK(std::isfinite(r.loss));
+      CHECK(all_finite(r.d_policy_chosen));
+      CHECK(all_finite(r.d_policy_rejected));
+      CHECK(all_finite(r.d_reference_chosen));
+    }
+  }
+  // A huge positive margin: the sigmoid loss is ~0 with a ~0 gradient, not NaN.
+  fv big = fv::Constant(1, 0.f), small = fv::Constant(1, -1e4f), zero = fv::Constant(1, 0.f);
+  const auto r = dpo_loss(PreferencePairs<fv>{big, small, zero, zero}, {.beta = 1.0f});
+  CHECK(r.loss == doctest::Approx(0.0));
+  CHECK(r.d_policy_chosen[0] == doctest::Approx(0.0));
+}
+
+TEST_CASE("dpo: reference_free ignores the reference and may omit it") {
+  auto in = random_pairs(5, 3);
+  const auto with = dpo_loss(in, {.reference_free = true});
+  in.reference_chosen = vec();
+  in.reference_rejected = vec();
+  const auto without = dpo_loss(in, {.reference_free = true});
+  CHECK(with.loss == without.loss);
+  CHECK(without.d_reference_chosen.cwiseAbs().maxCoeff() == 0.0);
+}
+
+TEST_CASE("dpo: bad input names the argument") {
+  const auto in = random_pairs(4, 5);
+  auto short_rejected = in;
+  short_rejected.policy_rejected = vec::Zero(3);
+  CHECK_THROWS_WITH_AS(dpo_loss(short_rejected), doctest::Contains("'policy_rejected' has 3 elements"), shape_error);
+  auto nan = in;
+  nan.reference_chosen[2] = std::nan("");
+  CHECK_THROWS_WITH_AS(dpo_loss(nan), doctest::Contains("'reference_chosen' holds 1 NaN or Inf"), value_error);
+  auto inf = in;
+  inf.policy_chosen[0] = INFINITY;
+  CHECK_THROWS_AS(dpo_loss(inf), value_error);
+  CHECK_THROWS_WITH_AS(dpo_loss(PreferencePairs<vec>{}), doctest::Contains("empty batch"), shape_error);
+  CHECK_THROWS_WITH_AS(dpo_loss(in, {.beta = 0.0f}), doctest::Contains("beta must be > 0 (got 0)"), config_error);
+  CHECK_THROWS_WITH_AS(dpo_loss(in, {.beta = -1.0f}), doctest::Contains("beta"), config_error);
+  CHECK_THROWS_WITH_AS(dpo_loss(in, {.label_smoothing = 0.5f}), doctest::Contains("label_smoothing"), config_error);
+  auto no_lengths = in;
+  no_lengths.chosen_length = vec();
+  CHECK_THROWS_WITH_AS(dpo_loss(no_lengths, {.length_normalize = true}), doctest::Contains("chosen_length"), shape_error);
+  auto zero_length = in;
+  zero_length.rejected_length[1] = 0;
+  CHECK_THROWS_WITH_AS(dpo_loss(zero_length, {.length_normalize = true}), doctest::Contains("'rejected_length' holds 1 value(s) <= 0"),
+                       value_error);
+}
