@@ -1,0 +1,122 @@
+#pragma once
+// Bradley–Terry loss of a scalar reward model on preference pairs.
+//
+//   h    = r(x, y_w) − r(x, y_l) − m
+//   loss = −(1−ε) log σ(h) − ε log σ(−h)  +  c · (r(x, y_w) + r(x, y_l))²      (mean over pairs)
+//
+// m: margin; ε: label smoothing (probability that a label is flipped); c: reward-centering coefficient
+// (the auxiliary term of Eisenstein et al. 2023, which pulls each pair's summed reward toward 0).
+// docs/losses/bradley_terry.md has the table of settings and the papers.
+#include <cstddef>
+#include <limits>
+
+#include "rlhf/core/concepts.hpp"
+#include "rlhf/core/math.hpp"
+#include "rlhf/core/metrics.hpp"
+#include "rlhf/core/validate.hpp"
+
+namespace rlhf {
+
+struct BradleyTerryConfig {
+  float margin = 0;              // m: reward gap the chosen response must clear
+  float label_smoothing = 0;     // ε in [0, 0.5): assumed probability that a label is flipped
+  float center_coefficient = 0;  // c ≥ 0: weight of (r_w + r_l)², keeps rewards centred on 0
+};
+
+// Scalar rewards of the chosen and rejected responses, [B] each.
+template <class Vector>
+struct RewardPairs {
+  Vector chosen, rejected;
+};
+
+template <class Vector>
+struct BradleyTerryResult {
+  double loss = 0;               // mean over pairs
+  Vector losses;                 // [B] per pair
+  Vector d_chosen, d_rejected;   // [B] d loss / d reward (of the mean loss)
+  Metrics metrics;               // accuracy, rewards/{chosen,rejected,margins}
+};
+
+// One pair's loss and gradients: the only place the formula lives, shared by every backend.
+template <class T>
+struct BradleyTerryPair {
+  T loss;
+  T d_chosen, d_rejected;  // before any 1/B
+};
+
+template <class T>
+RLHF_HOST_DEVICE inline BradleyTerryPair<T> bradley_terry_pair(const BradleyTerryConfig& c, T chosen, T rejected) {
+  const T eps = T(c.label_smoothing), center = T(c.center_coefficient);
+  const T h = chosen - rejected - T(c.margin);
+  const T loss = -(T(1) - eps) * math::log_sigmoid(h) - eps * math::log_sigmoid(-h);
+  const T d_dh = -(T(1) - eps) * math::sigmoid(-h) + eps * math::sigmoid(h);
+  const T sum = chosen + rejected;
+  const T d_center = T(2) * center * sum;
+  return {loss + center * sum * sum, d_dh + d_center, -d_dh + d_center};
+}
+
+namespace detail {
+template <class T>
+struct BradleyTerryKernel {
+  BradleyTerryConfig config;
+  const T *chosen, *rejected;
+  T inv_batch;
+  T *losses, *d_chosen, *d_rejected;
+
+  RLHF_HOST_DEVICE void operator()(std::size_t i) const {
+    const auto p = bradley_terry_pair<T>(config, chosen[i], rejected[i]);
+    losses[i] = p.loss;
+    d_chosen[i] = p.d_chosen * inv_batch;
+    d_rejected[i] = p.d_rejected * inv_batch;
+  }
+};
+
+template <class T>
+struct bt_value {
+  const T* x;
+  RLHF_HOST_DEVICE double operator()(std::size_t i) const { return static_cast<double>(x[i]); }
+};
+template <class T>
+struct bt_gap {
+  const T *a, *b;
+  RLHF_HOST_DEVICE double operator()(std::size_t i) const { return static_cast<double>(a[i]) - b[i]; }
+};
+template <class T>
+struct bt_ordered {
+  const T *a, *b;
+  RLHF_HOST_DEVICE double operator()(std::size_t i) const { return a[i] > b[i] ? 1.0 : 0.0; }
+};
+}  // namespace detail
+
+template <class Vector, class Be = backend_of_t<Vector>>
+BradleyTerryResult<Vector> bradley_terry_loss(const RewardPairs<Vector>& in, const BradleyTerryConfig& config = {}) {
+  using T = typename Be::scalar;
+  constexpr const char* fn = "rlhf::bradley_terry_loss";
+  constexpr double largest = std::numeric_limits<float>::max();
+  const std::size_t n = Be::size(in.chosen);
+  require_nonempty(fn, "chosen", n);
+  require_in_range(fn, "margin", config.margin, -largest, largest);
+  require_in_range(fn, "label_smoothing", config.label_smoothing, 0.0, 0.4999);
+  require_in_range(fn, "center_coefficient", config.center_coefficient, 0.0, largest);
+  detail::require_rows<Be>(fn, "chosen", in.chosen, n);
+  detail::require_rows<Be>(fn, "rejected", in.rejected, n);
+
+  BradleyTerryResult<Vector> out;
+  out.losses = Be::vector_of(n);
+  out.d_chosen = Be::vector_of(n);
+  out.d_rejected = Be::vector_of(n);
+  Be::for_each(n, detail::BradleyTerryKernel<T>{config, Be::data(in.chosen), Be::data(in.rejected), T(1) / T(n),
+                                                Be::data(out.losses), Be::data(out.d_chosen),
+                                                Be::data(out.d_rejected)});
+  const double inv_n = 1.0 / static_cast<double>(n);
+  const T* rc = Be::data(in.chosen);
+  const T* rr = Be::data(in.rejected);
+  out.loss = Be::sum(n, detail::bt_value<T>{Be::data(out.losses)}) * inv_n;
+  out.metrics.set("accuracy", Be::sum(n, detail::bt_ordered<T>{rc, rr}) * inv_n);
+  out.metrics.set("rewards/chosen", Be::sum(n, detail::bt_value<T>{rc}) * inv_n);
+  out.metrics.set("rewards/rejected", Be::sum(n, detail::bt_value<T>{rr}) * inv_n);
+  out.metrics.set("rewards/margins", Be::sum(n, detail::bt_gap<T>{rc, rr}) * inv_n);
+  return out;
+}
+
+}  // namespace rlhf
