@@ -47,3 +47,64 @@ void require_rows(std::string_view fn, std::string_view arg, const typename Be::
 }
 
 }  // namespace rlhf::detail
+
+// ---- per-token inputs: backend matrices [B, T] with a 0/1 mask of the same shape ------------------
+namespace rlhf::detail {
+
+template <Backend Be>
+void require_shape(std::string_view fn, std::string_view arg, const typename Be::matrix& m, std::size_t rows,
+                   std::size_t cols, std::string_view want_name) {
+  if (Be::rows(m) != rows || Be::cols(m) != cols)
+    fail<shape_error>(fn, ": '", arg, "' is [", Be::rows(m), ", ", Be::cols(m), "] but ", want_name, " is [", rows,
+                      ", ", cols, "]");
+}
+
+template <class T>
+struct non_binary_count {
+  const T* x;
+  RLHF_HOST_DEVICE double operator()(std::size_t i) const { return x[i] == T(0) || x[i] == T(1) ? 0.0 : 1.0; }
+};
+
+// Every entry is exactly 0 or 1.
+template <Backend Be>
+void require_mask(std::string_view fn, std::string_view arg, const typename Be::scalar* m, std::size_t n) {
+  const double bad = Be::sum(n, non_binary_count<typename Be::scalar>{m});
+  if (bad > 0) fail<value_error>(fn, ": '", arg, "' holds ", bad, " value(s) other than 0 or 1 among ", n);
+}
+
+template <class T>
+struct non_finite_where_masked_count {
+  const T *x, *mask;
+  RLHF_HOST_DEVICE double operator()(std::size_t i) const {
+    return mask[i] != T(0) && !math::is_finite(x[i]) ? 1.0 : 0.0;
+  }
+};
+
+// Entries under a 0 in the mask may hold anything (padding, -inf); the others must be finite.
+template <Backend Be>
+void require_finite_where_masked(std::string_view fn, std::string_view arg, const typename Be::scalar* x,
+                                 const typename Be::scalar* mask, std::size_t n) {
+  const double bad = Be::sum(n, non_finite_where_masked_count<typename Be::scalar>{x, mask});
+  if (bad > 0) fail<value_error>(fn, ": '", arg, "' holds ", bad, " NaN or Inf value(s) where the mask is 1");
+}
+
+template <class T>
+struct empty_row_count {
+  const T* mask;  // [rows, cols]
+  std::size_t cols;
+  RLHF_HOST_DEVICE double operator()(std::size_t i) const {
+    for (std::size_t t = 0; t < cols; ++t)
+      if (mask[i * cols + t] != T(0)) return 0.0;
+    return 1.0;
+  }
+};
+
+// Every row of a [rows, cols] mask marks at least one token.
+template <Backend Be>
+void require_no_empty_rows(std::string_view fn, std::string_view arg, const typename Be::matrix& mask) {
+  const std::size_t rows = Be::rows(mask), cols = Be::cols(mask);
+  const double bad = Be::sum(rows, empty_row_count<typename Be::scalar>{Be::data(mask), cols}, cols);
+  if (bad > 0) fail<value_error>(fn, ": '", arg, "' has ", bad, " row(s) of ", rows, " with no token set");
+}
+
+}  // namespace rlhf::detail

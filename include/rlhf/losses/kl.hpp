@@ -1,0 +1,230 @@
+#pragma once
+// KL divergence between the policy π and a reference π_ref, two ways.
+//
+// 1. Sample estimators (Schulman 2020, "Approximating KL Divergence") on per-token log-probs [B, T]
+//    of tokens sampled from π, with a 0/1 mask. With r = log π_ref − log π per token:
+//      k1 = −r              unbiased, high variance, can be negative
+//      k2 = r² / 2          biased, low variance, ≥ 0
+//      k3 = (e^r − 1) − r   unbiased, low variance, ≥ 0
+//    per_sequence[b] = Σ_t m[b,t] k[b,t];  mean = (1/B) Σ_b per_sequence[b].
+//    k3 reads r as min(r, kl_k3_max_log_ratio<T>) (44 in float, 354 in double: about half of
+//    log(max)), so e^r stays below √max and sums of many tokens stay finite; above the cap the value
+//    and gradient are those at the cap.
+//
+// 2. The exact KL(p ‖ q) = Σ_v p_v (log p_v − log q_v) of two sets of logits [N, V], one row at a time
+//    through logsumexp, with its gradient with respect to the logits of p:
+//      d KL / d z_p = p ⊙ (log p − log q − KL).
+//    Rounding can make the sum slightly negative for nearly equal rows; the value returned is max(KL, 0).
+// docs/losses/kl.md.
+#include <cmath>
+#include <cstddef>
+#include <type_traits>
+
+#include "rlhf/core/concepts.hpp"
+#include "rlhf/core/math.hpp"
+#include "rlhf/core/validate.hpp"
+
+namespace rlhf {
+
+enum class KlEstimator { k1, k2, k3 };
+
+// The largest log-ratio r that k3 exponentiates, per scalar type.
+template <class T>
+inline constexpr T kl_k3_max_log_ratio = sizeof(T) >= 8 ? T(354) : T(44);
+
+template <class Matrix, class Vector>
+struct KlResult {
+  double mean = 0;            // mean over rows of the per-sequence sum
+  Vector per_sequence;        // [B] Σ_t m k
+  Matrix per_token;           // [B, T] k, zero where masked
+  Matrix d_logp, d_ref_logp;  // [B, T] d mean / d log π and d mean / d log π_ref; zero where masked
+};
+
+template <class Matrix, class Vector>
+struct ExactKlResult {
+  double mean = 0;    // mean of per_row over the rows whose mask is 1
+  Vector per_row;     // [N] KL(p_i ‖ q_i); zero where the mask is 0
+  Matrix d_logits_p;  // [N, V] d mean / d logits_p; zero in masked rows
+};
+
+// One token's estimate and its derivatives with respect to log π and log π_ref.
+template <class T>
+struct KlToken {
+  T value, d_logp, d_ref_logp;
+};
+
+template <class T>
+RLHF_HOST_DEVICE inline KlToken<T> kl_token(KlEstimator estimator, T logp, T ref_logp) {
+  using std::expm1;
+  const T r = ref_logp - logp;
+  if (estimator == KlEstimator::k1) return {-r, T(1), T(-1)};
+  if (estimator == KlEstimator::k2) return {r * r / T(2), -r, r};
+  const T rc = r < kl_k3_max_log_ratio<T> ? r : kl_k3_max_log_ratio<T>;
+  const T e = expm1(rc);  // d k3 / d r = e^r − 1
+  return {e - rc, -e, e};
+}
+
+// KL(p ‖ q) of one row of logits [V]; writes d[v] = scale · d KL / d zp[v]. Three passes over the row
+// (maxima, sums of exponentials, KL) and one to write the gradient; nothing of size V is stored
+// besides d. Sums are accumulated in double.
+template <class T>
+RLHF_HOST_DEVICE inline double exact_kl_row(const T* zp, const T* zq, std::size_t vocab, T scale, T* d) {
+  using std::exp;
+  using std::log;
+  T max_p = zp[0], max_q = zq[0];
+  for (std::size_t v = 1; v < vocab; ++v) {
+    max_p = zp[v] > max_p ? zp[v] : max_p;
+    max_q = zq[v] > max_q ? zq[v] : max_q;
+  }
+  double sum_p = 0, sum_q = 0;
+  for (std::size_t v = 0; v < vocab; ++v) {
+    sum_p += static_cast<double>(exp(zp[v] - max_p));
+    sum_q += static_cast<double>(exp(zq[v] - max_q));
+  }
+  const T lse_p = max_p + T(log(sum_p)), lse_q = max_q + T(log(sum_q));
+  const T lse_gap = lse_p - lse_q;  // log p_v − log q_v = (zp_v − zq_v) − lse_gap
+  double kl = 0;
+  for (std::size_t v = 0; v < vocab; ++v) kl += static_cast<double>(exp(zp[v] - lse_p) * ((zp[v] - zq[v]) - lse_gap));
+  for (std::size_t v = 0; v < vocab; ++v) d[v] = scale * exp(zp[v] - lse_p) * ((zp[v] - zq[v]) - lse_gap - T(kl));
+  // KL ≥ 0; for nearly equal rows rounding can leave a value of order −1e-15 (double), read as 0.
+  return kl > 0 ? kl : 0.0;
+}
+
+namespace detail::kl {
+template <class T>
+struct KlEstimateKernel {
+  KlEstimator estimator;
+  const T *logp, *ref_logp, *mask;  // [B, T]
+  std::size_t cols;                 // T
+  T inv_batch;
+  T *per_token, *d_logp, *d_ref_logp;  // [B, T]
+  T* per_sequence;                     // [B]
+
+  RLHF_HOST_DEVICE void operator()(std::size_t i) const {
+    double total = 0;
+    for (std::size_t j = i * cols; j < (i + 1) * cols; ++j) {
+      if (mask[j] != T(0)) {
+        const KlToken<T> k = kl_token<T>(estimator, logp[j], ref_logp[j]);
+        total += static_cast<double>(k.value);
+        per_token[j] = k.value;
+        d_logp[j] = k.d_logp * inv_batch;
+        d_ref_logp[j] = k.d_ref_logp * inv_batch;
+      } else {
+        per_token[j] = d_logp[j] = d_ref_logp[j] = T(0);
+      }
+    }
+    per_sequence[i] = T(total);
+  }
+};
+
+template <class T>
+struct ExactKlKernel {
+  const T *logits_p, *logits_q;  // [N, V]
+  const T* mask;                 // [N]
+  std::size_t vocab;             // V
+  T inv_rows;                    // 1 / Σ mask
+  T* per_row;                    // [N]
+  T* d_logits_p;                 // [N, V]
+
+  RLHF_HOST_DEVICE void operator()(std::size_t i) const {
+    T* d = d_logits_p + i * vocab;
+    if (mask[i] == T(0)) {
+      per_row[i] = T(0);
+      for (std::size_t v = 0; v < vocab; ++v) d[v] = T(0);
+      return;
+    }
+    per_row[i] = T(exact_kl_row<T>(logits_p + i * vocab, logits_q + i * vocab, vocab, inv_rows, d));
+  }
+};
+
+template <class T>
+struct kl_element {
+  const T* x;
+  RLHF_HOST_DEVICE double operator()(std::size_t i) const { return static_cast<double>(x[i]); }
+};
+
+template <class T>
+struct non_finite_in_masked_row_count {
+  const T* x;     // [N, V]
+  const T* mask;  // [N]
+  std::size_t cols;
+  RLHF_HOST_DEVICE double operator()(std::size_t i) const {
+    if (mask[i] == T(0)) return 0.0;
+    double bad = 0;
+    for (std::size_t v = i * cols; v < (i + 1) * cols; ++v) bad += math::is_finite(x[v]) ? 0.0 : 1.0;
+    return bad;
+  }
+};
+
+template <Backend Be>
+void require_finite_in_masked_rows(const char* fn, const char* arg, const typename Be::matrix& x,
+                                   const typename Be::vector& mask) {
+  const double bad = Be::sum(
+      Be::rows(x), non_finite_in_masked_row_count<typename Be::scalar>{Be::data(x), Be::data(mask), Be::cols(x)},
+      Be::cols(x));
+  if (bad > 0) fail<value_error>(fn, ": '", arg, "' holds ", bad, " NaN or Inf value(s) in rows whose mask is 1");
+}
+}  // namespace detail::kl
+
+// logp, ref_logp: [B, T] log π and log π_ref of the sampled tokens; mask: [B, T] 0/1. A row with no
+// token set contributes 0 (it still counts in B).
+template <class Matrix, class Be = backend_of_t<Matrix>>
+KlResult<Matrix, typename Be::vector> kl_estimate(const Matrix& logp, const Matrix& ref_logp, const Matrix& mask,
+                                                  KlEstimator estimator = KlEstimator::k1) {
+  using T = typename Be::scalar;
+  constexpr const char* fn = "rlhf::kl_estimate";
+  if (estimator != KlEstimator::k1 && estimator != KlEstimator::k2 && estimator != KlEstimator::k3)
+    fail<config_error>(fn, ": estimator must be KlEstimator::k1, ::k2 or ::k3 (got ", static_cast<int>(estimator), ")");
+  const std::size_t rows = Be::rows(logp), cols = Be::cols(logp), n = rows * cols;
+  require_nonempty(fn, "logp", rows);
+  detail::require_shape<Be>(fn, "ref_logp", ref_logp, rows, cols, "'logp'");
+  detail::require_shape<Be>(fn, "mask", mask, rows, cols, "'logp'");
+  detail::require_mask<Be>(fn, "mask", Be::data(mask), n);
+  detail::require_finite_where_masked<Be>(fn, "logp", Be::data(logp), Be::data(mask), n);
+  detail::require_finite_where_masked<Be>(fn, "ref_logp", Be::data(ref_logp), Be::data(mask), n);
+
+  KlResult<Matrix, typename Be::vector> out;
+  out.per_sequence = Be::vector_of(rows);
+  out.per_token = Be::matrix_of(rows, cols);
+  out.d_logp = Be::matrix_of(rows, cols);
+  out.d_ref_logp = Be::matrix_of(rows, cols);
+  Be::for_each(rows,
+               detail::kl::KlEstimateKernel<T>{estimator, Be::data(logp), Be::data(ref_logp), Be::data(mask), cols,
+                                               T(1) / T(rows), Be::data(out.per_token), Be::data(out.d_logp),
+                                               Be::data(out.d_ref_logp), Be::data(out.per_sequence)},
+               cols);
+  out.mean = Be::sum(rows, detail::kl::kl_element<T>{Be::data(out.per_sequence)}) / static_cast<double>(rows);
+  return out;
+}
+
+// logits_p, logits_q: [N, V] unnormalised log-probabilities of p and q (e.g. policy and reference at N
+// positions); mask: [N] 0/1, the rows to average over (at least one). Rows whose mask is 0 may hold anything.
+template <class Matrix, class Vector, class Be = backend_of_t<Matrix>>
+ExactKlResult<Matrix, Vector> exact_kl_from_logits(const Matrix& logits_p, const Matrix& logits_q, const Vector& mask) {
+  static_assert(std::is_same_v<Vector, typename Be::vector>,
+                "rlhf::exact_kl_from_logits: 'mask' must be the vector type of the logits' backend");
+  using T = typename Be::scalar;
+  constexpr const char* fn = "rlhf::exact_kl_from_logits";
+  const std::size_t rows = Be::rows(logits_p), vocab = Be::cols(logits_p);
+  require_nonempty(fn, "logits_p", rows);
+  if (vocab == 0) fail<shape_error>(fn, ": 'logits_p' has 0 columns (an empty vocabulary)");
+  detail::require_shape<Be>(fn, "logits_q", logits_q, rows, vocab, "'logits_p'");
+  require_size(fn, "mask", Be::size(mask), rows, "the number of rows of 'logits_p'");
+  detail::require_mask<Be>(fn, "mask", Be::data(mask), rows);
+  detail::kl::require_finite_in_masked_rows<Be>(fn, "logits_p", logits_p, mask);
+  detail::kl::require_finite_in_masked_rows<Be>(fn, "logits_q", logits_q, mask);
+  const double selected = Be::sum(rows, detail::kl::kl_element<T>{Be::data(mask)});
+  if (selected == 0) fail<value_error>(fn, ": 'mask' selects none of the ", rows, " rows");
+
+  ExactKlResult<Matrix, Vector> out;
+  out.per_row = Be::vector_of(rows);
+  out.d_logits_p = Be::matrix_of(rows, vocab);
+  Be::for_each(rows,
+               detail::kl::ExactKlKernel<T>{Be::data(logits_p), Be::data(logits_q), Be::data(mask), vocab,
+                                            T(1.0 / selected), Be::data(out.per_row), Be::data(out.d_logits_p)},
+               vocab);
+  out.mean = Be::sum(rows, detail::kl::kl_element<T>{Be::data(out.per_row)}) / selected;
+  return out;
+}
+
+}  // namespace rlhf

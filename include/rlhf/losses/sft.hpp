@@ -1,0 +1,155 @@
+#pragma once
+// Supervised fine-tuning on preferred responses (preferred-FT / SFT): the negative log-likelihood of
+// the response tokens, on per-token log-probabilities [B, T] with a 0/1 mask.
+//
+//   per sequence b:  ℓ_b = −Σ_t m[b,t] log p[b,t]                 (reduction = sum)
+//                    ℓ_b = −Σ_t m[b,t] log p[b,t] / Σ_t m[b,t]     (reduction = mean)
+//   loss = (1/B) Σ_b ℓ_b
+// docs/losses/sft.md has the settings. The masked-row machinery here is shared with unlikelihood.hpp.
+#include <cstddef>
+
+#include "rlhf/core/concepts.hpp"
+#include "rlhf/core/math.hpp"
+#include "rlhf/core/metrics.hpp"
+#include "rlhf/core/validate.hpp"
+
+namespace rlhf {
+
+// How a sequence's per-token terms become one number: their sum, or their mean over response tokens.
+enum class TokenReduction { sum, mean };
+
+struct SftConfig {
+  TokenReduction reduction = TokenReduction::sum;
+};
+
+template <class Matrix>
+struct SftResult {
+  double loss = 0;  // mean over sequences of ℓ_b
+  Matrix d_logps;   // [B, T] d loss / d log p; zero where the mask is 0
+  Metrics metrics;  // nll/token (Σ NLL / Σ tokens over the batch), tokens (response tokens in the batch)
+};
+
+// One token's term of a masked sum and its derivative with respect to the token's log-prob.
+template <class T>
+struct TokenTerm {
+  T value, grad;
+};
+
+// −log p: the negative log-likelihood of one token.
+struct NllToken {
+  template <class T>
+  RLHF_HOST_DEVICE TokenTerm<T> operator()(T logp) const {
+    return {-logp, T(-1)};
+  }
+};
+
+struct MaskedRowLoss {
+  double loss;    // the row's reduced loss ℓ_b
+  double total;   // Σ_t m term(log p), before the reduction
+  double tokens;  // Σ_t m
+};
+
+// One sequence: ℓ = reduce_t(m_t · term(log p_t)); writes d[t] = scale · d ℓ / d log p_t (0 where m_t = 0).
+// Masked entries are skipped, never multiplied by 0, so NaN or -inf padding cannot leak in.
+// The row must hold at least one token (the entry points check this).
+template <class T, class Term>
+RLHF_HOST_DEVICE inline MaskedRowLoss masked_row_loss(Term term, const T* logp, const T* mask, std::size_t cols,
+                                                      TokenReduction reduction, T scale, T* d) {
+  double total = 0, tokens = 0;
+  for (std::size_t t = 0; t < cols; ++t) {
+    if (mask[t] != T(0)) {
+      const TokenTerm<T> k = term(logp[t]);
+      total += static_cast<double>(k.value);
+      tokens += 1;
+      d[t] = k.grad;
+    } else {
+      d[t] = T(0);
+    }
+  }
+  const double per_token = reduction == TokenReduction::mean ? 1.0 / tokens : 1.0;
+  const T g = scale * T(per_token);
+  for (std::size_t t = 0; t < cols; ++t) d[t] *= g;
+  return {total * per_token, total, tokens};
+}
+
+// Helpers shared by sft.hpp and unlikelihood.hpp, in their own namespace to keep clear of other losses'.
+namespace detail::tok {
+template <class T, class Term>
+struct MaskedRowKernel {
+  Term term;
+  const T *logp, *mask;  // [B, T]
+  std::size_t cols;      // T
+  TokenReduction reduction;
+  T scale;                               // d (batch loss) / d ℓ_b
+  T* d;                                  // [B, T]
+  T *row_loss, *row_total, *row_tokens;  // [B] each
+
+  RLHF_HOST_DEVICE void operator()(std::size_t i) const {
+    const MaskedRowLoss r =
+        masked_row_loss<T>(term, logp + i * cols, mask + i * cols, cols, reduction, scale, d + i * cols);
+    row_loss[i] = T(r.loss);
+    row_total[i] = T(r.total);
+    row_tokens[i] = T(r.tokens);
+  }
+};
+
+template <class T>
+struct masked_row_element {
+  const T* x;
+  RLHF_HOST_DEVICE double operator()(std::size_t i) const { return static_cast<double>(x[i]); }
+};
+
+inline void require_reduction(const char* fn, TokenReduction r) {
+  if (r != TokenReduction::sum && r != TokenReduction::mean)
+    fail<config_error>(fn, ": reduction must be TokenReduction::sum or ::mean (got ", static_cast<int>(r), ")");
+}
+
+// Checks for a per-token input and its mask: same shape, non-empty batch, 0/1 mask, finite where the
+// mask is 1, and at least one token in every row.
+template <Backend Be>
+void validate_masked_tokens(const char* fn, const char* logp_name, const typename Be::matrix& logp,
+                            const char* mask_name, const typename Be::matrix& mask) {
+  require_nonempty(fn, logp_name, Be::rows(logp));
+  require_shape<Be>(fn, mask_name, mask, Be::rows(logp), Be::cols(logp), cat("'", logp_name, "'"));
+  const std::size_t n = Be::rows(logp) * Be::cols(logp);
+  require_mask<Be>(fn, mask_name, Be::data(mask), n);
+  require_finite_where_masked<Be>(fn, logp_name, Be::data(logp), Be::data(mask), n);
+  require_no_empty_rows<Be>(fn, mask_name, mask);
+}
+
+// Runs `term` over every row; returns Σ_b ℓ_b, Σ_b total_b, Σ_b tokens_b, and fills d with scale · d ℓ_b / d log p.
+template <class Be, class Term>
+MaskedRowLoss masked_rows(Term term, const typename Be::matrix& logp, const typename Be::matrix& mask,
+                          TokenReduction reduction, typename Be::scalar scale, typename Be::matrix& d) {
+  using T = typename Be::scalar;
+  const std::size_t rows = Be::rows(logp), cols = Be::cols(logp);
+  d = Be::matrix_of(rows, cols);
+  typename Be::vector row_loss = Be::vector_of(rows), row_total = Be::vector_of(rows), row_tokens = Be::vector_of(rows);
+  Be::for_each(rows,
+               MaskedRowKernel<T, Term>{term, Be::data(logp), Be::data(mask), cols, reduction, scale, Be::data(d),
+                                        Be::data(row_loss), Be::data(row_total), Be::data(row_tokens)},
+               cols);
+  return {Be::sum(rows, masked_row_element<T>{Be::data(row_loss)}),
+          Be::sum(rows, masked_row_element<T>{Be::data(row_total)}),
+          Be::sum(rows, masked_row_element<T>{Be::data(row_tokens)})};
+}
+}  // namespace detail::tok
+
+// logps: [B, T] per-token log p of the response; mask: [B, T], 1 on response tokens, 0 elsewhere.
+template <class Matrix, class Be = backend_of_t<Matrix>>
+SftResult<Matrix> sft_loss(const Matrix& logps, const Matrix& mask, const SftConfig& config = {}) {
+  using T = typename Be::scalar;
+  constexpr const char* fn = "rlhf::sft_loss";
+  detail::tok::require_reduction(fn, config.reduction);
+  detail::tok::validate_masked_tokens<Be>(fn, "logps", logps, "mask", mask);
+  const double rows = static_cast<double>(Be::rows(logps));
+  SftResult<Matrix> out;
+  const MaskedRowLoss s =
+      detail::tok::masked_rows<Be>(NllToken{}, logps, mask, config.reduction, T(1) / T(Be::rows(logps)), out.d_logps);
+  out.loss = s.loss / rows;
+  out.metrics.set("nll/token", s.total / s.tokens);
+  out.metrics.set("tokens", s.tokens);
+  return out;
+}
+
+}  // namespace rlhf

@@ -1,0 +1,157 @@
+#include "rlhf/losses/sft.hpp"
+
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <limits>
+
+#include "support/gradcheck.hpp"
+
+using namespace rlhf;
+using namespace rlhf::testing;
+
+namespace {
+
+// A 0/1 mask [B, T] with a random number (≥ 1) of response tokens per row, right-padded.
+mat random_mask(std::size_t B, std::size_t T, std::uint64_t seed) {
+  Rng rng(seed);
+  mat m = mat::Zero(static_cast<Eigen::Index>(B), static_cast<Eigen::Index>(T));
+  for (Eigen::Index b = 0; b < m.rows(); ++b) {
+    const auto first = static_cast<Eigen::Index>(rng.below(T / 2));  // a prompt of random length
+    const auto len = 1 + static_cast<Eigen::Index>(rng.below(T - static_cast<std::size_t>(first)));
+    for (Eigen::Index t = first; t < first + len; ++t) m(b, t) = 1;
+  }
+  return m;
+}
+
+// Written independently of the kernel: plain loops over the masked tokens.
+double reference_loss(const mat& logps, const mat& mask, TokenReduction reduction) {
+  double total = 0;
+  for (Eigen::Index b = 0; b < logps.rows(); ++b) {
+    double nll = 0, count = 0;
+    for (Eigen::Index t = 0; t < logps.cols(); ++t)
+      if (mask(b, t) == 1) {
+        nll -= logps(b, t);
+        ++count;
+      }
+    total += reduction == TokenReduction::mean ? nll / count : nll;
+  }
+  return total / static_cast<double>(logps.rows());
+}
+
+}  // namespace
+
+TEST_CASE("sft: the loss at a hand-computed point") {
+  mat logps(2, 3), mask(2, 3);
+  logps << -1, -2, -7, -3, -5, -6;
+  mask << 1, 1, 0, 1, 0, 0;
+  // Rows: NLL 3 over 2 tokens, NLL 3 over 1 token.
+  const auto sum = sft_loss(logps, mask);
+  CHECK(sum.loss == doctest::Approx(3.0).epsilon(1e-15));
+  CHECK(sum.metrics["nll/token"] == doctest::Approx(2.0));
+  CHECK(sum.metrics["tokens"] == 3.0);
+  const auto mean = sft_loss(logps, mask, {.reduction = TokenReduction::mean});
+  CHECK(mean.loss == doctest::Approx((1.5 + 3.0) / 2).epsilon(1e-15));
+  CHECK(mean.metrics["nll/token"] == doctest::Approx(2.0));
+  // d loss / d log p: −1/B per token (sum), −1/(B n_b) (mean); zero where masked.
+  CHECK(sum.d_logps(0, 0) == -0.5);
+  CHECK(sum.d_logps(0, 2) == 0.0);
+  CHECK(mean.d_logps(0, 1) == -0.25);
+  CHECK(mean.d_logps(1, 0) == -0.5);
+  CHECK(mean.d_logps(1, 1) == 0.0);
+}
+
+TEST_CASE("sft: both reductions match a plain-loop formula") {
+  for (const auto reduction : {TokenReduction::sum, TokenReduction::mean}) {
+    const mat logps = random_matrix(6, 11, -9, -0.01, 3);
+    const mat mask = random_mask(6, 11, 4);
+    CHECK(sft_loss(logps, mask, {reduction}).loss ==
+          doctest::Approx(reference_loss(logps, mask, reduction)).epsilon(1e-13));
+  }
+}
+
+TEST_CASE("sft: gradients match finite differences and vanish where masked") {
+  for (const auto reduction : {TokenReduction::sum, TokenReduction::mean}) {
+    mat logps = random_matrix(5, 9, -9, -0.01, 7);
+    const mat mask = random_mask(5, 9, 8);
+    const auto r = sft_loss(logps, mask, {reduction});
+    const auto loss = [&] { return sft_loss(logps, mask, {reduction}).loss; };
+    CHECK(max_relative_error(r.d_logps, numeric_gradient(loss, logps)) < 1e-8);
+    for (Eigen::Index i = 0; i < mask.size(); ++i)
+      if (mask.data()[i] == 0) CHECK(r.d_logps.data()[i] == 0.0);
+  }
+}
+
+TEST_CASE("sft: masked entries never contribute, whatever they hold") {
+  const mat logps = random_matrix(4, 8, -6, -0.1, 12);
+  const mat mask = random_mask(4, 8, 13);
+  mat noisy = logps;
+  for (Eigen::Index i = 0; i < mask.size(); ++i)
+    if (mask.data()[i] == 0) noisy.data()[i] = i % 3 == 0 ? std::nan("") : (i % 3 == 1 ? -INFINITY : 1e30);
+  for (const auto reduction : {TokenReduction::sum, TokenReduction::mean}) {
+    const auto clean = sft_loss(logps, mask, {reduction}), dirty = sft_loss(noisy, mask, {reduction});
+    CHECK(clean.loss == dirty.loss);
+    CHECK(clean.d_logps == dirty.d_logps);
+  }
+}
+
+TEST_CASE("sft: padding side and micro-batching do not change the result") {
+  const mat logps = random_matrix(4, 6, -5, -0.1, 21);
+  const mat mask = random_mask(4, 6, 22);
+  // Move every row's tokens to the right end (left padding): same tokens, other positions.
+  mat left_logps = mat::Zero(4, 6), left_mask = mat::Zero(4, 6);
+  for (Eigen::Index b = 0; b < 4; ++b) {
+    Eigen::Index to = 5;
+    for (Eigen::Index t = 5; t >= 0; --t)
+      if (mask(b, t) == 1) {
+        left_logps(b, to) = logps(b, t);
+        left_mask(b, to--) = 1;
+      }
+  }
+  for (const auto reduction : {TokenReduction::sum, TokenReduction::mean}) {
+    const double whole = sft_loss(logps, mask, {reduction}).loss;
+    CHECK(sft_loss(left_logps, left_mask, {reduction}).loss == doctest::Approx(whole).epsilon(1e-14));
+    const mat top_l = logps.topRows(1), top_m = mask.topRows(1), rest_l = logps.bottomRows(3),
+              rest_m = mask.bottomRows(3);
+    const double split =
+        (sft_loss(top_l, top_m, {reduction}).loss + 3 * sft_loss(rest_l, rest_m, {reduction}).loss) / 4;
+    CHECK(split == doctest::Approx(whole).epsilon(1e-14));
+  }
+}
+
+TEST_CASE("sft: finite values and gradients at extreme inputs, in float") {
+  using fmat = eigen<float>::matrix;
+  fmat logps = fmat::Constant(3, 512, -1e4f), mask = fmat::Ones(3, 512);
+  logps(1, 7) = 0.0f;
+  for (const auto reduction : {TokenReduction::sum, TokenReduction::mean}) {
+    const auto r = sft_loss(logps, mask, {reduction});
+    CHECK(std::isfinite(r.loss));
+    CHECK(all_finite(r.d_logps));
+  }
+  CHECK(sft_loss(logps, mask).loss == doctest::Approx((3 * 512 - 1) * 1e4 / 3).epsilon(1e-6));
+}
+
+TEST_CASE("sft: bad input names the argument") {
+  const mat logps = random_matrix(3, 4, -5, -0.1, 31);
+  const mat mask = mat::Ones(3, 4);
+  CHECK_THROWS_WITH_AS(sft_loss(logps, mat(mat::Ones(3, 5))),
+                       doctest::Contains("'mask' is [3, 5] but 'logps' is [3, 4]"), shape_error);
+  CHECK_THROWS_WITH_AS(sft_loss(mat(0, 4), mat(0, 4)), doctest::Contains("empty batch"), shape_error);
+  mat nan = logps;
+  nan(1, 2) = std::nan("");
+  CHECK_THROWS_WITH_AS(sft_loss(nan, mask),
+                       doctest::Contains("'logps' holds 1 NaN or Inf value(s) where the mask is 1"), value_error);
+  mat inf = logps;
+  inf(0, 0) = -INFINITY;
+  CHECK_THROWS_AS(sft_loss(inf, mask), value_error);
+  mat empty_row = mask;
+  empty_row.row(2).setZero();
+  CHECK_THROWS_WITH_AS(sft_loss(logps, empty_row), doctest::Contains("'mask' has 1 row(s) of 3 with no token set"),
+                       value_error);
+  mat half = mask;
+  half(0, 1) = 0.5;
+  CHECK_THROWS_WITH_AS(sft_loss(logps, half), doctest::Contains("'mask' holds 1 value(s) other than 0 or 1"),
+                       value_error);
+  CHECK_THROWS_WITH_AS(sft_loss(logps, mask, {static_cast<TokenReduction>(7)}), doctest::Contains("reduction"),
+                       config_error);
+}
