@@ -1,0 +1,236 @@
+#pragma once
+// Proximal Policy Optimization losses, on per-token tensors [B, T] with a 0/1 response mask.
+//
+//   policy : ρ = exp(clamp(log π − log π_old, ±20))
+//            ℓ = max(−A ρ, −A clip(ρ, 1 − ε, 1 + ε))            (clipped surrogate)
+//            ℓ = min(ℓ, −c A)  when A < 0 and c > 0                (dual clip)
+//   value  : ℓ = ½ max((V − R)², (clip(V, V_old − ε, V_old + ε) − R)²)   (ε = 0: ½ (V − R)²)
+// Each loss is the mean of ℓ over the masked tokens of the whole batch; its gradient is exact, so it is 0
+// wherever a clip (or the ±20 clamp on the log-ratio) is active. docs/losses/ppo.md has the settings and papers.
+// Inputs must be finite where the mask is 1; entries under a 0 are never read. Includes gae.hpp: rewards, advantages
+// and whitening come with the losses.
+#include <cmath>
+#include <cstddef>
+
+#include "rlhf/core/concepts.hpp"
+#include "rlhf/core/math.hpp"
+#include "rlhf/core/metrics.hpp"
+#include "rlhf/core/validate.hpp"
+#include "rlhf/losses/gae.hpp"
+
+namespace rlhf {
+
+struct PpoConfig {
+  float clip = 0.2f;       // ε: the ratio is clipped to [1 − ε, 1 + ε]
+  float dual_clip = 0.0f;  // c: 0 = off; else c > 1 bounds the loss of a negative-advantage token by −c A
+};
+
+template <class Matrix>
+struct PpoPolicyResult {
+  double loss = 0;  // mean over masked tokens
+  Matrix d_logp;    // [B, T], d loss / d logp, 0 where mask is 0
+  Metrics metrics;  // policy/{clipfrac, dual_clipfrac, approx_kl, ratio_mean}
+};
+
+struct ValueLossConfig {
+  float clip = 0.2f;  // ε: the new value may move at most ε from the old one; 0 = unclipped
+};
+
+template <class Matrix>
+struct ValueLossResult {
+  double loss = 0;  // mean over masked tokens
+  Matrix d_values;  // [B, T], d loss / d values, 0 where mask is 0
+  Metrics metrics;  // value/{clipfrac, mse}
+};
+
+// |log π − log π_old| is clamped here before exp: e^20 ≈ 4.9e8 keeps ρ, ρ·A and the gradient finite in
+// float for any finite log-probs.
+inline constexpr float ppo_max_log_ratio = 20.0f;
+
+// One token's clipped surrogate: the only place the policy formula lives, shared by every backend.
+template <class T>
+struct PpoToken {
+  T loss;
+  T d_logp;           // d loss / d log π
+  T ratio;            // ρ, after the clamp
+  bool clipped;       // the clipped branch is active (gradient 0)
+  bool dual_clipped;  // the dual clip is active (gradient 0)
+};
+
+template <class T>
+RLHF_HOST_DEVICE inline PpoToken<T> ppo_token(const PpoConfig& c, T logp, T old_logp, T advantage) {
+  using std::exp;
+  const T log_ratio = logp - old_logp;
+  const T bound = T(ppo_max_log_ratio);
+  const T ratio = exp(math::clamp(log_ratio, -bound, bound));
+  const T d_ratio = (log_ratio >= -bound && log_ratio <= bound) ? ratio : T(0);  // d ρ / d log π
+  const T eps = T(c.clip);
+  const T unclipped = -advantage * ratio;
+  const T clipped = -advantage * math::clamp(ratio, T(1) - eps, T(1) + eps);
+  PpoToken<T> out{unclipped, -advantage * d_ratio, ratio, false, false};
+  if (clipped > unclipped) out = {clipped, T(0), ratio, true, false};  // ρ is outside [1 − ε, 1 + ε] here
+  if (c.dual_clip > 0.0f && advantage < T(0)) {
+    const T floor = -T(c.dual_clip) * advantage;
+    if (out.loss > floor) out = {floor, T(0), ratio, false, true};
+  }
+  return out;
+}
+
+// One token's clipped value loss: the only place the value formula lives.
+template <class T>
+struct ValueToken {
+  T loss;
+  T d_value;  // d loss / d V
+  bool clipped;
+};
+
+template <class T>
+RLHF_HOST_DEVICE inline ValueToken<T> value_token(const ValueLossConfig& c, T value, T old_value, T ret) {
+  const T err = value - ret;
+  const ValueToken<T> unclipped{T(0.5) * err * err, err, false};
+  if (c.clip == 0.0f) return unclipped;
+  const T eps = T(c.clip);
+  const T clipped_err = old_value + math::clamp(value - old_value, -eps, eps) - ret;
+  // Strictly larger only when V is outside V_old ± ε, where the clipped value does not move with V.
+  if (clipped_err * clipped_err > err * err) return {T(0.5) * clipped_err * clipped_err, T(0), true};
+  return unclipped;
+}
+
+namespace detail::ppo {
+
+template <class T>
+struct policy_kernel {
+  PpoConfig config;
+  const T *logp, *old_logp, *advantages, *mask;  // [B, T] x 4
+  T inv_tokens;
+  T* d_logp;  // [B, T]
+  RLHF_HOST_DEVICE void operator()(std::size_t i) const {
+    d_logp[i] = mask[i] != T(0) ? ppo_token<T>(config, logp[i], old_logp[i], advantages[i]).d_logp * inv_tokens : T(0);
+  }
+};
+
+enum class PolicyStat { loss, clipped, dual_clipped, approx_kl, ratio };
+
+// Σ over masked tokens of one per-token quantity, recomputed from the token formula.
+template <class T>
+struct policy_stat {
+  PpoConfig config;
+  const T *logp, *old_logp, *advantages, *mask;
+  PolicyStat stat;
+  RLHF_HOST_DEVICE double operator()(std::size_t i) const {
+    if (mask[i] == T(0)) return 0.0;
+    const auto p = ppo_token<T>(config, logp[i], old_logp[i], advantages[i]);
+    switch (stat) {
+      case PolicyStat::loss:
+        return static_cast<double>(p.loss);
+      case PolicyStat::clipped:
+        return p.clipped ? 1.0 : 0.0;
+      case PolicyStat::dual_clipped:
+        return p.dual_clipped ? 1.0 : 0.0;
+      case PolicyStat::ratio:
+        return static_cast<double>(p.ratio);
+      case PolicyStat::approx_kl: {  // k3 = (ρ − 1) − log ρ ≥ 0, an unbiased estimate of KL(π_old ‖ π)
+        const double b = ppo_max_log_ratio;
+        const double d = math::clamp(static_cast<double>(logp[i]) - old_logp[i], -b, b);
+        return std::expm1(d) - d;
+      }
+    }
+    return 0.0;
+  }
+};
+
+template <class T>
+struct value_kernel {
+  ValueLossConfig config;
+  const T *values, *old_values, *returns, *mask;  // [B, T] x 4
+  T inv_tokens;
+  T* d_values;  // [B, T]
+  RLHF_HOST_DEVICE void operator()(std::size_t i) const {
+    d_values[i] =
+        mask[i] != T(0) ? value_token<T>(config, values[i], old_values[i], returns[i]).d_value * inv_tokens : T(0);
+  }
+};
+
+enum class ValueStat { loss, clipped, squared_error };
+
+template <class T>
+struct value_stat {
+  ValueLossConfig config;
+  const T *values, *old_values, *returns, *mask;
+  ValueStat stat;
+  RLHF_HOST_DEVICE double operator()(std::size_t i) const {
+    if (mask[i] == T(0)) return 0.0;
+    if (stat == ValueStat::squared_error) return math::square(static_cast<double>(values[i]) - returns[i]);
+    const auto v = value_token<T>(config, values[i], old_values[i], returns[i]);
+    return stat == ValueStat::loss ? static_cast<double>(v.loss) : (v.clipped ? 1.0 : 0.0);
+  }
+};
+
+}  // namespace detail::ppo
+
+// PPO's clipped surrogate. logp (the policy being trained), old_logp (the policy that sampled), advantages,
+// mask: [B, T] each. Gradient with respect to logp only.
+template <class Matrix, class Be = backend_of_t<Matrix>>
+PpoPolicyResult<Matrix> ppo_policy_loss(const Matrix& logp, const Matrix& old_logp, const Matrix& advantages,
+                                        const Matrix& mask, const PpoConfig& config = {}) {
+  using T = typename Be::scalar;
+  constexpr const char* fn = "rlhf::ppo_policy_loss";
+  const std::size_t B = Be::rows(logp), Tn = Be::cols(logp), n = B * Tn;
+  require_nonempty(fn, "logp", B);
+  require_positive(fn, "clip", config.clip);
+  if (!(config.dual_clip == 0.0f || (config.dual_clip > 1.0f && std::isfinite(config.dual_clip))))
+    fail<config_error>(fn, ": dual_clip must be 0 (off) or > 1 (got ", config.dual_clip, ")");
+  detail::ppo::require_mask<Be>(fn, mask, B, Tn, "logp", detail::ppo::MaskRule::nonempty_rows);
+  detail::ppo::require_tokens<Be>(fn, "logp", logp, mask, "logp");
+  detail::ppo::require_tokens<Be>(fn, "old_logp", old_logp, mask, "logp");
+  detail::ppo::require_tokens<Be>(fn, "advantages", advantages, mask, "logp");
+
+  const T *lp = Be::data(logp), *old = Be::data(old_logp), *adv = Be::data(advantages), *m = Be::data(mask);
+  const double tokens = Be::sum(n, detail::ppo::element_value<T>{m});
+  PpoPolicyResult<Matrix> out;
+  out.d_logp = Be::matrix_of(B, Tn);
+  Be::for_each(n, detail::ppo::policy_kernel<T>{config, lp, old, adv, m, T(1.0 / tokens), Be::data(out.d_logp)});
+  using S = detail::ppo::PolicyStat;
+  const auto mean = [&](S stat) {
+    return Be::sum(n, detail::ppo::policy_stat<T>{config, lp, old, adv, m, stat}) / tokens;
+  };
+  out.loss = mean(S::loss);
+  out.metrics.set("policy/clipfrac", mean(S::clipped));
+  out.metrics.set("policy/dual_clipfrac", mean(S::dual_clipped));
+  out.metrics.set("policy/approx_kl", mean(S::approx_kl));
+  out.metrics.set("policy/ratio_mean", mean(S::ratio));
+  return out;
+}
+
+// PPO's clipped value loss. values (the critic being trained), old_values (at sampling time), returns, mask:
+// [B, T] each. Gradient with respect to values only.
+template <class Matrix, class Be = backend_of_t<Matrix>>
+ValueLossResult<Matrix> ppo_value_loss(const Matrix& values, const Matrix& old_values, const Matrix& returns,
+                                       const Matrix& mask, const ValueLossConfig& config = {}) {
+  using T = typename Be::scalar;
+  constexpr const char* fn = "rlhf::ppo_value_loss";
+  const std::size_t B = Be::rows(values), Tn = Be::cols(values), n = B * Tn;
+  require_nonempty(fn, "values", B);
+  if (!(config.clip >= 0.0f) || !std::isfinite(config.clip))
+    fail<config_error>(fn, ": clip must be >= 0 (0 = unclipped) (got ", config.clip, ")");
+  detail::ppo::require_mask<Be>(fn, mask, B, Tn, "values", detail::ppo::MaskRule::nonempty_rows);
+  detail::ppo::require_tokens<Be>(fn, "values", values, mask, "values");
+  detail::ppo::require_tokens<Be>(fn, "old_values", old_values, mask, "values");
+  detail::ppo::require_tokens<Be>(fn, "returns", returns, mask, "values");
+
+  const T *v = Be::data(values), *old = Be::data(old_values), *ret = Be::data(returns), *m = Be::data(mask);
+  const double tokens = Be::sum(n, detail::ppo::element_value<T>{m});
+  ValueLossResult<Matrix> out;
+  out.d_values = Be::matrix_of(B, Tn);
+  Be::for_each(n, detail::ppo::value_kernel<T>{config, v, old, ret, m, T(1.0 / tokens), Be::data(out.d_values)});
+  using S = detail::ppo::ValueStat;
+  const auto mean = [&](S stat) {
+    return Be::sum(n, detail::ppo::value_stat<T>{config, v, old, ret, m, stat}) / tokens;
+  };
+  out.loss = mean(S::loss);
+  out.metrics.set("value/clipfrac", mean(S::clipped));
+  out.metrics.set("value/mse", mean(S::squared_error));
+  return out;
+}
+
+}  // namespace rlhf
