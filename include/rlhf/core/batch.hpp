@@ -18,14 +18,20 @@ struct TokenBatch {
   std::size_t time = 0;                     // T
   std::vector<token_id> tokens;             // [B, T]
   std::vector<std::uint8_t> response_mask;  // [B, T], 0 or 1
+  // Optional [B, T]: 1 marks a real token, 0 padding. Empty means every token is real. Padding is attended
+  // by no token and not counted in positions, so a row scores the same wherever its padding is. Right
+  // padding needs no mask (causal attention never looks ahead); left padding does.
+  std::vector<std::uint8_t> attention_mask;
 
   static TokenBatch zeros(std::size_t B, std::size_t T) {
-    return {B, T, std::vector<token_id>(B * T, 0), std::vector<std::uint8_t>(B * T, 0)};
+    return {B, T, std::vector<token_id>(B * T, 0), std::vector<std::uint8_t>(B * T, 0), {}};
   }
   token_id& token(std::size_t b, std::size_t t) { return tokens[b * time + t]; }
   token_id token(std::size_t b, std::size_t t) const { return tokens[b * time + t]; }
   std::uint8_t& mask(std::size_t b, std::size_t t) { return response_mask[b * time + t]; }
   std::uint8_t mask(std::size_t b, std::size_t t) const { return response_mask[b * time + t]; }
+
+  bool real(std::size_t b, std::size_t t) const { return attention_mask.empty() || attention_mask[b * time + t]; }
 
   std::size_t response_length(std::size_t b) const {
     std::size_t n = 0;
@@ -34,16 +40,34 @@ struct TokenBatch {
   }
 
   // Throws if the buffers disagree with B x T, the batch is empty, a row has no response
-  // token, position 0 is marked (it has no prefix to condition on), or an id is outside [0, vocab).
+  // token, position 0 is marked (it has no prefix to condition on), or an id is outside [0, vocab);
+  // with an attention_mask, also if a response token is padding or has no real token before it.
   void validate(std::size_t vocab) const {
     require_nonempty("TokenBatch", "tokens", batch);
     require_size("TokenBatch", "tokens", tokens.size(), batch * time, "B*T");
     require_size("TokenBatch", "response_mask", response_mask.size(), batch * time, "B*T");
+    if (!attention_mask.empty())
+      require_size("TokenBatch", "attention_mask", attention_mask.size(), batch * time, "B*T (or 0: all real)");
     for (std::size_t b = 0; b < batch; ++b) {
       if (response_length(b) == 0)
         fail<value_error>("TokenBatch: row ", b, " of ", batch, " has no response token in response_mask");
       if (time > 0 && mask(b, 0))
         fail<value_error>("TokenBatch: row ", b, " marks position 0 as a response token; it has no prefix");
+      if (!attention_mask.empty()) {
+        bool seen_real = false;
+        for (std::size_t t = 0; t < time; ++t) {
+          if (attention_mask[b * time + t] > 1)
+            fail<value_error>("TokenBatch: attention_mask[", b, ",", t, "] is ", int(attention_mask[b * time + t]),
+                              "; it must be 0 or 1");
+          if (mask(b, t) && !real(b, t))
+            fail<value_error>("TokenBatch: row ", b, " marks position ", t, " as a response token but "
+                              "attention_mask says it is padding");
+          if (mask(b, t) && !seen_real)
+            fail<value_error>("TokenBatch: row ", b, " has response token at position ", t,
+                              " with no real token before it to condition on");
+          seen_real = seen_real || real(b, t);
+        }
+      }
       for (std::size_t t = 0; t < time; ++t) {
         const token_id id = token(b, t);
         if (id < 0 || static_cast<std::size_t>(id) >= vocab)

@@ -1,0 +1,441 @@
+#pragma once
+// The GPT-2 policy on the CPU: token + learned position embeddings, L pre-LayerNorm blocks (causal multi-head
+// attention, GELU MLP), a final LayerNorm, and the LM head tied to the token embedding; optionally a scalar
+// head (Linear C → 1) for a reward model or a value function. docs/models/gpt.md.
+//
+// It is a TrainablePolicy, a SamplingPolicy, and (with config.scalar_head) a ValueModel and a RewardModel.
+// Padding: TokenBatch::attention_mask marks real tokens; positions count real tokens only and padding is
+// never attended, so a row scores the same whichever side it is padded on.
+//
+// Forward and backward: every forward call (log_probs, values, scores, logits) keeps its activations; a
+// backward uses those of the last forward, which must have been on the same batch (checked). Activation
+// buffers grow to the largest batch seen and are reused, so steps of one size allocate nothing but their
+// results. Not thread-safe: one model, one caller at a time.
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <utility>
+#include <vector>
+
+#include "rlhf/backends/eigen.hpp"
+#include "rlhf/core/batch.hpp"
+#include "rlhf/core/concepts.hpp"
+#include "rlhf/core/error.hpp"
+#include "rlhf/core/rng.hpp"
+#include "rlhf/core/validate.hpp"
+#include "rlhf/losses/logprob.hpp"
+#include "rlhf/models/gpt/config.hpp"
+#include "rlhf/models/gpt/layers.hpp"
+#include "rlhf/models/gpt/params.hpp"
+#include "rlhf/models/gpt/sampler.hpp"
+
+namespace rlhf {
+
+template <class T = float>
+class Gpt {
+ public:
+  using backend = rlhf::eigen<T>;
+  using scalar = T;
+  using matrix = typename backend::matrix;
+  using vector = typename backend::vector;
+
+  // GPT-2's initialisation from the seed: weights N(0, 0.02) (the two residual projections 0.02/√(2L)),
+  // biases 0, LayerNorm weights 1.
+  explicit Gpt(const GptConfig& config, std::uint64_t seed = 0) : config_(config) {
+    config_.validate("rlhf::Gpt");
+    params_.assign(gpt_param_count(config_), T(0));
+    grads_.assign(params_.size(), T(0));
+    initialize(seed);
+  }
+
+  const GptConfig& config() const { return config_; }
+  std::span<T> parameters() { return params_; }
+  std::span<const T> parameters() const { return params_; }
+  std::span<T> gradients() { return grads_; }
+  std::span<const T> gradients() const { return grads_; }
+  GptTensors<T> params() { return gpt_tensors(params_.data(), config_); }
+  GptTensors<const T> params() const { return gpt_tensors<const T>(params_.data(), config_); }
+  GptTensors<T> grads() { return gpt_tensors(grads_.data(), config_); }
+  void zero_grad() { std::fill(grads_.begin(), grads_.end(), T(0)); }
+
+  void initialize(std::uint64_t seed) {
+    Rng rng(seed);
+    const double std_w = 0.02, std_proj = 0.02 / std::sqrt(2.0 * double(config_.layers));
+    for (const auto& t : gpt_param_layout(config_)) {
+      T* p = params_.data() + t.offset;
+      const bool ln_weight = t.name == "ln1w" || t.name == "ln2w" || t.name == "lnfw";
+      const bool bias = t.name.back() == 'b';
+      const double sd = (t.name == "attprojw" || t.name == "fcprojw") ? std_proj : std_w;
+      for (std::size_t i = 0; i < t.size; ++i) p[i] = ln_weight ? T(1) : bias ? T(0) : T(sd * rng.normal());
+    }
+  }
+
+  // ---- Policy ------------------------------------------------------------------------------------------
+  // [B, T]: log p(tokens[b,t] | real tokens of row b before t) where response_mask is 1, else 0. The logits
+  // that score token t are those of the last real position before t.
+  matrix log_probs(const TokenBatch& batch) {
+    constexpr const char* fn = "rlhf::Gpt::log_probs";
+    forward_trunk(batch, fn);
+    const std::size_t C = config_.channels, V = config_.vocab_size, M = n_rows_;
+    // logits only for the rows that score a response token: [M, C] · wteᵀ → [M, V]
+    for (std::size_t m = 0; m < M; ++m) std::copy_n(act_.lnf + src_[m] * C, C, lnf_rows_.data() + m * C);
+    gpt::MatrixMap<T>(logits_.data(), gpt::ix(M), gpt::ix(V)).noalias() =
+        gpt::ConstMatrixMap<T>(lnf_rows_.data(), gpt::ix(M), gpt::ix(C)) *
+        gpt::ConstMatrixMap<T>(params().wte, gpt::ix(V), gpt::ix(C)).transpose();
+    matrix out = backend::matrix_of(batch.batch, batch.time);
+    logprob_rows_forward(M, out.data());
+    for (std::size_t m = 0; m < M; ++m)
+      if (!std::isfinite(double(out.data()[dst_[m]])))
+        fail<value_error>(fn, ": log-prob of token [", dst_[m] / batch.time, ",", dst_[m] % batch.time,
+                          "] is not finite; the parameters hold NaN or Inf");
+    logits_ready_ = true;
+    return out;
+  }
+
+  // Accumulates parameter gradients for d loss / d log_probs [B, T] (entries where response_mask is 0 are
+  // ignored). Uses the activations of the last log_probs(batch), whose logits it consumes: one backward per
+  // log_probs.
+  void backward(const TokenBatch& batch, const matrix& d_logps) {
+    constexpr const char* fn = "rlhf::Gpt::backward";
+    require_same_batch(batch, fn);
+    if (!logits_ready_)
+      fail<value_error>(fn, ": no log_probs(batch) since the last backward on this batch; call log_probs first "
+                            "(backward consumes the logits of one log_probs)");
+    detail::require_shape<backend>(fn, "d_logps", d_logps, batch.batch, batch.time, "the batch [B, T]");
+    const std::size_t C = config_.channels, V = config_.vocab_size, M = n_rows_, N = batch.batch * batch.time;
+    for (std::size_t m = 0; m < M; ++m)
+      if (!std::isfinite(double(d_logps.data()[dst_[m]])))
+        fail<value_error>(fn, ": d_logps[", dst_[m] / batch.time, ",", dst_[m] % batch.time, "] is ",
+                          d_logps.data()[dst_[m]], " at a response token");
+    logprob_rows_backward(M, d_logps.data());  // logits_ now holds d logits [M, V]
+    logits_ready_ = false;
+    auto g = grads();
+    const gpt::ConstMatrixMap<T> dlogits(logits_.data(), gpt::ix(M), gpt::ix(V));
+    // d lnf rows [M, C] = dlogits · wte;  d wte [V, C] += dlogitsᵀ · lnf rows
+    T* d_rows = act_.d_atty;  // free until the trunk backward
+    gpt::MatrixMap<T>(d_rows, gpt::ix(M), gpt::ix(C)).noalias() =
+        dlogits * gpt::ConstMatrixMap<T>(params().wte, gpt::ix(V), gpt::ix(C));
+    gpt::MatrixMap<T>(g.wte, gpt::ix(V), gpt::ix(C)).noalias() +=
+        dlogits.transpose() * gpt::ConstMatrixMap<T>(lnf_rows_.data(), gpt::ix(M), gpt::ix(C));
+    std::fill_n(act_.d_ln, N * C, T(0));
+    for (std::size_t m = 0; m < M; ++m)
+      gpt::ArrayMap<T>(act_.d_ln + src_[m] * C, gpt::ix(C)) += gpt::ConstArrayMap<T>(d_rows + m * C, gpt::ix(C));
+    trunk_backward();
+  }
+
+  // [B·T, V]: the logits at every position (padding included), for inspection and parity tests.
+  matrix logits(const TokenBatch& batch) {
+    forward_trunk(batch, "rlhf::Gpt::logits", false);
+    const std::size_t N = batch.batch * batch.time, C = config_.channels, V = config_.vocab_size;
+    matrix out(gpt::ix(N), gpt::ix(V));
+    out.noalias() = gpt::ConstMatrixMap<T>(act_.lnf, gpt::ix(N), gpt::ix(C)) *
+                    gpt::ConstMatrixMap<T>(params().wte, gpt::ix(V), gpt::ix(C)).transpose();
+    trunk_ready_ = false;  // not a scoring forward: nothing to differentiate
+    return out;
+  }
+
+  // ---- ValueModel (scalar head) ----------------------------------------------------------------------------
+  // [B, T]: V(prefix) = head(final hidden state of the last real position before t) for each response token
+  // t (aligned with log_probs), 0 elsewhere.
+  matrix values(const TokenBatch& batch) {
+    constexpr const char* fn = "rlhf::Gpt::values";
+    require_head(fn);
+    forward_trunk(batch, fn);
+    matrix out = backend::matrix_of(batch.batch, batch.time);
+    for (std::size_t m = 0; m < n_rows_; ++m) out.data()[dst_[m]] = head_at(src_[m]);
+    return out;
+  }
+
+  void backward_values(const TokenBatch& batch, const matrix& d_values) {
+    constexpr const char* fn = "rlhf::Gpt::backward_values";
+    require_head(fn);
+    require_same_batch(batch, fn);
+    detail::require_shape<backend>(fn, "d_values", d_values, batch.batch, batch.time, "the batch [B, T]");
+    std::fill_n(act_.d_ln, batch.batch * batch.time * config_.channels, T(0));
+    for (std::size_t m = 0; m < n_rows_; ++m) head_backward(src_[m], d_values.data()[dst_[m]], fn);
+    trunk_backward();
+  }
+
+  // ---- RewardModel (scalar head) ---------------------------------------------------------------------------
+  // [B]: head(final hidden state at the last response token of each row): the score of the whole sequence.
+  vector scores(const TokenBatch& batch) {
+    constexpr const char* fn = "rlhf::Gpt::scores";
+    require_head(fn);
+    forward_trunk(batch, fn);
+    vector out = backend::vector_of(batch.batch);
+    for (std::size_t b = 0; b < batch.batch; ++b) out[gpt::ix(b)] = head_at(last_[b]);
+    return out;
+  }
+
+  void backward_scores(const TokenBatch& batch, const vector& d_scores) {
+    constexpr const char* fn = "rlhf::Gpt::backward_scores";
+    require_head(fn);
+    require_same_batch(batch, fn);
+    require_size(fn, "d_scores", backend::size(d_scores), batch.batch, "the batch size B");
+    std::fill_n(act_.d_ln, batch.batch * batch.time * config_.channels, T(0));
+    for (std::size_t b = 0; b < batch.batch; ++b) head_backward(last_[b], d_scores[gpt::ix(b)], fn);
+    trunk_backward();
+  }
+
+  // ---- SamplingPolicy ------------------------------------------------------------------------------------
+  // Continues each prompt (KV cache; sampler.hpp). Leaves the training activations alone.
+  TokenBatch sample(const PromptBatch& prompts, const SampleOptions& options, Rng& rng) {
+    return sampler_.sample(std::as_const(*this).params(), config_, prompts, options, rng);
+  }
+  // [B, T] log p of each token drawn by the last sample() under the model itself (temperature 1, unfiltered):
+  // PPO's "old" log-probs, without another forward.
+  const matrix& sampled_log_probs() const { return sampler_.log_probs(); }
+
+ private:
+  struct Activations {  // views into act_buffer_ for a batch B x T, N = B·T
+    T* encoded;                 // [N, C]
+    T *ln1, *ln1_mean, *ln1_rstd;  // [L, N, C], [L, N], [L, N]
+    T* qkv;                     // [L, N, 3C]
+    T* att;                     // [L, B, NH, T, T]
+    T* atty;                    // [L, N, C]
+    T* res2;                    // [L, N, C]
+    T *ln2, *ln2_mean, *ln2_rstd;  // [L, N, C], [L, N], [L, N]
+    T* fch;                     // [L, N, 4C]
+    T* fch_gelu;                // [L, N, 4C]
+    T* res3;                    // [L, N, C]
+    T *lnf, *lnf_mean, *lnf_rstd;  // [N, C], [N], [N]
+    // backward scratch, reused by every layer
+    T* d_res;   // [N, C]
+    T* d_ln;    // [N, C]
+    T* d_atty;  // [N, C]
+    T* d_qkv;   // [N, 3C]
+    T* d_att;   // [B, NH, T, T]
+    T* d_fch;   // [N, 4C]
+  };
+
+  void require_head(const char* fn) const {
+    if (!config_.scalar_head) fail<config_error>(fn, ": the model has no scalar head (GptConfig::scalar_head)");
+  }
+
+  T head_at(std::size_t row) const {
+    const auto p = params();
+    return gpt::ConstArrayMap<T>(act_.lnf + row * config_.channels, gpt::ix(config_.channels))
+               .matrix()
+               .dot(gpt::ConstArrayMap<T>(p.headw, gpt::ix(config_.channels)).matrix()) +
+           p.headb[0];
+  }
+
+  void head_backward(std::size_t row, T g, const char* fn) {
+    if (!std::isfinite(double(g))) fail<value_error>(fn, ": upstream gradient ", g, " is not finite");
+    const std::size_t C = config_.channels;
+    auto gr = grads();
+    gpt::ArrayMap<T>(act_.d_ln + row * C, gpt::ix(C)) += g * gpt::ConstArrayMap<T>(params().headw, gpt::ix(C));
+    gpt::ArrayMap<T>(gr.headw, gpt::ix(C)) += g * gpt::ConstArrayMap<T>(act_.lnf + row * C, gpt::ix(C));
+    gr.headb[0] += g;
+  }
+
+  // Checks the batch, caches its tokens, positions and scoring rows, and runs the blocks and the final
+  // LayerNorm. needs_response: whether the batch must carry a response (every scoring call; not logits()).
+  void forward_trunk(const TokenBatch& batch, const char* fn, bool needs_response = true) {
+    const std::size_t B = batch.batch, Tn = batch.time, C = config_.channels, L = config_.layers,
+                      NH = config_.heads, N = B * Tn;
+    if (needs_response) {
+      batch.validate(config_.vocab_size);
+    } else {
+      require_nonempty(fn, "batch", B);
+      require_size(fn, "tokens", batch.tokens.size(), N, "B*T");
+      if (!batch.attention_mask.empty()) require_size(fn, "attention_mask", batch.attention_mask.size(), N, "B*T");
+      for (auto id : batch.tokens)
+        if (id < 0 || std::size_t(id) >= config_.vocab_size)
+          fail<value_error>(fn, ": token id ", id, " is outside the vocabulary [0, ", config_.vocab_size, ")");
+    }
+    if (!same_batch(batch)) logits_ready_ = false;
+    cached_ = batch;  // same sizes as before in the steady state: no allocation
+    cached_.response_mask.resize(N, 0);
+    reserve(B, Tn);
+
+    // positions count real tokens; each response token is scored from the last real position before it
+    n_rows_ = 0;
+    for (std::size_t b = 0; b < B; ++b) {
+      std::size_t count = 0, prev = SIZE_MAX;
+      last_[b] = b * Tn;
+      for (std::size_t t = 0; t < Tn; ++t) {
+        const std::size_t n = b * Tn + t;
+        const bool is_real = batch.real(b, t);
+        real_[n] = is_real;
+        pos_[n] = static_cast<std::int32_t>(is_real ? count : 0);
+        if (cached_.response_mask[n]) {
+          src_[n_rows_] = prev, dst_[n_rows_] = n, targets_[n_rows_] = batch.tokens[n];
+          ++n_rows_;
+          last_[b] = n;
+        }
+        if (is_real) prev = n, ++count;
+      }
+      if (count > config_.max_seq_len)
+        fail<shape_error>(fn, ": row ", b, " has ", count, " real tokens but max_seq_len is ", config_.max_seq_len);
+    }
+
+    const auto p = params();
+    const Activations& a = act_;
+    const T eps = T(config_.layer_norm_eps);
+    const std::size_t att_size = B * NH * Tn * Tn;
+    gpt::encoder_forward(a.encoded, batch.tokens.data(), pos_.data(), p.wte, p.wpe, N, C);
+    for (std::size_t l = 0; l < L; ++l) {
+      const T* res_in = l == 0 ? a.encoded : a.res3 + (l - 1) * N * C;
+      T* ln1 = a.ln1 + l * N * C;
+      T* qkv = a.qkv + l * N * 3 * C;
+      T* atty = a.atty + l * N * C;
+      T* res2 = a.res2 + l * N * C;
+      T* ln2 = a.ln2 + l * N * C;
+      T* fch = a.fch + l * N * 4 * C;
+      T* fch_gelu = a.fch_gelu + l * N * 4 * C;
+      T* res3 = a.res3 + l * N * C;
+      gpt::layernorm_forward(ln1, a.ln1_mean + l * N, a.ln1_rstd + l * N, res_in, p.ln1w + l * C, p.ln1b + l * C, N,
+                             C, eps);
+      gpt::matmul_forward(qkv, ln1, p.qkvw + l * C * 3 * C, p.qkvb + l * 3 * C, N, C, 3 * C);
+      gpt::attention_forward(atty, a.att + l * att_size, qkv, real_.data(), B, Tn, C, NH);
+      gpt::matmul_forward(res2, atty, p.attprojw + l * C * C, p.attprojb + l * C, N, C, C);
+      gpt::residual_forward(res2, res2, res_in, N * C);
+      gpt::layernorm_forward(ln2, a.ln2_mean + l * N, a.ln2_rstd + l * N, res2, p.ln2w + l * C, p.ln2b + l * C, N,
+                             C, eps);
+      gpt::matmul_forward(fch, ln2, p.fcw + l * C * 4 * C, p.fcb + l * 4 * C, N, C, 4 * C);
+      gpt::gelu_forward(fch_gelu, fch, N * 4 * C);
+      gpt::matmul_forward(res3, fch_gelu, p.fcprojw + l * 4 * C * C, p.fcprojb + l * C, N, 4 * C, C);
+      gpt::residual_forward(res3, res3, res2, N * C);
+    }
+    gpt::layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, a.res3 + (L - 1) * N * C, p.lnfw, p.lnfb, N, C, eps);
+    trunk_ready_ = true;
+  }
+
+  // From d loss / d lnf (in act_.d_ln, [N, C]) to every parameter gradient.
+  void trunk_backward() {
+    const std::size_t B = cached_.batch, Tn = cached_.time, C = config_.channels, L = config_.layers,
+                      NH = config_.heads, N = B * Tn, att_size = B * NH * Tn * Tn;
+    const auto p = params();
+    auto g = grads();
+    const Activations& a = act_;
+    std::fill_n(a.d_res, N * C, T(0));
+    gpt::layernorm_backward(a.d_res, g.lnfw, g.lnfb, a.d_ln, a.res3 + (L - 1) * N * C, p.lnfw, a.lnf_mean,
+                            a.lnf_rstd, N, C);
+    for (std::size_t l = L; l-- > 0;) {
+      const T* res_in = l == 0 ? a.encoded : a.res3 + (l - 1) * N * C;
+      gpt::matmul_backward(a.d_fch, g.fcprojw + l * 4 * C * C, g.fcprojb + l * C, a.d_res,
+                           a.fch_gelu + l * N * 4 * C, p.fcprojw + l * 4 * C * C, N, 4 * C, C);
+      gpt::gelu_backward(a.d_fch, a.fch + l * N * 4 * C, a.d_fch, N * 4 * C);
+      gpt::matmul_backward(a.d_ln, g.fcw + l * C * 4 * C, g.fcb + l * 4 * C, a.d_fch, a.ln2 + l * N * C,
+                           p.fcw + l * C * 4 * C, N, C, 4 * C);
+      gpt::layernorm_backward(a.d_res, g.ln2w + l * C, g.ln2b + l * C, a.d_ln, a.res2 + l * N * C, p.ln2w + l * C,
+                              a.ln2_mean + l * N, a.ln2_rstd + l * N, N, C);
+      gpt::matmul_backward(a.d_atty, g.attprojw + l * C * C, g.attprojb + l * C, a.d_res, a.atty + l * N * C,
+                           p.attprojw + l * C * C, N, C, C);
+      gpt::attention_backward(a.d_qkv, a.d_att, a.d_atty, a.qkv + l * N * 3 * C, a.att + l * att_size, real_.data(),
+                              B, Tn, C, NH);
+      gpt::matmul_backward(a.d_ln, g.qkvw + l * C * 3 * C, g.qkvb + l * 3 * C, a.d_qkv, a.ln1 + l * N * C,
+                           p.qkvw + l * C * 3 * C, N, C, 3 * C);
+      gpt::layernorm_backward(a.d_res, g.ln1w + l * C, g.ln1b + l * C, a.d_ln, res_in, p.ln1w + l * C,
+                              a.ln1_mean + l * N, a.ln1_rstd + l * N, N, C);
+    }
+    gpt::encoder_backward(g.wte, g.wpe, a.d_res, cached_.tokens.data(), pos_.data(), real_.data(), N, C);
+  }
+
+  // The private seam to the fused log-softmax + gather of losses/logprob.hpp: each row of logits_ is reduced
+  // to (max, log Σ exp, log p of its target) and, in the backward, overwritten in place by its gradient.
+  struct LogprobForwardRows {
+    const T* logits;  // [M, V]
+    const std::int32_t* targets;
+    const std::size_t* dst;
+    std::size_t vocab;
+    T *out, *row_max, *row_log_sum;
+    void operator()(std::size_t m) const {
+      const auto r = row_logprob<backend>(logits + m * vocab, vocab, targets[m]);
+      out[dst[m]] = r.logprob;
+      row_max[m] = r.max;
+      row_log_sum[m] = r.log_sum;
+    }
+  };
+  struct LogprobBackwardRows {
+    T* logits;  // [M, V] in, d logits out
+    const std::int32_t* targets;
+    const std::size_t* dst;
+    std::size_t vocab;
+    const T *d_logps, *row_max, *row_log_sum;
+    void operator()(std::size_t m) const {
+      T* x = logits + m * vocab;
+      row_logprob_backward<backend>(x, x, vocab, targets[m], row_max[m], row_log_sum[m], d_logps[dst[m]], false);
+    }
+  };
+  void logprob_rows_forward(std::size_t M, T* out) {
+    backend::for_each(M,
+                      LogprobForwardRows{logits_.data(), targets_.data(), dst_.data(), config_.vocab_size, out,
+                                         row_max_.data(), row_log_sum_.data()},
+                      2 * config_.vocab_size);
+  }
+  void logprob_rows_backward(std::size_t M, const T* d_logps) {
+    backend::for_each(M,
+                      LogprobBackwardRows{logits_.data(), targets_.data(), dst_.data(), config_.vocab_size, d_logps,
+                                          row_max_.data(), row_log_sum_.data()},
+                      2 * config_.vocab_size);
+  }
+
+  bool same_batch(const TokenBatch& b) const {
+    return trunk_ready_ && b.batch == cached_.batch && b.time == cached_.time && b.tokens == cached_.tokens &&
+           b.response_mask == cached_.response_mask && b.attention_mask == cached_.attention_mask;
+  }
+
+  void require_same_batch(const TokenBatch& b, const char* fn) const {
+    if (!trunk_ready_) fail<value_error>(fn, ": no forward pass to differentiate; call the forward on this batch first");
+    if (b.batch != cached_.batch || b.time != cached_.time)
+      fail<shape_error>(fn, ": the batch is [", b.batch, ", ", b.time, "] but the last forward pass was on [",
+                        cached_.batch, ", ", cached_.time, "]; call the forward on this batch first");
+    if (!same_batch(b))
+      fail<value_error>(fn, ": the batch differs from the one of the last forward pass (tokens or masks); "
+                            "call the forward on this batch first");
+  }
+
+  // Sizes every buffer for B x T; grows, never shrinks.
+  void reserve(std::size_t B, std::size_t Tn) {
+    const std::size_t C = config_.channels, L = config_.layers, NH = config_.heads, V = config_.vocab_size,
+                      N = B * Tn, att = B * NH * Tn * Tn;
+    const std::size_t sizes[] = {N * C,     L * N * C, L * N,     L * N,     L * N * 3 * C, L * att,
+                                 L * N * C, L * N * C, L * N * C, L * N,     L * N,         L * N * 4 * C,
+                                 L * N * 4 * C, L * N * C, N * C, N,         N,             N * C,
+                                 N * C,     N * C,     N * 3 * C, att,       N * 4 * C};
+    std::size_t total = 0;
+    for (auto s : sizes) total += s;
+    if (act_buffer_.size() < total) act_buffer_.resize(total);
+    T* ptrs[std::size(sizes)];
+    T* at = act_buffer_.data();
+    for (std::size_t i = 0; i < std::size(sizes); ++i) ptrs[i] = at, at += sizes[i];
+    act_ = {ptrs[0],  ptrs[1],  ptrs[2],  ptrs[3],  ptrs[4],  ptrs[5],  ptrs[6],  ptrs[7],
+            ptrs[8],  ptrs[9],  ptrs[10], ptrs[11], ptrs[12], ptrs[13], ptrs[14], ptrs[15],
+            ptrs[16], ptrs[17], ptrs[18], ptrs[19], ptrs[20], ptrs[21], ptrs[22]};
+    const auto grow = [](auto& v, std::size_t n) {
+      if (v.size() < n) v.resize(n);
+    };
+    grow(logits_, N * V), grow(lnf_rows_, N * C), grow(row_max_, N), grow(row_log_sum_, N);
+    grow(src_, N), grow(dst_, N), grow(targets_, N), grow(pos_, N), grow(real_, N), grow(last_, B);
+  }
+
+  GptConfig config_;
+  std::vector<T> params_, grads_;  // [gpt_param_count(config)] each; layout in params.hpp
+  std::vector<T> act_buffer_;      // every activation, viewed through act_
+  Activations act_{};
+  TokenBatch cached_;              // the batch of the last forward pass
+  bool trunk_ready_ = false;       // act_ holds the forward pass of cached_
+  bool logits_ready_ = false;      // logits_ holds the logits of a log_probs on cached_ not yet consumed
+  std::size_t n_rows_ = 0;         // M: response tokens in cached_
+  std::vector<T> logits_;          // [M, V] (capacity [N, V]); d logits after backward
+  std::vector<T> lnf_rows_;        // [M, C] final hidden rows that score a response token
+  std::vector<T> row_max_, row_log_sum_;  // [M]
+  std::vector<std::size_t> src_, dst_;    // [M] scoring row and scored position (b·T + t)
+  std::vector<std::int32_t> targets_;     // [M] the scored token ids
+  std::vector<std::int32_t> pos_;         // [N] position ids (real tokens before)
+  std::vector<std::uint8_t> real_;        // [N] 1 real, 0 padding
+  std::vector<std::size_t> last_;         // [B] position b·T + t of each row's last response token
+  gpt::Sampler<T> sampler_;
+};
+
+static_assert(TrainablePolicy<Gpt<float>>);
+static_assert(SamplingPolicy<Gpt<float>>);
+static_assert(ValueModel<Gpt<float>>);
+static_assert(RewardModel<Gpt<float>>);
+static_assert(TrainablePolicy<Gpt<double>>);
+
+}  // namespace rlhf

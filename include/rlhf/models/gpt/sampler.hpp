@@ -1,0 +1,250 @@
+#pragma once
+// Sampling from the GPT with a KV cache: the prompts are run once (prefill), then each new token costs one
+// row per sequence through the model, attending to the cached keys and values of everything before it.
+//
+// Each step draws from softmax(logits / temperature), restricted to the top_k most likely tokens and then
+// to the smallest set whose probability reaches top_p; temperature 0 takes the argmax. Draws happen in row
+// order from the one Rng, so a seed gives the same tokens every time.
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <numeric>
+#include <vector>
+
+#include "rlhf/backends/eigen.hpp"
+#include "rlhf/core/batch.hpp"
+#include "rlhf/core/error.hpp"
+#include "rlhf/core/rng.hpp"
+#include "rlhf/losses/logprob.hpp"
+#include "rlhf/models/gpt/config.hpp"
+#include "rlhf/models/gpt/layers.hpp"
+#include "rlhf/models/gpt/params.hpp"
+
+namespace rlhf::gpt {
+
+inline void validate_sampling(const char* fn, const GptConfig& c, const PromptBatch& x, const SampleOptions& o) {
+  require_nonempty(fn, "prompts", x.batch);
+  require_size(fn, "prompts.tokens", x.tokens.size(), x.batch * x.time, "B*T");
+  require_size(fn, "prompts.prompt_length", x.prompt_length.size(), x.batch, "B");
+  if (o.max_new_tokens == 0) fail<config_error>(fn, ": max_new_tokens must be >= 1");
+  if (!(o.temperature >= 0.0f) || !std::isfinite(o.temperature))
+    fail<config_error>(fn, ": temperature must be >= 0 and finite (got ", o.temperature, "); 0 means greedy");
+  if (!(o.top_p > 0.0f && o.top_p <= 1.0f)) fail<config_error>(fn, ": top_p must be in (0, 1] (got ", o.top_p, ")");
+  if (o.stop_token < -1 || o.stop_token >= static_cast<token_id>(c.vocab_size))
+    fail<config_error>(fn, ": stop_token ", o.stop_token, " is neither -1 (none) nor in the vocabulary [0, ",
+                       c.vocab_size, ")");
+  for (std::size_t b = 0; b < x.batch; ++b) {
+    const std::size_t P = x.prompt_length[b];
+    if (P == 0 || P > x.time)
+      fail<value_error>(fn, ": prompt_length[", b, "] = ", P, " must be in [1, ", x.time, "]");
+    if (P + o.max_new_tokens > c.max_seq_len)
+      fail<config_error>(fn, ": prompt ", b, " has ", P, " tokens; with max_new_tokens = ", o.max_new_tokens,
+                         " it would exceed max_seq_len = ", c.max_seq_len);
+    for (std::size_t t = 0; t < P; ++t) {
+      const token_id id = x.tokens[b * x.time + t];
+      if (id < 0 || static_cast<std::size_t>(id) >= c.vocab_size)
+        fail<value_error>(fn, ": prompt token ", id, " at [", b, ",", t, "] is outside the vocabulary [0, ",
+                          c.vocab_size, ")");
+    }
+  }
+}
+
+template <class T>
+class Sampler {
+ public:
+  using backend = rlhf::eigen<T>;
+
+  // p: the model's parameters. Returns prompt + response per row, right-padded with token 0 (attention_mask
+  // 0); the response (including a sampled stop token) is marked in response_mask.
+  TokenBatch sample(const GptTensors<const T>& p, const GptConfig& c, const PromptBatch& x, const SampleOptions& o,
+                    Rng& rng) {
+    validate_sampling("rlhf::Gpt::sample", c, x, o);
+    const std::size_t B = x.batch, V = c.vocab_size;
+    std::size_t longest = 0, prompt_tokens = 0;
+    for (auto P : x.prompt_length) longest = std::max(longest, P), prompt_tokens += P;
+    cap_ = longest + o.max_new_tokens;
+    reserve(c, B, prompt_tokens);
+
+    std::vector<token_id> seq(B * cap_, 0);  // [B, cap]
+    std::vector<std::size_t> len(x.prompt_length);
+    std::vector<T> logp(B * cap_, T(0));  // [B, cap] model log-prob of each sampled token
+    // prefill: every prompt token is one item
+    std::size_t n = 0;
+    std::vector<std::size_t> active;
+    for (std::size_t b = 0; b < B; ++b) {
+      for (std::size_t t = 0; t < len[b]; ++t, ++n) {
+        seq[b * cap_ + t] = x.tokens[b * x.time + t];
+        item_row_[n] = b, item_pos_[n] = t, item_tok_[n] = x.tokens[b * x.time + t];
+      }
+      selected_[b] = n - 1;  // the last prompt token predicts the first new one
+      active.push_back(b);
+    }
+    step(p, c, n, B);
+
+    for (std::size_t generated = 0;; ++generated) {
+      for (std::size_t k = 0; k < active.size(); ++k) {
+        const std::size_t b = active[k];
+        const T* row = logits_.data() + k * V;
+        const token_id tok = draw(row, V, o, rng);
+        logp[b * cap_ + len[b]] = row_logprob<backend>(row, V, tok).logprob;
+        seq[b * cap_ + len[b]++] = tok;
+      }
+      std::vector<std::size_t> still;
+      for (auto b : active)
+        if (seq[b * cap_ + len[b] - 1] != o.stop_token) still.push_back(b);
+      active.swap(still);
+      if (active.empty() || generated + 1 == o.max_new_tokens) break;
+      for (std::size_t k = 0; k < active.size(); ++k) {
+        const std::size_t b = active[k];
+        item_row_[k] = b, item_pos_[k] = len[b] - 1, item_tok_[k] = seq[b * cap_ + len[b] - 1];
+        selected_[k] = k;
+      }
+      step(p, c, active.size(), active.size());
+    }
+
+    std::size_t Tout = 0;
+    for (auto l : len) Tout = std::max(Tout, l);
+    TokenBatch out = TokenBatch::zeros(B, Tout);
+    out.attention_mask.assign(B * Tout, 0);
+    log_probs_ = RowMatrix<T>::Zero(ix(B), ix(Tout));
+    for (std::size_t b = 0; b < B; ++b)
+      for (std::size_t t = 0; t < len[b]; ++t) {
+        out.token(b, t) = seq[b * cap_ + t];
+        out.attention_mask[b * Tout + t] = 1;
+        out.mask(b, t) = t >= x.prompt_length[b];
+        log_probs_(ix(b), ix(t)) = logp[b * cap_ + t];
+      }
+    return out;
+  }
+
+  // [B, T] log p (temperature 1, no top-k/top-p) of each token the last sample() drew, 0 elsewhere.
+  const RowMatrix<T>& log_probs() const { return log_probs_; }
+
+ private:
+  // Runs items 0 … n−1 (token item_tok_ of row item_row_ at position item_pos_) through the model, writing
+  // their keys and values into the cache, then the logits of the items selected_[0 … n_out) into logits_.
+  void step(const GptTensors<const T>& p, const GptConfig& c, std::size_t n, std::size_t n_out) {
+    const std::size_t C = c.channels, L = c.layers, NH = c.heads, hs = C / NH, V = c.vocab_size;
+    const std::size_t lcache = batch_ * cap_ * C;  // one layer of the cache
+    T* x = x_.data();
+    T* ln = ln_.data();
+    T* qkv = qkv_.data();
+    T* y = y_.data();
+    T* fch = fch_.data();
+    T* fchg = fchg_.data();
+    for (std::size_t i = 0; i < n; ++i)
+      ArrayMap<T>(x + i * C, ix(C)) = ConstArrayMap<T>(p.wte + std::size_t(item_tok_[i]) * C, ix(C)) +
+                                      ConstArrayMap<T>(p.wpe + item_pos_[i] * C, ix(C));
+    const T scale = T(1) / std::sqrt(T(hs));
+    for (std::size_t l = 0; l < L; ++l) {
+      layernorm_forward(ln, mean_.data(), rstd_.data(), x, p.ln1w + l * C, p.ln1b + l * C, n, C,
+                        T(c.layer_norm_eps));
+      matmul_forward(qkv, ln, p.qkvw + l * C * 3 * C, p.qkvb + l * 3 * C, n, C, 3 * C);
+      T* kc = k_cache_.data() + l * lcache;  // [B, cap, C]
+      T* vc = v_cache_.data() + l * lcache;
+      for (std::size_t i = 0; i < n; ++i) {
+        const std::size_t at = (item_row_[i] * cap_ + item_pos_[i]) * C;
+        std::copy_n(qkv + i * 3 * C + C, C, kc + at);
+        std::copy_n(qkv + i * 3 * C + 2 * C, C, vc + at);
+      }
+#pragma omp parallel for collapse(2) schedule(dynamic, 4) if (n * NH * cap_ * hs >= parallel_work)
+      for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(n); ++i) {
+        for (std::ptrdiff_t h = 0; h < static_cast<std::ptrdiff_t>(NH); ++h) {
+          const std::size_t keys = item_pos_[i] + 1, base = item_row_[i] * cap_ * C + h * hs;
+          const ConstStridedMap<T> K(kc + base, ix(keys), ix(hs), Eigen::OuterStride<>(ix(C)));
+          const ConstStridedMap<T> Vv(vc + base, ix(keys), ix(hs), Eigen::OuterStride<>(ix(C)));
+          const Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>> q(qkv + i * 3 * C + h * hs, ix(hs));
+          Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>> s(scores_.data() + (i * NH + h) * cap_, ix(keys));
+          s.noalias() = scale * (K * q);
+          s.array() = (s.array() - s.maxCoeff()).exp();
+          s *= T(1) / s.sum();
+          Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>>(y + i * C + h * hs, ix(hs)).noalias() = Vv.transpose() * s;
+        }
+      }
+      matmul_forward(fch, y, p.attprojw + l * C * C, p.attprojb + l * C, n, C, C);
+      residual_forward(x, x, fch, n * C);
+      layernorm_forward(ln, mean_.data(), rstd_.data(), x, p.ln2w + l * C, p.ln2b + l * C, n, C,
+                        T(c.layer_norm_eps));
+      matmul_forward(fch, ln, p.fcw + l * C * 4 * C, p.fcb + l * 4 * C, n, C, 4 * C);
+      gelu_forward(fchg, fch, n * 4 * C);
+      matmul_forward(y, fchg, p.fcprojw + l * 4 * C * C, p.fcprojb + l * C, n, 4 * C, C);
+      residual_forward(x, x, y, n * C);
+    }
+    for (std::size_t k = 0; k < n_out; ++k) std::copy_n(x + selected_[k] * C, C, y + k * C);
+    layernorm_forward(ln, mean_.data(), rstd_.data(), y, p.lnfw, p.lnfb, n_out, C, T(c.layer_norm_eps));
+    MatrixMap<T>(logits_.data(), ix(n_out), ix(V)).noalias() =
+        ConstMatrixMap<T>(ln, ix(n_out), ix(C)) * ConstMatrixMap<T>(p.wte, ix(V), ix(C)).transpose();
+  }
+
+  // One token from a row of logits.
+  token_id draw(const T* logits, std::size_t V, const SampleOptions& o, Rng& rng) {
+    if (o.temperature == 0.0f) return static_cast<token_id>(std::max_element(logits, logits + V) - logits);
+    std::iota(idx_.begin(), idx_.begin() + V, token_id(0));
+    std::size_t n = V;
+    const auto before = [&](token_id a, token_id b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
+    if (o.top_k > 0 && o.top_k < V) {
+      std::nth_element(idx_.begin(), idx_.begin() + o.top_k - 1, idx_.begin() + V, before);
+      n = o.top_k;
+      std::sort(idx_.begin(), idx_.begin() + n);  // a canonical order for the draw
+    }
+    double m = -INFINITY;
+    for (std::size_t i = 0; i < n; ++i) m = std::max(m, double(logits[idx_[i]]));
+    const double inv_temp = 1.0 / o.temperature;
+    double total = 0;
+    for (std::size_t i = 0; i < n; ++i) total += (weight_[i] = std::exp((double(logits[idx_[i]]) - m) * inv_temp));
+    if (o.top_p < 1.0f) {
+      std::vector<std::size_t>& order = order_;
+      std::iota(order.begin(), order.begin() + n, std::size_t(0));
+      std::sort(order.begin(), order.begin() + n, [&](std::size_t a, std::size_t b) {
+        return weight_[a] > weight_[b] || (weight_[a] == weight_[b] && idx_[a] < idx_[b]);
+      });
+      double kept = 0;
+      std::size_t k = 0;
+      while (k < n && kept < double(o.top_p) * total) kept += weight_[order[k++]];
+      for (std::size_t i = 0; i < k; ++i) sorted_weight_[i] = weight_[order[i]], sorted_idx_[i] = idx_[order[i]];
+      double u = rng.uniform() * kept;
+      for (std::size_t i = 0; i < k; ++i)
+        if ((u -= sorted_weight_[i]) < 0) return sorted_idx_[i];
+      return sorted_idx_[k - 1];
+    }
+    double u = rng.uniform() * total;
+    for (std::size_t i = 0; i < n; ++i)
+      if ((u -= weight_[i]) < 0) return idx_[i];
+    return idx_[n - 1];
+  }
+
+  // Grows the buffers (never shrinks them), so repeated calls of one size allocate nothing.
+  void reserve(const GptConfig& c, std::size_t B, std::size_t items) {
+    const std::size_t C = c.channels, V = c.vocab_size;
+    batch_ = B;
+    const auto grow = [](auto& v, std::size_t n) {
+      if (v.size() < n) v.resize(n);
+    };
+    items = std::max(items, B);
+    grow(k_cache_, c.layers * B * cap_ * C);  // [L, B, cap, C]
+    grow(v_cache_, c.layers * B * cap_ * C);
+    grow(x_, items * C), grow(ln_, items * C), grow(y_, items * C);
+    grow(qkv_, items * 3 * C), grow(fch_, items * 4 * C), grow(fchg_, items * 4 * C);
+    grow(mean_, items), grow(rstd_, items);
+    grow(scores_, items * c.heads * cap_);
+    grow(logits_, B * V);
+    grow(item_row_, items), grow(item_pos_, items), grow(item_tok_, items), grow(selected_, items);
+    grow(idx_, V), grow(weight_, V), grow(order_, V), grow(sorted_weight_, V), grow(sorted_idx_, V);
+  }
+
+  std::size_t batch_ = 0, cap_ = 0;  // B and the longest prompt + max_new_tokens
+  std::vector<T> k_cache_, v_cache_;                   // [L, B, cap, C]
+  std::vector<T> x_, ln_, y_, qkv_, fch_, fchg_;       // [items, C | 3C | 4C]
+  std::vector<T> mean_, rstd_;                         // [items]
+  std::vector<T> scores_;                              // [items, NH, cap]
+  std::vector<T> logits_;                              // [B, V]
+  std::vector<std::size_t> item_row_, item_pos_, selected_;
+  std::vector<token_id> item_tok_;
+  std::vector<token_id> idx_, sorted_idx_;            // [V]
+  std::vector<double> weight_, sorted_weight_;        // [V]
+  std::vector<std::size_t> order_;                    // [V]
+  RowMatrix<T> log_probs_;
+};
+
+}  // namespace rlhf::gpt
