@@ -380,7 +380,8 @@ class Gpt {
   }
 
   void require_same_batch(const TokenBatch& b, const char* fn) const {
-    if (!trunk_ready_) fail<value_error>(fn, ": no forward pass to differentiate; call the forward on this batch first");
+    if (!trunk_ready_)
+      fail<value_error>(fn, ": no forward pass to differentiate; call the forward on this batch first");
     if (b.batch != cached_.batch || b.time != cached_.time)
       fail<shape_error>(fn, ": the batch is [", b.batch, ", ", b.time, "] but the last forward pass was on [",
                         cached_.batch, ", ", cached_.time, "]; call the forward on this batch first");

@@ -182,7 +182,9 @@ class Sampler {
     if (o.temperature == 0.0f) return static_cast<token_id>(std::max_element(logits, logits + V) - logits);
     std::iota(idx_.begin(), idx_.begin() + V, token_id(0));
     std::size_t n = V;
-    const auto before = [&](token_id a, token_id b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
+    const auto before = [&](token_id a, token_id b) {
+      return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+    };
     if (o.top_k > 0 && o.top_k < V) {
       std::nth_element(idx_.begin(), idx_.begin() + o.top_k - 1, idx_.begin() + V, before);
       n = o.top_k;
