@@ -96,6 +96,15 @@ concept ValueModel = HasBackend<M> && HasParameters<M> &&
                        m.backward_values(b, g);
                      };
 
+// A trained scorer: one scalar reward per sequence [B], and its backward (reward-model training and PPO).
+template <class M>
+concept RewardModel = HasBackend<M> && HasParameters<M> &&
+                      requires(M& m, const TokenBatch& b, const typename M::backend::vector& d) {
+                        { m.scores(b) } -> std::same_as<typename M::backend::vector>;
+                        m.zero_grad();
+                        m.backward_scores(b, d);
+                      };
+
 // An optimizer updates parameters in place from their gradients.
 template <class O, class P>
 concept OptimizerFor = HasParameters<P> && requires(O& o, P& p) { o.step(p.parameters(), p.gradients()); };
@@ -130,3 +139,14 @@ concept OptimizerFor = HasParameters<P> && requires(O& o, P& p) { o.step(p.param
   static_assert(::rlhf::ValueModel<M>, where ": the value model has no members 'values(const rlhf::TokenBatch&)', " \
                                              "'zero_grad()', 'backward_values(batch, d_values)', "          \
                                              "'parameters()' and 'gradients()'; see docs/concepts.md#valuemodel")
+
+#define RLHF_REQUIRE_REWARD_MODEL(M, where)                                                             \
+  static_assert(::rlhf::RewardModel<M>, where ": the reward model has no members 'using backend', "         \
+                                              "'scores(const rlhf::TokenBatch&)' returning backend::vector [B], " \
+                                              "'zero_grad()', 'backward_scores(batch, d_scores)', "          \
+                                              "'parameters()' and 'gradients()'; see docs/concepts.md#rewardmodel")
+
+#define RLHF_REQUIRE_OPTIMIZER(O, P, where)                                                             \
+  static_assert(::rlhf::OptimizerFor<O, P>, where ": the optimizer has no member 'step(params, grads)' "    \
+                                                  "accepting the model's parameters() and gradients(); "     \
+                                                  "see docs/concepts.md#optimizer")

@@ -1,0 +1,225 @@
+#pragma once
+// One optimizer step of DPO (rlhf::dpo_loss) on preference pairs, and of listwise DPO
+// (rlhf::listwise_dpo_loss) on ranked lists, for any TrainablePolicy and any optimizer:
+//
+//   log π [2B, T] = policy.log_probs([chosen; rejected])        one forward over both halves
+//   Σ_t log π → [B] + [B] → loss → d loss / d Σ log π → spread over tokens → policy.backward
+//   optimizer.step(policy.parameters(), policy.gradients())
+//
+// The reference log-probs come from the batch (precompute_reference_logps, so no reference model is held
+// while training) or, for a batch without them, from a reference Policy run before the policy.
+// Micro-batches: each block's gradient is scaled by its share of the rows, so M blocks add up to the
+// gradient of the whole batch's mean loss. docs/algorithms/dpo.md.
+#include <cstddef>
+#include <span>
+#include <type_traits>
+#include <vector>
+
+#include "rlhf/algorithms/sequence.hpp"
+#include "rlhf/core/concepts.hpp"
+#include "rlhf/losses/dpo.hpp"
+#include "rlhf/losses/listwise_dpo.hpp"
+
+namespace rlhf {
+
+// Fills batch.reference_chosen / reference_rejected with Σ_t log π_ref of each row.
+template <class Ref>
+void precompute_reference_logps(Ref& reference, PreferenceBatch& batch, const StepOptions& options = {}) {
+  RLHF_REQUIRE_POLICY(Ref, "rlhf::precompute_reference_logps");
+  batch.reference_chosen = sequence_logps(reference, batch.chosen, options);
+  batch.reference_rejected = sequence_logps(reference, batch.rejected, options);
+}
+
+// Fills batch.reference with Σ_t log π_ref of each of the B·K responses.
+template <class Ref>
+void precompute_reference_logps(Ref& reference, RankedBatch& batch, const StepOptions& options = {}) {
+  RLHF_REQUIRE_POLICY(Ref, "rlhf::precompute_reference_logps");
+  batch.reference = sequence_logps(reference, batch.responses, options);
+}
+
+// Every batch of a dataset, once, before training.
+template <class Ref, class Batch>
+void precompute_reference_logps(Ref& reference, std::span<Batch> dataset, const StepOptions& options = {}) {
+  for (Batch& b : dataset) precompute_reference_logps(reference, b, options);
+}
+
+namespace detail {
+
+struct no_reference {  // stands in for the reference policy when the batch carries the log-probs
+  using backend = void;
+};
+
+template <class P, class Ref>
+void check_reference_backend() {
+  if constexpr (!std::is_same_v<Ref, no_reference>)
+    static_assert(std::is_same_v<typename Ref::backend, typename P::backend>,
+                  "rlhf::dpo_step: the reference policy must use the same backend type as the policy "
+                  "(or precompute its log-probs with rlhf::precompute_reference_logps)");
+}
+
+// Σ_t log π_ref [rows] of `joint` (the rows [lo, hi) of the chosen half, then of the rejected half):
+// from the host copies when the batch carries them, else from the reference policy.
+template <class Be, class Ref>
+typename Be::vector reference_sums(const char* fn, Ref* reference, const TokenBatch& joint,
+                                   const typename Be::matrix& mask, const std::vector<double>* first,
+                                   const std::vector<double>* second, std::size_t lo, std::size_t hi) {
+  if (!first->empty()) {
+    const auto a = vector_from_host<Be>(*first, lo, hi);
+    if (!second) return a;
+    return concat<Be>(a, vector_from_host<Be>(*second, lo, hi));
+  }
+  if constexpr (std::is_same_v<Ref, no_reference>) {
+    fail<value_error>(fn,
+                      ": the batch carries no reference log-probs and no reference policy was given; fill them "
+                      "with rlhf::precompute_reference_logps, pass a reference, or set reference_free");
+  } else {
+    return sequence_sums(reference->log_probs(joint), mask);
+  }
+}
+
+inline void require_reference_sizes(const char* fn, const char* arg, const std::vector<double>& v, std::size_t n) {
+  if (!v.empty()) require_size(fn, arg, v.size(), n, "the number of rows");
+}
+
+template <class P, class Ref, class O>
+StepResult dpo_step(P& policy, Ref* reference, O& optimizer, const PreferenceBatch& batch, const DpoConfig& config,
+                    const StepOptions& options) {
+  using Be = typename P::backend;
+  using V = typename Be::vector;
+  constexpr const char* fn = "rlhf::dpo_step";
+  require_token_batch(fn, "chosen", batch.chosen);
+  require_token_batch(fn, "rejected", batch.rejected);
+  const std::size_t B = batch.chosen.batch;
+  require_size(fn, "rejected", batch.rejected.batch, B, "the number of chosen rows");
+  require_reference_sizes(fn, "reference_chosen", batch.reference_chosen, B);
+  require_reference_sizes(fn, "reference_rejected", batch.reference_rejected, B);
+  if (batch.reference_chosen.empty() != batch.reference_rejected.empty())
+    fail<shape_error>(fn, ": the batch carries reference log-probs for one side only; fill both or neither");
+  const std::size_t count = micro_batch_count(fn, options, B);
+
+  StepResult out;
+  policy.zero_grad();
+  for (std::size_t m = 0; m < count; ++m) {
+    const auto [lo, hi] = micro_batch_rows(B, count, m);
+    const std::size_t n = hi - lo;
+    const double share = static_cast<double>(n) / static_cast<double>(B);
+    const TokenBatch joint = concat_rows(slice_rows(batch.chosen, lo, hi), slice_rows(batch.rejected, lo, hi));
+    const auto mask = mask_matrix<Be>(joint);       // [2n, T]
+    const V lengths = response_lengths<Be>(joint);  // [2n]
+    V ref;                                          // [2n]
+    if (!config.reference_free)
+      ref = reference_sums<Be>(fn, reference, joint, mask, &batch.reference_chosen, &batch.reference_rejected, lo, hi);
+    const V sums = sequence_sums(policy.log_probs(joint), mask);  // [2n]
+
+    PreferencePairs<V> pairs{slice_elements(sums, 0, n),    slice_elements(sums, n, 2 * n),   V(), V(),
+                             slice_elements(lengths, 0, n), slice_elements(lengths, n, 2 * n)};
+    if (!config.reference_free) {
+      pairs.reference_chosen = slice_elements(ref, 0, n);
+      pairs.reference_rejected = slice_elements(ref, n, 2 * n);
+    }
+    const auto r = dpo_loss(pairs, config);
+    const V d = concat<Be>(r.d_policy_chosen, r.d_policy_rejected, share);  // [2n]
+    policy.backward(joint, spread_over_tokens(d, mask));
+    out.loss += share * r.loss;
+    add_weighted(out.metrics, r.metrics, share);
+  }
+  optimizer.step(policy.parameters(), policy.gradients());
+  return out;
+}
+
+template <class P, class Ref, class O>
+StepResult listwise_dpo_step(P& policy, Ref* reference, O& optimizer, const RankedBatch& batch,
+                             const ListwiseDpoConfig& config, const StepOptions& options) {
+  using Be = typename P::backend;
+  using V = typename Be::vector;
+  using M = typename Be::matrix;
+  constexpr const char* fn = "rlhf::listwise_dpo_step";
+  const std::size_t K = batch.k;
+  if (K < 2) fail<shape_error>(fn, ": k is ", K, "; a ranking needs at least 2 responses per list");
+  require_token_batch(fn, "responses", batch.responses);
+  if (batch.responses.batch % K != 0)
+    fail<shape_error>(fn, ": 'responses' has ", batch.responses.batch, " rows, not a multiple of k = ", K);
+  const std::size_t B = batch.lists();
+  if (!batch.lengths.empty()) require_size(fn, "lengths", batch.lengths.size(), B, "the number of lists");
+  require_reference_sizes(fn, "reference", batch.reference, B * K);
+  const std::size_t count = micro_batch_count(fn, options, B);
+
+  StepResult out;
+  policy.zero_grad();
+  for (std::size_t m = 0; m < count; ++m) {
+    const auto [lo, hi] = micro_batch_rows(B, count, m);
+    const std::size_t n = hi - lo;
+    const double share = static_cast<double>(n) / static_cast<double>(B);
+    const TokenBatch part = slice_rows(batch.responses, lo * K, hi * K);  // [n*K, T]
+    const auto mask = mask_matrix<Be>(part);
+    M ref = Be::matrix_of(0, 0);
+    if (!config.reference_free) {
+      const V sums = reference_sums<Be>(fn, reference, part, mask, &batch.reference, nullptr, lo * K, hi * K);
+      ref = Be::matrix_of(n, K);
+      copy<Be>(Be::data(sums), Be::data(ref), n * K);
+    }
+    const V sums = sequence_sums(policy.log_probs(part), mask);  // [n*K]
+    M logps = Be::matrix_of(n, K);
+    copy<Be>(Be::data(sums), Be::data(logps), n * K);
+    V lengths;
+    if (!batch.lengths.empty()) {
+      std::vector<typename Be::scalar> host(batch.lengths.begin() + lo, batch.lengths.begin() + hi);
+      lengths = Be::from_host(host);
+    } else {
+      lengths = Be::vector_of(0);
+    }
+    const auto r = listwise_dpo_loss(logps, ref, lengths, config);
+    V d = Be::vector_of(n * K);  // d_policy [n, K] read as [n*K]
+    copy<Be>(Be::data(r.d_policy), Be::data(d), n * K, share);
+    policy.backward(part, spread_over_tokens(d, mask));
+    out.loss += share * r.loss;
+    add_weighted(out.metrics, r.metrics, share);
+  }
+  optimizer.step(policy.parameters(), policy.gradients());
+  return out;
+}
+
+}  // namespace detail
+
+// One DPO step on `batch`, reference log-probs from `reference` (any Policy on the same backend, run
+// without gradient) for a batch that does not carry them.
+template <class P, class Ref, class O>
+StepResult dpo_step(P& policy, Ref& reference, O& optimizer, const PreferenceBatch& batch, const DpoConfig& config = {},
+                    const StepOptions& options = {}) {
+  RLHF_REQUIRE_TRAINABLE_POLICY(P, "rlhf::dpo_step");
+  RLHF_REQUIRE_POLICY(Ref, "rlhf::dpo_step (reference)");
+  RLHF_REQUIRE_OPTIMIZER(O, P, "rlhf::dpo_step");
+  detail::check_reference_backend<P, Ref>();
+  return detail::dpo_step(policy, &reference, optimizer, batch, config, options);
+}
+
+// One DPO step on a batch that carries its reference log-probs (or with config.reference_free).
+template <class P, class O>
+StepResult dpo_step(P& policy, O& optimizer, const PreferenceBatch& batch, const DpoConfig& config = {},
+                    const StepOptions& options = {}) {
+  RLHF_REQUIRE_TRAINABLE_POLICY(P, "rlhf::dpo_step");
+  RLHF_REQUIRE_OPTIMIZER(O, P, "rlhf::dpo_step");
+  return detail::dpo_step(policy, static_cast<detail::no_reference*>(nullptr), optimizer, batch, config, options);
+}
+
+// One listwise DPO step on K ranked responses per prompt (a Plackett–Luce model of the implicit reward).
+template <class P, class Ref, class O>
+StepResult listwise_dpo_step(P& policy, Ref& reference, O& optimizer, const RankedBatch& batch,
+                             const ListwiseDpoConfig& config = {}, const StepOptions& options = {}) {
+  RLHF_REQUIRE_TRAINABLE_POLICY(P, "rlhf::listwise_dpo_step");
+  RLHF_REQUIRE_POLICY(Ref, "rlhf::listwise_dpo_step (reference)");
+  RLHF_REQUIRE_OPTIMIZER(O, P, "rlhf::listwise_dpo_step");
+  detail::check_reference_backend<P, Ref>();
+  return detail::listwise_dpo_step(policy, &reference, optimizer, batch, config, options);
+}
+
+template <class P, class O>
+StepResult listwise_dpo_step(P& policy, O& optimizer, const RankedBatch& batch, const ListwiseDpoConfig& config = {},
+                             const StepOptions& options = {}) {
+  RLHF_REQUIRE_TRAINABLE_POLICY(P, "rlhf::listwise_dpo_step");
+  RLHF_REQUIRE_OPTIMIZER(O, P, "rlhf::listwise_dpo_step");
+  return detail::listwise_dpo_step(policy, static_cast<detail::no_reference*>(nullptr), optimizer, batch, config,
+                                   options);
+}
+
+}  // namespace rlhf

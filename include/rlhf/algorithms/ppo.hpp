@@ -1,0 +1,220 @@
+#pragma once
+// PPO with a per-token KL penalty towards a reference policy (Ziegler et al., 2019; Ouyang et al., 2022),
+// for any SamplingPolicy + TrainablePolicy, any reference Policy, any ValueModel and any reward:
+//
+//   rollout  y ~ π(·|x)                                    policy.sample
+//            log π_old, log π_ref, V_old  [B, T]           policy / reference / value_model, no gradient
+//            score [B]                                    reward(batch) or reward_model.scores(batch)
+//            r_t = −κ (log π_old − log π_ref) (+ score on the last response token)   kl_penalized_rewards
+//            A, R = GAE(r, V_old);  A ← whiten(A)                                    gae, whiten
+//   update   `epochs` passes over the rollout, each in `minibatches` shuffled row blocks; per block one
+//            optimizer step of the clipped surrogate (policy) and one of the clipped value loss (critic)
+//   control  κ ← kl_controller.update(observed KL per sequence, B)
+//
+// ppo_rollout and ppo_update are the two halves of ppo_step, public for trainers that schedule them
+// differently. docs/algorithms/ppo.md.
+#include <cmath>
+#include <concepts>
+#include <cstddef>
+#include <numeric>
+#include <span>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "rlhf/algorithms/sequence.hpp"
+#include "rlhf/core/concepts.hpp"
+#include "rlhf/core/rng.hpp"
+#include "rlhf/losses/gae.hpp"
+#include "rlhf/losses/ppo.hpp"
+
+namespace rlhf {
+
+struct PpoStepConfig {
+  std::size_t epochs = 4;         // passes over each rollout
+  std::size_t minibatches = 1;    // optimizer steps per pass (row blocks of the rollout)
+  bool shuffle = true;            // a new row order for every pass
+  bool whiten_advantages = true;  // advantages ← (A − mean) / std over the rollout's response tokens
+  PpoConfig policy{};             // clip ε, dual clip
+  ValueLossConfig value{};        // value clip
+  GaeConfig gae{};                // γ, λ
+  SampleOptions sample{};         // passed to policy.sample
+};
+
+// One rollout, everything the update needs. Per-token tensors are [B, T], 0 where mask is 0.
+template <Backend Be>
+struct PpoRollout {
+  TokenBatch batch;  // prompts + sampled responses
+  typename Be::matrix mask, logp, ref_logp, values, rewards, advantages, returns;
+  typename Be::vector scores;  // [B] the reward of each sequence, before the KL penalty
+  float kl_coef = 0;           // κ used for `rewards`
+  Metrics metrics;             // env/reward_mean, objective/{kl, kl_coef, non_score_reward}, ...
+};
+
+struct PpoStepResult {
+  double policy_loss = 0;  // mean over the update's minibatch steps
+  double value_loss = 0;   // likewise
+  Metrics metrics;         // the rollout's metrics, then the losses' metrics averaged over the steps
+};
+
+namespace detail {
+
+// The sequence scores [B] of a batch from a RewardModel, or from a callable returning a backend vector
+// or a host range of numbers (std::vector<float>, std::vector<double>, ...).
+template <Backend Be, class Reward>
+typename Be::vector score_batch(Reward& reward, const TokenBatch& batch) {
+  using R = std::remove_cvref_t<Reward>;
+  if constexpr (RewardModel<R>) {
+    static_assert(std::is_same_v<typename R::backend, Be>,
+                  "rlhf::ppo_step: the reward model must use the same backend type as the policy");
+    return reward.scores(batch);
+  } else {
+    static_assert(std::is_invocable_v<Reward&, const TokenBatch&>,
+                  "rlhf::ppo_step: the reward is neither an rlhf::RewardModel nor callable as reward(const "
+                  "rlhf::TokenBatch&) returning one score per sequence; see docs/algorithms/ppo.md");
+    auto s = reward(batch);
+    if constexpr (std::is_same_v<decltype(s), typename Be::vector>) {
+      return s;
+    } else {
+      std::vector<typename Be::scalar> host;
+      for (const auto& x : s) host.push_back(static_cast<typename Be::scalar>(x));
+      return Be::from_host(host);
+    }
+  }
+}
+
+inline void validate_ppo(const char* fn, const PpoStepConfig& c) {
+  if (c.epochs == 0) fail<config_error>(fn, ": epochs must be >= 1 (got 0)");
+  if (c.minibatches == 0) fail<config_error>(fn, ": minibatches must be >= 1 (got 0)");
+}
+
+}  // namespace detail
+
+// Samples continuations of `prompts`, scores them and computes advantages and returns.
+template <class P, class Ref, class Vm, class Reward>
+PpoRollout<typename P::backend> ppo_rollout(P& policy, Ref& reference, Vm& value_model, Reward&& reward,
+                                            const PromptBatch& prompts, Rng& rng, float kl_coef,
+                                            const PpoStepConfig& config = {}) {
+  RLHF_REQUIRE_POLICY(P, "rlhf::ppo_rollout");
+  RLHF_REQUIRE_SAMPLING_POLICY(P, "rlhf::ppo_rollout");
+  RLHF_REQUIRE_POLICY(Ref, "rlhf::ppo_rollout (reference)");
+  RLHF_REQUIRE_VALUE_MODEL(Vm, "rlhf::ppo_rollout");
+  using Be = typename P::backend;
+  static_assert(std::is_same_v<typename Ref::backend, Be> && std::is_same_v<typename Vm::backend, Be>,
+                "rlhf::ppo_rollout: the reference and the value model must use the same backend type as the policy");
+  using T = typename Be::scalar;
+  constexpr const char* fn = "rlhf::ppo_rollout";
+  detail::validate_ppo(fn, config);
+  if (!(kl_coef >= 0.0f) || !std::isfinite(kl_coef))
+    fail<config_error>(fn, ": kl_coef must be finite and >= 0 (got ", kl_coef, ")");
+
+  PpoRollout<Be> out;
+  out.batch = policy.sample(prompts, config.sample, rng);
+  detail::require_token_batch(fn, "policy.sample(prompts)", out.batch);
+  const std::size_t B = out.batch.batch, Tn = out.batch.time;
+  out.mask = mask_matrix<Be>(out.batch);
+  out.ref_logp = reference.log_probs(out.batch);
+  out.logp = policy.log_probs(out.batch);
+  out.values = value_model.values(out.batch);
+  out.scores = detail::score_batch<Be>(reward, out.batch);
+  require_size(fn, "reward(batch)", Be::size(out.scores), B, "the number of sampled sequences");
+  out.kl_coef = kl_coef;
+  out.rewards = kl_penalized_rewards(out.scores, out.logp, out.ref_logp, out.mask, kl_coef);
+  auto g = gae(out.rewards, out.values, out.mask, config.gae);
+  out.advantages = config.whiten_advantages ? whiten(g.advantages, out.mask) : std::move(g.advantages);
+  out.returns = std::move(g.returns);
+
+  // KL per sequence (k1, Σ_t log π − log π_ref) and the rewards, averaged over the rollout.
+  const T* m = Be::data(out.mask);
+  const double inv_b = 1.0 / static_cast<double>(B);
+  const double kl = (Be::sum(B * Tn, detail::masked_value<T>{Be::data(out.logp), m}) -
+                     Be::sum(B * Tn, detail::masked_value<T>{Be::data(out.ref_logp), m})) *
+                    inv_b;
+  const double score = Be::sum(B, detail::vector_value<T>{Be::data(out.scores)}) * inv_b;
+  out.metrics.set("env/reward_mean", score);
+  out.metrics.set("objective/kl", kl);
+  out.metrics.set("objective/kl_coef", kl_coef);
+  out.metrics.set("objective/non_score_reward", -static_cast<double>(kl_coef) * kl);
+  out.metrics.set("objective/rlhf_reward", score - static_cast<double>(kl_coef) * kl);
+  out.metrics.set("tokens/responses_len_mean", Be::sum(B * Tn, detail::masked_count<T>{m}) * inv_b);
+  return out;
+}
+
+// `epochs` passes of minibatch updates of the policy and the value model on one rollout.
+template <class P, class Vm, class PO, class VO, class Be>
+PpoStepResult ppo_update(P& policy, Vm& value_model, PO& policy_optimizer, VO& value_optimizer,
+                         const PpoRollout<Be>& rollout, Rng& rng, const PpoStepConfig& config = {}) {
+  RLHF_REQUIRE_TRAINABLE_POLICY(P, "rlhf::ppo_update");
+  RLHF_REQUIRE_VALUE_MODEL(Vm, "rlhf::ppo_update");
+  RLHF_REQUIRE_OPTIMIZER(PO, P, "rlhf::ppo_update (policy optimizer)");
+  RLHF_REQUIRE_OPTIMIZER(VO, Vm, "rlhf::ppo_update (value optimizer)");
+  static_assert(std::is_same_v<typename P::backend, Be> && std::is_same_v<typename Vm::backend, Be>,
+                "rlhf::ppo_update: the policy and the value model must use the backend type of the rollout");
+  constexpr const char* fn = "rlhf::ppo_update";
+  detail::validate_ppo(fn, config);
+  const std::size_t B = rollout.batch.batch;
+  if (config.minibatches > B)
+    fail<config_error>(fn, ": minibatches must be in [1, ", B, "] for a rollout of ", B, " (got ", config.minibatches,
+                       ")");
+
+  PpoStepResult out = {0, 0, rollout.metrics};
+  Metrics losses;
+  std::vector<std::size_t> order(B);
+  std::iota(order.begin(), order.end(), std::size_t{0});
+  const double weight = 1.0 / static_cast<double>(config.epochs * config.minibatches);
+  for (std::size_t e = 0; e < config.epochs; ++e) {
+    if (config.shuffle)
+      for (std::size_t i = B; i-- > 1;) std::swap(order[i], order[rng.below(i + 1)]);
+    for (std::size_t j = 0; j < config.minibatches; ++j) {
+      const auto [lo, hi] = detail::micro_batch_rows(B, config.minibatches, j);
+      const std::span<const std::size_t> rows(order.data() + lo, hi - lo);
+      const TokenBatch part = gather_rows(rollout.batch, rows);
+      const auto mask = gather_rows(rollout.mask, rows);
+
+      policy.zero_grad();
+      const auto p = ppo_policy_loss(policy.log_probs(part), gather_rows(rollout.logp, rows),
+                                     gather_rows(rollout.advantages, rows), mask, config.policy);
+      policy.backward(part, p.d_logp);
+      policy_optimizer.step(policy.parameters(), policy.gradients());
+
+      value_model.zero_grad();
+      const auto v = ppo_value_loss(value_model.values(part), gather_rows(rollout.values, rows),
+                                    gather_rows(rollout.returns, rows), mask, config.value);
+      value_model.backward_values(part, v.d_values);
+      value_optimizer.step(value_model.parameters(), value_model.gradients());
+
+      out.policy_loss += weight * p.loss;
+      out.value_loss += weight * v.loss;
+      detail::add_weighted(losses, p.metrics, weight);
+      detail::add_weighted(losses, v.metrics, weight);
+    }
+  }
+  out.metrics.set("loss/policy", out.policy_loss);
+  out.metrics.set("loss/value", out.value_loss);
+  for (const auto& [name, value] : losses.items()) out.metrics.set(name, value);
+  return out;
+}
+
+// One PPO iteration: rollout with κ = kl_controller.value(), update, then kl_controller.update(KL, B).
+// `reward` is an rlhf::RewardModel or a callable reward(const TokenBatch&) → one score per sequence.
+template <class P, class Ref, class Vm, class Reward, class PO, class VO, class Kl>
+PpoStepResult ppo_step(P& policy, Ref& reference, Vm& value_model, Reward&& reward, PO& policy_optimizer,
+                       VO& value_optimizer, Kl& kl_controller, const PromptBatch& prompts, Rng& rng,
+                       const PpoStepConfig& config = {}) {
+  RLHF_REQUIRE_TRAINABLE_POLICY(P, "rlhf::ppo_step");
+  RLHF_REQUIRE_SAMPLING_POLICY(P, "rlhf::ppo_step");
+  static_assert(
+      requires(Kl & k) {
+        { k.value() } -> std::convertible_to<float>;
+        k.update(0.0, std::size_t{1});
+      },
+      "rlhf::ppo_step: the KL controller has no members 'value()' and 'update(observed_kl, n_steps)'; "
+      "see docs/algorithms/kl_control.md");
+  const auto rollout = ppo_rollout(policy, reference, value_model, reward, prompts, rng,
+                                   static_cast<float>(kl_controller.value()), config);
+  PpoStepResult out = ppo_update(policy, value_model, policy_optimizer, value_optimizer, rollout, rng, config);
+  kl_controller.update(rollout.metrics["objective/kl"], rollout.batch.batch);
+  return out;
+}
+
+}  // namespace rlhf

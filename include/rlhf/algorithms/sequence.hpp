@@ -1,0 +1,333 @@
+#pragma once
+// Plumbing shared by the training steps in algorithms/: the batch types they take, their options and
+// result, and the moves between per-token tensors [B, T] and per-sequence vectors [B]:
+//
+//   mask_matrix(batch)            TokenBatch::response_mask as a backend matrix [B, T] of 0/1
+//   sequence_sums(x, mask)        [B, T] → [B]   Σ_t mask·x     (sequence log-prob from token log-probs)
+//   spread_over_tokens(d, mask)   [B] → [B, T]   d[b]·mask      (its gradient, back to the tokens)
+//   slice_rows / concat_rows      row blocks of TokenBatch, matrices and vectors, for micro-batches
+//
+// Written against the Backend concept only (kernels + raw pointers), so it runs wherever the losses run.
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "rlhf/core/batch.hpp"
+#include "rlhf/core/concepts.hpp"
+#include "rlhf/core/error.hpp"
+#include "rlhf/core/math.hpp"
+#include "rlhf/core/metrics.hpp"
+
+namespace rlhf {
+
+// ---- what the steps take and return --------------------------------------------------------------
+
+// Preference pairs: pair i is row i of `chosen` and row i of `rejected` (the two may differ in T).
+// reference_*: Σ_t log π_ref of each row, precomputed (rlhf::precompute_reference_logps) so that no
+// reference model need be held while training; empty when a reference policy is passed to the step.
+struct PreferenceBatch {
+  TokenBatch chosen, rejected;                               // [B, T⁺], [B, T⁻]
+  std::vector<double> reference_chosen, reference_rejected;  // [B] each, or empty
+};
+
+// K ranked responses per prompt, best first: row b*K + k of `responses` is prompt b's k-th best.
+// A list b shorter than K (lengths[b] < K) still fills its K rows with valid sequences (repeat one);
+// the rows past its length are scored but carry no weight in the loss.
+struct RankedBatch {
+  std::size_t k = 0;                 // K ≥ 2 responses per list
+  TokenBatch responses;              // [B*K, T]
+  std::vector<std::size_t> lengths;  // [B] ranked responses per list, 2..K; empty: all K
+  std::vector<double> reference;     // [B*K] Σ_t log π_ref, or empty
+
+  std::size_t lists() const { return k ? responses.batch / k : 0; }  // B
+};
+
+struct StepOptions {
+  // M ≥ 1: the batch is split into M row blocks (sizes differing by at most one) whose gradients are
+  // accumulated before the one optimizer step; the step equals the step on the whole batch.
+  std::size_t micro_batches = 1;
+};
+
+struct StepResult {
+  double loss = 0;  // the loss of the whole batch, as the loss function defines it (a mean)
+  Metrics metrics;  // the loss's metrics over the whole batch
+};
+
+// ---- per-token ↔ per-sequence --------------------------------------------------------------------
+namespace detail {
+
+template <class T>
+struct copy_kernel {  // dst[i] = scale · src[i]
+  const T* src;
+  T* dst;
+  T scale;
+  RLHF_HOST_DEVICE void operator()(std::size_t i) const { dst[i] = scale * src[i]; }
+};
+
+template <class T>
+struct row_sum_kernel {  // out[b] = Σ_t mask[b,t] · x[b,t]
+  const T *x, *mask;     // [B, T] each
+  std::size_t cols;
+  T* out;  // [B]
+  RLHF_HOST_DEVICE void operator()(std::size_t b) const {
+    T total = T(0);
+    for (std::size_t t = 0; t < cols; ++t)
+      if (mask[b * cols + t] != T(0)) total += x[b * cols + t];
+    out[b] = total;
+  }
+};
+
+template <class T>
+struct spread_kernel {  // out[b,t] = mask[b,t] · d[b]
+  const T *d, *mask;    // [B], [B, T]
+  std::size_t cols;
+  T* out;  // [B, T]
+  RLHF_HOST_DEVICE void operator()(std::size_t i) const { out[i] = mask[i] != T(0) ? d[i / cols] : T(0); }
+};
+
+template <Backend Be>
+void copy(const typename Be::scalar* src, typename Be::scalar* dst, std::size_t n, double scale = 1.0) {
+  using T = typename Be::scalar;
+  if (n) Be::for_each(n, copy_kernel<T>{src, dst, T(scale)});
+}
+
+}  // namespace detail
+
+// response_mask as a 0/1 matrix [B, T] in the backend's scalar type.
+template <Backend Be>
+typename Be::matrix mask_matrix(const TokenBatch& batch) {
+  using T = typename Be::scalar;
+  require_size("rlhf::mask_matrix", "response_mask", batch.response_mask.size(), batch.batch * batch.time, "B*T");
+  std::vector<T> host(batch.response_mask.size());
+  for (std::size_t i = 0; i < host.size(); ++i) host[i] = batch.response_mask[i] ? T(1) : T(0);
+  const typename Be::vector flat = Be::from_host(host);  // [B*T], on the backend's device
+  typename Be::matrix out = Be::matrix_of(batch.batch, batch.time);
+  detail::copy<Be>(Be::data(flat), Be::data(out), host.size());
+  return out;
+}
+
+// Response tokens per row [B], as scalars (the lengths the DPO family takes).
+template <Backend Be>
+typename Be::vector response_lengths(const TokenBatch& batch) {
+  std::vector<typename Be::scalar> host(batch.batch);
+  for (std::size_t b = 0; b < batch.batch; ++b) host[b] = static_cast<typename Be::scalar>(batch.response_length(b));
+  return Be::from_host(host);
+}
+
+// Σ_t mask[b,t] · x[b,t] for each row: [B, T] → [B].
+template <class Matrix, class Be = backend_of_t<Matrix>>
+typename Be::vector sequence_sums(const Matrix& per_token, const Matrix& mask) {
+  using T = typename Be::scalar;
+  const std::size_t rows = Be::rows(per_token), cols = Be::cols(per_token);
+  if (Be::rows(mask) != rows || Be::cols(mask) != cols)
+    fail<shape_error>("rlhf::sequence_sums: 'mask' is [", Be::rows(mask), ", ", Be::cols(mask),
+                      "] but 'per_token' is [", rows, ", ", cols, "]");
+  typename Be::vector out = Be::vector_of(rows);
+  Be::for_each(rows, detail::row_sum_kernel<T>{Be::data(per_token), Be::data(mask), cols, Be::data(out)}, cols);
+  return out;
+}
+
+// The adjoint of sequence_sums: d[b] on every masked token of row b, 0 elsewhere: [B] → [B, T].
+template <class Vector, class Matrix, class Be = backend_of_t<Matrix>>
+Matrix spread_over_tokens(const Vector& per_sequence, const Matrix& mask) {
+  using T = typename Be::scalar;
+  const std::size_t rows = Be::rows(mask), cols = Be::cols(mask);
+  require_size("rlhf::spread_over_tokens", "per_sequence", Be::size(per_sequence), rows, "the rows of 'mask'");
+  Matrix out = Be::matrix_of(rows, cols);
+  if (rows * cols != 0)
+    Be::for_each(rows * cols, detail::spread_kernel<T>{Be::data(per_sequence), Be::data(mask), cols, Be::data(out)});
+  return out;
+}
+
+// ---- row blocks ----------------------------------------------------------------------------------
+
+// Rows [begin, end) of a token batch.
+inline TokenBatch slice_rows(const TokenBatch& batch, std::size_t begin, std::size_t end) {
+  if (begin > end || end > batch.batch)
+    fail<shape_error>("rlhf::slice_rows: rows [", begin, ", ", end, ") are outside a batch of ", batch.batch);
+  const std::size_t T = batch.time;
+  TokenBatch out = TokenBatch::zeros(end - begin, T);
+  std::copy(batch.tokens.begin() + begin * T, batch.tokens.begin() + end * T, out.tokens.begin());
+  std::copy(batch.response_mask.begin() + begin * T, batch.response_mask.begin() + end * T, out.response_mask.begin());
+  if (!batch.attention_mask.empty())
+    out.attention_mask.assign(batch.attention_mask.begin() + begin * T, batch.attention_mask.begin() + end * T);
+  return out;
+}
+
+// The rows `rows` of a token batch, in that order.
+inline TokenBatch gather_rows(const TokenBatch& batch, std::span<const std::size_t> rows) {
+  const std::size_t T = batch.time;
+  TokenBatch out = TokenBatch::zeros(rows.size(), T);
+  const bool attention = !batch.attention_mask.empty();
+  if (attention) out.attention_mask.assign(rows.size() * T, 0);
+  for (std::size_t r = 0; r < rows.size(); ++r) {
+    if (rows[r] >= batch.batch)
+      fail<shape_error>("rlhf::gather_rows: row ", rows[r], " is outside a batch of ", batch.batch);
+    std::copy_n(batch.tokens.begin() + rows[r] * T, T, out.tokens.begin() + r * T);
+    std::copy_n(batch.response_mask.begin() + rows[r] * T, T, out.response_mask.begin() + r * T);
+    if (attention) std::copy_n(batch.attention_mask.begin() + rows[r] * T, T, out.attention_mask.begin() + r * T);
+  }
+  return out;
+}
+
+// `top` above `bottom`, [B₁ + B₂, max(T₁, T₂)]; the narrower one is padded on the right with token 0 and
+// response mask 0, which leaves every row's tokens at their positions. When either carries an
+// attention_mask the result has one: the inputs' own, 1 for a batch without one, 0 on the added padding.
+// One forward then scores both, so a model that keeps the activations of its last forward for backward
+// sees one log_probs per backward.
+inline TokenBatch concat_rows(const TokenBatch& top, const TokenBatch& bottom) {
+  const std::size_t T = std::max(top.time, bottom.time);
+  TokenBatch out = TokenBatch::zeros(top.batch + bottom.batch, T);
+  const bool attention = !top.attention_mask.empty() || !bottom.attention_mask.empty();
+  if (attention) out.attention_mask.assign(out.batch * T, 0);
+  const auto put = [&](const TokenBatch& in, std::size_t row0) {
+    for (std::size_t b = 0; b < in.batch; ++b) {
+      const std::size_t from = b * in.time, to = (row0 + b) * T;
+      std::copy_n(in.tokens.begin() + from, in.time, out.tokens.begin() + to);
+      std::copy_n(in.response_mask.begin() + from, in.time, out.response_mask.begin() + to);
+      if (!attention) continue;
+      if (in.attention_mask.empty())
+        std::fill_n(out.attention_mask.begin() + to, in.time, std::uint8_t{1});
+      else
+        std::copy_n(in.attention_mask.begin() + from, in.time, out.attention_mask.begin() + to);
+    }
+  };
+  put(top, 0);
+  put(bottom, top.batch);
+  return out;
+}
+
+// Rows [begin, end) of a backend matrix.
+template <class Matrix, class Be = backend_of_t<Matrix>>
+Matrix slice_rows(const Matrix& m, std::size_t begin, std::size_t end) {
+  const std::size_t rows = Be::rows(m), cols = Be::cols(m);
+  if (begin > end || end > rows)
+    fail<shape_error>("rlhf::slice_rows: rows [", begin, ", ", end, ") are outside a matrix of ", rows, " rows");
+  Matrix out = Be::matrix_of(end - begin, cols);
+  detail::copy<Be>(Be::data(m) + begin * cols, Be::data(out), (end - begin) * cols);
+  return out;
+}
+
+// The rows `rows` of a backend matrix, in that order (one copy per row).
+template <class Matrix, class Be = backend_of_t<Matrix>>
+Matrix gather_rows(const Matrix& m, std::span<const std::size_t> rows) {
+  const std::size_t cols = Be::cols(m);
+  Matrix out = Be::matrix_of(rows.size(), cols);
+  for (std::size_t r = 0; r < rows.size(); ++r) {
+    if (rows[r] >= Be::rows(m))
+      fail<shape_error>("rlhf::gather_rows: row ", rows[r], " is outside a matrix of ", Be::rows(m), " rows");
+    detail::copy<Be>(Be::data(m) + rows[r] * cols, Be::data(out) + r * cols, cols);
+  }
+  return out;
+}
+
+// Elements [begin, end) of a backend vector.
+template <class Vector, class Be = backend_of_t<Vector>>
+Vector slice_elements(const Vector& v, std::size_t begin, std::size_t end) {
+  if (begin > end || end > Be::size(v))
+    fail<shape_error>("rlhf::slice_elements: [", begin, ", ", end, ") is outside a vector of ", Be::size(v));
+  Vector out = Be::vector_of(end - begin);
+  detail::copy<Be>(Be::data(v) + begin, Be::data(out), end - begin);
+  return out;
+}
+
+// ---- helpers of the step functions ---------------------------------------------------------------
+namespace detail {
+
+// The whole batch is B rows; micro-batch m of M covers rows [m·B/M, (m+1)·B/M).
+inline std::size_t micro_batch_count(std::string_view fn, const StepOptions& o, std::size_t rows) {
+  if (o.micro_batches == 0 || o.micro_batches > rows)
+    fail<config_error>(fn, ": micro_batches must be in [1, ", rows, "] for a batch of ", rows, " (got ",
+                       o.micro_batches, ")");
+  return o.micro_batches;
+}
+inline std::pair<std::size_t, std::size_t> micro_batch_rows(std::size_t rows, std::size_t count, std::size_t m) {
+  return {m * rows / count, (m + 1) * rows / count};
+}
+
+// A token batch as the steps need it: buffers of B·T, at least one row, a response token in every row.
+// (The vocabulary is the model's business: its log_probs checks the ids.)
+inline void require_token_batch(std::string_view fn, std::string_view arg, const TokenBatch& b) {
+  require_nonempty(fn, arg, b.batch);
+  require_size(fn, detail::cat(arg, ".tokens"), b.tokens.size(), b.batch * b.time, "B*T");
+  require_size(fn, detail::cat(arg, ".response_mask"), b.response_mask.size(), b.batch * b.time, "B*T");
+  if (!b.attention_mask.empty())
+    require_size(fn, detail::cat(arg, ".attention_mask"), b.attention_mask.size(), b.batch * b.time, "B*T (or 0)");
+  for (std::size_t r = 0; r < b.batch; ++r)
+    if (b.response_length(r) == 0)
+      fail<value_error>(fn, ": '", arg, "' row ", r, " of ", b.batch, " has no response token");
+}
+
+// Host doubles → backend vector, elements [begin, end).
+template <Backend Be>
+typename Be::vector vector_from_host(const std::vector<double>& host, std::size_t begin, std::size_t end) {
+  std::vector<typename Be::scalar> part(host.begin() + begin, host.begin() + end);
+  return Be::from_host(part);
+}
+
+template <Backend Be>
+std::vector<double> vector_to_host(const typename Be::vector& v) {
+  const auto host = Be::to_host(v);
+  return {host.begin(), host.end()};
+}
+
+// [a; b] as one backend vector, each part scaled.
+template <Backend Be>
+typename Be::vector concat(const typename Be::vector& a, const typename Be::vector& b, double scale = 1.0) {
+  typename Be::vector out = Be::vector_of(Be::size(a) + Be::size(b));
+  copy<Be>(Be::data(a), Be::data(out), Be::size(a), scale);
+  copy<Be>(Be::data(b), Be::data(out) + Be::size(a), Be::size(b), scale);
+  return out;
+}
+
+// total += weight · part, metric by metric (the steps' metrics are means over rows, so weighting each
+// micro-batch by its share of the rows gives the whole batch's value).
+inline void add_weighted(Metrics& total, const Metrics& part, double weight) {
+  for (const auto& [name, value] : part.items())
+    total.set(name, (total.has(name) ? total[name] : 0.0) + weight * value);
+}
+
+template <class T>
+struct masked_count {  // Σ mask
+  const T* mask;
+  RLHF_HOST_DEVICE double operator()(std::size_t i) const { return mask[i] != T(0) ? 1.0 : 0.0; }
+};
+template <class T>
+struct masked_value {  // Σ mask · x
+  const T *x, *mask;
+  RLHF_HOST_DEVICE double operator()(std::size_t i) const { return mask[i] != T(0) ? static_cast<double>(x[i]) : 0.0; }
+};
+template <class T>
+struct vector_value {
+  const T* x;
+  RLHF_HOST_DEVICE double operator()(std::size_t i) const { return static_cast<double>(x[i]); }
+};
+
+}  // namespace detail
+
+// Σ_t log π(y_t | y_<t) of every row of `batch` [B], on the host, scored M rows-blocks at a time
+// (options.micro_batches). For precomputing reference log-probs once, before training.
+template <class P>
+std::vector<double> sequence_logps(P& policy, const TokenBatch& batch, const StepOptions& options = {}) {
+  RLHF_REQUIRE_POLICY(P, "rlhf::sequence_logps");
+  using Be = typename P::backend;
+  constexpr const char* fn = "rlhf::sequence_logps";
+  detail::require_token_batch(fn, "batch", batch);
+  const std::size_t count = detail::micro_batch_count(fn, options, batch.batch);
+  std::vector<double> out;
+  out.reserve(batch.batch);
+  for (std::size_t m = 0; m < count; ++m) {
+    const auto [lo, hi] = detail::micro_batch_rows(batch.batch, count, m);
+    const TokenBatch part = slice_rows(batch, lo, hi);
+    const auto mask = mask_matrix<Be>(part);
+    const auto sums = detail::vector_to_host<Be>(sequence_sums(policy.log_probs(part), mask));
+    out.insert(out.end(), sums.begin(), sums.end());
+  }
+  return out;
+}
+
+}  // namespace rlhf

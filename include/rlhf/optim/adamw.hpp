@@ -1,0 +1,94 @@
+#pragma once
+// AdamW: Adam with weight decay decoupled from the gradient (Loshchilov & Hutter, 2019), stepping a flat
+// parameter buffer in place. Matches torch.optim.AdamW:
+//
+//   p ← p − lr·wd·p
+//   m ← β1 m + (1 − β1) g,   v ← β2 v + (1 − β2) g²
+//   p ← p − lr · (m / (1 − β1^t)) / (√(v / (1 − β2^t)) + ε)
+//
+// docs/optim/adamw.md. Satisfies rlhf::OptimizerFor<AdamW<T>, P> for every P whose parameters() and
+// gradients() convert to std::span<T> and std::span<const T>.
+#include <cmath>
+#include <cstddef>
+#include <limits>
+#include <span>
+#include <vector>
+
+#include "rlhf/core/error.hpp"
+
+namespace rlhf {
+
+struct AdamWConfig {
+  float learning_rate = 1e-3f;
+  float beta1 = 0.9f;          // decay of the first-moment (mean) estimate
+  float beta2 = 0.999f;        // decay of the second-moment estimate
+  float epsilon = 1e-8f;       // added to √v̂ so the step stays finite where v̂ = 0
+  float weight_decay = 0.01f;  // decoupled: p ← p − lr·wd·p, independent of the gradient
+};
+
+namespace detail {
+inline void validate_adamw(const AdamWConfig& c) {
+  constexpr const char* fn = "rlhf::AdamW";
+  require_in_range(fn, "learning_rate", c.learning_rate, 0.0, std::numeric_limits<double>::max());
+  require_in_range(fn, "beta1", c.beta1, 0.0, 0.999999);
+  require_in_range(fn, "beta2", c.beta2, 0.0, 0.999999999);
+  require_positive(fn, "epsilon", c.epsilon);
+  require_in_range(fn, "weight_decay", c.weight_decay, 0.0, std::numeric_limits<double>::max());
+}
+}  // namespace detail
+
+template <class T = float>
+class AdamW {
+ public:
+  using scalar = T;
+
+  explicit AdamW(const AdamWConfig& config = {}) : config_(config) { detail::validate_adamw(config_); }
+
+  // One update of params from grads (same length). The moments are sized on the first step; a later
+  // step with a different length throws, since the state would belong to other parameters.
+  void step(std::span<T> params, std::span<const T> grads) {
+    constexpr const char* fn = "rlhf::AdamW::step";
+    require_size(fn, "grads", grads.size(), params.size(), "the number of parameters");
+    if (m_.empty()) {
+      m_.assign(params.size(), T(0));
+      v_.assign(params.size(), T(0));
+    }
+    require_size(fn, "params", params.size(), m_.size(), "the size of the optimizer state");
+    ++t_;
+    const T lr = T(config_.learning_rate), b1 = T(config_.beta1), b2 = T(config_.beta2);
+    const T eps = T(config_.epsilon), decay = T(1) - lr * T(config_.weight_decay);
+    const T correction1 = T(1) - T(std::pow(double(config_.beta1), double(t_)));
+    const T correction2 = T(1) - T(std::pow(double(config_.beta2), double(t_)));
+    const T step_size = lr / correction1, inv_sqrt_correction2 = T(1) / std::sqrt(correction2);
+    T* p = params.data();
+    const T* g = grads.data();
+    T* m = m_.data();
+    T* v = v_.data();
+    for (std::size_t i = 0, n = params.size(); i < n; ++i) {
+      m[i] = b1 * m[i] + (T(1) - b1) * g[i];
+      v[i] = b2 * v[i] + (T(1) - b2) * g[i] * g[i];
+      p[i] = p[i] * decay - step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_correction2 + eps);
+    }
+  }
+
+  const AdamWConfig& config() const { return config_; }
+  void set_learning_rate(float lr) {  // for schedules; keeps the moments
+    require_in_range("rlhf::AdamW::set_learning_rate", "learning_rate", lr, 0.0, std::numeric_limits<double>::max());
+    config_.learning_rate = lr;
+  }
+  std::size_t steps() const { return t_; }
+  std::span<const T> first_moment() const { return m_; }   // [n], empty before the first step
+  std::span<const T> second_moment() const { return v_; }  // [n]
+  void reset() {
+    m_.clear();
+    v_.clear();
+    t_ = 0;
+  }
+
+ private:
+  AdamWConfig config_;
+  std::vector<T> m_, v_;  // [n] each
+  std::size_t t_ = 0;
+};
+
+}  // namespace rlhf
