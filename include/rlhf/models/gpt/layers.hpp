@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <limits>
 #include <utility>
+#include <vector>
 
 namespace rlhf::gpt {
 
@@ -33,6 +34,11 @@ template <class T>
 using RowVectorMap = Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>>;
 template <class T>
 using ConstRowVectorMap = Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>;
+
+// Every buffer starts on a 64-byte boundary: Eigen's vectorised reductions split their sums by the address's
+// alignment, so equally aligned buffers make equal inputs give bit-identical outputs in any model instance.
+template <class T>
+using aligned_vector = std::vector<T, Eigen::aligned_allocator<T>>;
 
 inline constexpr std::size_t parallel_work = 1 << 15;  // below this many scalar ops a loop stays on one thread
 

@@ -415,16 +415,16 @@ class Gpt {
   }
 
   GptConfig config_;
-  std::vector<T> params_, grads_;  // [gpt_param_count(config)] each; layout in params.hpp
-  std::vector<T> act_buffer_;      // every activation, viewed through act_
+  gpt::aligned_vector<T> params_, grads_;  // [gpt_param_count(config)] each; layout in params.hpp
+  gpt::aligned_vector<T> act_buffer_;      // every activation, viewed through act_
   Activations act_{};
   TokenBatch cached_;              // the batch of the last forward pass
   bool trunk_ready_ = false;       // act_ holds the forward pass of cached_
   bool logits_ready_ = false;      // logits_ holds the logits of a log_probs on cached_ not yet consumed
   std::size_t n_rows_ = 0;         // M: response tokens in cached_
-  std::vector<T> logits_;          // [M, V] (capacity [N, V]); d logits after backward
-  std::vector<T> lnf_rows_;        // [M, C] final hidden rows that score a response token
-  std::vector<T> row_max_, row_log_sum_;  // [M]
+  gpt::aligned_vector<T> logits_;          // [M, V] (capacity [N, V]); d logits after backward
+  gpt::aligned_vector<T> lnf_rows_;        // [M, C] final hidden rows that score a response token
+  gpt::aligned_vector<T> row_max_, row_log_sum_;  // [M]
   std::vector<std::size_t> src_, dst_;    // [M] scoring row and scored position (b·T + t)
   std::vector<std::int32_t> targets_;     // [M] the scored token ids
   std::vector<std::int32_t> pos_;         // [N] position ids (real tokens before)

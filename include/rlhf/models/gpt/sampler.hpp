@@ -236,11 +236,11 @@ class Sampler {
   }
 
   std::size_t batch_ = 0, cap_ = 0;  // B and the longest prompt + max_new_tokens
-  std::vector<T> k_cache_, v_cache_;                   // [L, B, cap, C]
-  std::vector<T> x_, ln_, y_, qkv_, fch_, fchg_;       // [items, C | 3C | 4C]
-  std::vector<T> mean_, rstd_;                         // [items]
-  std::vector<T> scores_;                              // [items, NH, cap]
-  std::vector<T> logits_;                              // [B, V]
+  aligned_vector<T> k_cache_, v_cache_;                   // [L, B, cap, C]
+  aligned_vector<T> x_, ln_, y_, qkv_, fch_, fchg_;       // [items, C | 3C | 4C]
+  aligned_vector<T> mean_, rstd_;                         // [items]
+  aligned_vector<T> scores_;                              // [items, NH, cap]
+  aligned_vector<T> logits_;                              // [B, V]
   std::vector<std::size_t> item_row_, item_pos_, selected_;
   std::vector<token_id> item_tok_;
   std::vector<token_id> idx_, sorted_idx_;            // [V]
