@@ -44,7 +44,7 @@ TEST_CASE("ppo_step: with the true reward and KL coefficient beta, the policy co
   const BanditProblem problem(3, 4, 2.0, 7);
   auto policy = problem.reference(), reference = problem.reference();
   toy::BanditValueModel<double> critic(problem.P, problem.N);
-  AdamW<double> policy_opt({.learning_rate = 0.03f, .weight_decay = 0.0f});
+  AdamW<double> policy_opt({.learning_rate = 0.01f, .weight_decay = 0.0f});
   AdamW<double> value_opt({.learning_rate = 0.1f, .weight_decay = 0.0f});
   FixedKlController kl{.coef = float(problem.beta)};
   const auto prompts = all_prompts(problem.P, 128);
@@ -53,7 +53,7 @@ TEST_CASE("ppo_step: with the true reward and KL coefficient beta, the policy co
   CHECK(problem.max_tv(policy) > 0.1);
   const int steps = 200;
   for (int step = 0; step < steps; ++step) {
-    policy_opt.set_learning_rate(0.03f * float(steps - step) / steps);
+    policy_opt.set_learning_rate(0.01f * float(steps - step) / steps);
     ppo_step(policy, reference, critic, TableReward{&problem}, policy_opt, value_opt, kl, prompts, rng, config);
   }
   CHECK(problem.max_tv(policy) <= 0.02);  // max over the 3 prompts
