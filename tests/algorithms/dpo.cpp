@@ -111,6 +111,13 @@ TEST_CASE("dpo_step: a reference policy and precomputed reference log-probs give
   const auto b = dpo_step(with_logps, sgd, batch, {.beta = 0.5f});
   CHECK(a.loss == doctest::Approx(b.loss).epsilon(1e-12));
   CHECK(max_abs_difference(with_reference.parameters(), with_logps.parameters()) <= 1e-12);
+  // A whole dataset at once, in blocks: the same numbers.
+  std::vector<PreferenceBatch> dataset = {bare, bare};
+  precompute_reference_logps(reference, dataset, {.micro_batches = 4});
+  for (const auto& b : dataset) {
+    CHECK(max_abs_difference(b.reference_chosen, batch.reference_chosen) == 0.0);
+    CHECK(max_abs_difference(b.reference_rejected, batch.reference_rejected) == 0.0);
+  }
   // The step's loss is rlhf::dpo_loss on the sequence log-probs.
   CHECK(a.metrics["rewards/accuracies"] >= 0.0);
   CHECK(a.metrics.has("rewards/margins"));

@@ -11,7 +11,7 @@
 // Micro-batches: each block's gradient is scaled by its share of the rows, so M blocks add up to the
 // gradient of the whole batch's mean loss. docs/algorithms/dpo.md.
 #include <cstddef>
-#include <span>
+#include <ranges>
 #include <type_traits>
 #include <vector>
 
@@ -37,10 +37,10 @@ void precompute_reference_logps(Ref& reference, RankedBatch& batch, const StepOp
   batch.reference = sequence_logps(reference, batch.responses, options);
 }
 
-// Every batch of a dataset, once, before training.
-template <class Ref, class Batch>
-void precompute_reference_logps(Ref& reference, std::span<Batch> dataset, const StepOptions& options = {}) {
-  for (Batch& b : dataset) precompute_reference_logps(reference, b, options);
+// Every batch of a dataset (any range of PreferenceBatch or RankedBatch), once, before training.
+template <class Ref, std::ranges::range Dataset>
+void precompute_reference_logps(Ref& reference, Dataset& dataset, const StepOptions& options = {}) {
+  for (auto& b : dataset) precompute_reference_logps(reference, b, options);
 }
 
 namespace detail {
