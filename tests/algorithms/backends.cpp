@@ -14,11 +14,11 @@
 #include "rlhf/algorithms/sft.hpp"
 #include "rlhf/algorithms/unlikelihood.hpp"
 #include "rlhf/optim/adamw.hpp"
-#if __has_include(<xtensor/xtensor.hpp>) && __has_include(<xsimd/xsimd.hpp>)
+#if __has_include("rlhf/backends/xtensor.hpp") && __has_include(<xtensor/xtensor.hpp>) && __has_include(<xsimd/xsimd.hpp>)
 #include "rlhf/backends/xtensor.hpp"
 #define RLHF_HAVE_XTENSOR 1
 #endif
-#if __has_include(<thrust/version.h>)
+#if __has_include("rlhf/backends/thrust.hpp") && __has_include(<thrust/version.h>)
 #include "rlhf/backends/thrust.hpp"
 #define RLHF_HAVE_THRUST 1
 #endif
