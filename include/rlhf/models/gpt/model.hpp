@@ -341,10 +341,11 @@ class Gpt {
     const T* logits;  // [M, V]
     const std::int32_t* targets;
     const std::size_t* dst;
-    std::size_t vocab;
+    std::size_t rows, vocab;
     T *out, *row_max, *row_log_sum;
     void operator()(std::size_t m) const {
-      const auto r = row_logprob<backend>(logits + m * vocab, vocab, targets[m]);
+      const T* next = m + 1 < rows ? logits + (m + 1) * vocab : nullptr;  // prefetched meanwhile
+      const auto r = row_logprob<backend>(logits + m * vocab, vocab, targets[m], next);
       out[dst[m]] = r.logprob;
       row_max[m] = r.max;
       row_log_sum[m] = r.log_sum;
@@ -363,7 +364,7 @@ class Gpt {
   };
   void logprob_rows_forward(std::size_t M, T* out) {
     backend::for_each(M,
-                      LogprobForwardRows{logits_.data(), targets_.data(), dst_.data(), config_.vocab_size, out,
+                      LogprobForwardRows{logits_.data(), targets_.data(), dst_.data(), M, config_.vocab_size, out,
                                          row_max_.data(), row_log_sum_.data()},
                       2 * config_.vocab_size);
   }

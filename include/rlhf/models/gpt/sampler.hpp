@@ -87,7 +87,7 @@ class Sampler {
         const std::size_t b = active[k];
         const T* row = logits_.data() + k * V;
         const token_id tok = draw(row, V, o, rng);
-        logp[b * cap_ + len[b]] = row_logprob<backend>(row, V, tok).logprob;
+        logp[b * cap_ + len[b]] = row_logprob<backend>(row, V, tok, static_cast<const T*>(nullptr)).logprob;
         seq[b * cap_ + len[b]++] = tok;
       }
       std::vector<std::size_t> still;
