@@ -1,10 +1,29 @@
 #pragma once
-// rlhf-cpp: everything but the backends. Include one backend header beside it, e.g.
-// <rlhf/backends/eigen.hpp>; backends are the only headers that pull in third-party code.
+// rlhf-cpp: everything but the backends, the models and file formats. Include one backend header
+// beside it, e.g. <rlhf/backends/eigen.hpp>; backends are the only headers that pull in a tensor library.
 #include "rlhf/core/batch.hpp"
 #include "rlhf/core/concepts.hpp"
 #include "rlhf/core/error.hpp"
 #include "rlhf/core/math.hpp"
 #include "rlhf/core/metrics.hpp"
 #include "rlhf/core/rng.hpp"
+
+#include "rlhf/losses/bradley_terry.hpp"
 #include "rlhf/losses/dpo.hpp"
+#include "rlhf/losses/gae.hpp"
+#include "rlhf/losses/kl.hpp"
+#include "rlhf/losses/listwise_dpo.hpp"
+#include "rlhf/losses/plackett_luce.hpp"
+#include "rlhf/losses/ppo.hpp"
+#include "rlhf/losses/sft.hpp"
+#include "rlhf/losses/unlikelihood.hpp"
+
+#include "rlhf/algorithms/dpo.hpp"
+#include "rlhf/algorithms/kl_control.hpp"
+#include "rlhf/algorithms/ppo.hpp"
+#include "rlhf/algorithms/reward_model.hpp"
+#include "rlhf/algorithms/sft.hpp"
+#include "rlhf/algorithms/unlikelihood.hpp"
+
+#include "rlhf/optim/adamw.hpp"
+#include "rlhf/optim/rmsprop.hpp"
