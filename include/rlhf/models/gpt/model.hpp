@@ -19,6 +19,10 @@
 #include <utility>
 #include <vector>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "rlhf/backends/eigen.hpp"
 #include "rlhf/core/batch.hpp"
 #include "rlhf/core/concepts.hpp"
@@ -78,14 +82,11 @@ class Gpt {
   matrix log_probs(const TokenBatch& batch) {
     constexpr const char* fn = "rlhf::Gpt::log_probs";
     forward_trunk(batch, fn);
-    const std::size_t C = config_.channels, V = config_.vocab_size, M = n_rows_;
-    // logits only for the rows that score a response token: [M, C] · wteᵀ → [M, V]
-    for (std::size_t m = 0; m < M; ++m) std::copy_n(act_.lnf + src_[m] * C, C, lnf_rows_.data() + m * C);
-    gpt::MatrixMap<T>(logits_.data(), gpt::ix(M), gpt::ix(V)).noalias() =
-        gpt::ConstMatrixMap<T>(lnf_rows_.data(), gpt::ix(M), gpt::ix(C)) *
-        gpt::ConstMatrixMap<T>(params().wte, gpt::ix(V), gpt::ix(C)).transpose();
+    const std::size_t M = n_rows_;
     matrix out = backend::matrix_of(batch.batch, batch.time);
-    logprob_rows_forward(M, out.data());
+    T* o = out.data();
+    for_parts(batch.batch,
+              [&](std::size_t b0, std::size_t b1) { lm_head_forward(row_begin_[b0], row_begin_[b1], o); });
     for (std::size_t m = 0; m < M; ++m)
       if (!std::isfinite(double(out.data()[dst_[m]])))
         fail<value_error>(fn, ": log-prob of token [", dst_[m] / batch.time, ",", dst_[m] % batch.time,
@@ -104,25 +105,16 @@ class Gpt {
       fail<value_error>(fn, ": no log_probs(batch) since the last backward on this batch; call log_probs first "
                             "(backward consumes the logits of one log_probs)");
     detail::require_shape<backend>(fn, "d_logps", d_logps, batch.batch, batch.time, "the batch [B, T]");
-    const std::size_t C = config_.channels, V = config_.vocab_size, M = n_rows_, N = batch.batch * batch.time;
-    for (std::size_t m = 0; m < M; ++m)
+    for (std::size_t m = 0; m < n_rows_; ++m)
       if (!std::isfinite(double(d_logps.data()[dst_[m]])))
         fail<value_error>(fn, ": d_logps[", dst_[m] / batch.time, ",", dst_[m] % batch.time, "] is ",
                           d_logps.data()[dst_[m]], " at a response token");
-    logprob_rows_backward(M, d_logps.data());  // logits_ now holds d logits [M, V]
     logits_ready_ = false;
-    auto g = grads();
-    const gpt::ConstMatrixMap<T> dlogits(logits_.data(), gpt::ix(M), gpt::ix(V));
-    // d lnf rows [M, C] = dlogits · wte;  d wte [V, C] += dlogitsᵀ · lnf rows
-    T* d_rows = act_.d_atty;  // free until the trunk backward
-    gpt::MatrixMap<T>(d_rows, gpt::ix(M), gpt::ix(C)).noalias() =
-        dlogits * gpt::ConstMatrixMap<T>(params().wte, gpt::ix(V), gpt::ix(C));
-    gpt::MatrixMap<T>(g.wte, gpt::ix(V), gpt::ix(C)).noalias() +=
-        dlogits.transpose() * gpt::ConstMatrixMap<T>(lnf_rows_.data(), gpt::ix(M), gpt::ix(C));
-    std::fill_n(act_.d_ln, N * C, T(0));
-    for (std::size_t m = 0; m < M; ++m)
-      gpt::ArrayMap<T>(act_.d_ln + src_[m] * C, gpt::ix(C)) += gpt::ConstArrayMap<T>(d_rows + m * C, gpt::ix(C));
-    trunk_backward();
+    const T* d = d_logps.data();
+    backward_parts(batch.batch, [&](std::size_t b0, std::size_t b1, const GptTensors<T>& g) {
+      lm_head_backward(b0, b1, d, g);
+      trunk_backward(b0, b1, g);
+    });
   }
 
   // [B·T, V]: the logits at every position (padding included), for inspection and parity tests.
@@ -155,7 +147,8 @@ class Gpt {
     detail::require_shape<backend>(fn, "d_values", d_values, batch.batch, batch.time, "the batch [B, T]");
     std::fill_n(act_.d_ln, batch.batch * batch.time * config_.channels, T(0));
     for (std::size_t m = 0; m < n_rows_; ++m) head_backward(src_[m], d_values.data()[dst_[m]], fn);
-    trunk_backward();
+    backward_parts(batch.batch,
+                   [&](std::size_t b0, std::size_t b1, const GptTensors<T>& g) { trunk_backward(b0, b1, g); });
   }
 
   // ---- RewardModel (scalar head) ---------------------------------------------------------------------------
@@ -176,7 +169,8 @@ class Gpt {
     require_size(fn, "d_scores", backend::size(d_scores), batch.batch, "the batch size B");
     std::fill_n(act_.d_ln, batch.batch * batch.time * config_.channels, T(0));
     for (std::size_t b = 0; b < batch.batch; ++b) head_backward(last_[b], d_scores[gpt::ix(b)], fn);
-    trunk_backward();
+    backward_parts(batch.batch,
+                   [&](std::size_t b0, std::size_t b1, const GptTensors<T>& g) { trunk_backward(b0, b1, g); });
   }
 
   // ---- SamplingPolicy ------------------------------------------------------------------------------------
@@ -234,8 +228,7 @@ class Gpt {
   // Checks the batch, caches its tokens, positions and scoring rows, and runs the blocks and the final
   // LayerNorm. needs_response: whether the batch must carry a response (every scoring call; not logits()).
   void forward_trunk(const TokenBatch& batch, const char* fn, bool needs_response = true) {
-    const std::size_t B = batch.batch, Tn = batch.time, C = config_.channels, L = config_.layers,
-                      NH = config_.heads, N = B * Tn;
+    const std::size_t B = batch.batch, Tn = batch.time, N = B * Tn;
     if (needs_response) {
       batch.validate(config_.vocab_size);
     } else {
@@ -254,6 +247,7 @@ class Gpt {
     // positions count real tokens; each response token is scored from the last real position before it
     n_rows_ = 0;
     for (std::size_t b = 0; b < B; ++b) {
+      row_begin_[b] = n_rows_;
       std::size_t count = 0, prev = SIZE_MAX;
       last_[b] = b * Tn;
       for (std::size_t t = 0; t < Tn; ++t) {
@@ -271,68 +265,173 @@ class Gpt {
       if (count > config_.max_seq_len)
         fail<shape_error>(fn, ": row ", b, " has ", count, " real tokens but max_seq_len is ", config_.max_seq_len);
     }
-
-    const auto p = params();
-    const Activations& a = act_;
-    const T eps = T(config_.layer_norm_eps);
-    const std::size_t att_size = B * NH * Tn * Tn;
-    gpt::encoder_forward(a.encoded, batch.tokens.data(), pos_.data(), p.wte, p.wpe, N, C);
-    for (std::size_t l = 0; l < L; ++l) {
-      const T* res_in = l == 0 ? a.encoded : a.res3 + (l - 1) * N * C;
-      T* ln1 = a.ln1 + l * N * C;
-      T* qkv = a.qkv + l * N * 3 * C;
-      T* atty = a.atty + l * N * C;
-      T* res2 = a.res2 + l * N * C;
-      T* ln2 = a.ln2 + l * N * C;
-      T* fch = a.fch + l * N * 4 * C;
-      T* fch_gelu = a.fch_gelu + l * N * 4 * C;
-      T* res3 = a.res3 + l * N * C;
-      gpt::layernorm_forward(ln1, a.ln1_mean + l * N, a.ln1_rstd + l * N, res_in, p.ln1w + l * C, p.ln1b + l * C, N,
-                             C, eps);
-      gpt::matmul_forward(qkv, ln1, p.qkvw + l * C * 3 * C, p.qkvb + l * 3 * C, N, C, 3 * C);
-      gpt::attention_forward(atty, a.att + l * att_size, qkv, real_.data(), B, Tn, C, NH);
-      gpt::matmul_forward(res2, atty, p.attprojw + l * C * C, p.attprojb + l * C, N, C, C);
-      gpt::residual_forward(res2, res2, res_in, N * C);
-      gpt::layernorm_forward(ln2, a.ln2_mean + l * N, a.ln2_rstd + l * N, res2, p.ln2w + l * C, p.ln2b + l * C, N,
-                             C, eps);
-      gpt::matmul_forward(fch, ln2, p.fcw + l * C * 4 * C, p.fcb + l * 4 * C, N, C, 4 * C);
-      gpt::gelu_forward(fch_gelu, fch, N * 4 * C);
-      gpt::matmul_forward(res3, fch_gelu, p.fcprojw + l * 4 * C * C, p.fcprojb + l * C, N, 4 * C, C);
-      gpt::residual_forward(res3, res3, res2, N * C);
-    }
-    gpt::layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, a.res3 + (L - 1) * N * C, p.lnfw, p.lnfb, N, C, eps);
+    row_begin_[B] = n_rows_;
+    for_parts(B, [&](std::size_t b0, std::size_t b1) { trunk_forward(b0, b1); });
     trunk_ready_ = true;
   }
 
-  // From d loss / d lnf (in act_.d_ln, [N, C]) to every parameter gradient.
-  void trunk_backward() {
-    const std::size_t B = cached_.batch, Tn = cached_.time, C = config_.channels, L = config_.layers,
-                      NH = config_.heads, N = B * Tn, att_size = B * NH * Tn * Tn;
-    const auto p = params();
-    auto g = grads();
-    const Activations& a = act_;
-    std::fill_n(a.d_res, N * C, T(0));
-    gpt::layernorm_backward(a.d_res, g.lnfw, g.lnfb, a.d_ln, a.res3 + (L - 1) * N * C, p.lnfw, a.lnf_mean,
-                            a.lnf_rstd, N, C);
-    for (std::size_t l = L; l-- > 0;) {
-      const T* res_in = l == 0 ? a.encoded : a.res3 + (l - 1) * N * C;
-      gpt::matmul_backward(a.d_fch, g.fcprojw + l * 4 * C * C, g.fcprojb + l * C, a.d_res,
-                           a.fch_gelu + l * N * 4 * C, p.fcprojw + l * 4 * C * C, N, 4 * C, C);
-      gpt::gelu_backward(a.d_fch, a.fch + l * N * 4 * C, a.d_fch, N * 4 * C);
-      gpt::matmul_backward(a.d_ln, g.fcw + l * C * 4 * C, g.fcb + l * 4 * C, a.d_fch, a.ln2 + l * N * C,
-                           p.fcw + l * C * 4 * C, N, C, 4 * C);
-      gpt::layernorm_backward(a.d_res, g.ln2w + l * C, g.ln2b + l * C, a.d_ln, a.res2 + l * N * C, p.ln2w + l * C,
-                              a.ln2_mean + l * N, a.ln2_rstd + l * N, N, C);
-      gpt::matmul_backward(a.d_atty, g.attprojw + l * C * C, g.attprojb + l * C, a.d_res, a.atty + l * N * C,
-                           p.attprojw + l * C * C, N, C, C);
-      gpt::attention_backward(a.d_qkv, a.d_att, a.d_atty, a.qkv + l * N * 3 * C, a.att + l * att_size, real_.data(),
-                              B, Tn, C, NH);
-      gpt::matmul_backward(a.d_ln, g.qkvw + l * C * 3 * C, g.qkvb + l * 3 * C, a.d_qkv, a.ln1 + l * N * C,
-                           p.qkvw + l * C * 3 * C, N, C, 3 * C);
-      gpt::layernorm_backward(a.d_res, g.ln1w + l * C, g.ln1b + l * C, a.d_ln, res_in, p.ln1w + l * C,
-                              a.ln1_mean + l * N, a.ln1_rstd + l * N, N, C);
+  // ---- Work split ----------------------------------------------------------------------------------------
+  // With several threads, the batch is cut into one block of whole sequences per thread, and each block runs
+  // through every layer on its own (single-threaded GEMMs, no barrier until the end): sequences never interact,
+  // and coarse blocks keep two busy cores busy where per-GEMM threading would stall on each other. A backward
+  // block accumulates into its own gradient buffer, added into gradients() at the end.
+  static constexpr std::size_t max_extra_gradient_bytes = std::size_t(1) << 30;  // per-block gradient copies
+
+  std::size_t parts_for(std::size_t B, bool backward) const {
+#ifdef _OPENMP
+    if (omp_in_parallel()) return 1;
+    std::size_t parts = std::min<std::size_t>(std::size_t(std::max(1, omp_get_max_threads())), B);
+    if (backward) parts = std::min(parts, 1 + max_extra_gradient_bytes / (params_.size() * sizeof(T)));
+    return std::max<std::size_t>(parts, 1);
+#else
+    (void)B, (void)backward;
+    return 1;
+#endif
+  }
+
+  static std::pair<std::size_t, std::size_t> part_range(std::size_t B, std::size_t parts, std::size_t k) {
+    return {B * k / parts, B * (k + 1) / parts};
+  }
+
+  // f(b0, b1) for blocks of sequences covering [0, B).
+  template <class F>
+  void for_parts(std::size_t B, F f) {
+    const std::size_t parts = parts_for(B, false);
+    if (parts == 1) return f(0, B);
+#pragma omp parallel for schedule(static, 1) num_threads(int(parts))
+    for (std::ptrdiff_t k = 0; k < std::ptrdiff_t(parts); ++k) {
+      const auto [b0, b1] = part_range(B, parts, std::size_t(k));
+      f(b0, b1);
     }
-    gpt::encoder_backward(g.wte, g.wpe, a.d_res, cached_.tokens.data(), pos_.data(), real_.data(), N, C);
+  }
+
+  // f(b0, b1, gradient views) per block; block 0 writes gradients() directly, the others a zeroed copy.
+  template <class F>
+  void backward_parts(std::size_t B, F f) {
+    const std::size_t parts = parts_for(B, true), count = params_.size();
+    if (parts == 1) return f(0, B, grads());
+    if (extra_grads_.size() < (parts - 1) * count) extra_grads_.resize((parts - 1) * count);
+#pragma omp parallel for schedule(static, 1) num_threads(int(parts))
+    for (std::ptrdiff_t k = 0; k < std::ptrdiff_t(parts); ++k) {
+      T* g = k == 0 ? grads_.data() : extra_grads_.data() + (std::size_t(k) - 1) * count;
+      if (k > 0) std::fill_n(g, count, T(0));
+      const auto [b0, b1] = part_range(B, parts, std::size_t(k));
+      f(b0, b1, gpt_tensors(g, config_));
+    }
+    const std::ptrdiff_t chunks = std::ptrdiff_t((count + 4095) / 4096);
+#pragma omp parallel for schedule(static)
+    for (std::ptrdiff_t c = 0; c < chunks; ++c) {
+      const std::size_t begin = std::size_t(c) * 4096, len = std::min<std::size_t>(4096, count - begin);
+      auto total = gpt::ArrayMap<T>(grads_.data() + begin, gpt::ix(len));
+      for (std::size_t k = 1; k < parts; ++k)
+        total += gpt::ConstArrayMap<T>(extra_grads_.data() + (k - 1) * count + begin, gpt::ix(len));
+    }
+  }
+
+  // ---- The blocks, on sequences [b0, b1) ------------------------------------------------------------------
+  // Embeddings, L blocks and the final LayerNorm.
+  void trunk_forward(std::size_t b0, std::size_t b1) {
+    const std::size_t Tn = cached_.time, C = config_.channels, L = config_.layers, NH = config_.heads,
+                      N = cached_.batch * Tn, att_size = cached_.batch * NH * Tn * Tn;
+    const std::size_t r0 = b0 * Tn, n = (b1 - b0) * Tn, B = b1 - b0;  // first row, rows of this block
+    const auto p = params();
+    const Activations& a = act_;
+    const T eps = T(config_.layer_norm_eps);
+    T* encoded = a.encoded + r0 * C;
+    gpt::encoder_forward(encoded, cached_.tokens.data() + r0, pos_.data() + r0, p.wte, p.wpe, n, C);
+    for (std::size_t l = 0; l < L; ++l) {
+      const std::size_t at = l * N + r0;  // this block's first row in layer l's [N, …] buffers
+      const T* res_in = l == 0 ? encoded : a.res3 + (at - N) * C;
+      T* ln1 = a.ln1 + at * C;
+      T* qkv = a.qkv + at * 3 * C;
+      T* atty = a.atty + at * C;
+      T* res2 = a.res2 + at * C;
+      T* ln2 = a.ln2 + at * C;
+      T* fch = a.fch + at * 4 * C;
+      T* fch_gelu = a.fch_gelu + at * 4 * C;
+      T* res3 = a.res3 + at * C;
+      gpt::layernorm_forward(ln1, a.ln1_mean + at, a.ln1_rstd + at, res_in, p.ln1w + l * C, p.ln1b + l * C, n, C,
+                             eps);
+      gpt::matmul_forward(qkv, ln1, p.qkvw + l * C * 3 * C, p.qkvb + l * 3 * C, n, C, 3 * C);
+      gpt::attention_forward(atty, a.att + l * att_size + b0 * NH * Tn * Tn, qkv, real_.data() + r0, B, Tn, C, NH);
+      gpt::matmul_forward(res2, atty, p.attprojw + l * C * C, p.attprojb + l * C, n, C, C);
+      gpt::residual_forward(res2, res2, res_in, n * C);
+      gpt::layernorm_forward(ln2, a.ln2_mean + at, a.ln2_rstd + at, res2, p.ln2w + l * C, p.ln2b + l * C, n, C, eps);
+      gpt::matmul_forward(fch, ln2, p.fcw + l * C * 4 * C, p.fcb + l * 4 * C, n, C, 4 * C);
+      gpt::gelu_forward(fch_gelu, fch, n * 4 * C);
+      gpt::matmul_forward(res3, fch_gelu, p.fcprojw + l * 4 * C * C, p.fcprojb + l * C, n, 4 * C, C);
+      gpt::residual_forward(res3, res3, res2, n * C);
+    }
+    gpt::layernorm_forward(a.lnf + r0 * C, a.lnf_mean + r0, a.lnf_rstd + r0, a.res3 + ((L - 1) * N + r0) * C,
+                           p.lnfw, p.lnfb, n, C, eps);
+  }
+
+  // Logits [m1 − m0, V] of the scoring rows m0 … m1 − 1 (wte as the LM head), and their log-probs into out.
+  void lm_head_forward(std::size_t m0, std::size_t m1, T* out) {
+    const std::size_t C = config_.channels, V = config_.vocab_size, M = m1 - m0;
+    for (std::size_t m = m0; m < m1; ++m) std::copy_n(act_.lnf + src_[m] * C, C, lnf_rows_.data() + m * C);
+    gpt::MatrixMap<T>(logits_.data() + m0 * V, gpt::ix(M), gpt::ix(V)).noalias() =
+        gpt::ConstMatrixMap<T>(lnf_rows_.data() + m0 * C, gpt::ix(M), gpt::ix(C)) *
+        gpt::ConstMatrixMap<T>(params().wte, gpt::ix(V), gpt::ix(C)).transpose();
+    logprob_rows_forward(m0, m1, out);
+  }
+
+  // d logits in place (one backward per log_probs), then d lnf for sequences [b0, b1) into act_.d_ln and
+  // d wte += d logitsᵀ · lnf rows.
+  void lm_head_backward(std::size_t b0, std::size_t b1, const T* d_logps, const GptTensors<T>& g) {
+    const std::size_t C = config_.channels, V = config_.vocab_size, Tn = cached_.time;
+    const std::size_t m0 = row_begin_[b0], m1 = row_begin_[b1], M = m1 - m0;
+    logprob_rows_backward(m0, m1, d_logps);
+    const gpt::ConstMatrixMap<T> dlogits(logits_.data() + m0 * V, gpt::ix(M), gpt::ix(V));
+    T* d_rows = act_.d_atty + b0 * Tn * C;  // [M, C] within this block's rows of a scratch buffer not yet in use
+    gpt::MatrixMap<T>(d_rows, gpt::ix(M), gpt::ix(C)).noalias() =
+        dlogits * gpt::ConstMatrixMap<T>(params().wte, gpt::ix(V), gpt::ix(C));
+    gpt::MatrixMap<T>(g.wte, gpt::ix(V), gpt::ix(C)).noalias() +=
+        dlogits.transpose() * gpt::ConstMatrixMap<T>(lnf_rows_.data() + m0 * C, gpt::ix(M), gpt::ix(C));
+    std::fill_n(act_.d_ln + b0 * Tn * C, (b1 - b0) * Tn * C, T(0));
+    for (std::size_t m = m0; m < m1; ++m)
+      gpt::ArrayMap<T>(act_.d_ln + src_[m] * C, gpt::ix(C)) +=
+          gpt::ConstArrayMap<T>(d_rows + (m - m0) * C, gpt::ix(C));
+  }
+
+  // From d loss / d lnf (act_.d_ln, rows of sequences [b0, b1)) to the parameter gradients g.
+  void trunk_backward(std::size_t b0, std::size_t b1, const GptTensors<T>& g) {
+    const std::size_t Tn = cached_.time, C = config_.channels, L = config_.layers, NH = config_.heads,
+                      N = cached_.batch * Tn, att_size = cached_.batch * NH * Tn * Tn;
+    const std::size_t r0 = b0 * Tn, n = (b1 - b0) * Tn, B = b1 - b0;
+    const auto p = params();
+    const Activations& a = act_;
+    // this block's rows of the backward scratch buffers
+    T* d_res = a.d_res + r0 * C;
+    T* d_ln = a.d_ln + r0 * C;
+    T* d_atty = a.d_atty + r0 * C;
+    T* d_qkv = a.d_qkv + r0 * 3 * C;
+    T* d_fch = a.d_fch + r0 * 4 * C;
+    T* d_att = a.d_att + b0 * NH * Tn * Tn;
+    std::fill_n(d_res, n * C, T(0));
+    gpt::layernorm_backward(d_res, g.lnfw, g.lnfb, d_ln, a.res3 + ((L - 1) * N + r0) * C, p.lnfw, a.lnf_mean + r0,
+                            a.lnf_rstd + r0, n, C);
+    for (std::size_t l = L; l-- > 0;) {
+      const std::size_t at = l * N + r0;
+      const T* res_in = l == 0 ? a.encoded + r0 * C : a.res3 + (at - N) * C;
+      gpt::matmul_backward(d_fch, g.fcprojw + l * 4 * C * C, g.fcprojb + l * C, d_res, a.fch_gelu + at * 4 * C,
+                           p.fcprojw + l * 4 * C * C, n, 4 * C, C);
+      gpt::gelu_backward(d_fch, a.fch + at * 4 * C, d_fch, n * 4 * C);
+      gpt::matmul_backward(d_ln, g.fcw + l * C * 4 * C, g.fcb + l * 4 * C, d_fch, a.ln2 + at * C,
+                           p.fcw + l * C * 4 * C, n, C, 4 * C);
+      gpt::layernorm_backward(d_res, g.ln2w + l * C, g.ln2b + l * C, d_ln, a.res2 + at * C, p.ln2w + l * C,
+                              a.ln2_mean + at, a.ln2_rstd + at, n, C);
+      gpt::matmul_backward(d_atty, g.attprojw + l * C * C, g.attprojb + l * C, d_res, a.atty + at * C,
+                           p.attprojw + l * C * C, n, C, C);
+      gpt::attention_backward(d_qkv, d_att, d_atty, a.qkv + at * 3 * C, a.att + l * att_size + b0 * NH * Tn * Tn,
+                              real_.data() + r0, B, Tn, C, NH);
+      gpt::matmul_backward(d_ln, g.qkvw + l * C * 3 * C, g.qkvb + l * 3 * C, d_qkv, a.ln1 + at * C,
+                           p.qkvw + l * C * 3 * C, n, C, 3 * C);
+      gpt::layernorm_backward(d_res, g.ln1w + l * C, g.ln1b + l * C, d_ln, res_in, p.ln1w + l * C, a.ln1_mean + at,
+                              a.ln1_rstd + at, n, C);
+    }
+    gpt::encoder_backward(g.wte, g.wpe, d_res, cached_.tokens.data() + r0, pos_.data() + r0, real_.data() + r0, n,
+                          C);
   }
 
   // The private seam to the fused log-softmax + gather of losses/logprob.hpp: each row of logits_ is reduced
@@ -362,17 +461,19 @@ class Gpt {
       row_logprob_backward<backend>(x, x, vocab, targets[m], row_max[m], row_log_sum[m], d_logps[dst[m]], false);
     }
   };
-  void logprob_rows_forward(std::size_t M, T* out) {
-    backend::for_each(M,
-                      LogprobForwardRows{logits_.data(), targets_.data(), dst_.data(), M, config_.vocab_size, out,
-                                         row_max_.data(), row_log_sum_.data()},
-                      2 * config_.vocab_size);
+  void logprob_rows_forward(std::size_t m0, std::size_t m1, T* out) {
+    const std::size_t V = config_.vocab_size;
+    backend::for_each(m1 - m0,
+                      LogprobForwardRows{logits_.data() + m0 * V, targets_.data() + m0, dst_.data() + m0, m1 - m0, V,
+                                         out, row_max_.data() + m0, row_log_sum_.data() + m0},
+                      2 * V);
   }
-  void logprob_rows_backward(std::size_t M, const T* d_logps) {
-    backend::for_each(M,
-                      LogprobBackwardRows{logits_.data(), targets_.data(), dst_.data(), config_.vocab_size, d_logps,
-                                          row_max_.data(), row_log_sum_.data()},
-                      2 * config_.vocab_size);
+  void logprob_rows_backward(std::size_t m0, std::size_t m1, const T* d_logps) {
+    const std::size_t V = config_.vocab_size;
+    backend::for_each(m1 - m0,
+                      LogprobBackwardRows{logits_.data() + m0 * V, targets_.data() + m0, dst_.data() + m0, V, d_logps,
+                                          row_max_.data() + m0, row_log_sum_.data() + m0},
+                      2 * V);
   }
 
   bool same_batch(const TokenBatch& b) const {
@@ -413,6 +514,7 @@ class Gpt {
     };
     grow(logits_, N * V), grow(lnf_rows_, N * C), grow(row_max_, N), grow(row_log_sum_, N);
     grow(src_, N), grow(dst_, N), grow(targets_, N), grow(pos_, N), grow(real_, N), grow(last_, B);
+    grow(row_begin_, B + 1);
   }
 
   GptConfig config_;
@@ -431,6 +533,8 @@ class Gpt {
   std::vector<std::int32_t> pos_;         // [N] position ids (real tokens before)
   std::vector<std::uint8_t> real_;        // [N] 1 real, 0 padding
   std::vector<std::size_t> last_;         // [B] position b·T + t of each row's last response token
+  std::vector<std::size_t> row_begin_;    // [B + 1] first scoring row (index into src_, dst_) of each sequence
+  gpt::aligned_vector<T> extra_grads_;    // [parts − 1, parameters] gradients of the other backward blocks
   gpt::Sampler<T> sampler_;
 };
 
