@@ -12,6 +12,10 @@
 #include <numeric>
 #include <vector>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "rlhf/backends/eigen.hpp"
 #include "rlhf/core/batch.hpp"
 #include "rlhf/core/error.hpp"
@@ -77,10 +81,11 @@ class Sampler {
         seq[b * cap_ + t] = x.tokens[b * x.time + t];
         item_row_[n] = b, item_pos_[n] = t, item_tok_[n] = x.tokens[b * x.time + t];
       }
-      selected_[b] = n - 1;  // the last prompt token predicts the first new one
+      item_begin_[b + 1] = n;  // the last prompt token predicts the first new one
       active.push_back(b);
     }
-    step(p, c, n, B);
+    item_begin_[0] = 0;
+    step(p, c, B);
 
     for (std::size_t generated = 0;; ++generated) {
       for (std::size_t k = 0; k < active.size(); ++k) {
@@ -98,9 +103,9 @@ class Sampler {
       for (std::size_t k = 0; k < active.size(); ++k) {
         const std::size_t b = active[k];
         item_row_[k] = b, item_pos_[k] = len[b] - 1, item_tok_[k] = seq[b * cap_ + len[b] - 1];
-        selected_[k] = k;
+        item_begin_[k + 1] = k + 1;
       }
-      step(p, c, active.size(), active.size());
+      step(p, c, active.size());
     }
 
     std::size_t Tout = 0;
@@ -122,40 +127,58 @@ class Sampler {
   const RowMatrix<T>& log_probs() const { return log_probs_; }
 
  private:
-  // Runs items 0 … n−1 (token item_tok_ of row item_row_ at position item_pos_) through the model, writing
-  // their keys and values into the cache, then the logits of the items selected_[0 … n_out) into logits_.
-  void step(const GptTensors<const T>& p, const GptConfig& c, std::size_t n, std::size_t n_out) {
+  // Runs the items of n_out sequences through the model: sequence o owns items item_begin_[o] … item_begin_[o+1]−1
+  // (token item_tok_ of row item_row_ at position item_pos_; a whole prompt in the prefill, one token after).
+  // Their keys and values go into the cache, and the logits of each sequence's last item into logits_ row o.
+  // With several threads, each takes a block of whole sequences through every layer on its own.
+  void step(const GptTensors<const T>& p, const GptConfig& c, std::size_t n_out) {
+    std::size_t parts = 1;
+#ifdef _OPENMP
+    if (!omp_in_parallel()) parts = std::min<std::size_t>(std::size_t(std::max(1, omp_get_max_threads())), n_out);
+#endif
+    if (parts == 1) return step_block(p, c, 0, n_out);
+#pragma omp parallel for schedule(static, 1) num_threads(int(parts))
+    for (std::ptrdiff_t k = 0; k < std::ptrdiff_t(parts); ++k)
+      step_block(p, c, n_out * std::size_t(k) / parts, n_out * (std::size_t(k) + 1) / parts);
+  }
+
+  void step_block(const GptTensors<const T>& p, const GptConfig& c, std::size_t o0, std::size_t o1) {
     const std::size_t C = c.channels, L = c.layers, NH = c.heads, hs = C / NH, V = c.vocab_size;
     const std::size_t lcache = batch_ * cap_ * C;  // one layer of the cache
-    T* x = x_.data();
-    T* ln = ln_.data();
-    T* qkv = qkv_.data();
-    T* y = y_.data();
-    T* fch = fch_.data();
-    T* fchg = fchg_.data();
+    const std::size_t i0 = item_begin_[o0], n = item_begin_[o1] - i0, n_out = o1 - o0;
+    const T eps = T(c.layer_norm_eps);
+    T* x = x_.data() + i0 * C;
+    T* ln = ln_.data() + i0 * C;
+    T* qkv = qkv_.data() + i0 * 3 * C;
+    T* y = y_.data() + i0 * C;
+    T* fch = fch_.data() + i0 * 4 * C;
+    T* fchg = fchg_.data() + i0 * 4 * C;
+    T* mean = mean_.data() + i0;
+    T* rstd = rstd_.data() + i0;
+    const std::size_t* row = item_row_.data() + i0;
+    const std::size_t* pos = item_pos_.data() + i0;
     for (std::size_t i = 0; i < n; ++i)
-      ArrayMap<T>(x + i * C, ix(C)) = ConstArrayMap<T>(p.wte + std::size_t(item_tok_[i]) * C, ix(C)) +
-                                      ConstArrayMap<T>(p.wpe + item_pos_[i] * C, ix(C));
+      ArrayMap<T>(x + i * C, ix(C)) = ConstArrayMap<T>(p.wte + std::size_t(item_tok_[i0 + i]) * C, ix(C)) +
+                                      ConstArrayMap<T>(p.wpe + pos[i] * C, ix(C));
     const T scale = T(1) / std::sqrt(T(hs));
     for (std::size_t l = 0; l < L; ++l) {
-      layernorm_forward(ln, mean_.data(), rstd_.data(), x, p.ln1w + l * C, p.ln1b + l * C, n, C,
-                        T(c.layer_norm_eps));
+      layernorm_forward(ln, mean, rstd, x, p.ln1w + l * C, p.ln1b + l * C, n, C, eps);
       matmul_forward(qkv, ln, p.qkvw + l * C * 3 * C, p.qkvb + l * 3 * C, n, C, 3 * C);
       T* kc = k_cache_.data() + l * lcache;  // [B, cap, C]
       T* vc = v_cache_.data() + l * lcache;
       for (std::size_t i = 0; i < n; ++i) {
-        const std::size_t at = (item_row_[i] * cap_ + item_pos_[i]) * C;
+        const std::size_t at = (row[i] * cap_ + pos[i]) * C;
         std::copy_n(qkv + i * 3 * C + C, C, kc + at);
         std::copy_n(qkv + i * 3 * C + 2 * C, C, vc + at);
       }
 #pragma omp parallel for collapse(2) schedule(dynamic, 4) if (n * NH * cap_ * hs >= parallel_work)
       for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(n); ++i) {
         for (std::ptrdiff_t h = 0; h < static_cast<std::ptrdiff_t>(NH); ++h) {
-          const std::size_t keys = item_pos_[i] + 1, base = item_row_[i] * cap_ * C + h * hs;
+          const std::size_t keys = pos[i] + 1, base = row[i] * cap_ * C + h * hs;
           const ConstStridedMap<T> K(kc + base, ix(keys), ix(hs), Eigen::OuterStride<>(ix(C)));
           const ConstStridedMap<T> Vv(vc + base, ix(keys), ix(hs), Eigen::OuterStride<>(ix(C)));
           const Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>> q(qkv + i * 3 * C + h * hs, ix(hs));
-          Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>> s(scores_.data() + (i * NH + h) * cap_, ix(keys));
+          Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>> s(scores_.data() + ((i0 + i) * NH + h) * cap_, ix(keys));
           s.noalias() = scale * (K * q);
           s.array() = (s.array() - s.maxCoeff()).exp();
           s *= T(1) / s.sum();
@@ -164,17 +187,18 @@ class Sampler {
       }
       matmul_forward(fch, y, p.attprojw + l * C * C, p.attprojb + l * C, n, C, C);
       residual_forward(x, x, fch, n * C);
-      layernorm_forward(ln, mean_.data(), rstd_.data(), x, p.ln2w + l * C, p.ln2b + l * C, n, C,
-                        T(c.layer_norm_eps));
+      layernorm_forward(ln, mean, rstd, x, p.ln2w + l * C, p.ln2b + l * C, n, C, eps);
       matmul_forward(fch, ln, p.fcw + l * C * 4 * C, p.fcb + l * 4 * C, n, C, 4 * C);
       gelu_forward(fchg, fch, n * 4 * C);
       matmul_forward(y, fchg, p.fcprojw + l * 4 * C * C, p.fcprojb + l * C, n, 4 * C, C);
       residual_forward(x, x, y, n * C);
     }
-    for (std::size_t k = 0; k < n_out; ++k) std::copy_n(x + selected_[k] * C, C, y + k * C);
-    layernorm_forward(ln, mean_.data(), rstd_.data(), y, p.lnfw, p.lnfb, n_out, C, T(c.layer_norm_eps));
-    MatrixMap<T>(logits_.data(), ix(n_out), ix(V)).noalias() =
-        ConstMatrixMap<T>(ln, ix(n_out), ix(C)) * ConstMatrixMap<T>(p.wte, ix(V), ix(C)).transpose();
+    // the final LayerNorm and the LM head, for each sequence's last item only
+    T* last = last_.data() + o0 * C;
+    for (std::size_t o = o0; o < o1; ++o) std::copy_n(x_.data() + (item_begin_[o + 1] - 1) * C, C, last + (o - o0) * C);
+    layernorm_forward(last, last_mean_.data() + o0, last_rstd_.data() + o0, last, p.lnfw, p.lnfb, n_out, C, eps);
+    MatrixMap<T>(logits_.data() + o0 * V, ix(n_out), ix(V)).noalias() =
+        ConstMatrixMap<T>(last, ix(n_out), ix(C)) * ConstMatrixMap<T>(p.wte, ix(V), ix(C)).transpose();
   }
 
   // One token from a row of logits.
@@ -230,8 +254,8 @@ class Sampler {
     grow(qkv_, items * 3 * C), grow(fch_, items * 4 * C), grow(fchg_, items * 4 * C);
     grow(mean_, items), grow(rstd_, items);
     grow(scores_, items * c.heads * cap_);
-    grow(logits_, B * V);
-    grow(item_row_, items), grow(item_pos_, items), grow(item_tok_, items), grow(selected_, items);
+    grow(logits_, B * V), grow(last_, B * C), grow(last_mean_, B), grow(last_rstd_, B);
+    grow(item_row_, items), grow(item_pos_, items), grow(item_tok_, items), grow(item_begin_, B + 1);
     grow(idx_, V), grow(weight_, V), grow(order_, V), grow(sorted_weight_, V), grow(sorted_idx_, V);
   }
 
@@ -241,7 +265,9 @@ class Sampler {
   aligned_vector<T> mean_, rstd_;                         // [items]
   aligned_vector<T> scores_;                              // [items, NH, cap]
   aligned_vector<T> logits_;                              // [B, V]
-  std::vector<std::size_t> item_row_, item_pos_, selected_;
+  aligned_vector<T> last_, last_mean_, last_rstd_;        // [B, C], [B], [B]: each sequence's last item
+  std::vector<std::size_t> item_row_, item_pos_;          // [items]
+  std::vector<std::size_t> item_begin_;                   // [B + 1] each sequence's first item
   std::vector<token_id> item_tok_;
   std::vector<token_id> idx_, sorted_idx_;            // [V]
   std::vector<double> weight_, sorted_weight_;        // [V]
