@@ -1,0 +1,89 @@
+#pragma once
+// AdamW on the GPU: rlhf::AdamW's update (optim/adamw.hpp, the CPU reference) on device spans, one thread per
+// parameter, moments in device memory. Satisfies rlhf::OptimizerFor<CudaAdamW, GptCuda>:
+//   opt.step(model.parameters(), model.gradients())   // std::span<float>, std::span<const float>, device memory
+#include <cmath>
+#include <cstddef>
+#include <limits>
+#include <span>
+#include <vector>
+
+#include "rlhf/models/gpt_cuda/common.cuh"
+#include "rlhf/optim/adamw.hpp"
+
+namespace rlhf {
+
+namespace gpt_cuda {
+
+static __global__ void adamw_kernel(float* p, const float* g, float* m, float* v, std::size_t n, float b1, float b2,
+                                    float eps, float decay, float step_size, float inv_sqrt_correction2) {
+  const std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  const float gi = g[i];
+  const float mi = b1 * m[i] + (1.0f - b1) * gi;
+  const float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+  m[i] = mi;
+  v[i] = vi;
+  p[i] = p[i] * decay - step_size * mi / (sqrtf(vi) * inv_sqrt_correction2 + eps);
+}
+
+}  // namespace gpt_cuda
+
+class CudaAdamW {
+ public:
+  using scalar = float;
+
+  explicit CudaAdamW(const AdamWConfig& config = {}) : config_(config) { detail::validate_adamw(config_); }
+
+  // One update of params from grads, both device memory of the same length. The moments are sized (and
+  // zeroed) on the first step; a later step with another length throws.
+  void step(std::span<float> params, std::span<const float> grads) {
+    constexpr const char* fn = "rlhf::CudaAdamW::step";
+    require_size(fn, "grads", grads.size(), params.size(), "the number of parameters");
+    if (m_.size() == 0) {
+      m_.resize(params.size()), v_.resize(params.size());
+      m_.zero(), v_.zero();
+      n_ = params.size();
+    }
+    require_size(fn, "params", params.size(), n_, "the size of the optimizer state");
+    ++t_;
+    // the scalars exactly as rlhf::AdamW computes them
+    const float lr = config_.learning_rate, b1 = config_.beta1, b2 = config_.beta2, eps = config_.epsilon;
+    const float decay = 1.0f - lr * config_.weight_decay;
+    const float correction1 = 1.0f - float(std::pow(double(config_.beta1), double(t_)));
+    const float correction2 = 1.0f - float(std::pow(double(config_.beta2), double(t_)));
+    const float step_size = lr / correction1, inv_sqrt_correction2 = 1.0f / std::sqrt(correction2);
+    if (n_ == 0) return;
+    gpt_cuda::adamw_kernel<<<gpt_cuda::ceil_div(n_, 256), 256>>>(params.data(), grads.data(), m_.data(), v_.data(), n_,
+                                                                 b1, b2, eps, decay, step_size, inv_sqrt_correction2);
+    RLHF_CUDA_CHECK(cudaGetLastError());
+  }
+
+  const AdamWConfig& config() const { return config_; }
+  void set_learning_rate(float lr) {
+    require_in_range("rlhf::CudaAdamW::set_learning_rate", "learning_rate", lr, 0.0,
+                     std::numeric_limits<double>::max());
+    config_.learning_rate = lr;
+  }
+  std::size_t steps() const { return t_; }
+  // Host copies of the moments [n] (empty before the first step).
+  std::vector<float> first_moment() const { return to_host(m_); }
+  std::vector<float> second_moment() const { return to_host(v_); }
+  void reset() {
+    m_ = {}, v_ = {};
+    n_ = t_ = 0;
+  }
+
+ private:
+  std::vector<float> to_host(const gpt_cuda::device_buffer<float>& b) const {
+    std::vector<float> h(n_);
+    if (m_.size()) b.download(h.data(), n_);
+    return h;
+  }
+
+  AdamWConfig config_;
+  gpt_cuda::device_buffer<float> m_, v_;  // [n] each
+  std::size_t n_ = 0, t_ = 0;
+};
+
+}  // namespace rlhf
