@@ -1,0 +1,136 @@
+#pragma once
+// Phase 2: the preference data. The SFT model completes each of N training prompts `completions` times
+// (temperature 1, stop at eos); VADER scores each prompt + completion; every two completions of a prompt with
+// different rewards make a pair (the higher one chosen): up to 6 pairs per prompt with 4 completions. Also
+// stores Σ log π_ref of each completion, the reference log-probs of DPO. Writes completions.tsv.
+#include <cstddef>
+#include <cstdio>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cache.hpp"
+#include "context.hpp"
+#include "data.hpp"
+#include "progress.hpp"
+#include "sft_phase.hpp"
+#include "rlhf/algorithms/sequence.hpp"
+#include "rlhf/models/gpt/checkpoint.hpp"
+
+namespace sentiment {
+
+struct Completion {
+  std::size_t prompt = 0;
+  Sequence sequence;
+  double reward = 0;      // VADER compound mapped to [0, 1]
+  double ref_logp = 0;    // Σ over the completion's tokens of log π_ref
+};
+
+struct Pair {
+  std::size_t chosen, rejected;  // indices into PairsOutput::completions
+};
+
+struct PairsOutput {
+  CacheKey key{"pairs"};
+  std::vector<std::vector<rlhf::token_id>> prompts;  // the N training prompts
+  std::size_t sentences_used = 0;                     // held-out sentences they came from (the rest: evaluation)
+  std::vector<Completion> completions;
+  std::vector<Pair> pairs;
+};
+
+inline std::vector<Pair> all_pairs(const std::vector<Completion>& cs, std::size_t per_prompt) {
+  std::vector<Pair> out;
+  for (std::size_t base = 0; base + per_prompt <= cs.size(); base += per_prompt)
+    for (std::size_t i = base; i < base + per_prompt; ++i)
+      for (std::size_t j = i + 1; j < base + per_prompt; ++j) {
+        if (cs[i].reward == cs[j].reward) continue;  // a tie says nothing
+        out.push_back(cs[i].reward > cs[j].reward ? Pair{i, j} : Pair{j, i});
+      }
+  return out;
+}
+
+inline std::string completions_tsv(const Context& ctx, const std::vector<Completion>& cs) {
+  std::ostringstream s;
+  s.precision(17);
+  s << "prompt\treward\tref_logp\tprompt_length\ttokens\ttext\n";
+  for (const auto& c : cs) {
+    s << c.prompt << '\t' << c.reward << '\t' << c.ref_logp << '\t' << c.sequence.prompt_length << '\t';
+    for (std::size_t i = 0; i < c.sequence.tokens.size(); ++i) s << (i ? " " : "") << c.sequence.tokens[i];
+    s << '\t' << sequence_text(*ctx.tokenizer, c.sequence.tokens) << '\n';
+  }
+  return s.str();
+}
+
+inline std::vector<Completion> parse_completions(const std::string& text) {
+  std::vector<Completion> out;
+  std::istringstream in(text);
+  std::string line;
+  std::getline(in, line);  // header
+  while (std::getline(in, line)) {
+    std::istringstream row(line);
+    std::string field;
+    Completion c;
+    std::getline(row, field, '\t'), c.prompt = std::stoul(field);
+    std::getline(row, field, '\t'), c.reward = std::stod(field);
+    std::getline(row, field, '\t'), c.ref_logp = std::stod(field);
+    std::getline(row, field, '\t'), c.sequence.prompt_length = std::stoul(field);
+    std::getline(row, field, '\t');
+    std::istringstream ids(field);
+    for (long id; ids >> id;) c.sequence.tokens.push_back(rlhf::token_id(id));
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+inline PairsOutput run_pairs_phase(Context& ctx, const Texts& texts, const SftOutput& sft) {
+  const auto& c = ctx.config;
+  const auto& s = c.pairs;
+  PairsOutput out;
+  out.key.add("sft", sft.key.hex())
+      .add("prompts", hash_texts(texts.prompt_reviews))
+      .add("N", s.train_prompts)
+      .add("completions", s.completions)
+      .add("prompt_tokens", s.min_prompt_tokens)
+      .add("prompt_tokens_max", s.max_prompt_tokens)
+      .add("new_tokens", s.max_new_tokens)
+      .add("temperature", s.temperature)
+      .add("seed", c.data_seed);
+  out.prompts = make_prompts(*ctx.tokenizer, texts.prompt_reviews, out.sentences_used, s.train_prompts, s,
+                             c.data_seed + 10);
+  const CacheEntry entry(ctx.out, out.key);
+  const auto t0 = Clock::now();
+  if (entry.done()) {
+    out.completions = parse_completions(read_file(entry.file("completions.tsv")));
+    out.pairs = all_pairs(out.completions, s.completions);
+    ctx.record("pairs", seconds_since(t0), true);
+    return out;
+  }
+  entry.begin();
+  auto model = rlhf::load_checkpoint<float>(sft.checkpoint);
+  rlhf::Rng rng(c.data_seed + 11);
+  const std::size_t chunk = 16;  // prompts per sampling batch
+  Progress progress("pairs", out.prompts.size(), ctx.quiet);
+  for (std::size_t lo = 0; lo < out.prompts.size(); lo += chunk) {
+    const std::size_t hi = std::min(out.prompts.size(), lo + chunk);
+    const auto batch = model.sample(prompt_batch(out.prompts, lo, hi, s.completions),
+                                    {.max_new_tokens = s.max_new_tokens, .temperature = s.temperature,
+                                     .stop_token = ctx.tokenizer->eos()},
+                                    rng);
+    const auto ref = rlhf::sequence_logps(model, batch);
+    double mean = 0;
+    for (std::size_t b = 0; b < batch.batch; ++b) {
+      Completion comp{lo + b / s.completions, row_sequence(batch, b), 0, ref[b]};
+      comp.reward = reward_of_text(ctx, sequence_text(*ctx.tokenizer, comp.sequence.tokens));
+      mean += comp.reward / double(batch.batch);
+      out.completions.push_back(std::move(comp));
+    }
+    progress.update(hi, "reward", mean);
+  }
+  write_file_atomic(entry.file("completions.tsv"), completions_tsv(ctx, out.completions));
+  entry.finish();
+  out.pairs = all_pairs(out.completions, s.completions);
+  ctx.record("pairs", seconds_since(t0), false);
+  return out;
+}
+
+}  // namespace sentiment

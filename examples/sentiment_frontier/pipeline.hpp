@@ -1,0 +1,106 @@
+#pragma once
+// The whole experiment, phase by phase; main.cpp and the tests call run_pipeline.
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "context.hpp"
+#include "data.hpp"
+#include "eval_phase.hpp"
+#include "pairs_phase.hpp"
+#include "plot.hpp"
+#include "report.hpp"
+#include "reward_model_phase.hpp"
+#include "sft_phase.hpp"
+#include "train_phase.hpp"
+
+namespace sentiment {
+
+struct PipelineResult {
+  std::vector<EvalResult> rows;  // every evaluated checkpoint, the SFT model first
+  std::size_t pairs = 0, completions = 0;
+  RewardModelOutput reward_model;
+  std::vector<PhaseTiming> timings;
+  std::size_t evaluations_computed = 0, evaluations_cached = 0;
+  fs::path csv;
+  std::vector<fs::path> plots;
+};
+
+inline void say(const Context& ctx, const char* text) {
+  if (!ctx.quiet) std::printf("%s\n", text), std::fflush(stdout);
+}
+
+inline PipelineResult run_pipeline(const SweepConfig& config, const fs::path& out, bool quiet = false,
+                                   bool plots = true) {
+  Context ctx{config, out, quiet};
+  fs::create_directories(out);
+  ctx.vader = rlhf::eval::Vader::load(config.data.lexicon);
+  const Texts texts = load_texts(config.data);
+  if (!quiet)
+    std::printf("data: %zu fortunes, %zu SFT review sentences, %zu held-out sentences for prompts\n",
+                texts.fortunes.size(), texts.train_reviews.size(), texts.prompt_reviews.size());
+
+  say(ctx, "phase 1: tokenizer + SFT (fortunes, then reviews)");
+  const SftOutput sft = run_sft_phase(ctx, texts);
+  say(ctx, "phase 2: sampling completions and labelling pairs with VADER");
+  const PairsOutput pairs = run_pairs_phase(ctx, texts, sft);
+  PipelineResult result;
+  result.pairs = pairs.pairs.size();
+  result.completions = pairs.completions.size();
+  if (!quiet) std::printf("  %zu completions, %zu pairs with distinct rewards\n", result.completions, result.pairs);
+  if (pairs.pairs.empty()) throw std::runtime_error("every completion of every prompt tied: no preference pairs");
+
+  say(ctx, "phase 3: training (reward model, then every method, setting and seed)");
+  const bool need_rm = !config.train.ppo_rm_kl_coefs.empty();
+  if (need_rm) result.reward_model = run_reward_model_phase(ctx, sft, pairs);
+  std::vector<RunOutput> runs;
+  for (const auto& spec : sweep_runs(config)) runs.push_back(run_training(ctx, spec, sft, pairs, result.reward_model));
+
+  say(ctx, "phase 4: evaluating every checkpoint on held-out prompts");
+  const auto t0 = Clock::now();
+  Evaluator evaluator(ctx, texts, sft, pairs);
+  std::size_t total = 1;
+  for (const auto& r : runs) total += r.checkpoints.size();
+  Progress progress("eval", total, quiet);
+  result.rows.push_back(evaluator.evaluate({{"sft", 0, config.data_seed}, 0, sft.checkpoint}));
+  for (const auto& r : runs)
+    for (const auto& c : r.checkpoints) {
+      result.rows.push_back(evaluator.evaluate(c));
+      progress.update(result.rows.size(), "reward", result.rows.back().reward);
+    }
+  result.evaluations_computed = evaluator.computed();
+  result.evaluations_cached = evaluator.cached();
+  ctx.record("eval", seconds_since(t0), evaluator.computed() == 0);
+
+  say(ctx, "phase 5: frontier.csv and plots");
+  result.csv = out / "frontier.csv";
+  write_file_atomic(result.csv, frontier_csv(result.rows));
+  if (plots) result.plots = draw_plots(result.rows, out / "plots", config.name + " sweep");
+  result.timings = ctx.timings;
+  return result;
+}
+
+// Seconds per phase, training runs summed by method; "(cached)" when nothing of it ran.
+inline std::string timing_table(const std::vector<PhaseTiming>& timings) {
+  std::vector<std::pair<std::string, PhaseTiming>> groups;
+  for (const auto& t : timings) {
+    std::string name = t.phase;
+    if (name.rfind("train ", 0) == 0) name = "train " + name.substr(6, name.find(' ', 6) - 6);
+    auto it = std::find_if(groups.begin(), groups.end(), [&](const auto& g) { return g.first == name; });
+    if (it == groups.end()) {
+      groups.push_back({name, t});
+    } else {
+      it->second.seconds += t.seconds;
+      it->second.cached = it->second.cached && t.cached;
+    }
+  }
+  std::string s = "Time per phase (wall clock)\n";
+  char line[120];
+  for (const auto& [name, t] : groups) {
+    std::snprintf(line, sizeof line, "  %-22s %8.1fs%s\n", name.c_str(), t.seconds, t.cached ? "  (cached)" : "");
+    s += line;
+  }
+  return s;
+}
+
+}  // namespace sentiment

@@ -1,0 +1,149 @@
+#pragma once
+// Phase 5a: the numbers. frontier.csv (one row per evaluated checkpoint), the table printed at the end, the
+// best reward each method reaches within a KL budget (the frontier, read off at a few budgets), and the
+// least-squares line of log KL against log β over the DPO runs' last checkpoints.
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdio>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cache.hpp"
+#include "eval_phase.hpp"
+
+namespace sentiment {
+
+inline const std::vector<std::string>& method_order() {
+  static const std::vector<std::string> m{"sft", "dpo", "unlikelihood", "preferred_ft", "ppo_rm", "ppo_gt"};
+  return m;
+}
+
+inline std::string frontier_csv(const std::vector<EvalResult>& rows) {
+  std::ostringstream s;
+  s << "method,hyperparameter,step,reward,kl,seed\n";
+  char line[160];
+  for (const auto& r : rows) {
+    const auto& run = r.checkpoint.run;
+    std::snprintf(line, sizeof line, "%s,%s,%zu,%.6f,%.6f,%llu\n", run.method.c_str(), run.hyper_text().c_str(),
+                  r.checkpoint.step, r.reward, r.kl, static_cast<unsigned long long>(run.seed));
+    s << line;
+  }
+  return s.str();
+}
+
+// The last checkpoint of each run, in sweep order.
+inline std::vector<EvalResult> final_checkpoints(const std::vector<EvalResult>& rows) {
+  std::vector<EvalResult> out;
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const bool last = i + 1 == rows.size() || rows[i + 1].checkpoint.run.label() != rows[i].checkpoint.run.label();
+    if (last) out.push_back(rows[i]);
+  }
+  return out;
+}
+
+// The highest reward among a method's checkpoints with KL ≤ budget (NaN when none is that close to π_ref).
+inline double best_within(const std::vector<EvalResult>& rows, const std::string& method, double budget) {
+  double best = std::nan("");
+  for (const auto& r : rows)
+    if (r.checkpoint.run.method == method && r.kl <= budget && !(r.reward <= best)) best = r.reward;
+  return best;
+}
+
+struct LineFit {
+  double slope = std::nan(""), intercept = std::nan(""), r2 = std::nan("");
+  std::size_t points = 0;
+};
+
+// log KL = a + b log β over the DPO runs' final checkpoints (runs with KL ≤ 0 are left out).
+inline LineFit dpo_log_fit(const std::vector<EvalResult>& rows) {
+  std::vector<double> x, y;
+  for (const auto& r : final_checkpoints(rows))
+    if (r.checkpoint.run.method == "dpo" && r.kl > 0) x.push_back(std::log(r.checkpoint.run.hyper)), y.push_back(std::log(r.kl));
+  LineFit f;
+  f.points = x.size();
+  if (x.size() < 2) return f;
+  const double n = double(x.size());
+  double mx = 0, my = 0;
+  for (std::size_t i = 0; i < x.size(); ++i) mx += x[i] / n, my += y[i] / n;
+  double sxx = 0, sxy = 0, syy = 0;
+  for (std::size_t i = 0; i < x.size(); ++i)
+    sxx += (x[i] - mx) * (x[i] - mx), sxy += (x[i] - mx) * (y[i] - my), syy += (y[i] - my) * (y[i] - my);
+  if (sxx == 0) return f;
+  f.slope = sxy / sxx;
+  f.intercept = my - f.slope * mx;
+  f.r2 = syy > 0 ? sxy * sxy / (sxx * syy) : 1.0;
+  return f;
+}
+
+// KL budgets to read the frontier at: quantiles of the KLs seen, rounded.
+inline std::vector<double> kl_budgets(const std::vector<EvalResult>& rows) {
+  std::vector<double> kls;
+  for (const auto& r : rows)
+    if (r.kl > 0) kls.push_back(r.kl);
+  if (kls.empty()) return {};
+  std::sort(kls.begin(), kls.end());
+  std::vector<double> out;
+  for (const double q : {0.25, 0.5, 0.75, 1.0}) {
+    const double v = kls[std::min(kls.size() - 1, std::size_t(q * double(kls.size() - 1)))];
+    const double p = std::pow(10.0, std::floor(std::log10(v)) - 1);  // two significant digits
+    const double rounded = std::ceil(v / p) * p;
+    if (out.empty() || rounded > out.back()) out.push_back(rounded);
+  }
+  return out;
+}
+
+inline std::string summary_table(const std::vector<EvalResult>& rows) {
+  std::ostringstream s;
+  char line[200];
+  s << "Last checkpoint of each run (reward: mean VADER reward in [0, 1]; KL: nats per completion)\n";
+  std::snprintf(line, sizeof line, "  %-13s %7s %5s %6s %8s %8s %11s\n", "method", "hyper", "seed", "step", "reward",
+                "KL", "best reward");
+  s << line;
+  for (const auto& r : final_checkpoints(rows)) {
+    const auto& run = r.checkpoint.run;
+    double best = -1;
+    for (const auto& q : rows)
+      if (q.checkpoint.run.label() == run.label()) best = std::max(best, q.reward);
+    std::snprintf(line, sizeof line, "  %-13s %7s %5llu %6zu %8.4f %8.3f %11.4f\n", run.method.c_str(),
+                  run.hyper_text().c_str(), static_cast<unsigned long long>(run.seed), r.checkpoint.step, r.reward,
+                  r.kl, best);
+    s << line;
+  }
+  const auto budgets = kl_budgets(rows);
+  if (!budgets.empty()) {
+    s << "\nFrontier: best reward over all checkpoints with KL <= budget\n  ";
+    std::snprintf(line, sizeof line, "%-13s", "method");
+    s << line;
+    for (const double b : budgets) {
+      std::ostringstream label;
+      label << "KL<=" << b;
+      std::snprintf(line, sizeof line, " %9s", label.str().c_str());
+      s << line;
+    }
+    s << "\n";
+    for (const auto& m : method_order()) {
+      if (m == "sft") continue;
+      std::snprintf(line, sizeof line, "  %-13s", m.c_str());
+      s << line;
+      for (const double b : budgets) {
+        const double v = best_within(rows, m, b);
+        if (std::isnan(v)) std::snprintf(line, sizeof line, " %9s", "-");
+        else std::snprintf(line, sizeof line, " %9.4f", v);
+        s << line;
+      }
+      s << "\n";
+    }
+  }
+  const auto fit = dpo_log_fit(rows);
+  if (fit.points >= 2) {
+    std::snprintf(line, sizeof line, "\nDPO: log KL = %.3f %+.3f log beta  (R^2 = %.3f, %zu runs)\n", fit.intercept,
+                  fit.slope, fit.r2, fit.points);
+    s << line;
+  }
+  return s.str();
+}
+
+}  // namespace sentiment

@@ -1,0 +1,201 @@
+#pragma once
+// Phase 3: one training run per method, setting and seed, each from the SFT model, saving the policy every
+// `checkpoint_every` steps:
+//   dpo           rlhf::dpo_step, β                          on the pairs (reference log-probs precomputed)
+//   unlikelihood  rlhf::unlikelihood_step, α                 on the pairs
+//   preferred_ft  rlhf::sft_step on the chosen completions
+//   ppo_rm        rlhf::ppo_step, fixed κ, the learned reward (standardised), on the training prompts
+//   ppo_gt        rlhf::ppo_step, fixed κ, the ground-truth VADER reward in [0, 1]
+// Each run is one cache entry: a finished run is skipped; an interrupted one starts over.
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "cache.hpp"
+#include "context.hpp"
+#include "data.hpp"
+#include "pairs_phase.hpp"
+#include "progress.hpp"
+#include "reward_model_phase.hpp"
+#include "rlhf/algorithms/dpo.hpp"
+#include "rlhf/algorithms/kl_control.hpp"
+#include "rlhf/algorithms/ppo.hpp"
+#include "rlhf/algorithms/sft.hpp"
+#include "rlhf/algorithms/unlikelihood.hpp"
+#include "rlhf/models/gpt/checkpoint.hpp"
+#include "rlhf/optim/adamw.hpp"
+#include "sft_phase.hpp"
+
+namespace sentiment {
+
+struct RunSpec {
+  std::string method;  // dpo, unlikelihood, preferred_ft, ppo_rm, ppo_gt (and sft: the reference itself)
+  float hyper = 0;     // β, α or κ; 0 for preferred_ft and sft
+  std::uint64_t seed = 1;
+
+  bool has_hyper() const { return method != "preferred_ft" && method != "sft"; }
+  std::string hyper_text() const {
+    if (!has_hyper()) return "-";
+    char s[32];
+    std::snprintf(s, sizeof s, "%g", double(hyper));
+    return s;
+  }
+  std::string label() const {
+    return method + (has_hyper() ? " " + hyper_text() : std::string()) + " seed " + std::to_string(seed);
+  }
+  bool is_ppo() const { return method == "ppo_rm" || method == "ppo_gt"; }
+};
+
+struct SavedCheckpoint {
+  RunSpec run;
+  std::size_t step = 0;
+  fs::path path;
+};
+
+struct RunOutput {
+  RunSpec spec;
+  std::vector<SavedCheckpoint> checkpoints;
+};
+
+inline std::vector<RunSpec> sweep_runs(const SweepConfig& c) {
+  std::vector<RunSpec> runs;
+  for (const auto seed : c.seeds) {
+    for (const float b : c.train.dpo_betas) runs.push_back({"dpo", b, seed});
+    for (const float a : c.train.unlikelihood_alphas) runs.push_back({"unlikelihood", a, seed});
+    if (c.train.preferred_ft) runs.push_back({"preferred_ft", 0, seed});
+    for (const float k : c.train.ppo_rm_kl_coefs) runs.push_back({"ppo_rm", k, seed});
+    for (const float k : c.train.ppo_gt_kl_coefs) runs.push_back({"ppo_gt", k, seed});
+  }
+  return runs;
+}
+
+namespace detail {
+
+inline fs::path checkpoint_path(const CacheEntry& e, std::size_t step) {
+  char name[40];
+  std::snprintf(name, sizeof name, "step-%06zu.safetensors", step);
+  return e.file(name);
+}
+
+// DPO, unlikelihood and preferred-FT: `steps` steps over the pairs in a seeded order.
+inline void train_on_pairs(Context& ctx, const RunSpec& run, const PairsOutput& data, rlhf::Gpt<float>& policy,
+                           const CacheEntry& entry, std::vector<SavedCheckpoint>& saved) {
+  const auto& t = ctx.config.train;
+  std::vector<Pair> pairs = data.pairs;
+  rlhf::Rng rng(run.seed * 1000 + 7);
+  for (std::size_t i = pairs.size(); i-- > 1;) std::swap(pairs[i], pairs[rng.below(i + 1)]);
+  rlhf::AdamW<float> opt({.learning_rate = t.learning_rate, .weight_decay = 0.0f});
+  Progress progress(run.label(), t.steps, ctx.quiet);
+  for (std::size_t s = 0; s < t.steps; ++s) {
+    const auto batch = pair_batch(data, pairs, s * t.batch, (s + 1) * t.batch);
+    rlhf::StepResult r;
+    if (run.method == "dpo") {
+      r = rlhf::dpo_step(policy, opt, batch, {.beta = run.hyper});
+    } else if (run.method == "unlikelihood") {
+      r = rlhf::unlikelihood_step(policy, opt, batch, {.alpha = run.hyper});
+    } else {
+      r = rlhf::sft_step(policy, opt, batch.chosen);
+    }
+    progress.update(s + 1, "loss", r.loss);
+    if ((s + 1) % t.checkpoint_every == 0 || s + 1 == t.steps) {
+      saved.push_back({run, s + 1, checkpoint_path(entry, s + 1)});
+      rlhf::save_checkpoint(policy, saved.back().path);
+    }
+  }
+}
+
+// PPO: each step a rollout on `ppo_batch` training prompts, then `ppo_epochs` passes of updates.
+inline void train_ppo(Context& ctx, const RunSpec& run, const SftOutput& sft, const PairsOutput& data,
+                      const RewardModelOutput* rm_out, rlhf::Gpt<float>& policy, const CacheEntry& entry,
+                      std::vector<SavedCheckpoint>& saved) {
+  const auto& t = ctx.config.train;
+  auto reference = rlhf::load_checkpoint<float>(sft.checkpoint);
+  auto head_config = policy.config();
+  head_config.scalar_head = true;
+  auto value_model = rlhf::load_checkpoint<float>(sft.checkpoint, head_config);
+  std::optional<rlhf::Gpt<float>> rm;
+  if (rm_out) rm.emplace(rlhf::load_checkpoint<float>(rm_out->checkpoint));
+
+  const auto reward = [&](const rlhf::TokenBatch& batch) {
+    std::vector<double> out(batch.batch);
+    if (rm) {
+      const auto s = rm->scores(batch);
+      for (std::size_t b = 0; b < batch.batch; ++b) out[b] = (double(s[Eigen::Index(b)]) - rm_out->mean) / rm_out->std;
+    } else {
+      for (std::size_t b = 0; b < batch.batch; ++b)
+        out[b] = reward_of_text(ctx, sequence_text(*ctx.tokenizer, row_sequence(batch, b).tokens));
+    }
+    return out;
+  };
+
+  rlhf::AdamW<float> policy_opt({.learning_rate = t.ppo_learning_rate, .weight_decay = 0.0f});
+  rlhf::AdamW<float> value_opt({.learning_rate = 2 * t.ppo_learning_rate, .weight_decay = 0.0f});
+  rlhf::FixedKlController kl{run.hyper};
+  const rlhf::PpoStepConfig config{.epochs = t.ppo_epochs,
+                                   .minibatches = 1,
+                                   .sample = {.max_new_tokens = ctx.config.pairs.max_new_tokens,
+                                              .temperature = 1.0f,
+                                              .stop_token = ctx.tokenizer->eos()}};
+  rlhf::Rng rng(run.seed * 1000 + 13);
+  std::vector<std::size_t> order(data.prompts.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::size_t next = order.size();
+  Progress progress(run.label(), t.ppo_steps, ctx.quiet);
+  for (std::size_t s = 0; s < t.ppo_steps; ++s) {
+    std::vector<std::vector<rlhf::token_id>> prompts;
+    while (prompts.size() < std::min(t.ppo_batch, order.size())) {
+      if (next == order.size()) {
+        for (std::size_t i = order.size(); i-- > 1;) std::swap(order[i], order[rng.below(i + 1)]);
+        next = 0;
+      }
+      prompts.push_back(data.prompts[order[next++]]);
+    }
+    const auto r = rlhf::ppo_step(policy, reference, value_model, reward, policy_opt, value_opt, kl,
+                                  prompt_batch(prompts, 0, prompts.size()), rng, config);
+    progress.update(s + 1, "reward", r.metrics["env/reward_mean"]);
+    if ((s + 1) % t.ppo_checkpoint_every == 0 || s + 1 == t.ppo_steps) {
+      saved.push_back({run, s + 1, checkpoint_path(entry, s + 1)});
+      rlhf::save_checkpoint(policy, saved.back().path);
+    }
+  }
+}
+
+}  // namespace detail
+
+inline RunOutput run_training(Context& ctx, const RunSpec& run, const SftOutput& sft, const PairsOutput& data,
+                              const RewardModelOutput& rm) {
+  const auto& t = ctx.config.train;
+  CacheKey key("run");
+  key.add("method", run.method).add("hyper", run.hyper).add("seed", run.seed).add("pairs", data.key.hex());
+  if (run.is_ppo()) {
+    key.add("steps", t.ppo_steps).add("batch", t.ppo_batch).add("epochs", t.ppo_epochs)
+        .add("every", t.ppo_checkpoint_every).add("lr", t.ppo_learning_rate);
+    if (run.method == "ppo_rm") key.add("rm", rm.key.hex());
+  } else {
+    key.add("steps", t.steps).add("batch", t.batch).add("every", t.checkpoint_every).add("lr", t.learning_rate);
+  }
+  const CacheEntry entry(ctx.out / "runs", key);
+  RunOutput out{run, {}};
+  const auto t0 = Clock::now();
+  if (entry.done()) {
+    const std::size_t steps = run.is_ppo() ? t.ppo_steps : t.steps;
+    const std::size_t every = run.is_ppo() ? t.ppo_checkpoint_every : t.checkpoint_every;
+    for (std::size_t s = 1; s <= steps; ++s)
+      if (s % every == 0 || s == steps) out.checkpoints.push_back({run, s, detail::checkpoint_path(entry, s)});
+    ctx.record("train " + run.label(), seconds_since(t0), true);
+    return out;
+  }
+  entry.begin();
+  auto policy = rlhf::load_checkpoint<float>(sft.checkpoint);
+  if (run.is_ppo())
+    detail::train_ppo(ctx, run, sft, data, run.method == "ppo_rm" ? &rm : nullptr, policy, entry, out.checkpoints);
+  else
+    detail::train_on_pairs(ctx, run, data, policy, entry, out.checkpoints);
+  entry.finish();
+  ctx.record("train " + run.label(), seconds_since(t0), false);
+  return out;
+}
+
+}  // namespace sentiment

