@@ -155,3 +155,4 @@ BENCHMARK_CAPTURE(BM_gpt_fwd_bwd, small, small)->Unit(benchmark::kMillisecond)->
 BENCHMARK_CAPTURE(BM_gpt_sft_step, small, small)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_gpt_dpo_step, small, small)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_gpt_sample, small, small)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_MAIN();
