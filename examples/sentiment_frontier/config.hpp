@@ -25,8 +25,8 @@ struct DataConfig {
 
 struct SftSettings {
   std::size_t vocab_size = 2000;  // SentencePiece BPE pieces
-  std::size_t channels = 128, layers = 2, heads = 4, max_seq_len = 64;
-  std::size_t fortune_steps = 600, review_steps = 300, batch = 16;
+  std::size_t channels = 128, layers = 2, heads = 4, max_seq_len = 48;
+  std::size_t fortune_steps = 400, review_steps = 200, batch = 16;
   float learning_rate = 2e-3f;
 };
 
@@ -40,17 +40,17 @@ struct PairSettings {
 };
 
 struct TrainSettings {
-  std::size_t steps = 160, batch = 16, checkpoint_every = 40;
-  float learning_rate = 5e-4f;
+  std::size_t steps = 120, batch = 16, checkpoint_every = 30;
+  float learning_rate = 2.5e-4f;
   std::vector<float> dpo_betas{0.05f, 0.1f, 1.0f, 5.0f};
   std::vector<float> unlikelihood_alphas{0.05f, 0.1f, 0.5f, 1.0f};
   bool preferred_ft = true;
   // PPO: a fixed KL coefficient κ per run (the reward is in [0, 1]; the learned one is standardised).
   std::vector<float> ppo_rm_kl_coefs{0.05f, 0.2f};
   std::vector<float> ppo_gt_kl_coefs{0.05f, 0.2f};
-  std::size_t ppo_steps = 60, ppo_batch = 16, ppo_epochs = 2, ppo_checkpoint_every = 15;
+  std::size_t ppo_steps = 48, ppo_batch = 16, ppo_epochs = 2, ppo_checkpoint_every = 12;
   float ppo_learning_rate = 5e-4f;
-  std::size_t reward_model_steps = 200;
+  std::size_t reward_model_steps = 150;
   float reward_model_learning_rate = 5e-4f;
 };
 
