@@ -2,7 +2,7 @@
 # Installs the Debian packages rlhf-cpp needs, only those missing; silent when nothing is.
 set -euo pipefail
 
-packages=(cmake g++ make libeigen3-dev doctest-dev libbenchmark-dev nlohmann-json3-dev pkg-config fortunes libsentencepiece-dev gnuplot-nox)
+packages=(cmake g++ make libeigen3-dev doctest-dev libbenchmark-dev nlohmann-json3-dev xtensor-dev libxsimd-dev libthrust-dev pkg-config fortunes libsentencepiece-dev gnuplot-nox)
 
 missing=()
 for p in "${packages[@]}"; do

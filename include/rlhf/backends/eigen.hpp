@@ -50,6 +50,11 @@ struct eigen {
   static index_vector indices_from_host(const std::vector<std::int32_t>& h) {
     return Eigen::Map<const index_vector>(h.data(), static_cast<Eigen::Index>(h.size()));
   }
+  // Matrices to and from the host, row-major: h holds rows * cols values.
+  static std::vector<T> to_host(const matrix& m) { return {m.data(), m.data() + m.size()}; }
+  static matrix matrix_from_host(std::size_t r, std::size_t c, const std::vector<T>& h) {
+    return Eigen::Map<const matrix>(h.data(), static_cast<Eigen::Index>(r), static_cast<Eigen::Index>(c));
+  }
 
   // f(i) for every i in [0, n). work_per_item estimates the scalar operations inside one call,
   // so that small batches stay on one thread.

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# On a machine with an NVIDIA GPU: builds the CUDA typed tests (every loss and the fused log-prob on
+# rlhf::thrust_cuda against Eigen) and the backend benchmarks, runs them, and prints a one-screen summary.
+# About 3-5 minutes with 16 cores. Full logs go to $RLHF_GPU_BUILD_DIR (default build-gpu/).
+# It also builds and runs every other ctest labelled "cuda" (the CUDA GPT's tests, the cuda_compile check).
+#   scripts/gpu_check.sh            exit status 0 when the build and every CUDA test pass
+set -uo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+build="${RLHF_GPU_BUILD_DIR:-$root/build-gpu}"
+jobs="${RLHF_JOBS:-$(nproc)}"
+mkdir -p "$build"
+t0=$SECONDS
+elapsed() { echo "$((SECONDS - t0))s"; }
+fail() {
+  echo "gpu_check: $1 failed after $(elapsed); last lines of $2:"
+  tail -n 25 "$2"
+  exit 1
+}
+
+[ -d /usr/local/cuda/bin ] && export PATH="/usr/local/cuda/bin:$PATH"
+command -v nvcc >/dev/null || { echo "gpu_check: nvcc not found (install the CUDA toolkit or put it on PATH)"; exit 1; }
+command -v nvidia-smi >/dev/null || { echo "gpu_check: nvidia-smi not found (no GPU driver)"; exit 1; }
+gpu="$(nvidia-smi --query-gpu=name,compute_cap,memory.total,driver_version --format=csv,noheader 2>/dev/null | head -n 1)"
+[ -n "$gpu" ] || { echo "gpu_check: nvidia-smi sees no GPU"; exit 1; }
+cap="$(echo "$gpu" | cut -d, -f2 | tr -d ' .')"
+arch="90-real;90-virtual"
+[[ "$cap" =~ ^[0-9]+$ ]] && arch="${cap}-real"  # this GPU only: a faster build
+
+# ---- configure and build (only the targets this check needs) ------------------------------------------
+"$root/scripts/setup.sh" >"$build/setup.log" 2>&1 ||
+  echo "gpu_check: scripts/setup.sh failed (see $build/setup.log); trying anyway"
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DRLHF_BUILD_TESTS=ON -DRLHF_BUILD_BENCH=ON \
+  -DRLHF_BUILD_EXAMPLES=OFF -DRLHF_BUILD_CUDA_TESTS=ON "-DCMAKE_CUDA_ARCHITECTURES=$arch" \
+  >"$build/configure.log" 2>&1 || fail "configure" "$build/configure.log"
+grep -q "CMAKE_CUDA_COMPILER:.*nvcc" "$build/CMakeCache.txt" || fail "CUDA detection (no nvcc in CMake)" "$build/configure.log"
+# Every test labelled "cuda" that is a build target (the typed tests here, and any other CUDA test suite of
+# the project, e.g. the CUDA GPT's), plus the benchmarks.
+targets="cuda_typed_tests bench_backends_cuda bench_backends rlhf_cuda_compile_check"
+known="$(cmake --build "$build" --target help 2>/dev/null)"
+for t in $(cd "$build" && ctest -N -L cuda | sed -n 's/^ *Test *#[0-9]*: *//p'); do
+  case " $targets " in *" $t "*) continue ;; esac
+  echo "$known" | grep -Eq "(^|\.\.\. )$t(:| |\$)" && targets="$targets $t"
+done
+# shellcheck disable=SC2086
+timeout 300 cmake --build "$build" -j "$jobs" --target $targets >"$build/build.log" 2>&1 || fail "build" "$build/build.log"
+t_build=$(elapsed)
+
+# ---- run ----------------------------------------------------------------------------------------------
+timeout 120 "$build/tests/cuda/cuda_typed_tests" >"$build/typed.log" 2>&1
+typed_rc=$?
+(cd "$build" && timeout 180 ctest -L cuda -E '^cuda_typed_tests$' --timeout 120 >"$build/ctest_cuda.log" 2>&1)
+ctest_rc=$?
+timeout 120 "$build/bench/bench_backends_cuda" --benchmark_min_time=0.2 >"$build/bench_cuda.log" 2>&1
+bench_cuda_rc=$?
+timeout 120 "$build/bench/bench_backends" --benchmark_min_time=0.2 >"$build/bench_cpu.log" 2>&1
+bench_cpu_rc=$?
+
+# ---- one screen ---------------------------------------------------------------------------------------
+echo "== rlhf gpu_check: $gpu (built for sm_${arch%%-*}, $(nproc) cores) =="
+echo "build: ok in $t_build (logs in $build)"
+echo "-- typed tests on thrust-cuda vs Eigen (exit $typed_rc) --"
+grep -E "^cuda_typed_tests:|test cases:|assertions:|Status:" "$build/typed.log"
+grep -E "ERROR|values:|logged:" "$build/typed.log" | head -n 12
+[ "$typed_rc" -eq 77 ] && echo "(skipped: the binary saw no usable CUDA device)"
+echo "-- other CUDA ctests (exit $ctest_rc) --"
+grep -E "Test +#|tests passed|tests failed" "$build/ctest_cuda.log" | sed 's/^ *//'
+echo "-- GPU benchmark, float32 (exit $bench_cuda_rc) --"
+grep -E "^\|" "$build/bench_cuda.log" || tail -n 5 "$build/bench_cuda.log"
+echo "-- CPU benchmark on this machine, ratio to Eigen (exit $bench_cpu_rc) --"
+grep -E "^\|" "$build/bench_cpu.log" || tail -n 5 "$build/bench_cpu.log"
+echo "total: $(elapsed)"
+[ "$typed_rc" -eq 0 ] && [ "$ctest_rc" -eq 0 ]

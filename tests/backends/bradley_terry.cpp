@@ -1,0 +1,50 @@
+// Bradley–Terry on every backend against Eigen: several seeds and extreme reward gaps.
+#include "rlhf/losses/bradley_terry.hpp"
+
+#include "typed.hpp"
+
+using namespace rlhf;
+using namespace rlhf::testing;
+
+namespace {
+
+const BradleyTerryConfig configs[] = {
+    {},
+    {.margin = 0.5f},
+    {.label_smoothing = 0.1f},
+    {.margin = -1.0f, .label_smoothing = 0.25f, .center_coefficient = 0.01f},
+};
+
+template <class Be>
+void check_bt(const std::vector<double>& chosen, const std::vector<double>& rejected) {
+  using Ref = reference_of<Be>;
+  for (const auto& c : configs) {
+    const auto got =
+        bradley_terry_loss(RewardPairs<typename Be::vector>{to_backend<Be>(chosen), to_backend<Be>(rejected)}, c);
+    const auto want =
+        bradley_terry_loss(RewardPairs<typename Ref::vector>{to_backend<Ref>(chosen), to_backend<Ref>(rejected)}, c);
+    check_close<Be>("loss", got.loss, want.loss);
+    check_tensor<Be>("losses", got.losses, want.losses);
+    check_tensor<Be>("d_chosen", got.d_chosen, want.d_chosen);
+    check_tensor<Be>("d_rejected", got.d_rejected, want.d_rejected);
+    check_metrics<Be>(got.metrics, want.metrics);
+  }
+}
+
+}  // namespace
+
+TEST_CASE_TEMPLATE_DEFINE("backends/bradley_terry: agrees with Eigen", Be, bt_agrees) {
+  for (const std::uint64_t seed : {1u, 2u, 3u}) {
+    CAPTURE(seed);
+    check_bt<Be>(uniform(50 + seed, -5, 5, seed), uniform(50 + seed, -5, 5, seed + 100));
+  }
+  check_bt<Be>(uniform(100003, -5, 5, 8), uniform(100003, -5, 5, 9));
+}
+TEST_CASE_TEMPLATE_APPLY(bt_agrees, backends_under_test);
+
+TEST_CASE_TEMPLATE_DEFINE("backends/bradley_terry: reward gaps of ±1e4 agree with Eigen", Be, bt_extreme) {
+  std::vector<double> chosen = uniform(20, -1, 1, 4), rejected = chosen;
+  for (std::size_t i = 0; i < chosen.size(); ++i) rejected[i] += i % 2 ? 1e4 : -1e4;
+  check_bt<Be>(chosen, rejected);
+}
+TEST_CASE_TEMPLATE_APPLY(bt_extreme, backends_under_test);
