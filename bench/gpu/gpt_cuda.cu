@@ -32,7 +32,8 @@ constexpr double peak_tf32 = 494.7e12, peak_bf16 = 989.4e12;  // H100 SXM, dense
 struct Setup {
   const char* name;
   GptConfig config;
-  std::size_t batch;  // B sequences for SFT; B pairs (2B sequences) for DPO
+  std::size_t batch;  // B sequences for SFT
+  std::size_t pairs;  // P pairs (2P sequences) for DPO
   std::size_t time;   // T
 };
 
@@ -94,10 +95,13 @@ int main(int argc, char** argv) {
               prop.multiProcessorCount, precision == GemmPrecision::tf32 ? "TF32" : "FP32", steps);
   std::printf("MFU vs H100 SXM dense peaks: TF32 %.1f, BF16 %.1f TFLOP/s\n\n", peak_tf32 / 1e12, peak_bf16 / 1e12);
 
+  // B, P: the peer's B = 16 at the small configs; GPT-2 small: 8 sequences of 1024 in both steps
   const std::vector<Setup> setups = {
-      {"tiny", {.vocab_size = 256, .max_seq_len = 64, .channels = 128, .layers = 2, .heads = 4}, 16, 64},
-      {"small", {.vocab_size = 2048, .max_seq_len = 128, .channels = 256, .layers = 4, .heads = 4}, 16, 128},
-      {"gpt2-124M", {.vocab_size = 50257, .max_seq_len = 1024, .channels = 768, .layers = 12, .heads = 12}, 8, 1024}};
+      {"tiny", {.vocab_size = 256, .max_seq_len = 64, .channels = 128, .layers = 2, .heads = 4}, 16, 16, 64},
+      {"small", {.vocab_size = 2048, .max_seq_len = 128, .channels = 256, .layers = 4, .heads = 4}, 16, 16, 128},
+      {"gpt2-124M",
+       {.vocab_size = 50257, .max_seq_len = 1024, .channels = 768, .layers = 12, .heads = 12},
+       8, 4, 1024}};
   std::printf("| config     | step         | ms / step | tokens / s  | TFLOP/s | MFU tf32 | MFU bf16 |\n");
   std::printf("|------------|--------------|-----------|-------------|---------|----------|----------|\n");
   for (const auto& s : setups) {
@@ -112,12 +116,13 @@ int main(int argc, char** argv) {
       const double sec = time_it([&] { sft_step(policy, opt, batch); }, 2, steps);
       row(s.name, "SFT", sec, double(B * T), double(B * T) * per_token);
     }
-    {  // DPO: policy forward + backward on 2B sequences, reference forward on the same, AdamW
+    {  // DPO: policy forward + backward on 2P sequences, reference forward on the same, AdamW
+      const std::size_t P = s.pairs;
       GptCuda policy(c, 1, {.precision = precision}), reference(c, 1, {.precision = precision});
       CudaAdamW opt({.learning_rate = 1e-4f});
-      const PreferenceBatch batch{random_batch(B, T, c.vocab_size, 3), random_batch(B, T, c.vocab_size, 4), {}, {}};
+      const PreferenceBatch batch{random_batch(P, T, c.vocab_size, 3), random_batch(P, T, c.vocab_size, 4), {}, {}};
       const double sec = time_it([&] { dpo_step(policy, reference, opt, batch); }, 2, steps);
-      row(s.name, "DPO", sec, double(2 * B * T), double(2 * B * T) * per_token * (1.0 + 1.0 / 3.0));
+      row(s.name, "DPO", sec, double(2 * P * T), double(2 * P * T) * per_token * (1.0 + 1.0 / 3.0));
     }
     if (c.channels < 768) {  // sampling: 32 new tokens after a 16-token prompt, B rows
       GptCuda policy(c, 1, {.precision = precision});
@@ -131,7 +136,7 @@ int main(int argc, char** argv) {
   }
   std::size_t free_bytes = 0, total_bytes = 0;
   RLHF_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-  std::printf("\ntokens/s: SFT B·T, DPO 2B·T (policy tokens), sampling B·32 new tokens. Device memory at the end: "
+  std::printf("\ntokens/s: SFT B·T, DPO 2P·T (policy tokens), sampling B·32 new tokens. Device memory at the end: "
               "%.1f of %.1f GiB in use\n",
               double(total_bytes - free_bytes) / (1 << 30), double(total_bytes) / (1 << 30));
   return 0;

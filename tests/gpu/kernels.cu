@@ -367,7 +367,8 @@ TEST_CASE("gpt_cuda kernels: the device draw equals draw_reference (greedy, temp
       const auto token = to_host(d_token, 1)[0];
       const auto want = gc::draw_reference(c.logits.data(), V, c.temperature, c.top_k, c.top_p, u);
       mismatches += token != want;
-      const auto r = rlhf::row_logprob<rlhf::eigen<float>>(c.logits.data(), V, want, static_cast<const float*>(nullptr));
+      const auto r =
+          rlhf::row_logprob<rlhf::eigen<float>>(c.logits.data(), V, want, static_cast<const float*>(nullptr));
       logp_errors += std::abs(to_host(d_logp, 1)[0] - r.logprob) > 1e-5f * std::max(1.0f, std::abs(r.logprob));
     }
   CHECK(mismatches == 0);

@@ -127,10 +127,10 @@ __device__ inline T warp_max(T x) {
   return warp_reduce(x, max_op{});
 }
 
-// Every thread of the block gets op over the block's x (identity: op's neutral value); the order is fixed by the block shape, so results are
-// bit-identical run to run. blockDim.x a multiple of 32, at most 1024; every thread must call it. Syncs twice
-// (so consecutive calls may share the shared slots, and global writes made before the call are visible to the
-// whole block after it).
+// Every thread of the block gets op over the block's x (identity: op's neutral value); the order is fixed by the
+// block shape, so results are bit-identical run to run. blockDim.x a multiple of 32, at most 1024; every thread
+// must call it. Syncs twice (so consecutive calls may share the shared slots, and global writes made before the
+// call are visible to the whole block after it).
 template <class T, class Op>
 __device__ inline T block_reduce(T x, Op op, T identity) {
   __shared__ T partial[32];

@@ -44,7 +44,9 @@ struct head_dweight {  // column_reduce functor over the M selected rows: g_m ·
   const float *lnf, *dout;
   const std::int32_t *src, *dst;
   std::size_t C;
-  __device__ float operator()(std::size_t m, std::size_t c) const { return dout[dst[m]] * lnf[std::size_t(src[m]) * C + c]; }
+  __device__ float operator()(std::size_t m, std::size_t c) const {
+    return dout[dst[m]] * lnf[std::size_t(src[m]) * C + c];
+  }
 };
 struct head_dbias {  // column_reduce functor, one column: g_m
   const float* dout;

@@ -102,7 +102,8 @@ inline token_id draw_reference(const float* logits, std::size_t V, float tempera
   const double mx = logits[order[0]];
   std::vector<double> w(kept);
   double total = 0;
-  for (std::size_t i = 0; i < kept; ++i) total += w[i] = std::exp((double(logits[order[i]]) - mx) * (1.0 / temperature));
+  const double inv_temp = 1.0 / temperature;
+  for (std::size_t i = 0; i < kept; ++i) total += w[i] = std::exp((double(logits[order[i]]) - mx) * inv_temp);
   if (top_p < 1.0f) {
     std::size_t n = 0;
     double mass = 0;

@@ -146,12 +146,14 @@ __device__ inline int crossing_in_key_order(const unsigned* keys, const double* 
   unsigned y = 0;
   for (int bit = 31; bit >= 0; --bit) {
     const unsigned cand = y | (1u << bit);
-    const double s = block_sum_over<double>(V, [&](std::size_t v) { return in_set(v) && keys[v] >= cand ? w[v] : 0.0; });
+    const double s =
+        block_sum_over<double>(V, [&](std::size_t v) { return in_set(v) && keys[v] >= cand ? w[v] : 0.0; });
     if (reaches(s)) y = cand;
   }
   // the weight strictly above y, then the ties at y in id order
-  const double above =
-      y == 0xffffffffu ? 0.0 : block_sum_over<double>(V, [&](std::size_t v) { return in_set(v) && keys[v] > y ? w[v] : 0.0; });
+  const double above = y == 0xffffffffu ? 0.0 : block_sum_over<double>(V, [&](std::size_t v) {
+    return in_set(v) && keys[v] > y ? w[v] : 0.0;
+  });
   int lo = 0, hi = int(V) - 1;
   while (lo < hi) {
     const int mid = lo + (hi - lo) / 2;
@@ -270,6 +272,7 @@ static __global__ void draw_kernel(std::int32_t* tokens, float* logps, const flo
       }  // else token is kept: the prefix sums only grow at kept ids
     }
   }
+  if (token < 0 || token >= int(V)) token = 0;  // only with NaN logits (no maximum, no weights)
   if (threadIdx.x == 0) {
     tokens[k] = token;
     logps[k] = (x[token] - mx) - logf(sum1);
@@ -328,7 +331,8 @@ class Sampler {
       if (active.empty() || generated + 1 == o.max_new_tokens) break;
       for (std::size_t k = 0; k < active.size(); ++k) {
         const std::size_t b = active[k];
-        item_row_[k] = std::int32_t(b), item_pos_[k] = std::int32_t(len[b] - 1), item_tok_[k] = seq[b * cap_ + len[b] - 1];
+        item_row_[k] = std::int32_t(b), item_pos_[k] = std::int32_t(len[b] - 1);
+        item_tok_[k] = seq[b * cap_ + len[b] - 1];
         selected_[k] = std::int32_t(k);
       }
       step(blas, p, c, active.size(), active.size());
