@@ -2,7 +2,8 @@
 # On a machine with an NVIDIA GPU: builds the CUDA typed tests (every loss and the fused log-prob on
 # rlhf::thrust_cuda against Eigen) and the backend benchmarks, runs them, and prints a one-screen summary.
 # About 3-5 minutes with 16 cores. Full logs go to $RLHF_GPU_BUILD_DIR (default build-gpu/).
-# It also builds and runs every other ctest labelled "cuda" (the CUDA GPT's tests, the cuda_compile check).
+# It also builds and runs every other ctest labelled "cuda" (the CUDA GPT's tests, the cuda_compile check), and
+# the CUDA GPT's benchmark (bench_gpt_cuda: SFT/DPO steps at GPT-2 small and the peer configs).
 #   scripts/gpu_check.sh            exit status 0 when the build and every CUDA test pass
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -41,6 +42,10 @@ for t in $(cd "$build" && ctest -N -L cuda | sed -n 's/^ *Test *#[0-9]*: *//p');
   case " $targets " in *" $t "*) continue ;; esac
   echo "$known" | grep -Eq "(^|\.\.\. )$t(:| |\$)" && targets="$targets $t"
 done
+# ---- the CUDA GPT (tests/gpu, bench/gpu; docs/models/gpt_cuda.md) ------------------------------------------
+# Its three test binaries are ctests labelled "cuda" (picked up above); its benchmark is built here too.
+echo "$known" | grep -Eq "(^|\.\.\. )bench_gpt_cuda(:| |\$)" && targets="$targets bench_gpt_cuda"
+# ---- end of the CUDA GPT's part ------------------------------------------------------------------------------
 # shellcheck disable=SC2086
 timeout 300 cmake --build "$build" -j "$jobs" --target $targets >"$build/build.log" 2>&1 || fail "build" "$build/build.log"
 t_build=$(elapsed)
@@ -68,5 +73,20 @@ echo "-- GPU benchmark, float32 (exit $bench_cuda_rc) --"
 grep -E "^\|" "$build/bench_cuda.log" || tail -n 5 "$build/bench_cuda.log"
 echo "-- CPU benchmark on this machine, ratio to Eigen (exit $bench_cpu_rc) --"
 grep -E "^\|" "$build/bench_cpu.log" || tail -n 5 "$build/bench_cpu.log"
+# ---- the CUDA GPT: its tests' results (run by the ctest above) and its benchmark --------------------------------
+gpt_bench_rc=0
+if [ -x "$build/bench/gpu/bench_gpt_cuda" ]; then
+  timeout 150 "$build/bench/gpu/bench_gpt_cuda" --steps "${RLHF_GPT_BENCH_STEPS:-5}" >"$build/bench_gpt_cuda.log" 2>&1
+  gpt_bench_rc=$?
+  echo "-- CUDA GPT tests (full output: $build/Testing/Temporary/LastTest.log) --"
+  for t in gpt_cuda_kernels gpt_cuda_model gpt_cuda_training; do
+    awk -v t="$t" '$0 ~ "^[0-9]+/[0-9]+ Test: " t "$" {on = 1} on && /^Test time/ {on = 0} on' \
+      "$build/Testing/Temporary/LastTest.log" |
+      grep -E "test cases:|TEST CASE|ERROR|values:|logged:|skipped|no CUDA device" | head -n 8 | sed "s/^/$t: /"
+  done
+  echo "-- CUDA GPT benchmark: SFT/DPO steps, sampling (exit $gpt_bench_rc; $build/bench_gpt_cuda.log) --"
+  grep -E "^(bench_gpt_cuda|MFU|\|)" "$build/bench_gpt_cuda.log" || tail -n 5 "$build/bench_gpt_cuda.log"
+fi
+# ---- end of the CUDA GPT's part ------------------------------------------------------------------------------
 echo "total: $(elapsed)"
-[ "$typed_rc" -eq 0 ] && [ "$ctest_rc" -eq 0 ]
+[ "$typed_rc" -eq 0 ] && [ "$ctest_rc" -eq 0 ] && [ "$gpt_bench_rc" -eq 0 ]
