@@ -41,7 +41,7 @@ struct PairSettings {
 
 struct TrainSettings {
   std::size_t steps = 120, batch = 16, checkpoint_every = 30;
-  float learning_rate = 2.5e-4f;
+  float learning_rate = 2.5e-4f;  // DPO, unlikelihood, preferred-FT (several passes over one fixed set of pairs)
   std::vector<float> dpo_betas{0.05f, 0.1f, 1.0f, 5.0f};
   std::vector<float> unlikelihood_alphas{0.05f, 0.1f, 0.5f, 1.0f};
   bool preferred_ft = true;
