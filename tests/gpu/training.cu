@@ -17,25 +17,37 @@
 using namespace rlhf;
 using namespace rlhf::gpu_testing;
 
+namespace {
+
+// AdamW with ε = 1e-5 rather than 1e-8 for the step comparisons: some gradients are zero in exact arithmetic (the
+// key bias: softmax ignores a shift common to a row's scores) and rounding noise (~1e-9) elsewhere; Adam's first
+// step turns g / (|g| + ε) of such noise into a ±lr update of arbitrary sign on each model. Measured on the CPU,
+// float against double: ‖Δ_f − Δ_d‖ / ‖Δ_d‖ is 1.4e-2 for DPO at ε = 1e-8 and 7e-5 at ε = 1e-5 (PPO: 1.5e-2 and
+// 1.7e-4). The tolerance below allows a few times the latter.
+constexpr float adam_epsilon = 1e-5f;
+constexpr double step_tolerance = 2e-3;
+
+}  // namespace
+
 TEST_CASE("gpt_cuda training: one DPO step (rlhf::dpo_step, CudaAdamW) updates the parameters as on the CPU") {
   const auto c = configs()[1];
   Pair policy(c, GemmPrecision::fp32, 12), reference(c, GemmPrecision::fp32, 13);
   PreferenceBatch batch{batch_for(c, Pad::right, 14), batch_for(c, Pad::left, 15), {}, {}};
-  const AdamWConfig opt{.learning_rate = 1e-3f, .weight_decay = 0.01f};
+  const AdamWConfig opt{.learning_rate = 1e-3f, .epsilon = adam_epsilon, .weight_decay = 0.01f};
   AdamW<float> cpu_opt(opt);
   CudaAdamW gpu_opt(opt);
   const std::vector<float> before(policy.cpu.parameters().begin(), policy.cpu.parameters().end());
   const auto a = dpo_step(policy.cpu, reference.cpu, cpu_opt, batch, {.beta = 0.5f});
   const auto b = dpo_step(policy.gpu, reference.gpu, gpu_opt, batch, {.beta = 0.5f});
-  CHECK(b.loss == doctest::Approx(a.loss).epsilon(1e-5));
-  CHECK(update_error(before, policy.gpu.parameters_to_host(), policy.cpu.parameters()) <= 1e-3);
+  CHECK(b.loss == doctest::Approx(a.loss).epsilon(1e-4));
+  CHECK(update_error(before, policy.gpu.parameters_to_host(), policy.cpu.parameters()) <= step_tolerance);
 
   // the same step over 2 micro-batches on the GPU
   Pair split(c, GemmPrecision::fp32, 12);
   CudaAdamW split_opt(opt);
   const auto s = dpo_step(split.gpu, reference.gpu, split_opt, batch, {.beta = 0.5f}, {.micro_batches = 2});
-  CHECK(s.loss == doctest::Approx(b.loss).epsilon(1e-5));
-  CHECK(update_error(before, split.gpu.parameters_to_host(), policy.gpu.parameters_to_host()) <= 1e-3);
+  CHECK(s.loss == doctest::Approx(b.loss).epsilon(1e-4));
+  CHECK(update_error(before, split.gpu.parameters_to_host(), policy.gpu.parameters_to_host()) <= step_tolerance);
 }
 
 TEST_CASE("gpt_cuda training: an SFT step in tf32 gives the CPU loss within the tf32 tolerance") {
@@ -55,7 +67,7 @@ TEST_CASE("gpt_cuda training: one PPO iteration (rollout + update) gives the CPU
   with_head.scalar_head = true;
   Pair policy(c, GemmPrecision::fp32, 18), reference(c, GemmPrecision::fp32, 18);
   Pair critic(with_head, GemmPrecision::fp32, 19);
-  const AdamWConfig opt{.learning_rate = 1e-3f};
+  const AdamWConfig opt{.learning_rate = 1e-3f, .epsilon = adam_epsilon};
   AdamW<float> cpu_popt(opt), cpu_vopt(opt);
   CudaAdamW gpu_popt(opt), gpu_vopt(opt);
   const auto reward = [](const TokenBatch& b) {  // +1 per response token equal to 3
@@ -77,8 +89,8 @@ TEST_CASE("gpt_cuda training: one PPO iteration (rollout + update) gives the CPU
   const auto b = ppo_update(policy.gpu, critic.gpu, gpu_popt, gpu_vopt, gpu_rollout, gpu_rng, config);
   CHECK(b.policy_loss == doctest::Approx(a.policy_loss).epsilon(1e-4).scale(1e-3));
   CHECK(b.value_loss == doctest::Approx(a.value_loss).epsilon(1e-4));
-  CHECK(update_error(p0, policy.gpu.parameters_to_host(), policy.cpu.parameters()) <= 1e-3);
-  CHECK(update_error(v0, critic.gpu.parameters_to_host(), critic.cpu.parameters()) <= 1e-3);
+  CHECK(update_error(p0, policy.gpu.parameters_to_host(), policy.cpu.parameters()) <= step_tolerance);
+  CHECK(update_error(v0, critic.gpu.parameters_to_host(), critic.cpu.parameters()) <= step_tolerance);
 }
 
 TEST_CASE("gpt_cuda training: sampling draws the CPU model's tokens for a seed (greedy, temperature, top-k/p)") {

@@ -44,8 +44,9 @@ inline void scatter_add_rows(float* out, const float* rows, const std::int32_t* 
 }
 
 // out[dst[m]] = log softmax(logits[m])[targets[m]]; row_max, row_log_sum [M] kept for the backward.
-static __global__ void logprob_forward_kernel(float* out, float* row_max, float* row_log_sum, const float* logits,
-                                              const std::int32_t* targets, const std::int32_t* dst, std::size_t V) {
+static __global__ void __launch_bounds__(logprob_threads)
+    logprob_forward_kernel(float* out, float* row_max, float* row_log_sum, const float* logits,
+                           const std::int32_t* targets, const std::int32_t* dst, std::size_t V) {
   const std::size_t m = blockIdx.x;
   const float* x = logits + m * V;
   float mx = -INFINITY, s = 0.0f;  // this thread's running max and Σ exp(x − mx)
@@ -70,9 +71,9 @@ static __global__ void logprob_forward_kernel(float* out, float* row_max, float*
 }
 
 // logits[m] ← d logits = g (1[v = target] − softmax(logits[m])), g = d_logps[dst[m]]: in place.
-static __global__ void logprob_backward_kernel(float* logits, const std::int32_t* targets, const std::int32_t* dst,
-                                               const float* d_logps, const float* row_max, const float* row_log_sum,
-                                               std::size_t V) {
+static __global__ void __launch_bounds__(logprob_threads)
+    logprob_backward_kernel(float* logits, const std::int32_t* targets, const std::int32_t* dst, const float* d_logps,
+                            const float* row_max, const float* row_log_sum, std::size_t V) {
   const std::size_t m = blockIdx.x;
   float* x = logits + m * V;
   const float g = d_logps[dst[m]], mx = row_max[m];

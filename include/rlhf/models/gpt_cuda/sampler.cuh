@@ -165,14 +165,20 @@ __device__ inline int crossing_in_key_order(const unsigned* keys, const double* 
     else
       lo = mid + 1;
   }
-  return lo;
+  // the crossing is one of the ties; summed in another grouping than S(key ≥ y), their total may fall short of the
+  // target by a rounding error, which would leave lo past the last tie
+  int last_tie = -1;
+  for (std::size_t v = threadIdx.x; v < V; v += blockDim.x)
+    if (in_set(v) && keys[v] == y) last_tie = max(last_tie, int(v));
+  last_tie = block_reduce(last_tie, max_op{}, -1);
+  return lo < last_tie ? lo : last_tie;
 }
 
 // One token per row k of logits [rows, V]: tokens[k], and its log-prob under softmax(logits) (temperature 1,
 // unfiltered) in logps[k]. uniforms[k] in [0, 1) drives the draw. Scratch: keys [rows, V], w [rows, V].
-static __global__ void draw_kernel(std::int32_t* tokens, float* logps, const float* logits, const double* uniforms,
-                                   unsigned* keys_buf, double* w_buf, std::size_t V, float temperature,
-                                   std::size_t top_k, float top_p) {
+static __global__ void __launch_bounds__(draw_threads)
+    draw_kernel(std::int32_t* tokens, float* logps, const float* logits, const double* uniforms, unsigned* keys_buf,
+                double* w_buf, std::size_t V, float temperature, std::size_t top_k, float top_p) {
   const std::size_t k = blockIdx.x;
   const float* x = logits + k * V;
   unsigned* keys = keys_buf + k * V;
