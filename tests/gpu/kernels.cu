@@ -2,6 +2,7 @@
 // models/gpt_cuda/reference.hpp), with the tolerances of support.cuh. Needs a GPU (main.cu skips without one).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -69,27 +70,31 @@ TEST_CASE("gpt_cuda kernels: encoder forward and the bucketed backward equal gpt
 }
 
 TEST_CASE("gpt_cuda kernels: layernorm forward and backward (accumulating) equal gpt::layernorm_*") {
-  const std::size_t N = 37, C = 67;
-  const auto x = uniform(N * C, -3, 3, 7), w = uniform(C, 0.5, 1.5, 8), b = uniform(C, -1, 1, 9);
-  const auto dout = uniform(N * C, -1, 1, 10);
-  std::vector<float> y(N * C), mean(N), rstd(N);
-  std::vector<float> dx = uniform(N * C, -1, 1, 11), dw = uniform(C, -1, 1, 12), db = uniform(C, -1, 1, 13);
-  auto d_x = to_device(x), d_w = to_device(w), d_b = to_device(b), d_dout = to_device(dout), d_y = to_device(y);
-  auto d_mean = to_device(mean), d_rstd = to_device(rstd), d_dx = to_device(dx), d_dw = to_device(dw),
-       d_db = to_device(db);
-  device_buffer<float> scratch(gc::column_scratch(N, C));
-  gc::layernorm_forward(d_y.data(), d_mean.data(), d_rstd.data(), d_x.data(), d_w.data(), d_b.data(), N, C, 1e-5f);
-  gpt::layernorm_forward(y.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), N, C, 1e-5f);
-  CHECK(rel_err(to_host(d_y, N * C), y) <= tol_elementwise);
-  CHECK(rel_err(to_host(d_mean, N), mean) <= tol_elementwise);
-  CHECK(rel_err(to_host(d_rstd, N), rstd) <= tol_elementwise);
-  gc::layernorm_backward(d_dx.data(), d_dw.data(), d_db.data(), scratch.data(), d_dout.data(), d_x.data(), d_w.data(),
-                         d_mean.data(), d_rstd.data(), N, C);
-  gpt::layernorm_backward(dx.data(), dw.data(), db.data(), dout.data(), x.data(), w.data(), mean.data(), rstd.data(),
-                          N, C);
-  CHECK(rel_err(to_host(d_dx, N * C), dx) <= tol_elementwise);
-  CHECK(rel_err(to_host(d_dw, C), dw) <= tol_elementwise);
-  CHECK(rel_err(to_host(d_db, C), db) <= tol_elementwise);
+  for (const std::size_t N : {std::size_t(37), std::size_t(600)}) {  // 600: the weight gradients sum 3 row tiles
+    CAPTURE(N);
+    const std::size_t C = 67;
+    const auto x = uniform(N * C, -3, 3, 7), w = uniform(C, 0.5, 1.5, 8), b = uniform(C, -1, 1, 9);
+    const auto dout = uniform(N * C, -1, 1, 10);
+    std::vector<float> y(N * C), mean(N), rstd(N);
+    std::vector<float> dx = uniform(N * C, -1, 1, 11), dw = uniform(C, -1, 1, 12), db = uniform(C, -1, 1, 13);
+    auto d_x = to_device(x), d_w = to_device(w), d_b = to_device(b), d_dout = to_device(dout), d_y = to_device(y);
+    auto d_mean = to_device(mean), d_rstd = to_device(rstd), d_dx = to_device(dx), d_dw = to_device(dw),
+         d_db = to_device(db);
+    device_buffer<float> scratch(gc::column_scratch(N, C));
+    gc::layernorm_forward(d_y.data(), d_mean.data(), d_rstd.data(), d_x.data(), d_w.data(), d_b.data(), N, C, 1e-5f);
+    gpt::layernorm_forward(y.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), N, C, 1e-5f);
+    CHECK(rel_err(to_host(d_y, N * C), y) <= tol_elementwise);
+    CHECK(rel_err(to_host(d_mean, N), mean) <= tol_elementwise);
+    CHECK(rel_err(to_host(d_rstd, N), rstd) <= tol_elementwise);
+    gc::layernorm_backward(d_dx.data(), d_dw.data(), d_db.data(), scratch.data(), d_dout.data(), d_x.data(), d_w.data(),
+                           d_mean.data(), d_rstd.data(), N, C);
+    gpt::layernorm_backward(dx.data(), dw.data(), db.data(), dout.data(), x.data(), w.data(), mean.data(), rstd.data(),
+                            N, C);
+    CHECK(rel_err(to_host(d_dx, N * C), dx) <= tol_elementwise);
+    const double tol_sum = std::max(tol_elementwise, double(N) * 3e-8);  // float sums of N rows, two orders
+    CHECK(rel_err(to_host(d_dw, C), dw) <= tol_sum);
+    CHECK(rel_err(to_host(d_db, C), db) <= tol_sum);
+  }
 }
 
 TEST_CASE("gpt_cuda kernels: matmul forward (cuBLASLt bias epilogue and the fallback) and backward") {
@@ -219,9 +224,10 @@ TEST_CASE("gpt_cuda kernels: fused log-softmax + gather and its backward equal r
     std::vector<float> want_dx(M * V);
     for (std::size_t m = 0; m < M; ++m) {
       const auto r = rlhf::row_logprob<Be>(logits.data() + m * V, V, targets[m], static_cast<const float*>(nullptr));
-      CHECK(out[dst[m]] == doctest::Approx(r.logprob).epsilon(1e-6));
+      // Σ exp over 50257 entries in float, in SIMD lanes on the CPU and per thread here: ~1e-6 apart
+      CHECK(out[dst[m]] == doctest::Approx(r.logprob).epsilon(1e-5));
       CHECK(mx[m] == r.max);
-      CHECK(log_sum[m] == doctest::Approx(r.log_sum).epsilon(1e-6));
+      CHECK(log_sum[m] == doctest::Approx(r.log_sum).epsilon(1e-5));
       rlhf::row_logprob_backward<Be>(want_dx.data() + m * V, logits.data() + m * V, V, targets[m], r.max, r.log_sum,
                                      d_up[dst[m]], false);
     }
