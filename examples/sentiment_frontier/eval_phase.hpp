@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdio>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 

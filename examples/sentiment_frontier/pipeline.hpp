@@ -1,6 +1,8 @@
 #pragma once
 // The whole experiment, phase by phase; main.cpp and the tests call run_pipeline.
+#include <algorithm>
 #include <cstdio>
+#include <stdexcept>
 #include <string>
 #include <vector>
 

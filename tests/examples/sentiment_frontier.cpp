@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>  // getpid
+
 #ifdef _OPENMP
 #include <omp.h>
 #endif
