@@ -77,6 +77,21 @@ TEST_CASE("gpt gradcheck: right padding without a mask, and a hole of padding in
   check_every_tensor(model, f, copy(model.gradients()), 1e-6);
 }
 
+TEST_CASE("gpt gradcheck: long rows, one tile each (the threaded path: per-thread gradient buffers)") {
+  rlhf::GptConfig config = rlhf::testing::tiny_gpt_config();
+  config.max_seq_len = 160;  // rows of > 128 tokens: one sequence per 256-row tile, so three tiles
+  Gpt<double> model(config, 19);
+  rlhf::testing::randomize(model, 20, 0.3);
+  const auto rows = rlhf::testing::random_rows(3, 130, 150, config.vocab_size, 21);
+  const auto batch = rlhf::testing::pad_rows(rows, Pad::left);
+  const auto w = rlhf::testing::random_matrix(batch.batch, batch.time, -1, 1, 22);
+  const auto f = [&] { return (model.log_probs(batch).array() * w.array()).sum(); };
+  model.zero_grad();
+  model.log_probs(batch);
+  model.backward(batch, w);
+  check_every_tensor(model, f, copy(model.gradients()), 1e-6);
+}
+
 TEST_CASE("gpt gradcheck: values (scalar head) and scores") {
   Gpt<double> model(rlhf::testing::tiny_gpt_config(true), 7);
   rlhf::testing::randomize(model, 8);

@@ -102,6 +102,31 @@ TEST_CASE("gpt padding: gradients equal left- and right-padded, and summed over 
   CHECK(ds <= 1e-5 * scale);
 }
 
+TEST_CASE("gpt padding: long rows (one per tile, split over threads) score and train as they do alone") {
+  rlhf::GptConfig c = config();
+  c.max_seq_len = 300;
+  Gpt<float> model(c, 17);
+  rlhf::testing::randomize(model, 18, 0.3);
+  const auto rows = rlhf::testing::random_rows(5, 100, 290, 50, 19);
+  const auto left = rlhf::testing::pad_rows(rows, Pad::left);
+  std::vector<std::vector<float>> one;
+  std::vector<float> sum(model.parameters().size(), 0.0f);
+  for (const auto& row : rows) {
+    const auto b = rlhf::testing::pad_rows({row}, Pad::right);
+    one.push_back(responses(b, model.log_probs(b))[0]);
+    const auto g = grads_of(model, b);
+    for (std::size_t i = 0; i < g.size(); ++i) sum[i] += g[i];
+  }
+  CHECK(max_diff(responses(left, model.log_probs(left)), one) <= 1e-5);
+  const auto g = grads_of(model, left);
+  double scale = 0, diff = 0;
+  for (std::size_t i = 0; i < g.size(); ++i) {
+    scale = std::max(scale, double(std::abs(sum[i])));
+    diff = std::max(diff, double(std::abs(g[i] - sum[i])));
+  }
+  CHECK(diff <= 1e-5 * scale);
+}
+
 TEST_CASE("gpt padding: values and scores do not depend on the padding side") {
   Gpt<float> model(config(true), 7);
   rlhf::testing::randomize(model, 8, 0.3);

@@ -271,59 +271,81 @@ class Gpt {
   }
 
   // ---- Work split ----------------------------------------------------------------------------------------
-  // With several threads, the batch is cut into one block of whole sequences per thread, and each block runs
-  // through every layer on its own (single-threaded GEMMs, no barrier until the end): sequences never interact,
-  // and coarse blocks keep two busy cores busy where per-GEMM threading would stall on each other. A backward
-  // block accumulates into its own gradient buffer, added into gradients() at the end.
-  static constexpr std::size_t max_extra_gradient_bytes = std::size_t(1) << 30;  // per-block gradient copies
+  // The batch is cut into tiles of whole sequences of about tile_rows rows (one sequence when T is larger),
+  // and each tile runs through every layer on its own: sequences never interact. Small tiles keep a layer's
+  // activations in the L2 cache (GEMMs on 256 rows ran at twice the GFLOP/s of GEMMs on 2048 rows here), and
+  // with several threads each takes whole tiles (single-threaded GEMMs, no barrier until the end), which keeps
+  // two shared cores busy where per-GEMM threading stalls whenever the partner thread is descheduled. In a
+  // backward each thread adds into its own gradient buffer (thread 0: gradients()), summed at the end.
+  static constexpr std::size_t tile_rows = 256;
+  static constexpr std::size_t max_extra_gradient_bytes = std::size_t(1) << 30;  // per-thread gradient copies
 
-  std::size_t parts_for(std::size_t B, bool backward) const {
+  struct Tiles {
+    std::size_t batch, per_tile, count;  // B, sequences per tile, tiles
+    std::pair<std::size_t, std::size_t> operator[](std::size_t k) const {
+      return {k * per_tile, std::min(batch, (k + 1) * per_tile)};
+    }
+  };
+  static Tiles tiles_of(std::size_t B, std::size_t Tn) {
+    const std::size_t per_tile = std::max<std::size_t>(1, tile_rows / std::max<std::size_t>(Tn, 1));
+    return {B, per_tile, (B + per_tile - 1) / per_tile};
+  }
+
+  std::size_t threads_for(std::size_t tiles, bool backward) const {
 #ifdef _OPENMP
     if (omp_in_parallel()) return 1;
-    std::size_t parts = std::min<std::size_t>(std::size_t(std::max(1, omp_get_max_threads())), B);
-    if (backward) parts = std::min(parts, 1 + max_extra_gradient_bytes / (params_.size() * sizeof(T)));
-    return std::max<std::size_t>(parts, 1);
+    std::size_t n = std::min<std::size_t>(std::size_t(std::max(1, omp_get_max_threads())), tiles);
+    if (backward) n = std::min(n, 1 + max_extra_gradient_bytes / (params_.size() * sizeof(T)));
+    return std::max<std::size_t>(n, 1);
 #else
-    (void)B, (void)backward;
+    (void)tiles, (void)backward;
     return 1;
 #endif
   }
 
-  static std::pair<std::size_t, std::size_t> part_range(std::size_t B, std::size_t parts, std::size_t k) {
-    return {B * k / parts, B * (k + 1) / parts};
-  }
-
-  // f(b0, b1) for blocks of sequences covering [0, B).
+  // f(b0, b1) for every tile of sequences [b0, b1) of a batch of B.
   template <class F>
   void for_parts(std::size_t B, F f) {
-    const std::size_t parts = parts_for(B, false);
-    if (parts == 1) return f(0, B);
-#pragma omp parallel for schedule(static, 1) num_threads(int(parts))
-    for (std::ptrdiff_t k = 0; k < std::ptrdiff_t(parts); ++k) {
-      const auto [b0, b1] = part_range(B, parts, std::size_t(k));
-      f(b0, b1);
+    const Tiles tiles = tiles_of(B, cached_.time);
+    const std::size_t threads = threads_for(tiles.count, false);
+    if (threads == 1) {
+      for (std::size_t k = 0; k < tiles.count; ++k) f(tiles[k].first, tiles[k].second);
+      return;
     }
+#pragma omp parallel for schedule(static, 1) num_threads(int(threads))
+    for (std::ptrdiff_t k = 0; k < std::ptrdiff_t(tiles.count); ++k) f(tiles[k].first, tiles[k].second);
   }
 
-  // f(b0, b1, gradient views) per block; block 0 writes gradients() directly, the others a zeroed copy.
+  // f(b0, b1, gradient views) for every tile; the views are those of the calling thread's gradient buffer.
   template <class F>
   void backward_parts(std::size_t B, F f) {
-    const std::size_t parts = parts_for(B, true), count = params_.size();
-    if (parts == 1) return f(0, B, grads());
-    if (extra_grads_.size() < (parts - 1) * count) extra_grads_.resize((parts - 1) * count);
-#pragma omp parallel for schedule(static, 1) num_threads(int(parts))
-    for (std::ptrdiff_t k = 0; k < std::ptrdiff_t(parts); ++k) {
-      T* g = k == 0 ? grads_.data() : extra_grads_.data() + (std::size_t(k) - 1) * count;
-      if (k > 0) std::fill_n(g, count, T(0));
-      const auto [b0, b1] = part_range(B, parts, std::size_t(k));
-      f(b0, b1, gpt_tensors(g, config_));
+    const Tiles tiles = tiles_of(B, cached_.time);
+    const std::size_t threads = threads_for(tiles.count, true), count = params_.size();
+    if (threads == 1) {
+      const auto g = grads();
+      for (std::size_t k = 0; k < tiles.count; ++k) f(tiles[k].first, tiles[k].second, g);
+      return;
+    }
+    if (extra_grads_.size() < (threads - 1) * count) extra_grads_.resize((threads - 1) * count);
+#pragma omp parallel num_threads(int(threads))
+    {
+#ifdef _OPENMP
+      const std::size_t t = std::size_t(omp_get_thread_num());
+#else
+      const std::size_t t = 0;
+#endif
+      T* buffer = t == 0 ? grads_.data() : extra_grads_.data() + (t - 1) * count;
+      if (t > 0) std::fill_n(buffer, count, T(0));
+      const auto g = gpt_tensors(buffer, config_);
+#pragma omp for schedule(static, 1)
+      for (std::ptrdiff_t k = 0; k < std::ptrdiff_t(tiles.count); ++k) f(tiles[k].first, tiles[k].second, g);
     }
     const std::ptrdiff_t chunks = std::ptrdiff_t((count + 4095) / 4096);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(int(threads))
     for (std::ptrdiff_t c = 0; c < chunks; ++c) {
       const std::size_t begin = std::size_t(c) * 4096, len = std::min<std::size_t>(4096, count - begin);
       auto total = gpt::ArrayMap<T>(grads_.data() + begin, gpt::ix(len));
-      for (std::size_t k = 1; k < parts; ++k)
+      for (std::size_t k = 1; k < threads; ++k)
         total += gpt::ConstArrayMap<T>(extra_grads_.data() + (k - 1) * count + begin, gpt::ix(len));
     }
   }

@@ -130,16 +130,28 @@ class Sampler {
   // Runs the items of n_out sequences through the model: sequence o owns items item_begin_[o] … item_begin_[o+1]−1
   // (token item_tok_ of row item_row_ at position item_pos_; a whole prompt in the prefill, one token after).
   // Their keys and values go into the cache, and the logits of each sequence's last item into logits_ row o.
-  // With several threads, each takes a block of whole sequences through every layer on its own.
+  // As in the model, whole sequences are grouped into tiles of about tile_rows items, and each thread takes
+  // whole tiles through every layer.
+  static constexpr std::size_t tile_rows = 256;
+
   void step(const GptTensors<const T>& p, const GptConfig& c, std::size_t n_out) {
-    std::size_t parts = 1;
+    tile_begin_.clear();
+    for (std::size_t o = 0; o < n_out; ++o)
+      if (tile_begin_.empty() || item_begin_[o + 1] - item_begin_[tile_begin_.back()] > tile_rows)
+        tile_begin_.push_back(o);
+    tile_begin_.push_back(n_out);
+    const std::size_t tiles = tile_begin_.size() - 1;
+    std::size_t threads = 1;
 #ifdef _OPENMP
-    if (!omp_in_parallel()) parts = std::min<std::size_t>(std::size_t(std::max(1, omp_get_max_threads())), n_out);
+    if (!omp_in_parallel()) threads = std::min<std::size_t>(std::size_t(std::max(1, omp_get_max_threads())), tiles);
 #endif
-    if (parts == 1) return step_block(p, c, 0, n_out);
-#pragma omp parallel for schedule(static, 1) num_threads(int(parts))
-    for (std::ptrdiff_t k = 0; k < std::ptrdiff_t(parts); ++k)
-      step_block(p, c, n_out * std::size_t(k) / parts, n_out * (std::size_t(k) + 1) / parts);
+    if (threads == 1) {
+      for (std::size_t k = 0; k < tiles; ++k) step_block(p, c, tile_begin_[k], tile_begin_[k + 1]);
+      return;
+    }
+#pragma omp parallel for schedule(static, 1) num_threads(int(threads))
+    for (std::ptrdiff_t k = 0; k < std::ptrdiff_t(tiles); ++k)
+      step_block(p, c, tile_begin_[std::size_t(k)], tile_begin_[std::size_t(k) + 1]);
   }
 
   void step_block(const GptTensors<const T>& p, const GptConfig& c, std::size_t o0, std::size_t o1) {
@@ -268,6 +280,7 @@ class Sampler {
   aligned_vector<T> last_, last_mean_, last_rstd_;        // [B, C], [B], [B]: each sequence's last item
   std::vector<std::size_t> item_row_, item_pos_;          // [items]
   std::vector<std::size_t> item_begin_;                   // [B + 1] each sequence's first item
+  std::vector<std::size_t> tile_begin_;                   // first sequence of each tile, then n_out
   std::vector<token_id> item_tok_;
   std::vector<token_id> idx_, sorted_idx_;            // [V]
   std::vector<double> weight_, sorted_weight_;        // [V]
