@@ -286,8 +286,14 @@ class Gpt {
       return {k * per_tile, std::min(batch, (k + 1) * per_tile)};
     }
   };
+  // At most tile_rows rows per tile, and at least as many tiles as threads when the batch allows.
   static Tiles tiles_of(std::size_t B, std::size_t Tn) {
-    const std::size_t per_tile = std::max<std::size_t>(1, tile_rows / std::max<std::size_t>(Tn, 1));
+    std::size_t threads = 1;
+#ifdef _OPENMP
+    threads = std::size_t(std::max(1, omp_get_max_threads()));
+#endif
+    const std::size_t per_tile = std::max<std::size_t>(
+        1, std::min(tile_rows / std::max<std::size_t>(Tn, 1), (B + threads - 1) / threads));
     return {B, per_tile, (B + per_tile - 1) / per_tile};
   }
 

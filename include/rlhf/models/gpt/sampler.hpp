@@ -135,16 +135,18 @@ class Sampler {
   static constexpr std::size_t tile_rows = 256;
 
   void step(const GptTensors<const T>& p, const GptConfig& c, std::size_t n_out) {
-    tile_begin_.clear();
-    for (std::size_t o = 0; o < n_out; ++o)
-      if (tile_begin_.empty() || item_begin_[o + 1] - item_begin_[tile_begin_.back()] > tile_rows)
-        tile_begin_.push_back(o);
-    tile_begin_.push_back(n_out);
-    const std::size_t tiles = tile_begin_.size() - 1;
     std::size_t threads = 1;
 #ifdef _OPENMP
-    if (!omp_in_parallel()) threads = std::min<std::size_t>(std::size_t(std::max(1, omp_get_max_threads())), tiles);
+    if (!omp_in_parallel()) threads = std::size_t(std::max(1, omp_get_max_threads()));
 #endif
+    // at most tile_rows items per tile (a longer prompt is a tile of its own), and one tile per thread or more
+    const std::size_t cap = std::max<std::size_t>(1, std::min(tile_rows, (item_begin_[n_out] + threads - 1) / threads));
+    tile_begin_.clear();
+    for (std::size_t o = 0; o < n_out; ++o)
+      if (tile_begin_.empty() || item_begin_[o + 1] - item_begin_[tile_begin_.back()] > cap) tile_begin_.push_back(o);
+    tile_begin_.push_back(n_out);
+    const std::size_t tiles = tile_begin_.size() - 1;
+    threads = std::min(threads, tiles);
     if (threads == 1) {
       for (std::size_t k = 0; k < tiles; ++k) step_block(p, c, tile_begin_[k], tile_begin_[k + 1]);
       return;
