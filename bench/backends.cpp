@@ -222,6 +222,13 @@ class TableReporter : public benchmark::ConsoleReporter {
 }  // namespace
 
 int main(int argc, char** argv) {
+#if defined(__CUDACC__)
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+    std::printf("bench_backends_cuda: no CUDA device; nothing measured\n");
+    return 77;
+  }
+#endif
   std::vector<std::string> backends;
   for (const std::string loss : losses) {
 #if defined(__CUDACC__)
