@@ -185,18 +185,25 @@ class Sampler {
         std::copy_n(qkv + i * 3 * C + C, C, kc + at);
         std::copy_n(qkv + i * 3 * C + 2 * C, C, vc + at);
       }
-#pragma omp parallel for collapse(2) schedule(dynamic, 4) if (n * NH * cap_ * hs >= parallel_work)
-      for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(n); ++i) {
+      // per sequence and head: its items' queries (consecutive positions) against every cached key up to the
+      // last of them, as two GEMMs; query j sees keys 0 … its own position.
+#pragma omp parallel for collapse(2) schedule(dynamic, 1) if (n * NH * cap_ * hs >= parallel_work)
+      for (std::ptrdiff_t o = std::ptrdiff_t(o0); o < std::ptrdiff_t(o1); ++o) {
         for (std::ptrdiff_t h = 0; h < static_cast<std::ptrdiff_t>(NH); ++h) {
-          const std::size_t keys = pos[i] + 1, base = row[i] * cap_ * C + h * hs;
+          const std::size_t first = item_begin_[o] - i0, m = item_begin_[o + 1] - item_begin_[o];
+          const std::size_t pos0 = pos[first], keys = pos0 + m, base = row[first] * cap_ * C + h * hs;
           const ConstStridedMap<T> K(kc + base, ix(keys), ix(hs), Eigen::OuterStride<>(ix(C)));
           const ConstStridedMap<T> Vv(vc + base, ix(keys), ix(hs), Eigen::OuterStride<>(ix(C)));
-          const Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>> q(qkv + i * 3 * C + h * hs, ix(hs));
-          Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>> s(scores_.data() + ((i0 + i) * NH + h) * cap_, ix(keys));
-          s.noalias() = scale * (K * q);
-          s.array() = (s.array() - s.maxCoeff()).exp();
-          s *= T(1) / s.sum();
-          Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>>(y + i * C + h * hs, ix(hs)).noalias() = Vv.transpose() * s;
+          const ConstStridedMap<T> Q(qkv + first * 3 * C + h * hs, ix(m), ix(hs), Eigen::OuterStride<>(ix(3 * C)));
+          MatrixMap<T> S(scores_.data() + (item_begin_[o] * NH + std::size_t(h) * m) * cap_, ix(m), ix(keys));
+          S.noalias() = scale * (Q * K.transpose());
+          for (std::size_t j = 0; j < m; ++j) {
+            auto visible = ArrayMap<T>(S.data() + j * keys, ix(pos0 + j + 1));
+            visible = (visible - visible.maxCoeff()).exp();
+            visible *= T(1) / visible.sum();
+            if (j + 1 < m) ArrayMap<T>(S.data() + j * keys + pos0 + j + 1, ix(m - j - 1)).setZero();
+          }
+          StridedMap<T>(y + first * C + h * hs, ix(m), ix(hs), Eigen::OuterStride<>(ix(C))).noalias() = S * Vv;
         }
       }
       matmul_forward(fch, y, p.attprojw + l * C * C, p.attprojb + l * C, n, C, C);
