@@ -2,6 +2,7 @@
 // and bad input.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -191,6 +192,12 @@ TEST_CASE("gpt: bad input names the problem") {
   CHECK_THROWS_WITH_AS(model.log_probs(pad_response), doctest::Contains("padding"), rlhf::value_error);
   const auto ok = rlhf::testing::pad_rows({{{1, 2, 3}, 1}}, Pad::right);
   CHECK_THROWS_WITH_AS(model.values(ok), doctest::Contains("no scalar head"), rlhf::config_error);
+  Gpt<float> critic(config(true), 20);
+  critic.values(ok);
+  Mat dv = Mat::Zero(1, 3);
+  dv(0, 2) = INFINITY;
+  CHECK_THROWS_WITH_AS(critic.backward_values(ok, dv), doctest::Contains("not finite"), rlhf::value_error);
+  CHECK(std::all_of(critic.gradients().begin(), critic.gradients().end(), [](float g) { return g == 0.0f; }));
   CHECK_THROWS_WITH_AS(model.scores(ok), doctest::Contains("no scalar head"), rlhf::config_error);
   CHECK_THROWS_AS(Gpt<float>(rlhf::GptConfig{.channels = 30, .heads = 4}), rlhf::config_error);
   CHECK_THROWS_AS(Gpt<float>(rlhf::GptConfig{.layers = 0}), rlhf::config_error);

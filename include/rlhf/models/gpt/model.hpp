@@ -145,8 +145,9 @@ class Gpt {
     require_head(fn);
     require_same_batch(batch, fn);
     detail::require_shape<backend>(fn, "d_values", d_values, batch.batch, batch.time, "the batch [B, T]");
+    for (std::size_t m = 0; m < n_rows_; ++m) require_finite_upstream(d_values.data()[dst_[m]], fn);
     std::fill_n(act_.d_ln, batch.batch * batch.time * config_.channels, T(0));
-    for (std::size_t m = 0; m < n_rows_; ++m) head_backward(src_[m], d_values.data()[dst_[m]], fn);
+    for (std::size_t m = 0; m < n_rows_; ++m) head_backward(src_[m], d_values.data()[dst_[m]]);
     backward_parts(batch.batch,
                    [&](std::size_t b0, std::size_t b1, const GptTensors<T>& g) { trunk_backward(b0, b1, g); });
   }
@@ -167,8 +168,9 @@ class Gpt {
     require_head(fn);
     require_same_batch(batch, fn);
     require_size(fn, "d_scores", backend::size(d_scores), batch.batch, "the batch size B");
+    for (std::size_t b = 0; b < batch.batch; ++b) require_finite_upstream(d_scores[gpt::ix(b)], fn);
     std::fill_n(act_.d_ln, batch.batch * batch.time * config_.channels, T(0));
-    for (std::size_t b = 0; b < batch.batch; ++b) head_backward(last_[b], d_scores[gpt::ix(b)], fn);
+    for (std::size_t b = 0; b < batch.batch; ++b) head_backward(last_[b], d_scores[gpt::ix(b)]);
     backward_parts(batch.batch,
                    [&](std::size_t b0, std::size_t b1, const GptTensors<T>& g) { trunk_backward(b0, b1, g); });
   }
@@ -216,8 +218,11 @@ class Gpt {
            p.headb[0];
   }
 
-  void head_backward(std::size_t row, T g, const char* fn) {
+  static void require_finite_upstream(T g, const char* fn) {
     if (!std::isfinite(double(g))) fail<value_error>(fn, ": upstream gradient ", g, " is not finite");
+  }
+
+  void head_backward(std::size_t row, T g) {
     const std::size_t C = config_.channels;
     auto gr = grads();
     gpt::ArrayMap<T>(act_.d_ln + row * C, gpt::ix(C)) += g * gpt::ConstArrayMap<T>(params().headw, gpt::ix(C));
