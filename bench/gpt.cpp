@@ -82,7 +82,8 @@ void BM_gpt_sft_step(benchmark::State& state, Shape s) {
   for (auto _ : state) {
     const Mat lp = model.log_probs(batch);
     benchmark::DoNotOptimize(lp.sum());  // the mean NLL; its gradient is −1/(tokens) on every scored token
-    for (std::size_t i = 0; i < s.B * s.T; ++i) d.data()[i] = batch.response_mask[i] ? -1.0f / float(s.B * (s.T - 1)) : 0;
+    const float g = -1.0f / float(s.B * (s.T - 1));
+    for (std::size_t i = 0; i < s.B * s.T; ++i) d.data()[i] = batch.response_mask[i] ? g : 0.0f;
     model.zero_grad();
     model.backward(batch, d);
     opt.step(model.parameters(), model.gradients());
