@@ -27,4 +27,6 @@
 #include "rlhf/algorithms/unlikelihood.hpp"
 
 #include "rlhf/optim/adamw.hpp"
+#include "rlhf/optim/clip.hpp"
 #include "rlhf/optim/rmsprop.hpp"
+#include "rlhf/optim/schedule.hpp"
