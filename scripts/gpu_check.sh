@@ -31,7 +31,7 @@ arch="90-real;90-virtual"
 "$root/scripts/setup.sh" >"$build/setup.log" 2>&1 ||
   echo "gpu_check: scripts/setup.sh failed (see $build/setup.log); trying anyway"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DRLHF_BUILD_TESTS=ON -DRLHF_BUILD_BENCH=ON \
-  -DRLHF_BUILD_EXAMPLES=OFF -DRLHF_BUILD_CUDA_TESTS=ON "-DCMAKE_CUDA_ARCHITECTURES=$arch" \
+  -DRLHF_BUILD_EXAMPLES=ON -DRLHF_BUILD_CUDA_TESTS=ON "-DCMAKE_CUDA_ARCHITECTURES=$arch" \
   >"$build/configure.log" 2>&1 || fail "configure" "$build/configure.log"
 grep -q "CMAKE_CUDA_COMPILER:.*nvcc" "$build/CMakeCache.txt" || fail "CUDA detection (no nvcc in CMake)" "$build/configure.log"
 # Every test labelled "cuda" that is a build target (the typed tests here, and any other CUDA test suite of
@@ -46,6 +46,9 @@ done
 # Its three test binaries are ctests labelled "cuda" (picked up above); its benchmark is built here too.
 echo "$known" | grep -Eq "(^|\.\.\. )bench_gpt_cuda(:| |\$)" && targets="$targets bench_gpt_cuda"
 # ---- end of the CUDA GPT's part ------------------------------------------------------------------------------
+# ---- the GPT DPO example on the GPU (examples/gpt_dpo; configured above with examples ON) -------------------
+echo "$known" | grep -Eq "(^|\.\.\. )gpt_dpo_cuda(:| |\$)" && targets="$targets gpt_dpo_cuda"
+# ---- end of the GPT DPO example's part ----------------------------------------------------------------------
 # shellcheck disable=SC2086
 timeout "${RLHF_GPU_BUILD_TIMEOUT:-300}" cmake --build "$build" -j "$jobs" --target $targets >"$build/build.log" 2>&1 ||
   fail "build" "$build/build.log"
@@ -93,5 +96,14 @@ if [ -x "$build/bench/gpu/bench_gpt_cuda" ]; then
   grep -E "^(bench_gpt_cuda|MFU|\|)" "$build/bench_gpt_cuda.log" || tail -n 5 "$build/bench_gpt_cuda.log"
 fi
 # ---- end of the CUDA GPT's part ------------------------------------------------------------------------------
+# ---- the GPT DPO example on the GPU: the same training function as on the CPU (docs/examples/gpt_dpo.md) --------
+example_rc=0
+if [ -x "$build/examples/gpt_dpo/gpt_dpo_cuda" ]; then
+  timeout 60 "$build/examples/gpt_dpo/gpt_dpo_cuda" --device cuda --steps 20 >"$build/gpt_dpo_cuda.log" 2>&1
+  example_rc=$?
+  echo "-- examples/gpt_dpo on the GPU, 20 DPO steps (exit $example_rc; $build/gpt_dpo_cuda.log) --"
+  tail -n 4 "$build/gpt_dpo_cuda.log"
+fi
+# ---- end of the GPT DPO example's part ----------------------------------------------------------------------
 echo "total: $(elapsed)"
-[ "$typed_rc" -eq 0 ] && [ "$ctest_rc" -eq 0 ] && [ "$gpt_bench_rc" -eq 0 ]
+[ "$typed_rc" -eq 0 ] && [ "$ctest_rc" -eq 0 ] && [ "$gpt_bench_rc" -eq 0 ] && [ "$example_rc" -eq 0 ]

@@ -1,0 +1,25 @@
+// DPO on the CPU GPT with synthetic preference pairs (train.hpp). This build has no CUDA: --device cuda is
+// refused; gpt_dpo_cuda (main_cuda.cu) runs the same training function on the GPU model.
+#include <cstdio>
+#include <exception>
+
+#include "rlhf/models/gpt/model.hpp"
+#include "rlhf/optim/adamw.hpp"
+#include "train.hpp"
+
+int main(int argc, char** argv) {
+  gpt_dpo::Options o;
+  if (!gpt_dpo::parse(argc, argv, o)) return 1;
+  if (o.device == "cuda") {
+    std::fprintf(stderr, "gpt_dpo: --device cuda: this binary was built without CUDA; run gpt_dpo_cuda\n");
+    return 2;
+  }
+  try {
+    gpt_dpo::print_header(o);
+    gpt_dpo::train_on_cpu<rlhf::Gpt<float>, rlhf::AdamW<float>>(o);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "gpt_dpo: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
