@@ -48,8 +48,14 @@ struct SequenceLogprobResult {
 };
 
 // ---- One row: the only place the formulas live ---------------------------------------------------
-// x is one row of V logits; `next` (may be null) is the row the caller reads after this one: it is
-// prefetched while this row is being computed on, so that memory and arithmetic overlap.
+// x is one row of V logits; `next` (may be null) is the row the caller reads after this one. The passes
+// that compute on a cached row go in chunks, each followed by a prefetch of the same chunk of `next`, so
+// that the next row streams in from memory while this one is computed on (a whole-row prefetch up front
+// would only wait for memory). The chunking is the same with or without `next`: results never depend on it.
+// 256 elements = 16 cache lines of float per burst, about what one core keeps in flight (64 to 256 measured
+// alike on the development machine; 1024 no better than no prefetch at all).
+inline constexpr std::size_t logprob_chunk = 256;
+
 template <class T>
 struct RowLogprob {
   T max;      // m = max_v x[v]
@@ -63,8 +69,13 @@ template <class Be, class T>
 RLHF_HOST_DEVICE inline RowLogprob<T> row_logprob(const T* x, std::size_t vocab, std::int32_t target, const T* next) {
   using std::log;
   const T m = Be::row_max(x, vocab);
-  if (next) Be::row_prefetch(next, vocab);
-  const T log_sum = log(Be::row_sum_exp(x, vocab, m));
+  T s = T(0);
+  for (std::size_t i = 0; i < vocab; i += logprob_chunk) {
+    const std::size_t len = vocab - i < logprob_chunk ? vocab - i : logprob_chunk;
+    s += Be::row_sum_exp(x + i, len, m);
+    if (next) Be::row_prefetch(next + i, len);
+  }
+  const T log_sum = log(s);
   return {m, log_sum, (x[target] - m) - log_sum};
 }
 
@@ -72,9 +83,14 @@ RLHF_HOST_DEVICE inline RowLogprob<T> row_logprob(const T* x, std::size_t vocab,
 // max and log_sum. dx may be x itself (in place, overwrite only).
 template <class Be, class T>
 RLHF_HOST_DEVICE inline void row_logprob_backward(T* dx, const T* x, std::size_t vocab, std::int32_t target, T max,
-                                                  T log_sum, T g, bool accumulate) {
+                                                  T log_sum, T g, bool accumulate, const T* next = nullptr) {
   using std::exp;
-  Be::row_scaled_exp(dx, x, vocab, max, -g * exp(-log_sum), accumulate);  // −g · e^{x−m} / s
+  const T scale = -g * exp(-log_sum);  // −g · e^{x−m} / s
+  for (std::size_t i = 0; i < vocab; i += logprob_chunk) {
+    const std::size_t len = vocab - i < logprob_chunk ? vocab - i : logprob_chunk;
+    Be::row_scaled_exp(dx + i, x + i, len, max, scale, accumulate);
+    if (next) Be::row_prefetch(next + i, len);
+  }
   dx[target] += g;
 }
 
@@ -86,8 +102,12 @@ RLHF_HOST_DEVICE inline RowLogprob<T> row_logprob_with_grad(T* dx, const T* x, s
   using std::log;
   const T target_logit = x[target];
   const T m = Be::row_max(x, vocab);
-  if (next) Be::row_prefetch(next, vocab);
-  const T s = Be::row_exp(dx, x, vocab, m);
+  T s = T(0);
+  for (std::size_t i = 0; i < vocab; i += logprob_chunk) {
+    const std::size_t len = vocab - i < logprob_chunk ? vocab - i : logprob_chunk;
+    s += Be::row_exp(dx + i, x + i, len, m);
+    if (next) Be::row_prefetch(next + i, len);
+  }
   Be::row_scale(dx, vocab, -g / s);
   dx[target] += g;
   const T log_sum = log(s);
@@ -157,7 +177,7 @@ struct BackwardKernel {
   const T* mask;
   const T *row_max, *row_log_sum;  // [N] each, from the forward
   RowUpstream<T> upstream;
-  std::size_t vocab;
+  std::size_t rows, vocab;  // N, V
   bool accumulate;
 
   RLHF_HOST_DEVICE void operator()(std::size_t r) const {
@@ -167,7 +187,7 @@ struct BackwardKernel {
       return;
     }
     row_logprob_backward<Be>(dx, logits + r * vocab, vocab, targets[r], row_max[r], row_log_sum[r], upstream(r),
-                             accumulate);
+                             accumulate, next_response_row(logits, mask, rows, vocab, r));
   }
 };
 
@@ -456,7 +476,7 @@ void sequence_logprob_backward(Matrix& d_logits, const Matrix& logits, const typ
                                               Be::data(forward.row_max), Be::data(forward.row_log_sum),
                                               detail::lp::RowUpstream<T>{up.data, Be::data(forward.response_length),
                                                                          forward.time, forward.config.reduction},
-                                              vocab, write == GradWrite::accumulate},
+                                              n, vocab, write == GradWrite::accumulate},
                vocab);
 }
 
