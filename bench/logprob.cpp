@@ -109,7 +109,8 @@ void BM_forward_backward_fused(benchmark::State& state) {  // one call, upstream
   report(state);
 }
 
-// The machine is shared: the fastest repetition is the least disturbed one, so report it next to the median.
+// The machine is shared: the fastest repetition is the least disturbed one, so report it next to the median
+// (in that row the GB/s counter is the smallest rate, not the rate at the fastest time: use the median's).
 // CPU time is that of all threads (with OMP_WAIT_POLICY=passive it excludes spinning at barriers): on a
 // loaded machine, CPU time / threads estimates the wall time an idle machine would give.
 double fastest(const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); }
