@@ -105,6 +105,29 @@ TEST_CASE("bradley_terry: finite values and gradients at extreme rewards, in flo
   CHECK(r.loss == doctest::Approx(std::log(2.0) + 0.1 * 4e8).epsilon(1e-5));
 }
 
+TEST_CASE("bradley_terry: rewards of ±3e38 in float give finite values, or a named error where the loss exceeds float") {
+  using fv = eigen<float>::vector;
+  const float H = 3e38f;  // r_w − r_l and r_w + r_l (±6e38) overflow float; the kernel works in double
+  for (const auto& c : configs) {
+    // an easy pair far apart: loss ~0, no NaN from 0 · ∞ when centering is off
+    const auto r = bradley_terry_loss(RewardPairs<fv>{fv::Constant(2, H), fv::Constant(2, -H)}, c);
+    CHECK(std::isfinite(r.loss));
+    CHECK(all_finite(r.d_chosen));
+    CHECK(all_finite(r.d_rejected));
+    CHECK(std::isfinite(r.metrics["rewards/margins"]));
+  }
+  // Centering two equal huge rewards: c · (r_w + r_l)² = 1e-40 · 3.6e77 = 3.6e37 fits a float.
+  const RewardPairs<fv> same{fv::Constant(1, H), fv::Constant(1, H)};
+  const auto centered = bradley_terry_loss(same, {.center_coefficient = 1e-40f});
+  CHECK(centered.loss == doctest::Approx(std::log(2.0) + double(1e-40f) * 3.6e77).epsilon(1e-5));
+  CHECK(all_finite(centered.d_chosen));
+  // ... but with c = 0.1 (3.6e76), or a hard pair 6e38 apart, the loss has no float value: a named error.
+  CHECK_THROWS_WITH_AS(bradley_terry_loss(same, {.center_coefficient = 0.1f}), doctest::Contains("'chosen'"),
+                       value_error);
+  CHECK_THROWS_WITH_AS(bradley_terry_loss(RewardPairs<fv>{fv::Constant(1, -H), fv::Constant(1, H)}),
+                       doctest::Contains("beyond the range"), value_error);
+}
+
 TEST_CASE("bradley_terry: bad input names the argument") {
   const auto in = random_rewards(4, 5);
   auto short_rejected = in;

@@ -110,6 +110,45 @@ TEST_CASE("dpo: finite values and gradients at extreme inputs, in float") {
   CHECK(r.d_policy_chosen[0] == doctest::Approx(0.0));
 }
 
+TEST_CASE("dpo: log-probs of ±3e38 in float give finite values, or a named error where the loss exceeds float") {
+  using fv = eigen<float>::vector;
+  const float H = 3e38f;  // each log-ratio (±6e38) overflows float; the kernel takes the difference in double
+  const fv pc = fv::Constant(2, -H), pr = fv::Constant(2, H), rc = fv::Constant(2, H), rr = fv::Constant(2, -H);
+  for (const auto variant : {DpoVariant::sigmoid, DpoVariant::robust, DpoVariant::hinge}) {
+    for (const float sign : {1.f, -1.f}) {
+      const PreferencePairs<fv> in{sign * pc, sign * pr, sign * rc, sign * rr};
+      const auto r = dpo_loss(in, {.variant = variant, .beta = 0.1f});  // |h| = 0.1 · 1.2e39 = 1.2e38
+      INFO("variant ", int(variant), " sign ", sign);
+      CHECK(std::isfinite(r.loss));
+      CHECK(r.loss == doctest::Approx(sign > 0 ? 1.2e38 + (variant == DpoVariant::hinge ? 1 : 0) : 0.0).epsilon(1e-6));
+      CHECK(all_finite(r.losses));
+      CHECK(all_finite(r.d_policy_chosen));
+      CHECK(all_finite(r.d_reference_rejected));
+      CHECK(std::isfinite(r.metrics["rewards/margins"]));
+      CHECK(r.metrics["rewards/margins"] == doctest::Approx(-sign * 1.2e38).epsilon(1e-6));
+    }
+  }
+  // IPO's square (1.2e39² ≈ 1.4e78) and a β that lifts |h| past 3.4e38 have no float value: a named error.
+  const PreferencePairs<fv> in{pc, pr, rc, rr};
+  CHECK_THROWS_WITH_AS(dpo_loss(in, {.variant = DpoVariant::ipo}), doctest::Contains("'policy_chosen'"), value_error);
+  CHECK_THROWS_WITH_AS(dpo_loss(in, {.beta = 1.0f}), doctest::Contains("beyond the range"), value_error);
+  // IPO of a gap that fits: (1e18)² = 1e36 is a float.
+  const fv gap = fv::Constant(1, 1e18f), z = fv::Constant(1, 0.f);
+  const auto ipo = dpo_loss(PreferencePairs<fv>{gap, z, z, z}, {.variant = DpoVariant::ipo, .beta = 0.1f});
+  CHECK(ipo.loss == doctest::Approx(1e36).epsilon(1e-5));
+}
+
+TEST_CASE("dpo: a NaN or infinite float setting is refused, naming it") {
+  const auto in = random_pairs(4, 5);
+  for (const float bad : {NAN, INFINITY, -INFINITY}) {
+    CHECK_THROWS_WITH_AS(dpo_loss(in, {.margin = bad}), doctest::Contains("margin"), config_error);
+    CHECK_THROWS_WITH_AS(dpo_loss(in, {.nll_weight = bad}), doctest::Contains("nll_weight"), config_error);
+    CHECK_THROWS_WITH_AS(dpo_loss(in, {.beta = bad}), doctest::Contains("beta"), config_error);
+    CHECK_THROWS_WITH_AS(dpo_loss(in, {.label_smoothing = bad}), doctest::Contains("label_smoothing"), config_error);
+  }
+  CHECK_THROWS_WITH_AS(dpo_loss(in, {.nll_weight = -0.5f}), doctest::Contains("nll_weight"), config_error);
+}
+
 TEST_CASE("dpo: reference_free ignores the reference and may omit it") {
   auto in = random_pairs(5, 3);
   const auto with = dpo_loss(in, {.reference_free = true});

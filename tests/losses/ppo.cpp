@@ -262,6 +262,46 @@ TEST_CASE("ppo losses: finite values and gradients at extreme inputs, in float")
   }
 }
 
+TEST_CASE("ppo losses: inputs of ±3e38 in float give finite values, or a named error where a gradient exceeds float") {
+  const float H = 3e38f;  // log π − log π_old, V − R and −A·ρ overflow float; the kernels work in double
+  const fmat one = fmat::Ones(1, 2), a = fmat::Constant(1, 2, 1.f);
+  fmat lp(1, 2), old(1, 2);
+  lp << H, -H;
+  old << -H, H;
+  for (const auto& c : policy_configs) {
+    const auto r = ppo_policy_loss(lp, old, a, one, c);  // log-ratios ±6e38, clamped at ±20
+    CHECK(std::isfinite(r.loss));
+    CHECK(all_finite(r.d_logp));
+    for (const auto& [name, value] : r.metrics.items()) CHECK(std::isfinite(value));
+  }
+  // A huge advantage at ratio 1: loss −A (finite in float), gradient −A / tokens.
+  const fmat zero = fmat::Zero(1, 2), big_a = fmat::Constant(1, 2, H);
+  for (const auto& c : policy_configs) {
+    const auto r = ppo_policy_loss(zero, zero, big_a, one, c);
+    CHECK(r.loss == doctest::Approx(-3e38).epsilon(1e-6));
+    CHECK(r.d_logp(0, 0) == doctest::Approx(-1.5e38).epsilon(1e-6));
+  }
+  // The same advantage times a ratio of e^5: the gradient (−4.5e40) has no float value: a named error.
+  const fmat up = fmat::Constant(1, 2, 5.f);
+  CHECK_THROWS_WITH_AS(ppo_policy_loss(up, zero, fmat(-big_a), one, {.clip = 10.f}), doctest::Contains("'advantages'"),
+                       value_error);
+  // Value loss: V − R = 6e38. The loss ½(6e38)² is a double (the result's loss is); d/dV = 6e38 / 2 tokens fits float.
+  fmat v(1, 2), ret(1, 2);
+  v << H, H;
+  ret << -H, -H;
+  for (const auto& c : value_configs) {
+    const auto r = ppo_value_loss(v, v, ret, one, c);
+    CHECK(r.loss == doctest::Approx(0.5 * 3.6e77).epsilon(1e-5));
+    CHECK(all_finite(r.d_values));
+    CHECK(r.d_values(0, 0) == doctest::Approx(3e38).epsilon(1e-6));
+    CHECK(std::isfinite(r.metrics["value/mse"]));
+  }
+  // One token: d/dV = 6e38 is past float: a named error.
+  CHECK_THROWS_WITH_AS(ppo_value_loss(fmat(v.leftCols(1)), fmat(v.leftCols(1)), fmat(ret.leftCols(1)),
+                                      fmat(one.leftCols(1))),
+                       doctest::Contains("'values' − 'returns'"), value_error);
+}
+
 TEST_CASE("ppo losses: bad input names the argument") {
   const mat mask = test_mask();
   const mat x = random_matrix(B, T, -2, -1, 71);

@@ -46,6 +46,11 @@ RLHF_HOST_DEVICE inline T clamp(T x, T lo, T hi) {
   return x < lo ? lo : (x > hi ? hi : x);
 }
 
+// The type a kernel computes in: double for float inputs (so differences and products of finite floats such as
+// ±3e38 stay finite), T itself for double.
+template <class T>
+using wide_t = decltype(T{} + 0.0);
+
 template <class T>
 RLHF_HOST_DEVICE inline bool is_finite(T x) {
   return x - x == T(0);  // false for NaN and ±Inf; works under nvcc and -ffast-math alike

@@ -2,6 +2,7 @@
 // Input checks shared by every loss, written against the Backend concept: each names the function,
 // the argument and the offending size or value.
 #include <cstddef>
+#include <limits>
 #include <string_view>
 
 #include "rlhf/core/concepts.hpp"
@@ -25,6 +26,17 @@ void require_finite(std::string_view fn, std::string_view arg, const typename Be
 template <Backend Be>
 void require_finite(std::string_view fn, std::string_view arg, const typename Be::vector& v) {
   require_finite<Be>(fn, arg, Be::data(v), Be::size(v));
+}
+
+// After a kernel: an output entry that is not finite means its true value lies beyond the scalar type (the
+// kernels compute in double, so finite float inputs give no NaN). Names the output and the inputs that caused it.
+template <Backend Be>
+void require_representable(std::string_view fn, std::string_view output, const typename Be::scalar* x,
+                           std::size_t n, std::string_view cause) {
+  const double bad = Be::sum(n, non_finite_count<typename Be::scalar>{x});
+  if (bad > 0)
+    fail<value_error>(fn, ": ", output, " is beyond the range of the scalar type (max ",
+                      std::numeric_limits<typename Be::scalar>::max(), ") at ", bad, " of ", n, " entries: ", cause);
 }
 
 template <class T>

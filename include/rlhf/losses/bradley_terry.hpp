@@ -37,21 +37,24 @@ struct BradleyTerryResult {
   Metrics metrics;               // accuracy, rewards/{chosen,rejected,margins}
 };
 
-// One pair's loss and gradients: the only place the formula lives, shared by every backend.
-template <class T>
+// One pair's loss and gradients: the only place the formula lives, shared by every backend. Computed in the
+// wide type W (double for float rewards), so finite rewards, even ±3e38, give finite values; the caller checks
+// that they fit T.
+template <class W>
 struct BradleyTerryPair {
-  T loss;
-  T d_chosen, d_rejected;  // before any 1/B
+  W loss;
+  W d_chosen, d_rejected;  // before any 1/B
 };
 
-template <class T>
-RLHF_HOST_DEVICE inline BradleyTerryPair<T> bradley_terry_pair(const BradleyTerryConfig& c, T chosen, T rejected) {
-  const T eps = T(c.label_smoothing), center = T(c.center_coefficient);
-  const T h = chosen - rejected - T(c.margin);
-  const T loss = -(T(1) - eps) * math::log_sigmoid(h) - eps * math::log_sigmoid(-h);
-  const T d_dh = -(T(1) - eps) * math::sigmoid(-h) + eps * math::sigmoid(h);
-  const T sum = chosen + rejected;
-  const T d_center = T(2) * center * sum;
+template <class T, class W = math::wide_t<T>>
+RLHF_HOST_DEVICE inline BradleyTerryPair<W> bradley_terry_pair(const BradleyTerryConfig& c, T chosen, T rejected) {
+  const W eps = W(c.label_smoothing), center = W(c.center_coefficient);
+  const W h = W(chosen) - W(rejected) - W(c.margin);
+  const W loss = -(W(1) - eps) * math::log_sigmoid(h) - eps * math::log_sigmoid(-h);
+  const W d_dh = -(W(1) - eps) * math::sigmoid(-h) + eps * math::sigmoid(h);
+  if (c.center_coefficient == 0.0f) return {loss, d_dh, -d_dh};  // no 0 · (r_w + r_l)², which is NaN past the range
+  const W sum = W(chosen) + W(rejected);
+  const W d_center = W(2) * center * sum;
   return {loss + center * sum * sum, d_dh + d_center, -d_dh + d_center};
 }
 
@@ -60,14 +63,15 @@ template <class T>
 struct BradleyTerryKernel {
   BradleyTerryConfig config;
   const T *chosen, *rejected;
-  T inv_batch;
+  double inv_batch;
   T *losses, *d_chosen, *d_rejected;
 
   RLHF_HOST_DEVICE void operator()(std::size_t i) const {
+    using W = math::wide_t<T>;
     const auto p = bradley_terry_pair<T>(config, chosen[i], rejected[i]);
-    losses[i] = p.loss;
-    d_chosen[i] = p.d_chosen * inv_batch;
-    d_rejected[i] = p.d_rejected * inv_batch;
+    losses[i] = T(p.loss);
+    d_chosen[i] = T(p.d_chosen * W(inv_batch));
+    d_rejected[i] = T(p.d_rejected * W(inv_batch));
   }
 };
 
@@ -105,9 +109,14 @@ BradleyTerryResult<Vector> bradley_terry_loss(const RewardPairs<Vector>& in, con
   out.losses = Be::vector_of(n);
   out.d_chosen = Be::vector_of(n);
   out.d_rejected = Be::vector_of(n);
-  Be::for_each(n, detail::BradleyTerryKernel<T>{config, Be::data(in.chosen), Be::data(in.rejected), T(1) / T(n),
+  Be::for_each(n, detail::BradleyTerryKernel<T>{config, Be::data(in.chosen), Be::data(in.rejected), 1.0 / double(n),
                                                 Be::data(out.losses), Be::data(out.d_chosen),
                                                 Be::data(out.d_rejected)});
+  constexpr const char* cause =
+      "'chosen' − 'rejected' (or, with center_coefficient, their sum squared) is too large in magnitude";
+  detail::require_representable<Be>(fn, "the loss", Be::data(out.losses), n, cause);
+  detail::require_representable<Be>(fn, "d_chosen", Be::data(out.d_chosen), n, cause);
+  detail::require_representable<Be>(fn, "d_rejected", Be::data(out.d_rejected), n, cause);
   const double inv_n = 1.0 / static_cast<double>(n);
   const T* rc = Be::data(in.chosen);
   const T* rr = Be::data(in.rejected);

@@ -11,6 +11,7 @@
 //   + nll_weight · (−log π(y_w) / |y_w|)                 (optional NLL on the chosen response)
 // docs/losses/dpo.md has the table of settings and the papers.
 #include <cstddef>
+#include <limits>
 
 #include "rlhf/core/concepts.hpp"
 #include "rlhf/core/math.hpp"
@@ -55,52 +56,54 @@ struct DpoResult {
   Metrics metrics;  // rewards/{chosen,rejected,accuracies,margins}, logps/{chosen,rejected}
 };
 
-// One pair's loss and gradients: the only place the formulas live, shared by every backend.
-template <class T>
+// One pair's loss and gradients: the only place the formulas live, shared by every backend. Computed in the
+// wide type W (double for float inputs), so finite log-probs, even ±3e38, give finite values; the caller checks
+// that they fit T.
+template <class W>
 struct DpoPair {
-  T loss;
-  T d_log_ratio_chosen, d_log_ratio_rejected;  // d loss / d (log π − log π_ref), before any 1/B
-  T d_nll;                                     // extra d loss / d log π(y_w) from the NLL term
-  T reward_chosen, reward_rejected;            // β u_w, β u_l
+  W loss;
+  W d_log_ratio_chosen, d_log_ratio_rejected;  // d loss / d (log π − log π_ref), before any 1/B
+  W d_nll;                                     // extra d loss / d log π(y_w) from the NLL term
+  W reward_chosen, reward_rejected;            // β u_w, β u_l
 };
 
-template <class T>
-RLHF_HOST_DEVICE inline DpoPair<T> dpo_pair(const DpoConfig& c, T policy_chosen, T policy_rejected,
+template <class T, class W = math::wide_t<T>>
+RLHF_HOST_DEVICE inline DpoPair<W> dpo_pair(const DpoConfig& c, T policy_chosen, T policy_rejected,
                                             T reference_chosen, T reference_rejected, T chosen_length,
                                             T rejected_length) {
-  const T beta = T(c.beta), eps = T(c.label_smoothing);
-  const T scale_w = c.length_normalize ? T(1) / chosen_length : T(1);
-  const T scale_l = c.length_normalize ? T(1) / rejected_length : T(1);
-  const T ref_w = c.reference_free ? T(0) : reference_chosen;
-  const T ref_l = c.reference_free ? T(0) : reference_rejected;
-  const T u_w = (policy_chosen - ref_w) * scale_w;
-  const T u_l = (policy_rejected - ref_l) * scale_l;
+  const W beta = W(c.beta), eps = W(c.label_smoothing);
+  const W scale_w = c.length_normalize ? W(1) / W(chosen_length) : W(1);
+  const W scale_l = c.length_normalize ? W(1) / W(rejected_length) : W(1);
+  const W ref_w = c.reference_free ? W(0) : W(reference_chosen);
+  const W ref_l = c.reference_free ? W(0) : W(reference_rejected);
+  const W u_w = (W(policy_chosen) - ref_w) * scale_w;  // the difference before the scaling
+  const W u_l = (W(policy_rejected) - ref_l) * scale_l;
 
-  T loss = 0, d_du = 0;  // d loss / d (u_w − u_l)
+  W loss = 0, d_du = 0;  // d loss / d (u_w − u_l)
   if (c.variant == DpoVariant::ipo) {
-    const T r = u_w - u_l - T(1) / (T(2) * beta);
+    const W r = u_w - u_l - W(1) / (W(2) * beta);
     loss = r * r;
-    d_du = T(2) * r;
+    d_du = W(2) * r;
   } else {
-    const T h = beta * (u_w - u_l) - T(c.margin);
-    T d_dh = 0;
+    const W h = beta * (u_w - u_l) - W(c.margin);
+    W d_dh = 0;
     if (c.variant == DpoVariant::sigmoid) {
-      loss = -(T(1) - eps) * math::log_sigmoid(h) - eps * math::log_sigmoid(-h);
-      d_dh = -(T(1) - eps) * math::sigmoid(-h) + eps * math::sigmoid(h);
+      loss = -(W(1) - eps) * math::log_sigmoid(h) - eps * math::log_sigmoid(-h);
+      d_dh = -(W(1) - eps) * math::sigmoid(-h) + eps * math::sigmoid(h);
     } else if (c.variant == DpoVariant::robust) {
-      const T k = T(1) / (T(1) - T(2) * eps);
-      loss = k * (-(T(1) - eps) * math::log_sigmoid(h) + eps * math::log_sigmoid(-h));
-      d_dh = k * (-(T(1) - eps) * math::sigmoid(-h) - eps * math::sigmoid(h));
+      const W k = W(1) / (W(1) - W(2) * eps);
+      loss = k * (-(W(1) - eps) * math::log_sigmoid(h) + eps * math::log_sigmoid(-h));
+      d_dh = k * (-(W(1) - eps) * math::sigmoid(-h) - eps * math::sigmoid(h));
     } else {  // hinge
-      loss = h < T(1) ? T(1) - h : T(0);
-      d_dh = h < T(1) ? T(-1) : T(0);
+      loss = h < W(1) ? W(1) - h : W(0);
+      d_dh = h < W(1) ? W(-1) : W(0);
     }
     d_du = d_dh * beta;
   }
-  T d_nll = 0;
+  W d_nll = 0;
   if (c.nll_weight != 0.0f) {
-    loss += -T(c.nll_weight) * policy_chosen / chosen_length;
-    d_nll = -T(c.nll_weight) / chosen_length;
+    loss += -W(c.nll_weight) * (W(policy_chosen) / W(chosen_length));
+    d_nll = -W(c.nll_weight) / W(chosen_length);
   }
   return {loss, d_du * scale_w, -d_du * scale_l, d_nll, beta * u_w, beta * u_l};
 }
@@ -111,22 +114,44 @@ struct DpoKernel {
   DpoConfig config;
   const T *policy_chosen, *policy_rejected, *reference_chosen, *reference_rejected;
   const T *chosen_length, *rejected_length;  // null: all ones
-  T inv_batch;
+  double inv_batch;
   T *losses, *d_policy_chosen, *d_policy_rejected, *d_reference_chosen, *d_reference_rejected;
-  T *reward_chosen, *reward_rejected;
 
-  RLHF_HOST_DEVICE void operator()(std::size_t i) const {
+  RLHF_HOST_DEVICE DpoPair<math::wide_t<T>> pair(std::size_t i) const {
     const T ref_w = reference_chosen ? reference_chosen[i] : T(0);
     const T ref_l = reference_rejected ? reference_rejected[i] : T(0);
-    const auto p = dpo_pair<T>(config, policy_chosen[i], policy_rejected[i], ref_w, ref_l,
-                               chosen_length ? chosen_length[i] : T(1), rejected_length ? rejected_length[i] : T(1));
-    losses[i] = p.loss;
-    d_policy_chosen[i] = (p.d_log_ratio_chosen + p.d_nll) * inv_batch;
-    d_policy_rejected[i] = p.d_log_ratio_rejected * inv_batch;
-    d_reference_chosen[i] = config.reference_free ? T(0) : -p.d_log_ratio_chosen * inv_batch;
-    d_reference_rejected[i] = config.reference_free ? T(0) : -p.d_log_ratio_rejected * inv_batch;
-    reward_chosen[i] = p.reward_chosen;
-    reward_rejected[i] = p.reward_rejected;
+    return dpo_pair<T>(config, policy_chosen[i], policy_rejected[i], ref_w, ref_l,
+                       chosen_length ? chosen_length[i] : T(1), rejected_length ? rejected_length[i] : T(1));
+  }
+
+  RLHF_HOST_DEVICE void operator()(std::size_t i) const {
+    using W = math::wide_t<T>;
+    const auto p = pair(i);
+    const W inv = W(inv_batch);
+    losses[i] = T(p.loss);
+    d_policy_chosen[i] = T((p.d_log_ratio_chosen + p.d_nll) * inv);
+    d_policy_rejected[i] = T(p.d_log_ratio_rejected * inv);
+    d_reference_chosen[i] = config.reference_free ? T(0) : T(-p.d_log_ratio_chosen * inv);
+    d_reference_rejected[i] = config.reference_free ? T(0) : T(-p.d_log_ratio_rejected * inv);
+  }
+};
+
+// Σ over pairs of one reward statistic, recomputed from the pair formula in double (never overflows for float).
+enum class DpoRewardStat { chosen, rejected, accuracy, margin };
+template <class T>
+struct dpo_reward_stat {
+  DpoKernel<T> kernel;
+  DpoRewardStat stat;
+  RLHF_HOST_DEVICE double operator()(std::size_t i) const {
+    const auto p = kernel.pair(i);
+    const double rc = static_cast<double>(p.reward_chosen), rr = static_cast<double>(p.reward_rejected);
+    switch (stat) {
+      case DpoRewardStat::chosen: return rc;
+      case DpoRewardStat::rejected: return rr;
+      case DpoRewardStat::accuracy: return rc > rr ? 1.0 : 0.0;
+      case DpoRewardStat::margin: return rc - rr;
+    }
+    return 0.0;
   }
 };
 
@@ -134,16 +159,6 @@ template <class T>
 struct element {
   const T* x;
   RLHF_HOST_DEVICE double operator()(std::size_t i) const { return static_cast<double>(x[i]); }
-};
-template <class T>
-struct difference {
-  const T *a, *b;
-  RLHF_HOST_DEVICE double operator()(std::size_t i) const { return static_cast<double>(a[i]) - b[i]; }
-};
-template <class T>
-struct greater_count {
-  const T *a, *b;
-  RLHF_HOST_DEVICE double operator()(std::size_t i) const { return a[i] > b[i] ? 1.0 : 0.0; }
 };
 
 // Checks shared by every DPO-style entry point.
@@ -153,6 +168,9 @@ void validate_pairs(const char* fn, const PreferencePairs<typename Be::vector>& 
   require_nonempty(fn, "policy_chosen", n);
   require_positive(fn, "beta", c.beta);
   require_in_range(fn, "label_smoothing", c.label_smoothing, 0.0, 0.4999);
+  constexpr double largest = std::numeric_limits<float>::max();  // rejects NaN and ±Inf too
+  require_in_range(fn, "margin", c.margin, -largest, largest);
+  require_in_range(fn, "nll_weight", c.nll_weight, 0.0, largest);
   require_rows<Be>(fn, "policy_chosen", in.policy_chosen, n);
   require_rows<Be>(fn, "policy_rejected", in.policy_rejected, n);
   if (!c.reference_free) {
@@ -175,7 +193,8 @@ void validate_pairs(const char* fn, const PreferencePairs<typename Be::vector>& 
 template <class Vector, class Be = backend_of_t<Vector>>
 DpoResult<Vector> dpo_loss(const PreferencePairs<Vector>& in, const DpoConfig& config = {}) {
   using T = typename Be::scalar;
-  detail::validate_pairs<Be>("rlhf::dpo_loss", in, config);
+  constexpr const char* fn = "rlhf::dpo_loss";
+  detail::validate_pairs<Be>(fn, in, config);
   const std::size_t n = Be::size(in.policy_chosen);
   DpoResult<Vector> out;
   out.losses = Be::vector_of(n);
@@ -183,25 +202,32 @@ DpoResult<Vector> dpo_loss(const PreferencePairs<Vector>& in, const DpoConfig& c
   out.d_policy_rejected = Be::vector_of(n);
   out.d_reference_chosen = Be::vector_of(n);
   out.d_reference_rejected = Be::vector_of(n);
-  Vector reward_chosen = Be::vector_of(n), reward_rejected = Be::vector_of(n);
   const bool has_lengths = Be::size(in.chosen_length) == n;
-  Be::for_each(n, detail::DpoKernel<T>{
-                      config, Be::data(in.policy_chosen), Be::data(in.policy_rejected),
-                      config.reference_free ? nullptr : Be::data(in.reference_chosen),
-                      config.reference_free ? nullptr : Be::data(in.reference_rejected),
-                      has_lengths ? Be::data(in.chosen_length) : nullptr,
-                      has_lengths ? Be::data(in.rejected_length) : nullptr, T(1) / T(n), Be::data(out.losses),
-                      Be::data(out.d_policy_chosen), Be::data(out.d_policy_rejected),
-                      Be::data(out.d_reference_chosen), Be::data(out.d_reference_rejected),
-                      Be::data(reward_chosen), Be::data(reward_rejected)});
+  const detail::DpoKernel<T> kernel{config, Be::data(in.policy_chosen), Be::data(in.policy_rejected),
+                                    config.reference_free ? nullptr : Be::data(in.reference_chosen),
+                                    config.reference_free ? nullptr : Be::data(in.reference_rejected),
+                                    has_lengths ? Be::data(in.chosen_length) : nullptr,
+                                    has_lengths ? Be::data(in.rejected_length) : nullptr, 1.0 / double(n),
+                                    Be::data(out.losses), Be::data(out.d_policy_chosen),
+                                    Be::data(out.d_policy_rejected), Be::data(out.d_reference_chosen),
+                                    Be::data(out.d_reference_rejected)};
+  Be::for_each(n, kernel);
+  constexpr const char* cause =
+      "the log-ratios of 'policy_chosen'/'policy_rejected' against 'reference_chosen'/'reference_rejected' "
+      "(or the NLL term of 'policy_chosen') are too large in magnitude";
+  detail::require_representable<Be>(fn, "the loss", Be::data(out.losses), n, cause);
+  detail::require_representable<Be>(fn, "d_policy_chosen", Be::data(out.d_policy_chosen), n, cause);
+  detail::require_representable<Be>(fn, "d_policy_rejected", Be::data(out.d_policy_rejected), n, cause);
+  detail::require_representable<Be>(fn, "d_reference_chosen", Be::data(out.d_reference_chosen), n, cause);
+  detail::require_representable<Be>(fn, "d_reference_rejected", Be::data(out.d_reference_rejected), n, cause);
   const double inv_n = 1.0 / static_cast<double>(n);
-  const T* rc = Be::data(reward_chosen);
-  const T* rr = Be::data(reward_rejected);
+  using S = detail::DpoRewardStat;
+  const auto mean = [&](S stat) { return Be::sum(n, detail::dpo_reward_stat<T>{kernel, stat}) * inv_n; };
   out.loss = Be::sum(n, detail::element<T>{Be::data(out.losses)}) * inv_n;
-  out.metrics.set("rewards/chosen", Be::sum(n, detail::element<T>{rc}) * inv_n);
-  out.metrics.set("rewards/rejected", Be::sum(n, detail::element<T>{rr}) * inv_n);
-  out.metrics.set("rewards/accuracies", Be::sum(n, detail::greater_count<T>{rc, rr}) * inv_n);
-  out.metrics.set("rewards/margins", Be::sum(n, detail::difference<T>{rc, rr}) * inv_n);
+  out.metrics.set("rewards/chosen", mean(S::chosen));
+  out.metrics.set("rewards/rejected", mean(S::rejected));
+  out.metrics.set("rewards/accuracies", mean(S::accuracy));
+  out.metrics.set("rewards/margins", mean(S::margin));
   out.metrics.set("logps/chosen", Be::sum(n, detail::element<T>{Be::data(in.policy_chosen)}) * inv_n);
   out.metrics.set("logps/rejected", Be::sum(n, detail::element<T>{Be::data(in.policy_rejected)}) * inv_n);
   return out;

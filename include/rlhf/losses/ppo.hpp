@@ -47,52 +47,56 @@ struct ValueLossResult {
 // float for any finite log-probs.
 inline constexpr float ppo_max_log_ratio = 20.0f;
 
-// One token's clipped surrogate: the only place the policy formula lives, shared by every backend.
-template <class T>
+// One token's clipped surrogate: the only place the policy formula lives, shared by every backend. Computed in
+// the wide type W (double for float inputs), so finite inputs, even ±3e38, give finite values; the caller checks
+// that the gradient fits T.
+template <class W>
 struct PpoToken {
-  T loss;
-  T d_logp;           // d loss / d log π
-  T ratio;            // ρ, after the clamp
+  W loss;
+  W d_logp;           // d loss / d log π
+  W ratio;            // ρ, after the clamp
   bool clipped;       // the clipped branch is active (gradient 0)
   bool dual_clipped;  // the dual clip is active (gradient 0)
 };
 
-template <class T>
-RLHF_HOST_DEVICE inline PpoToken<T> ppo_token(const PpoConfig& c, T logp, T old_logp, T advantage) {
+template <class T, class W = math::wide_t<T>>
+RLHF_HOST_DEVICE inline PpoToken<W> ppo_token(const PpoConfig& c, T logp, T old_logp, T advantage_) {
   using std::exp;
-  const T log_ratio = logp - old_logp;
-  const T bound = T(ppo_max_log_ratio);
-  const T ratio = exp(math::clamp(log_ratio, -bound, bound));
-  const T d_ratio = (log_ratio >= -bound && log_ratio <= bound) ? ratio : T(0);  // d ρ / d log π
-  const T eps = T(c.clip);
-  const T unclipped = -advantage * ratio;
-  const T clipped = -advantage * math::clamp(ratio, T(1) - eps, T(1) + eps);
-  PpoToken<T> out{unclipped, -advantage * d_ratio, ratio, false, false};
-  if (clipped > unclipped) out = {clipped, T(0), ratio, true, false};  // ρ is outside [1 − ε, 1 + ε] here
-  if (c.dual_clip > 0.0f && advantage < T(0)) {
-    const T floor = -T(c.dual_clip) * advantage;
-    if (out.loss > floor) out = {floor, T(0), ratio, false, true};
+  const W advantage = W(advantage_);
+  const W log_ratio = W(logp) - W(old_logp);
+  const W bound = W(ppo_max_log_ratio);
+  const W ratio = exp(math::clamp(log_ratio, -bound, bound));
+  const W d_ratio = (log_ratio >= -bound && log_ratio <= bound) ? ratio : W(0);  // d ρ / d log π
+  const W eps = W(c.clip);
+  const W unclipped = -advantage * ratio;
+  const W clipped = -advantage * math::clamp(ratio, W(1) - eps, W(1) + eps);
+  PpoToken<W> out{unclipped, -advantage * d_ratio, ratio, false, false};
+  if (clipped > unclipped) out = {clipped, W(0), ratio, true, false};  // ρ is outside [1 − ε, 1 + ε] here
+  if (c.dual_clip > 0.0f && advantage < W(0)) {
+    const W floor = -W(c.dual_clip) * advantage;
+    if (out.loss > floor) out = {floor, W(0), ratio, false, true};
   }
   return out;
 }
 
-// One token's clipped value loss: the only place the value formula lives.
-template <class T>
+// One token's clipped value loss: the only place the value formula lives. In W, like ppo_token.
+template <class W>
 struct ValueToken {
-  T loss;
-  T d_value;  // d loss / d V
+  W loss;
+  W d_value;  // d loss / d V
   bool clipped;
 };
 
-template <class T>
-RLHF_HOST_DEVICE inline ValueToken<T> value_token(const ValueLossConfig& c, T value, T old_value, T ret) {
-  const T err = value - ret;
-  const ValueToken<T> unclipped{T(0.5) * err * err, err, false};
+template <class T, class W = math::wide_t<T>>
+RLHF_HOST_DEVICE inline ValueToken<W> value_token(const ValueLossConfig& c, T value_, T old_value_, T ret_) {
+  const W value = W(value_), old_value = W(old_value_), ret = W(ret_);
+  const W err = value - ret;
+  const ValueToken<W> unclipped{W(0.5) * err * err, err, false};
   if (c.clip == 0.0f) return unclipped;
-  const T eps = T(c.clip);
-  const T clipped_err = old_value + math::clamp(value - old_value, -eps, eps) - ret;
+  const W eps = W(c.clip);
+  const W clipped_err = old_value + math::clamp(value - old_value, -eps, eps) - ret;
   // Strictly larger only when V is outside V_old ± ε, where the clipped value does not move with V.
-  if (clipped_err * clipped_err > err * err) return {T(0.5) * clipped_err * clipped_err, T(0), true};
+  if (clipped_err * clipped_err > err * err) return {W(0.5) * clipped_err * clipped_err, W(0), true};
   return unclipped;
 }
 
@@ -102,10 +106,12 @@ template <class T>
 struct policy_kernel {
   PpoConfig config;
   const T *logp, *old_logp, *advantages, *mask;  // [B, T] x 4
-  T inv_tokens;
+  double inv_tokens;
   T* d_logp;  // [B, T]
   RLHF_HOST_DEVICE void operator()(std::size_t i) const {
-    d_logp[i] = mask[i] != T(0) ? ppo_token<T>(config, logp[i], old_logp[i], advantages[i]).d_logp * inv_tokens : T(0);
+    using W = math::wide_t<T>;
+    d_logp[i] =
+        mask[i] != T(0) ? T(ppo_token<T>(config, logp[i], old_logp[i], advantages[i]).d_logp * W(inv_tokens)) : T(0);
   }
 };
 
@@ -143,11 +149,13 @@ template <class T>
 struct value_kernel {
   ValueLossConfig config;
   const T *values, *old_values, *returns, *mask;  // [B, T] x 4
-  T inv_tokens;
+  double inv_tokens;
   T* d_values;  // [B, T]
   RLHF_HOST_DEVICE void operator()(std::size_t i) const {
-    d_values[i] =
-        mask[i] != T(0) ? value_token<T>(config, values[i], old_values[i], returns[i]).d_value * inv_tokens : T(0);
+    using W = math::wide_t<T>;
+    d_values[i] = mask[i] != T(0)
+                      ? T(value_token<T>(config, values[i], old_values[i], returns[i]).d_value * W(inv_tokens))
+                      : T(0);
   }
 };
 
@@ -189,12 +197,16 @@ PpoPolicyResult<Matrix> ppo_policy_loss(const Matrix& logp, const Matrix& old_lo
   const double tokens = Be::sum(n, detail::ppo::element_value<T>{m});
   PpoPolicyResult<Matrix> out;
   out.d_logp = Be::matrix_of(B, Tn);
-  Be::for_each(n, detail::ppo::policy_kernel<T>{config, lp, old, adv, m, T(1.0 / tokens), Be::data(out.d_logp)});
+  Be::for_each(n, detail::ppo::policy_kernel<T>{config, lp, old, adv, m, 1.0 / tokens, Be::data(out.d_logp)});
+  detail::require_representable<Be>(fn, "d_logp", Be::data(out.d_logp), n,
+                                    "'advantages' (times the ratio, up to e^20) are too large in magnitude");
   using S = detail::ppo::PolicyStat;
   const auto mean = [&](S stat) {
     return Be::sum(n, detail::ppo::policy_stat<T>{config, lp, old, adv, m, stat}) / tokens;
   };
   out.loss = mean(S::loss);
+  if (!std::isfinite(out.loss))
+    fail<value_error>(fn, ": the loss (", out.loss, ") is beyond the range of double: 'advantages' are too large");
   out.metrics.set("policy/clipfrac", mean(S::clipped));
   out.metrics.set("policy/dual_clipfrac", mean(S::dual_clipped));
   out.metrics.set("policy/approx_kl", mean(S::approx_kl));
@@ -222,12 +234,16 @@ ValueLossResult<Matrix> ppo_value_loss(const Matrix& values, const Matrix& old_v
   const double tokens = Be::sum(n, detail::ppo::element_value<T>{m});
   ValueLossResult<Matrix> out;
   out.d_values = Be::matrix_of(B, Tn);
-  Be::for_each(n, detail::ppo::value_kernel<T>{config, v, old, ret, m, T(1.0 / tokens), Be::data(out.d_values)});
+  Be::for_each(n, detail::ppo::value_kernel<T>{config, v, old, ret, m, 1.0 / tokens, Be::data(out.d_values)});
+  detail::require_representable<Be>(fn, "d_values", Be::data(out.d_values), n,
+                                    "'values' − 'returns' is too large in magnitude");
   using S = detail::ppo::ValueStat;
   const auto mean = [&](S stat) {
     return Be::sum(n, detail::ppo::value_stat<T>{config, v, old, ret, m, stat}) / tokens;
   };
   out.loss = mean(S::loss);
+  if (!std::isfinite(out.loss))
+    fail<value_error>(fn, ": the loss (", out.loss, ") is beyond the range of double: 'values' − 'returns' is too large");
   out.metrics.set("value/clipfrac", mean(S::clipped));
   out.metrics.set("value/mse", mean(S::squared_error));
   return out;
