@@ -9,7 +9,7 @@
 
 int main(int argc, char** argv) {
   gpt_dpo::Options o;
-  if (!gpt_dpo::parse(argc, argv, o)) return 1;
+  if (const int code = gpt_dpo::parse_options(argc, argv, o); code >= 0) return code;
   if (o.device == "cuda") {
     std::fprintf(stderr, "gpt_dpo: --device cuda: this binary was built without CUDA; run gpt_dpo_cuda\n");
     return 2;

@@ -22,7 +22,7 @@ struct DeviceSync {
 
 int main(int argc, char** argv) {
   gpt_dpo::Options o;
-  if (!gpt_dpo::parse(argc, argv, o)) return 1;
+  if (const int code = gpt_dpo::parse_options(argc, argv, o); code >= 0) return code;
   try {
     if (o.device == "cpu") {
       gpt_dpo::print_header(o);

@@ -9,84 +9,13 @@
 // batch with rlhf::precompute_reference_logps, then rlhf::dpo_step trains the policy. Host C++ only.
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
-#include <string>
 #include <vector>
 
 #include "rlhf/algorithms/dpo.hpp"
 #include "rlhf/core/rng.hpp"
-#include "rlhf/models/gpt/config.hpp"
+#include "options.hpp"
 
 namespace gpt_dpo {
-
-struct Options {
-  std::string device = "cpu";  // cpu | cuda
-  int steps = 200;
-  int log_every = 10;
-  std::size_t batch = 16;       // B pairs per step
-  std::size_t prompt_len = 6;   // P; sequences are 2P long
-  std::size_t vocab = 32;       // V
-  std::size_t channels = 64;    // C
-  std::size_t layers = 2;       // L
-  std::size_t heads = 4;        // NH
-  float learning_rate = 1e-3f;
-  float beta = 0.1f;
-  std::uint64_t seed = 1;
-
-  rlhf::GptConfig gpt() const {
-    return {.vocab_size = vocab, .max_seq_len = 2 * prompt_len, .channels = channels, .layers = layers, .heads = heads};
-  }
-};
-
-inline void usage(const char* program) {
-  std::printf(
-      "usage: %s [--device cpu|cuda] [--steps N] [--log-every N] [--batch B] [--prompt-len P] [--vocab V]\n"
-      "          [--channels C] [--layers L] [--heads NH] [--lr LR] [--beta BETA] [--seed S]\n",
-      program);
-}
-
-// Parses argv into `o`; returns false (after printing why) on an unknown flag or a missing value.
-inline bool parse(int argc, char** argv, Options& o) {
-  for (int i = 1; i < argc; ++i) {
-    const char* flag = argv[i];
-    if (!std::strcmp(flag, "--help") || !std::strcmp(flag, "-h")) {
-      usage(argv[0]);
-      std::exit(0);
-    }
-    if (i + 1 >= argc) {
-      std::fprintf(stderr, "gpt_dpo: %s needs a value\n", flag);
-      return false;
-    }
-    const char* v = argv[++i];
-    if (!std::strcmp(flag, "--device")) o.device = v;
-    else if (!std::strcmp(flag, "--steps")) o.steps = std::atoi(v);
-    else if (!std::strcmp(flag, "--log-every")) o.log_every = std::atoi(v);
-    else if (!std::strcmp(flag, "--batch")) o.batch = std::strtoul(v, nullptr, 10);
-    else if (!std::strcmp(flag, "--prompt-len")) o.prompt_len = std::strtoul(v, nullptr, 10);
-    else if (!std::strcmp(flag, "--vocab")) o.vocab = std::strtoul(v, nullptr, 10);
-    else if (!std::strcmp(flag, "--channels")) o.channels = std::strtoul(v, nullptr, 10);
-    else if (!std::strcmp(flag, "--layers")) o.layers = std::strtoul(v, nullptr, 10);
-    else if (!std::strcmp(flag, "--heads")) o.heads = std::strtoul(v, nullptr, 10);
-    else if (!std::strcmp(flag, "--lr")) o.learning_rate = std::strtof(v, nullptr);
-    else if (!std::strcmp(flag, "--beta")) o.beta = std::strtof(v, nullptr);
-    else if (!std::strcmp(flag, "--seed")) o.seed = std::strtoull(v, nullptr, 10);
-    else {
-      std::fprintf(stderr, "gpt_dpo: unknown flag %s\n", flag);
-      usage(argv[0]);
-      return false;
-    }
-  }
-  if (o.device != "cpu" && o.device != "cuda") {
-    std::fprintf(stderr, "gpt_dpo: --device must be cpu or cuda, not '%s'\n", o.device.c_str());
-    return false;
-  }
-  if (o.steps < 1 || o.log_every < 1 || o.batch < 1 || o.prompt_len < 1 || o.vocab < 2) {
-    std::fprintf(stderr, "gpt_dpo: --steps, --log-every, --batch, --prompt-len must be >= 1 and --vocab >= 2\n");
-    return false;
-  }
-  return true;
-}
 
 // B pairs: chosen = prompt + reverse(prompt), rejected = prompt + random tokens. Token 0 is never drawn.
 inline rlhf::PreferenceBatch make_pairs(const Options& o, rlhf::Rng& rng) {

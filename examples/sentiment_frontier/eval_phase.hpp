@@ -5,6 +5,7 @@
 //            per-token KL over the whole vocabulary (rlhf::exact_kl_from_logits) from the logits of π and
 //            π_ref at the same positions of the same sampled sequence.
 // Each result is cached beside its checkpoint, keyed by the evaluation's settings.
+#include <cmath>
 #include <cstddef>
 #include <cstdio>
 #include <sstream>
@@ -61,11 +62,18 @@ class Evaluator {
   EvalResult evaluate(const SavedCheckpoint& ckpt) {
     const fs::path cached = ckpt.path.string() + ".eval-" + key_.hex();
     EvalResult out{ckpt};
-    if (fs::exists(cached)) {
-      std::istringstream in(read_file(cached));
-      in >> out.reward >> out.kl;
-      ++cached_;
-      return out;
+    if (fs::exists(cached)) {  // used only when its checksum matches and it holds two finite numbers
+      std::string why;
+      if (const auto text = read_checked_file(cached, &why)) {
+        std::istringstream in(*text);
+        std::string rest;
+        if (in >> out.reward >> out.kl && !(in >> rest) && std::isfinite(out.reward) && std::isfinite(out.kl)) {
+          ++cached_;
+          return out;
+        }
+        why = "not two finite numbers";
+      }
+      std::fprintf(stderr, "cache: '%s' is not used: %s; recomputing it\n", cached.string().c_str(), why.c_str());
     }
     auto policy = rlhf::load_checkpoint<float>(ckpt.path);
     const auto& c = ctx_.config;
@@ -88,7 +96,7 @@ class Evaluator {
     std::ostringstream s;
     s.precision(17);
     s << out.reward << ' ' << out.kl << '\n';
-    write_file_atomic(cached, s.str());
+    write_checked_file(cached, s.str());
     ++computed_;
     return out;
   }

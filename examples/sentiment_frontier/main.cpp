@@ -7,61 +7,50 @@
 //                      [--fortunes DIR] [--seeds 1,2,3] [--quiet]
 //
 // Every phase is cached under --out (default out/sentiment/<config>): a re-run skips what is done.
+#include <cstdint>
 #include <cstdio>
-#include <cstdlib>
 #include <exception>
+#include <set>
 #include <string>
+#include <vector>
 
+#include "common/cli.hpp"
 #include "pipeline.hpp"
 
 #ifndef RLHF_SOURCE_DIR
 #define RLHF_SOURCE_DIR "."
 #endif
 
-namespace {
-
-void usage() {
-  std::fprintf(stderr,
-               "usage: sentiment_frontier [--config reduced|full|tiny] [--out DIR] [--reviews DIR] [--lexicon FILE]\n"
-               "                          [--fortunes DIR] [--seeds 1,2,3] [--quiet]\n");
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
-  std::string name = "reduced", out, seeds;
+  std::string name = "reduced", out;
+  std::vector<std::uint64_t> seeds;
   const std::string npm = std::string(RLHF_SOURCE_DIR) + "/third_party/npm/node_modules";
   std::string reviews = npm + "/sentiment/test/fixtures", lexicon = npm + "/vader-sentiment/vader_lexicon.txt";
   std::string fortunes = "/usr/share/games/fortunes";
   bool quiet = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    const auto value = [&]() -> std::string {
-      if (i + 1 >= argc) usage(), std::exit(2);
-      return argv[++i];
-    };
-    if (a == "--config") name = value();
-    else if (a == "--out") out = value();
-    else if (a == "--reviews") reviews = value();
-    else if (a == "--lexicon") lexicon = value();
-    else if (a == "--fortunes") fortunes = value();
-    else if (a == "--seeds") seeds = value();
-    else if (a == "--quiet") quiet = true;
-    else return usage(), a == "--help" || a == "-h" ? 0 : 2;
-  }
+
+  CLI::App app{"The controlled-sentiment experiment: DPO, unlikelihood, preferred-FT and PPO on the reward-KL "
+               "frontier (docs/experiments/sentiment.md)",
+               "sentiment_frontier"};
+  app.add_option("--config", name, "sweep size")->check(CLI::IsMember({"reduced", "full", "tiny"}))
+      ->capture_default_str();
+  app.add_option("--out", out, "output folder; a re-run skips what is done there (default out/sentiment/<config>)");
+  app.add_option("--reviews", reviews, "folder of npm sentiment@5.0.2's review fixtures")->check(CLI::ExistingDirectory);
+  app.add_option("--lexicon", lexicon, "VADER's vader_lexicon.txt")->check(CLI::ExistingFile);
+  app.add_option("--fortunes", fortunes, "folder of fortune files")->check(CLI::ExistingDirectory)
+      ->capture_default_str();
+  app.add_option("--seeds", seeds, "training seeds, comma-separated (default: the sweep's)")->delimiter(',');
+  app.add_flag("--quiet", quiet, "no progress lines");
+  if (const int code = examples::parse_command_line(app, argc, argv); code >= 0) return code;
+  if (std::set<std::uint64_t>(seeds.begin(), seeds.end()).size() != seeds.size())
+    return examples::refuse(app, "--seeds", "a seed is given twice");
+
   try {
     auto config = sentiment::config_named(name);
     config.data.reviews_dir = reviews;
     config.data.lexicon = lexicon;
     config.data.fortunes_dir = fortunes;
-    if (!seeds.empty()) {
-      config.seeds.clear();
-      for (std::size_t pos = 0; pos < seeds.size();) {
-        const std::size_t end = std::min(seeds.find(',', pos), seeds.size());
-        config.seeds.push_back(std::stoull(seeds.substr(pos, end - pos)));
-        pos = end + 1;
-      }
-    }
+    if (!seeds.empty()) config.seeds = seeds;
     if (out.empty()) out = "out/sentiment/" + name;
     std::printf("sentiment_frontier: %s sweep, output in %s\n", name.c_str(), out.c_str());
     const auto t0 = sentiment::Clock::now();

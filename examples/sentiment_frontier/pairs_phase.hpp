@@ -3,9 +3,11 @@
 // (temperature 1, stop at eos); VADER scores each prompt + completion; every two completions of a prompt with
 // different rewards make a pair (the higher one chosen): up to 6 pairs per prompt with 4 completions. Also
 // stores Σ log π_ref of each completion, the reference log-probs of DPO. Writes completions.tsv.
+#include <cmath>
 #include <cstddef>
 #include <cstdio>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -61,22 +63,38 @@ inline std::string completions_tsv(const Context& ctx, const std::vector<Complet
   return s.str();
 }
 
+// The rows of completions.tsv; a malformed row (a field missing or not a number, a non-finite reward or log-prob,
+// no tokens) throws std::runtime_error naming the line.
 inline std::vector<Completion> parse_completions(const std::string& text) {
   std::vector<Completion> out;
   std::istringstream in(text);
   std::string line;
-  std::getline(in, line);  // header
-  while (std::getline(in, line)) {
+  if (!std::getline(in, line) || line.rfind("prompt\treward\t", 0) != 0)
+    throw std::runtime_error("completions.tsv: no header line");
+  for (std::size_t line_no = 2; std::getline(in, line); ++line_no) {
+    const auto bad = [&] { return std::runtime_error("completions.tsv: line " + std::to_string(line_no) + " is malformed"); };
     std::istringstream row(line);
-    std::string field;
+    std::string prompt, reward, ref_logp, prompt_length, tokens;
+    if (!std::getline(row, prompt, '\t') || !std::getline(row, reward, '\t') || !std::getline(row, ref_logp, '\t') ||
+        !std::getline(row, prompt_length, '\t') || !std::getline(row, tokens, '\t'))
+      throw bad();
     Completion c;
-    std::getline(row, field, '\t'), c.prompt = std::stoul(field);
-    std::getline(row, field, '\t'), c.reward = std::stod(field);
-    std::getline(row, field, '\t'), c.ref_logp = std::stod(field);
-    std::getline(row, field, '\t'), c.sequence.prompt_length = std::stoul(field);
-    std::getline(row, field, '\t');
-    std::istringstream ids(field);
+    try {
+      std::size_t used = 0;
+      c.prompt = std::stoul(prompt, &used);
+      if (used != prompt.size()) throw bad();
+      c.reward = std::stod(reward, &used);
+      if (used != reward.size() || !std::isfinite(c.reward)) throw bad();
+      c.ref_logp = std::stod(ref_logp, &used);
+      if (used != ref_logp.size() || !std::isfinite(c.ref_logp)) throw bad();
+      c.sequence.prompt_length = std::stoul(prompt_length, &used);
+      if (used != prompt_length.size()) throw bad();
+    } catch (const std::logic_error&) {  // std::invalid_argument, std::out_of_range
+      throw bad();
+    }
+    std::istringstream ids(tokens);
     for (long id; ids >> id;) c.sequence.tokens.push_back(rlhf::token_id(id));
+    if (!ids.eof() || c.sequence.tokens.size() < c.sequence.prompt_length || c.sequence.tokens.empty()) throw bad();
     out.push_back(std::move(c));
   }
   return out;
@@ -99,11 +117,19 @@ inline PairsOutput run_pairs_phase(Context& ctx, const Texts& texts, const SftOu
                              c.data_seed + 10);
   const CacheEntry entry(ctx.out, out.key);
   const auto t0 = Clock::now();
-  if (entry.done()) {
-    out.completions = parse_completions(read_file(entry.file("completions.tsv")));
-    out.pairs = all_pairs(out.completions, s.completions);
-    ctx.record("pairs", seconds_since(t0), true);
-    return out;
+  if (entry.done()) {  // verified against its done marker; still, only a whole, well-formed table is used
+    try {
+      out.completions = parse_completions(read_file(entry.file("completions.tsv")));
+      if (out.completions.size() != out.prompts.size() * s.completions)
+        throw std::runtime_error("completions.tsv has " + std::to_string(out.completions.size()) + " rows, not " +
+                                 std::to_string(out.prompts.size() * s.completions));
+      out.pairs = all_pairs(out.completions, s.completions);
+      ctx.record("pairs", seconds_since(t0), true);
+      return out;
+    } catch (const std::runtime_error& e) {
+      std::fprintf(stderr, "cache: '%s' is not used: %s; recomputing it\n", entry.dir().string().c_str(), e.what());
+      out.completions.clear();
+    }
   }
   entry.begin();
   auto model = rlhf::load_checkpoint<float>(sft.checkpoint);

@@ -36,6 +36,9 @@ inline PipelineResult run_pipeline(const SweepConfig& config, const fs::path& ou
                                    bool plots = true) {
   Context ctx{config, out, quiet};
   fs::create_directories(out);
+  const OutputLock lock(out);  // held to the end: a second run on this folder stops with a message naming this one
+  if (const std::size_t stale = clean_stale_temporaries(out); stale > 0 && !quiet)
+    std::printf("removed %zu temporary file(s) left by an interrupted run\n", stale);
   ctx.vader = rlhf::eval::Vader::load(config.data.lexicon);
   const Texts texts = load_texts(config.data);
   if (!quiet)

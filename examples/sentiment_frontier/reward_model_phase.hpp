@@ -72,11 +72,19 @@ inline RewardModelOutput run_reward_model_phase(Context& ctx, const SftOutput& s
   const CacheEntry entry(ctx.out, out.key);
   out.checkpoint = entry.file("rm.safetensors");
   const auto t0 = Clock::now();
-  if (entry.done()) {
+  if (entry.done()) {  // verified against its done marker; still, only four finite numbers and a spread > 0 are used
     std::istringstream in(read_file(entry.file("rm.txt")));
-    in >> out.mean >> out.std >> out.train_accuracy >> out.held_out_accuracy;
-    ctx.record("reward model", seconds_since(t0), true);
-    return out;
+    std::string rest;
+    if (in >> out.mean >> out.std >> out.train_accuracy >> out.held_out_accuracy && !(in >> rest) &&
+        std::isfinite(out.mean) && std::isfinite(out.std) && out.std > 0) {
+      ctx.record("reward model", seconds_since(t0), true);
+      return out;
+    }
+    std::fprintf(stderr, "cache: '%s' is not four finite numbers (mean, std > 0, accuracies); recomputing it\n",
+                 entry.file("rm.txt").string().c_str());
+    out = RewardModelOutput{};
+    out.key = entry.key();
+    out.checkpoint = entry.file("rm.safetensors");
   }
   entry.begin();
   std::vector<Pair> train, held_out;

@@ -44,7 +44,9 @@ struct RunSpec {
     return s;
   }
   std::string label() const {
-    return method + (has_hyper() ? " " + hyper_text() : std::string()) + " seed " + std::to_string(seed);
+    std::string text = method;
+    if (has_hyper()) text.append(" ").append(hyper_text());
+    return text.append(" seed ").append(std::to_string(seed));
   }
   bool is_ppo() const { return method == "ppo_rm" || method == "ppo_gt"; }
 };

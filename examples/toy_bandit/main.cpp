@@ -5,9 +5,11 @@
 // trains a transformer. docs/examples/toy_bandit.md derives pi* and shows this program's output.
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <vector>
 
+#include "common/cli.hpp"
 #include "rlhf/algorithms/dpo.hpp"
 #include "rlhf/algorithms/kl_control.hpp"
 #include "rlhf/algorithms/ppo.hpp"
@@ -42,7 +44,7 @@ void print_row(int step, double watch, const Problem& problem, const Policy& pol
 void print_header(const char* title, const char* watch) {
   std::printf("\n%s\n  %6s  %8s  %8s  %8s\n", title, "step", watch, "TV mean", "TV max");
 }
-bool report(int done) { return done == 10 || done % 25 == 0; }
+bool report(int done, int last) { return done == 10 || done % 25 == 0 || done == last; }
 
 rlhf::PreferenceBatch pairs_from(const std::vector<rlhf::toy::Comparison>& data) {
   std::vector<rlhf::token_id> x, w, l;
@@ -72,11 +74,20 @@ double centered_correlation(const std::vector<double>& a, std::span<const double
 
 }  // namespace
 
-int main() {
-  rlhf::Rng rng(7);
+int main(int argc, char** argv) {
+  std::uint64_t seed = 7;
+  int steps = 100;
+  CLI::App app{"DPO, listwise DPO, a Bradley-Terry reward model and PPO on a toy bandit whose optimum is known "
+               "(docs/examples/toy_bandit.md)",
+               "toy_bandit"};
+  app.add_option("--seed", seed, "seed of the problem and the data")->capture_default_str();
+  app.add_option("--steps", steps, "steps of DPO, listwise DPO and the reward model")->check(CLI::Range(1, 100'000))
+      ->capture_default_str();
+  if (const int code = examples::parse_command_line(app, argc, argv); code >= 0) return code;
+
+  rlhf::Rng rng(seed);
   const Problem problem(rng);
   auto reference = problem.reference();
-  const int steps = 100;
   const auto decay = [&](rlhf::AdamW<double>& opt, float lr, int step) {  // linear decay to 0
     opt.set_learning_rate(lr * float(steps - step) / steps);
   };
@@ -93,7 +104,7 @@ int main() {
     for (int step = 0; step < steps; ++step) {
       decay(opt, 0.1f, step);
       const auto r = rlhf::dpo_step(policy, opt, pairs, {.beta = float(beta)}, {.micro_batches = 2});
-      if (report(step + 1)) print_row(step + 1, r.loss, problem, policy);
+      if (report(step + 1, steps)) print_row(step + 1, r.loss, problem, policy);
     }
   }
 
@@ -108,7 +119,7 @@ int main() {
     for (int step = 0; step < steps; ++step) {
       decay(opt, 0.1f, step);
       const auto r = rlhf::listwise_dpo_step(policy, opt, ranked, {.beta = float(beta)}, {.micro_batches = 2});
-      if (report(step + 1)) print_row(step + 1, r.loss, problem, policy);
+      if (report(step + 1, steps)) print_row(step + 1, r.loss, problem, policy);
     }
   }
 
@@ -121,7 +132,7 @@ int main() {
     for (int step = 0; step < steps; ++step) {
       decay(opt, 0.1f, step);
       const auto r = rlhf::reward_model_step(reward_model, opt, pairs, {}, {.micro_batches = 2});
-      if (report(step + 1))
+      if (report(step + 1, steps))
         std::printf("  %6d  %8.4f  %8.4f\n", step + 1, r.loss,
                     centered_correlation(problem.reward, reward_model.parameters()));
     }
@@ -148,7 +159,7 @@ int main() {
       policy_opt.set_learning_rate(0.01f * float(ppo_steps - step) / ppo_steps);
       const auto r = rlhf::ppo_step(policy, reference, critic, reward, policy_opt, value_opt, kl, prompts, rng,
                                     {.epochs = 4, .minibatches = 4});
-      if (report(step + 1)) print_row(step + 1, r.metrics["objective/kl"], problem, policy);
+      if (report(step + 1, ppo_steps)) print_row(step + 1, r.metrics["objective/kl"], problem, policy);
     }
   };
   run_ppo("PPO, the true reward (384 rollouts a step, 4 epochs x 4 minibatches, KL coef = beta)", true_reward);
