@@ -2,6 +2,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -62,4 +63,32 @@ TEST_CASE("AdamW: bad settings and sizes name the problem") {
   opt.reset();
   CHECK_NOTHROW(opt.step(q, h));
   CHECK_THROWS_AS(opt.set_learning_rate(-0.5f), config_error);
+}
+
+TEST_CASE("AdamW: a NaN or Inf gradient is refused, naming it, and changes nothing") {
+  AdamW<float> opt({.learning_rate = 0.1f});
+  std::vector<float> p = {1.0f, -2.0f, 3.0f}, g = {0.5f, 0.25f, -1.0f};
+  opt.step(p, g);
+  const std::vector<float> p_before = p;
+  const std::vector<float> m_before(opt.first_moment().begin(), opt.first_moment().end());
+  const std::vector<float> v_before(opt.second_moment().begin(), opt.second_moment().end());
+  for (const float bad : {NAN, INFINITY, -INFINITY}) {
+    std::vector<float> h = {0.5f, bad, -1.0f};
+    CHECK_THROWS_WITH_AS(opt.step(p, h), doctest::Contains("'grads' has a non-finite global norm"), value_error);
+    CHECK_THROWS_WITH_AS(opt.step(p, h), doctest::Contains("the first at index 1"), value_error);
+    CHECK(p == p_before);
+    CHECK(opt.steps() == 1);
+    CHECK(std::equal(m_before.begin(), m_before.end(), opt.first_moment().begin()));
+    CHECK(std::equal(v_before.begin(), v_before.end(), opt.second_moment().begin()));
+  }
+  // Refused on the first step too: the state stays empty.
+  AdamW<double> fresh;
+  std::vector<double> q = {1.0}, nan = {std::nan("")};
+  CHECK_THROWS_AS(fresh.step(q, nan), value_error);
+  CHECK(q[0] == 1.0);
+  CHECK(fresh.first_moment().empty());
+  // Huge but finite gradients (their squares overflow float, not the double norm) are stepped.
+  std::vector<float> huge = {3e38f, -3e38f, 3e38f};
+  CHECK_NOTHROW(opt.step(p, huge));
+  for (const float x : p) CHECK(std::isfinite(x));
 }

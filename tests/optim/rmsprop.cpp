@@ -54,3 +54,14 @@ TEST_CASE("Rmsprop: bad settings and sizes name the problem") {
   std::vector<float> p(3), g(2);
   CHECK_THROWS_WITH_AS(opt.step(p, g), doctest::Contains("'grads' has 2 elements"), shape_error);
 }
+
+TEST_CASE("Rmsprop: a NaN or Inf gradient is refused, naming it, and changes nothing") {
+  Rmsprop<float> opt({.learning_rate = 0.1f, .momentum = 0.5f, .centered = true});
+  std::vector<float> p = {1.0f, -2.0f}, g = {0.5f, -1.0f};
+  opt.step(p, g);
+  const std::vector<float> before = p;
+  std::vector<float> bad = {NAN, 1.0f};
+  CHECK_THROWS_WITH_AS(opt.step(p, bad), doctest::Contains("'grads' has a non-finite global norm"), value_error);
+  CHECK(p == before);
+  CHECK(opt.steps() == 1);
+}

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "rlhf/core/error.hpp"
+#include "rlhf/optim/clip.hpp"
 
 namespace rlhf {
 
@@ -49,6 +50,7 @@ class AdamW {
   void step(std::span<T> params, std::span<const T> grads) {
     constexpr const char* fn = "rlhf::AdamW::step";
     require_size(fn, "grads", grads.size(), params.size(), "the number of parameters");
+    require_finite_gradient(fn, "grads", grads);  // before any change: a refused step leaves everything as it was
     if (m_.empty()) {
       m_.assign(params.size(), T(0));
       v_.assign(params.size(), T(0));

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "rlhf/core/error.hpp"
+#include "rlhf/optim/clip.hpp"
 
 namespace rlhf {
 
@@ -48,6 +49,7 @@ class Rmsprop {
   void step(std::span<T> params, std::span<const T> grads) {
     constexpr const char* fn = "rlhf::Rmsprop::step";
     require_size(fn, "grads", grads.size(), params.size(), "the number of parameters");
+    require_finite_gradient(fn, "grads", grads);  // before any change: a refused step leaves everything as it was
     if (square_avg_.empty()) {
       square_avg_.assign(params.size(), T(0));
       if (config_.centered) grad_avg_.assign(params.size(), T(0));
