@@ -91,6 +91,7 @@ class Sampler {
       for (std::size_t k = 0; k < active.size(); ++k) {
         const std::size_t b = active[k];
         const T* row = logits_.data() + k * V;
+        require_finite_logits(row, V, b, len[b]);
         const token_id tok = draw(row, V, o, rng);
         logp[b * cap_ + len[b]] = row_logprob<backend>(row, V, tok, static_cast<const T*>(nullptr)).logprob;
         seq[b * cap_ + len[b]++] = tok;
@@ -220,6 +221,15 @@ class Sampler {
     layernorm_forward(last, last_mean_.data() + o0, last_rstd_.data() + o0, last, p.lnfw, p.lnfb, n_out, C, eps);
     MatrixMap<T>(logits_.data() + o0 * V, ix(n_out), ix(V)).noalias() =
         ConstMatrixMap<T>(last, ix(n_out), ix(C)) * ConstMatrixMap<T>(p.wte, ix(V), ix(C)).transpose();
+  }
+
+  // A NaN or Inf logit (non-finite or overflowing parameters) has no distribution to draw from: refuse it.
+  static void require_finite_logits(const T* logits, std::size_t V, std::size_t b, std::size_t t) {
+    std::size_t bad = 0;
+    for (std::size_t i = 0; i < V; ++i) bad += std::isfinite(logits[i]) ? 0 : 1;
+    if (bad > 0)
+      fail<value_error>("rlhf::Gpt::sample: the logits for row ", b, " at position ", t, " hold ", bad,
+                        " NaN or Inf value(s) among ", V, "; the model's parameters are not finite or overflow");
   }
 
   // One token from a row of logits.
