@@ -14,6 +14,7 @@
 // __metadata__ (HF's GPT2Config names); a file without it (an HF export) gets V, T_max, C, L and the head
 // from its shapes and NH = C / 64 (every GPT-2 size uses 64-wide heads), or pass the config explicitly.
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdio>
 #include <filesystem>
@@ -160,8 +161,14 @@ void save_checkpoint(const Gpt<T>& model, const std::filesystem::path& path) {
     base = converted.data();
   }
   std::vector<io::TensorView> views;
-  for (const auto& t : gpt_checkpoint_tensors(c))
+  for (const auto& t : gpt_checkpoint_tensors(c)) {
+    std::size_t bad = 0;  // never write NaN or Inf (a double model's values past float's range included)
+    for (std::size_t i = 0; i < t.size; ++i) bad += std::isfinite(base[t.offset + i]) ? 0 : 1;
+    if (bad > 0)
+      fail<value_error>("rlhf::save_checkpoint: tensor '", t.name, "' holds ", bad, " NaN or Inf value(s) among ",
+                        t.size, " (as float32); nothing is written to ", path);
     views.push_back({.name = t.name, .shape = t.shape, .data = base + t.offset});
+  }
   io::save_safetensors(path, views, detail::gpt_checkpoint::metadata_of(c));
 }
 
