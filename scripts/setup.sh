@@ -2,7 +2,9 @@
 # Installs the Debian packages rlhf-cpp needs, only those missing; silent when nothing is.
 set -euo pipefail
 
-packages=(cmake g++ make libeigen3-dev doctest-dev libbenchmark-dev nlohmann-json3-dev xtensor-dev libxsimd-dev libthrust-dev pkg-config fortunes libsentencepiece-dev gnuplot-nox)
+packages=(cmake g++ make pkg-config libeigen3-dev doctest-dev libbenchmark-dev nlohmann-json3-dev xtensor-dev libxsimd-dev
+          libthrust-dev libcli11-dev fortunes libsentencepiece-dev gnuplot-nox nodejs npm python3
+          clang-14 libclang-rt-14-dev)  # clang: the fuzzers (scripts/check.sh)
 
 missing=()
 for p in "${packages[@]}"; do

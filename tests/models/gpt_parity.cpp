@@ -1,5 +1,5 @@
 // Our GPT against a plain-PyTorch GPT-2 forward (tests/models/gpt2_reference.py) on the same weights, loaded
-// from an HF-style safetensors file: logits within 1e-4. Skipped, with a message, when torch is missing
+// from an HF-style safetensors file: logits within 1e-4. Skipped (exit 77, ctest "Skipped") when torch is missing
 // (apt-get install python3-torch).
 #include <doctest/doctest.h>
 
@@ -11,6 +11,10 @@
 #include <vector>
 
 #include "rlhf/models/gpt/checkpoint.hpp"
+#include "support/python.hpp"
+#include "support/temp_dir.hpp"
+
+using namespace rlhf::test;
 
 namespace {
 
@@ -18,31 +22,11 @@ namespace fs = std::filesystem;
 
 const fs::path script = fs::path(__FILE__).parent_path() / "gpt2_reference.py";
 
-// $RLHF_PYTHON if set; else the system interpreter, where python3-torch installs; else python3 on PATH.
-std::string python() {
-  if (const char* p = std::getenv("RLHF_PYTHON"); p && *p) return p;
-  if (fs::exists("/usr/bin/python3")) return "/usr/bin/python3";
-  return std::system("command -v python3 >/dev/null 2>&1") == 0 ? "python3" : "";
-}
-
-bool torch_available() {
-  return !python().empty() && std::system((python() + " -c 'import torch' >/dev/null 2>&1").c_str()) == 0;
-}
-
-struct TempDir {
-  fs::path path = fs::temp_directory_path() / ("rlhf_gpt_parity_" + std::to_string(std::random_device{}()));
-  TempDir() { fs::create_directories(path); }
-  ~TempDir() { fs::remove_all(path); }
-};
-
 }  // namespace
 
 TEST_CASE("gpt parity: logits equal a PyTorch GPT-2 forward on the same weights (1e-4)") {
-  if (!torch_available()) {
-    MESSAGE("skipped: torch is not importable (apt-get install python3-torch)");
-    return;
-  }
-  TempDir dir;
+  skip_without_python("torch", "python3-torch");
+  TempDir dir("rlhf-gpt-parity");
   const std::string cmd =
       python() + " '" + script.string() + "' '" + dir.path.string() + "' > '" + (dir.path / "log").string() + "' 2>&1";
   REQUIRE_MESSAGE(std::system(cmd.c_str()) == 0, "gpt2_reference.py failed; see its output in " << cmd);
