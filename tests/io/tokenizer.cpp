@@ -216,6 +216,41 @@ TEST_CASE("Tokenizer: errors") {
   CHECK_THROWS_AS(tok.piece(150), value_error);
 }
 
+// A model that SentencePiece's own parser accepts but whose trie build throws Darts::Details::Exception (a
+// piece starting with a NUL byte is a zero-length key): the loader turns it into an io_error naming the file.
+TEST_CASE("Tokenizer: a model that makes SentencePiece throw is an io_error naming the file") {
+  TempDir dir;
+  const auto len = [](const std::string& s) { return std::string(1, static_cast<char>(s.size())) + s; };
+  const auto piece = [&](const std::string& text, char type) {  // ModelProto.SentencePiece {piece, score, type}
+    const float score = -1;
+    std::string m = "\x0a" + len(text) + "\x15" + std::string(reinterpret_cast<const char*>(&score), 4);
+    m += "\x18";
+    m += type;
+    return "\x0a" + len(m);
+  };
+  std::string model = piece("<unk>", 2) + piece(std::string("\0x", 2), 1) + piece("c", 1);
+  model += "\x12" + len(std::string("\x18\x01", 2));  // trainer_spec {model_type: UNIGRAM}
+  const auto path = dir / "darts.model";
+  std::ofstream(path, std::ios::binary) << model;
+  try {
+    Tokenizer::load(path);
+    FAIL("no error");
+  } catch (const io_error& e) {
+    CHECK_MESSAGE(has(e.what(), path.string()), e.what());
+    CHECK_MESSAGE(has(e.what(), "not a usable SentencePiece model"), e.what());
+  }
+  const auto huge = dir / "huge.model";  // 4 GiB, sparse: refused by its size, never read
+  std::ofstream(huge, std::ios::binary) << model;
+  fs::resize_file(huge, std::uintmax_t(4) << 30);
+  try {
+    Tokenizer::load(huge);
+    FAIL("no error");
+  } catch (const io_error& e) {
+    CHECK_MESSAGE(has(e.what(), huge.string()), e.what());
+    CHECK_MESSAGE(has(e.what(), "limit"), e.what());
+  }
+}
+
 // The example's real corpus: every fortune plus the review sentences, trained at the example's settings.
 // Data installed by scripts/setup.sh and scripts/fetch_npm_data.sh (see tests/io/corpus.cpp); missing is a failure.
 TEST_CASE("Tokenizer: 2,000 BPE pieces on the fortunes and reviews") {

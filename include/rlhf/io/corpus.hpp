@@ -176,11 +176,19 @@ inline constexpr std::string_view review_sources[] = {"imdb", "amazon", "yelp"};
 // with a string "text" and a "class" of 0 or 1 is an io_error naming the file, the index and the field.
 inline std::vector<Review> parse_reviews(std::string_view contents, std::string_view source, std::string_view name) {
   const auto bad = [&](const auto&... parts) { fail<io_error>("reviews file '", name, "': ", parts...); };
+  const auto bounded_depth = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json&) {
+    using E = nlohmann::json::parse_event_t;
+    if ((event == E::object_start || event == E::array_start) && depth >= detail::max_json_depth)
+      bad("JSON nests more than ", detail::max_json_depth, " levels deep");
+    return true;
+  };
   nlohmann::json doc;
   try {
-    doc = nlohmann::json::parse(contents);
+    doc = nlohmann::json::parse(contents, bounded_depth);
   } catch (const nlohmann::json::parse_error& e) {
-    bad("not valid JSON: ", e.what());
+    bad("not valid JSON: ", detail::clip(e.what(), 200));
+  } catch (const nlohmann::json::exception& e) {  // e.g. out_of_range for a number such as 1e999
+    bad("cannot be read as JSON: ", detail::clip(e.what(), 200));
   }
   if (!doc.is_array()) bad("the top level is a JSON ", doc.type_name(), ", not an array");
   std::vector<Review> out;
@@ -195,7 +203,7 @@ inline std::vector<Review> parse_reviews(std::string_view contents, std::string_
     if (cls != r.end() && cls->is_null() && text->get_ref<const std::string&>().empty()) continue;  // placeholder
     if (cls == r.end()) bad("record ", i, " has no \"class\" field");
     if (!cls->is_number_integer() || (cls->get<long long>() != 0 && cls->get<long long>() != 1))
-      bad("record ", i, ": \"class\" is ", cls->dump(), ", not 0 or 1");
+      bad("record ", i, ": \"class\" is ", detail::json_brief(*cls), ", not 0 or 1");
     out.push_back({text->get<std::string>(), static_cast<int>(cls->get<long long>()), std::string(source)});
   }
   return out;

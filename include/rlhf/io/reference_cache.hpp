@@ -3,6 +3,7 @@
 // reference model and a re-run does not recompute them. A safetensors file (written to a temporary
 // file, then renamed): tensor "batch.<i>.<field>" of shape [rows, 2] holds each double as the float32
 // pair (hi, lo) with hi + lo = the value to about 1e-14 relative, since the writer stores float32.
+#include <cmath>
 #include <cstddef>
 #include <filesystem>
 #include <map>
@@ -42,7 +43,12 @@ inline void read_column(const Safetensors& file, std::size_t batch_index, const 
   std::vector<float> pairs(rows * 2);
   file.read_f32(name, {rows, 2}, pairs);  // names the file, the tensor and both shapes on a mismatch
   out.resize(rows);
-  for (std::size_t r = 0; r < rows; ++r) out[r] = double(pairs[2 * r]) + double(pairs[2 * r + 1]);
+  for (std::size_t r = 0; r < rows; ++r) {
+    out[r] = double(pairs[2 * r]) + double(pairs[2 * r + 1]);
+    if (!(out[r] <= 0.0) || !std::isfinite(out[r]))  // NaN fails both
+      fail<value_error>("rlhf::io::load_reference_logps '", file.path().string(), "': tensor '", name, "' row ", r,
+                        " is ", out[r], ", not a log-probability (finite and <= 0)");
+  }
 }
 
 inline std::vector<SplitColumn> columns_of(std::size_t i, const PreferenceBatch& b) {

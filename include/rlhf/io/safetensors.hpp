@@ -6,11 +6,14 @@
 //   offsets are relative to the start of the data buffer; tensors are row-major, little-endian, and
 //   together cover the buffer exactly (no overlaps, no holes).
 //
-// Loading reads the whole file and validates every field before anything is returned; each problem is
-// an io_error naming the file and what is wrong. Saving writes <path>.tmp-<random>, fsyncs it and
+// Loading reads the length and the header first and validates every field (nesting at most 64 deep, offsets
+// inside the file) before it maps the file read-only; each problem is an io_error naming the file and what is
+// wrong, and no other exception leaves it. The file must not be truncated while a Safetensors maps it (the
+// saver below replaces files by rename, which is safe). Saving writes <path>.tmp-<random>, fsyncs it and
 // renames it over <path>, so a crash never leaves a half-written checkpoint. docs/io/safetensors.md.
 // POSIX only (open/fsync/rename).
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -104,10 +107,49 @@ struct TensorInfo {
 namespace detail {
 
 inline constexpr std::uint64_t max_header_bytes = 100'000'000;  // as the reference implementation
+inline constexpr int max_json_depth = 64;                       // the format needs 3
+
+// A JSON value for an error message: scalars and small containers as (at most 80 bytes of) JSON text, larger
+// containers by their type and size, since the input is untrusted and unbounded.
+inline std::string json_brief(const nlohmann::json& j) {
+  if (j.is_structured() && j.size() > 8)
+    return std::string("a JSON ") + j.type_name() + " of " + std::to_string(j.size()) + " elements";
+  std::string s = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  if (s.size() > 80) s = s.substr(0, 77) + "...";
+  return s;
+}
+
+// At most `max` bytes of an untrusted string (a key, a name, a parser's message quoting the input) for an
+// error message.
+inline std::string clip(std::string_view s, std::size_t max = 80) {
+  if (s.size() <= max) return std::string(s);
+  return std::string(s.substr(0, max - 3)) + "... (" + std::to_string(s.size()) + " bytes)";
+}
+
+// Reads n bytes at `offset`; an empty string on success, else why not.
+inline std::string read_at(int fd, std::uint64_t offset, void* out, std::size_t n) {
+  auto* p = static_cast<char*>(out);
+  for (std::size_t got = 0; got < n;) {
+    const ssize_t r = ::pread(fd, p + got, n - got, static_cast<off_t>(offset + got));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return std::strerror(errno);
+    if (r == 0) return "the file shrank while being read";
+    got += static_cast<std::size_t>(r);
+  }
+  return {};
+}
+
+struct Fd {  // closes on scope exit
+  int fd;
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+};
 
 inline std::string shape_str(std::span<const std::size_t> shape) {
   std::string s = "[";
-  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  for (std::size_t i = 0; i < shape.size() && i < 16; ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  if (shape.size() > 16) s += ", ... (" + std::to_string(shape.size()) + " dims)";
   return s + "]";
 }
 
@@ -146,7 +188,7 @@ inline std::string errno_str() { return std::strerror(errno); }
 
 }  // namespace detail
 
-// A loaded, validated file. Holds the whole file in memory; cheap to copy (the bytes are shared).
+// A loaded, validated file. Maps the whole file read-only; cheap to copy (the mapping is shared).
 class Safetensors {
  public:
   static Safetensors load(const std::filesystem::path& path);
@@ -180,7 +222,7 @@ class Safetensors {
   void check_layout(std::size_t buffer_size) const;
 
   std::filesystem::path path_;
-  std::shared_ptr<const std::byte[]> file_;  // the whole file
+  std::shared_ptr<const std::byte> file_;    // the whole file, mapped
   const std::byte* data_ = nullptr;          // start of the data buffer inside file_
   std::map<std::string, std::string> metadata_;
   std::vector<TensorInfo> tensors_;
@@ -191,39 +233,35 @@ inline Safetensors Safetensors::load(const std::filesystem::path& path) {
   Safetensors st;
   st.path_ = path;
 
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) st.fail_file("cannot open: ", detail::errno_str());
+  const detail::Fd f{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+  if (f.fd < 0) st.fail_file("cannot open: ", detail::errno_str());
   struct stat sb {};
-  if (::fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-    const std::string why = S_ISDIR(sb.st_mode) ? "is a directory" : "not a regular file: " + detail::errno_str();
-    ::close(fd);
-    st.fail_file(why);
-  }
-  const auto size = static_cast<std::size_t>(sb.st_size);
-  std::shared_ptr<std::byte[]> file(new std::byte[size > 0 ? size : 1]);
-  for (std::size_t got = 0; got < size;) {
-    const ssize_t r = ::read(fd, file.get() + got, size - got);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) {
-      const std::string why = r < 0 ? detail::errno_str() : "file shrank while being read";
-      ::close(fd);
-      st.fail_file("read failed at byte ", got, " of ", size, ": ", why);
-    }
-    got += static_cast<std::size_t>(r);
-  }
-  ::close(fd);
+  if (::fstat(f.fd, &sb) != 0) st.fail_file("cannot stat: ", detail::errno_str());
+  if (!S_ISREG(sb.st_mode)) st.fail_file(S_ISDIR(sb.st_mode) ? "is a directory" : "not a regular file");
+  const auto size = static_cast<std::uint64_t>(sb.st_size);
 
   if (size < 8) st.fail_file("file is ", size, " bytes, shorter than the 8-byte header length");
-  const auto n = detail::load_le<std::uint64_t>(file.get());
+  std::uint64_t n = 0;
+  if (const auto why = detail::read_at(f.fd, 0, &n, 8); !why.empty())
+    st.fail_file("cannot read the header length: ", why);
   if (n > detail::max_header_bytes)
     st.fail_file("header length ", n, " is absurdly large (limit ", detail::max_header_bytes, " bytes)");
   if (n > size - 8)
     st.fail_file("header length ", n, " runs past the end of the file (", size, " bytes, so at most ", size - 8,
                  " header bytes)");
+  std::string header(n, '\0');
+  if (const auto why = detail::read_at(f.fd, 8, header.data(), n); !why.empty())
+    st.fail_file("cannot read the ", n, "-byte header: ", why);
+  if (size > SIZE_MAX) st.fail_file("is ", size, " bytes, more than this machine can address");
+  st.parse_header(header, static_cast<std::size_t>(size - 8 - n));
 
-  st.file_ = file;
-  st.data_ = file.get() + 8 + n;
-  st.parse_header(std::string_view(reinterpret_cast<const char*>(file.get() + 8), n), size - 8 - n);
+  // Only now, with every tensor's range known to lie inside the file, are the tensor bytes touched.
+  void* const map = ::mmap(nullptr, static_cast<std::size_t>(size), PROT_READ, MAP_PRIVATE, f.fd, 0);
+  if (map == MAP_FAILED) st.fail_file("cannot map its ", size, " bytes: ", detail::errno_str());
+  st.file_ = std::shared_ptr<const std::byte>(static_cast<const std::byte*>(map), [size](const std::byte* p) {
+    ::munmap(const_cast<std::byte*>(p), static_cast<std::size_t>(size));
+  });
+  st.data_ = st.file_.get() + 8 + n;
   return st;
 }
 
@@ -233,13 +271,15 @@ inline void Safetensors::parse_header(std::string_view header, std::size_t buffe
   std::string current, duplicate;           // current top-level key; first duplicate found, as a path
   const auto on_event = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
     using E = nlohmann::json::parse_event_t;
+    if ((event == E::object_start || event == E::array_start) && depth >= detail::max_json_depth)
+      fail_file("header nests JSON more than ", detail::max_json_depth, " levels deep");
     if (event == E::object_start) keys.emplace_back();
     if (event == E::object_end) keys.pop_back();
     if (event == E::key) {
       const auto& k = parsed.get_ref<const std::string&>();
-      if (depth == 1) current = k;
+      if (depth == 1) current = detail::clip(k);
       if (!keys.back().insert(k).second && duplicate.empty())
-        duplicate = depth == 1 ? "'" + k + "'" : "'" + k + "' inside '" + current + "'";
+        duplicate = depth == 1 ? "'" + detail::clip(k) + "'" : "'" + detail::clip(k) + "' inside '" + current + "'";
     }
     return true;
   };
@@ -247,7 +287,10 @@ inline void Safetensors::parse_header(std::string_view header, std::size_t buffe
   try {
     root = nlohmann::json::parse(header.begin(), header.end(), on_event);
   } catch (const nlohmann::json::parse_error& e) {
-    fail_file("header is not valid JSON at byte ", e.byte, " of the ", header.size(), "-byte header: ", e.what());
+    fail_file("header is not valid JSON at byte ", e.byte, " of the ", header.size(),
+              "-byte header: ", detail::clip(e.what(), 200));
+  } catch (const nlohmann::json::exception& e) {  // e.g. out_of_range for a number such as 1e999
+    fail_file("header cannot be read as JSON: ", detail::clip(e.what(), 200));
   }
   if (!duplicate.empty()) fail_file("header has the key ", duplicate, " more than once");
   if (!root.is_object()) fail_file("header is a JSON ", root.type_name(), ", not an object");
@@ -260,7 +303,8 @@ inline void Safetensors::parse_header(std::string_view header, std::size_t buffe
     if (entry.is_null()) continue;
     if (!entry.is_object()) fail_file("__metadata__ is a JSON ", entry.type_name(), ", not an object of strings");
     for (const auto& [k, v] : entry.items()) {
-      if (!v.is_string()) fail_file("__metadata__ value of '", k, "' is a JSON ", v.type_name(), ", not a string");
+      if (!v.is_string())
+        fail_file("__metadata__ value of '", detail::clip(k), "' is a JSON ", v.type_name(), ", not a string");
       metadata_.emplace(k, v.get<std::string>());
     }
   }
@@ -272,10 +316,11 @@ inline void Safetensors::parse_header(std::string_view header, std::size_t buffe
 }
 
 inline void Safetensors::parse_entry(const std::string& name, const nlohmann::json& entry, std::size_t buffer_size) {
-  if (!entry.is_object()) fail_file("tensor '", name, "' is a JSON ", entry.type_name(), ", not an object");
+  const std::string shown = detail::clip(name);  // for messages
+  if (!entry.is_object()) fail_file("tensor '", shown, "' is a JSON ", entry.type_name(), ", not an object");
   const auto field = [&](const char* key) -> const nlohmann::json& {
     const auto it = entry.find(key);
-    if (it == entry.end()) fail_file("tensor '", name, "' has no \"", key, "\" field");
+    if (it == entry.end()) fail_file("tensor '", shown, "' has no \"", key, "\" field");
     return *it;
   };
   const auto& dtype = field("dtype");
@@ -283,33 +328,35 @@ inline void Safetensors::parse_entry(const std::string& name, const nlohmann::js
   const auto& offsets = field("data_offsets");
 
   TensorInfo t{.name = name, .dtype = Dtype::f32};
-  if (!dtype.is_string()) fail_file("tensor '", name, "': \"dtype\" is a JSON ", dtype.type_name(), ", not a string");
+  if (!dtype.is_string()) fail_file("tensor '", shown, "': \"dtype\" is a JSON ", dtype.type_name(), ", not a string");
   const auto d = parse_dtype(dtype.get_ref<const std::string&>());
-  if (!d) fail_file("tensor '", name, "' has unknown dtype ", dtype.dump());
+  if (!d) fail_file("tensor '", shown, "' has unknown dtype ", detail::json_brief(dtype));
   t.dtype = *d;
 
-  if (!shape.is_array()) fail_file("tensor '", name, "': \"shape\" is a JSON ", shape.type_name(), ", not an array");
+  if (!shape.is_array()) fail_file("tensor '", shown, "': \"shape\" is a JSON ", shape.type_name(), ", not an array");
   for (const auto& dim : shape) {
     if (!dim.is_number_unsigned())
-      fail_file("tensor '", name, "': \"shape\" ", shape.dump(), " holds ", dim.dump(), ", not a non-negative integer");
+      fail_file("tensor '", shown, "': \"shape\" ", detail::json_brief(shape), " holds ", detail::json_brief(dim),
+                ", not a non-negative integer");
     t.shape.push_back(dim.get<std::size_t>());
   }
 
   if (!offsets.is_array() || offsets.size() != 2 || !offsets[0].is_number_unsigned() ||
       !offsets[1].is_number_unsigned())
-    fail_file("tensor '", name, "': \"data_offsets\" is ", offsets.dump(), ", not two non-negative integers");
+    fail_file("tensor '", shown, "': \"data_offsets\" is ", detail::json_brief(offsets),
+              ", not two non-negative integers");
   t.begin = offsets[0].get<std::size_t>();
   t.end = offsets[1].get<std::size_t>();
   if (t.begin > t.end)
-    fail_file("tensor '", name, "': data_offsets [", t.begin, ", ", t.end, "] end before they begin");
+    fail_file("tensor '", shown, "': data_offsets [", t.begin, ", ", t.end, "] end before they begin");
 
   const auto bytes = detail::checked_numel(t.shape, dtype_size(t.dtype));
-  if (!bytes) fail_file("tensor '", name, "': shape ", detail::shape_str(t.shape), " is too large to address");
+  if (!bytes) fail_file("tensor '", shown, "': shape ", detail::shape_str(t.shape), " is too large to address");
   if (t.end - t.begin != *bytes)
-    fail_file("tensor '", name, "': data_offsets [", t.begin, ", ", t.end, "] span ", t.end - t.begin,
+    fail_file("tensor '", shown, "': data_offsets [", t.begin, ", ", t.end, "] span ", t.end - t.begin,
               " bytes but shape ", detail::shape_str(t.shape), " of ", dtype_name(t.dtype), " needs ", *bytes);
   if (t.end > buffer_size)
-    fail_file("tensor '", name, "': data_offsets [", t.begin, ", ", t.end, "] run past the end of the data buffer (",
+    fail_file("tensor '", shown, "': data_offsets [", t.begin, ", ", t.end, "] run past the end of the data buffer (",
               buffer_size, " bytes after the header): the file is truncated or the offsets are wrong");
   tensors_.push_back(std::move(t));
 }
@@ -320,11 +367,11 @@ inline void Safetensors::check_layout(std::size_t buffer_size) const {
   const TensorInfo* prev = nullptr;
   for (const auto& t : tensors_) {
     if (t.begin < covered)
-      fail_file("tensors '", prev->name, "' [", prev->begin, ", ", prev->end, ") and '", t.name, "' [", t.begin, ", ",
-                t.end, ") overlap in the data buffer");
+      fail_file("tensors '", detail::clip(prev->name), "' [", prev->begin, ", ", prev->end, ") and '",
+                detail::clip(t.name), "' [", t.begin, ", ", t.end, ") overlap in the data buffer");
     if (t.begin > covered)
-      fail_file("bytes [", covered, ", ", t.begin, ") of the data buffer belong to no tensor (a hole before '", t.name,
-                "')");
+      fail_file("bytes [", covered, ", ", t.begin, ") of the data buffer belong to no tensor (a hole before '",
+                detail::clip(t.name), "')");
     covered = t.end;
     if (t.end > t.begin) prev = &t;
   }
@@ -337,7 +384,8 @@ inline const TensorInfo& Safetensors::info(std::string_view name) const {
   const auto it = index_.find(name);
   if (it != index_.end()) return tensors_[it->second];
   std::string some;
-  for (std::size_t i = 0; i < tensors_.size() && i < 8; ++i) some += (i ? ", '" : "'") + tensors_[i].name + "'";
+  for (std::size_t i = 0; i < tensors_.size() && i < 8; ++i)
+    some += (i ? ", '" : "'") + detail::clip(tensors_[i].name) + "'";
   if (tensors_.size() > 8) some += ", ...";
   fail_file("no tensor named '", name, "' (the file has ", tensors_.size(), " tensors", tensors_.empty() ? "" : ": ",
             some, ")");

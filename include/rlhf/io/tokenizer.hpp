@@ -21,6 +21,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <unordered_map>
 #include <vector>
 
@@ -159,6 +160,11 @@ inline Tokenizer Tokenizer::load(const std::filesystem::path& model_file) {
   constexpr std::string_view fn = "Tokenizer::load";
   std::ifstream in(model_file, std::ios::binary);
   if (!in) fail<io_error>(fn, ": cannot open '", model_file.string(), "'");
+  constexpr std::uintmax_t max_bytes = std::uintmax_t(1) << 30;  // protobuf refuses 2 GiB; models are megabytes
+  std::error_code ec;
+  if (const auto size = std::filesystem::file_size(model_file, ec); !ec && size > max_bytes)
+    fail<io_error>(fn, ": '", model_file.string(), "' is ", size, " bytes, more than a SentencePiece model's limit of ",
+                   max_bytes);
   const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (in.bad()) fail<io_error>(fn, ": read error in '", model_file.string(), "'");
   return from_bytes(bytes, model_file, fn);
@@ -167,7 +173,16 @@ inline Tokenizer Tokenizer::load(const std::filesystem::path& model_file) {
 inline Tokenizer Tokenizer::from_bytes(const std::string& model, const std::filesystem::path& path,
                                        std::string_view fn) {
   auto sp = std::make_shared<sentencepiece::SentencePieceProcessor>();
-  const auto status = sp->LoadFromSerializedProto(model);
+  sentencepiece::util::Status status;
+  // SentencePiece throws its own exceptions on some malformed models (Darts::Details::Exception from the
+  // double-array trie, std:: ones elsewhere); none may leave this loader.
+  try {
+    status = sp->LoadFromSerializedProto(model);
+  } catch (const std::exception& e) {
+    fail<io_error>(fn, ": '", path.string(), "' is not a usable SentencePiece model: ", detail::clip(e.what(), 200));
+  } catch (...) {
+    fail<io_error>(fn, ": '", path.string(), "' is not a usable SentencePiece model (SentencePiece threw)");
+  }
   if (!status.ok())
     fail<io_error>(fn, ": '", path.string(), "' is not a SentencePiece model: ", status.ToString());
   return Tokenizer(std::move(sp), path);
