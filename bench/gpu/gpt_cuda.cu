@@ -21,6 +21,7 @@
 
 #include "rlhf/algorithms/dpo.hpp"
 #include "rlhf/algorithms/sft.hpp"
+#include "rlhf/models/gpt_cuda/device.cuh"
 #include "rlhf/models/gpt_cuda/model.cuh"
 
 namespace {
@@ -84,10 +85,12 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  int devices = 0;
-  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
-    std::printf("bench_gpt_cuda: no CUDA device; nothing measured\n");
-    return 77;
+  // 77 only without a GPU (no driver, or no device); a GPU that fails is an error (docs/models/gpt_cuda.md)
+  if (const auto probe = gpt_cuda::probe_device(); probe.kind != gpt_cuda::DeviceProbe::ready) {
+    const bool absent = probe.kind == gpt_cuda::DeviceProbe::absent;
+    std::printf("bench_gpt_cuda: %s (%s); nothing measured\n", absent ? "no CUDA device" : "CUDA error",
+                probe.message.c_str());
+    return absent ? 77 : 1;
   }
   cudaDeviceProp prop{};
   RLHF_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));

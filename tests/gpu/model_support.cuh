@@ -70,16 +70,4 @@ inline void check_per_tensor(const GptConfig& c, const std::vector<float>& gpu, 
   }
 }
 
-// ‖Δ_gpu − Δ_cpu‖ / ‖Δ_cpu‖ for the parameter updates of one step.
-inline double update_error(const std::vector<float>& before, const std::vector<float>& gpu_after,
-                           std::span<const float> cpu_after) {
-  double diff = 0, norm = 0;
-  for (std::size_t i = 0; i < before.size(); ++i) {
-    const double dg = double(gpu_after[i]) - before[i], dc = double(cpu_after[i]) - before[i];
-    diff += (dg - dc) * (dg - dc);
-    norm += dc * dc;
-  }
-  return std::sqrt(diff / norm);
-}
-
 }  // namespace rlhf::gpu_testing

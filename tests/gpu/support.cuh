@@ -1,11 +1,12 @@
 #pragma once
-// Shared by the CUDA GPT tests: host ↔ device copies, random inputs, and the error measures with their
-// tolerances (docs/models/gpt_cuda.md explains the numbers).
+// Shared by the CUDA GPT tests: host ↔ device copies, random inputs, and the tolerances of the error measures
+// (compare.hpp; docs/models/gpt_cuda.md explains the numbers).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
 
+#include "compare.hpp"  // rel_err, close_scalar, update_error: fail on NaN / Inf
 #include "rlhf/core/rng.hpp"
 #include "rlhf/models/gpt_cuda/common.cuh"
 
@@ -39,22 +40,6 @@ inline std::vector<float> uniform(std::size_t n, double lo, double hi, std::uint
   std::vector<float> v(n);
   for (auto& x : v) x = float(lo + (hi - lo) * rng.uniform());
   return v;
-}
-
-// max |a − b| / max |b| (0 when both are all zero): the error relative to the tensor's scale.
-template <class A, class B>
-double rel_err(const A& a, const B& b) {
-  double diff = 0, scale = 0;
-  for (std::size_t i = 0; i < b.size(); ++i) {
-    diff = std::max(diff, std::abs(double(a[i]) - double(b[i])));
-    scale = std::max(scale, std::abs(double(b[i])));
-  }
-  return scale == 0 ? diff : diff / scale;
-}
-
-inline bool has_device() {
-  int n = 0;
-  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
 }
 
 }  // namespace rlhf::gpu_testing

@@ -42,23 +42,47 @@ TEST_CASE("gpt_cuda training: one DPO step (rlhf::dpo_step, CudaAdamW) updates t
   CHECK(b.loss == doctest::Approx(a.loss).epsilon(1e-4));
   CHECK(update_error(before, policy.gpu.parameters_to_host(), policy.cpu.parameters()) <= step_tolerance);
 
-  // the same step over 2 micro-batches on the GPU
+  // the same step over 2 micro-batches, on both models: each against the CPU's whole-batch step (the reference),
+  // and the two micro-batched steps against each other
   Pair split(c, GemmPrecision::fp32, 12);
-  CudaAdamW split_opt(opt);
-  const auto s = dpo_step(split.gpu, reference.gpu, split_opt, batch, {.beta = 0.5f}, {.micro_batches = 2});
-  CHECK(s.loss == doctest::Approx(b.loss).epsilon(1e-4));
-  CHECK(update_error(before, split.gpu.parameters_to_host(), policy.gpu.parameters_to_host()) <= step_tolerance);
+  AdamW<float> cpu_split_opt(opt);
+  CudaAdamW gpu_split_opt(opt);
+  const auto sc = dpo_step(split.cpu, reference.cpu, cpu_split_opt, batch, {.beta = 0.5f}, {.micro_batches = 2});
+  const auto sg = dpo_step(split.gpu, reference.gpu, gpu_split_opt, batch, {.beta = 0.5f}, {.micro_batches = 2});
+  CHECK(sc.loss == doctest::Approx(a.loss).epsilon(1e-4));
+  CHECK(sg.loss == doctest::Approx(a.loss).epsilon(1e-4));
+  CHECK(sg.loss == doctest::Approx(sc.loss).epsilon(1e-4));
+  const auto split_gpu = split.gpu.parameters_to_host();
+  CHECK(update_error(before, split_gpu, policy.cpu.parameters()) <= step_tolerance);
+  CHECK(update_error(before, split_gpu, split.cpu.parameters()) <= step_tolerance);
+  CHECK(update_error(before, split.cpu.parameters(), policy.cpu.parameters()) <= step_tolerance);
 }
 
-TEST_CASE("gpt_cuda training: an SFT step in tf32 gives the CPU loss within the tf32 tolerance") {
+TEST_CASE("gpt_cuda training: an SFT step in tf32 gives the CPU loss and update within the tf32 tolerance") {
   const auto c = configs()[1];
   Pair policy(c, GemmPrecision::tf32, 16);
   const auto batch = batch_for(c, Pad::right, 17);
-  AdamW<float> cpu_opt;
-  CudaAdamW gpu_opt;
+  // ε = 1, above the gradients here, and no weight decay: Adam's first step is then lr · g / (|g| + 1), a smooth
+  // function of the gradient with slope ≤ 1, so the update's error follows the gradient's tf32 error, which the
+  // model test bounds per tensor by 2 · tol_model_tf32. (At a small ε the first step is ±lr · sign(g), and tf32
+  // rounding flips the sign of the gradients near zero: noise, not an error of the GPU code.) lr = 0.1 keeps the
+  // update, read back as after − before in float, far above the parameters' own rounding (~1e-7).
+  // Not yet run on a GPU: the tolerance is the model test's, not a measurement.
+  const AdamWConfig opt{.learning_rate = 0.1f, .epsilon = 1.0f, .weight_decay = 0.0f};
+  AdamW<float> cpu_opt(opt);
+  CudaAdamW gpu_opt(opt);
+  const std::vector<float> before(policy.cpu.parameters().begin(), policy.cpu.parameters().end());
   const auto a = sft_step(policy.cpu, cpu_opt, batch);
   const auto b = sft_step(policy.gpu, gpu_opt, batch);
   CHECK(b.loss == doctest::Approx(a.loss).epsilon(tol_model_tf32));
+  const auto after = policy.gpu.parameters_to_host();
+  std::vector<float> gpu_step(before.size()), cpu_step(before.size());
+  for (std::size_t i = 0; i < before.size(); ++i) {
+    gpu_step[i] = after[i] - before[i];
+    cpu_step[i] = policy.cpu.parameters()[i] - before[i];
+  }
+  CHECK(update_error(before, after, policy.cpu.parameters()) <= 2 * tol_model_tf32);
+  check_per_tensor(c, gpu_step, cpu_step, 2 * tol_model_tf32);  // each tensor against its own scale
 }
 
 TEST_CASE("gpt_cuda training: one PPO iteration (rollout + update) gives the CPU rollout and updates") {
@@ -127,4 +151,27 @@ TEST_CASE("gpt_cuda training: sampling in tf32 is deterministic for a seed and d
   const auto x = gpu.sample(prompts, o, a), y = gpu.sample(prompts, o, b), z = gpu.sample(prompts, o, other);
   CHECK(x.tokens == y.tokens);
   CHECK(x.tokens != z.tokens);
+}
+
+TEST_CASE("gpt_cuda training: sampling past 48 KiB of shared memory per block (the decode kernel opts in)") {
+  // cap = prompt + new tokens = 12504 positions: the decode kernel's query and scores take (4 + 12504) floats =
+  // 50032 bytes of dynamic shared memory, past the 48 KiB default, so the sampler must opt in (sampler.cuh).
+  const GptConfig c{.vocab_size = 11, .max_seq_len = 12504, .channels = 8, .layers = 1, .heads = 2};
+  GptCuda gpu(c, 30, {.precision = GemmPrecision::fp32});
+  const std::size_t P = 12500;
+  Rng tokens_rng(31);
+  std::vector<token_id> prompt(P);
+  for (auto& t : prompt) t = token_id(tokens_rng.below(c.vocab_size));
+  const PromptBatch prompts{1, P, prompt, {P}};
+  Rng rng(32);
+  const auto drawn = gpu.sample(prompts, {.max_new_tokens = 4, .temperature = 0.0f}, rng);
+  REQUIRE(drawn.time == c.max_seq_len);
+  // the log-probs the sampler recorded equal the full forward's on the drawn tokens (full causal attention)
+  const auto recorded = host(gpu.sampled_log_probs());
+  const auto forward = host(gpu.log_probs(drawn));
+  std::vector<float> a, b;
+  for (std::size_t i = 0; i < forward.size(); ++i)
+    if (drawn.response_mask[i]) a.push_back(recorded[i]), b.push_back(forward[i]);
+  CHECK(a.size() == 4);
+  CHECK(rel_err(a, b) <= tol_model_fp32 * 10);
 }

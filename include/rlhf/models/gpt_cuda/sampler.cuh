@@ -413,15 +413,31 @@ class Sampler {
     d_logps_.download(logps.data(), rows);
   }
 
+  // decode_attention_kernel's block needs `dynamic` bytes of shared memory (the query and cap_ scores) on top of
+  // its static shared memory (the block reductions' slots). Up to the default per-block limit (48 KiB, static
+  // included) that needs nothing; past it the kernel opts in, up to the device's opt-in limit (227 KiB on sm_90).
+  void allow_decode_shared(std::size_t dynamic) const {
+    cudaFuncAttributes attr{};
+    RLHF_CUDA_CHECK(cudaFuncGetAttributes(&attr, decode_attention_kernel));
+    int device = 0, optin = 0;
+    RLHF_CUDA_CHECK(cudaGetDevice(&device));
+    RLHF_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    const std::size_t limit = std::size_t(optin);
+    if (attr.sharedSizeBytes + dynamic > limit)
+      fail<config_error>("rlhf::GptCuda::sample: prompt + max_new_tokens = ", cap_, " positions need ",
+                         attr.sharedSizeBytes + dynamic, " bytes of shared memory per block (", attr.sharedSizeBytes,
+                         " static); this GPU allows ", limit);
+    if (dynamic > std::size_t(attr.maxDynamicSharedSizeBytes))
+      RLHF_CUDA_CHECK(cudaFuncSetAttribute(decode_attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           int(dynamic)));
+  }
+
   // Grows the buffers (never shrinks them), so repeated calls of one size allocate nothing.
   void reserve(const GptConfig& c, std::size_t B, std::size_t items) {
     const std::size_t C = c.channels, V = c.vocab_size;
     batch_ = B;
     items = std::max(items, B);
-    const std::size_t shared = (C / c.heads + cap_) * sizeof(float);
-    if (shared > 48 * 1024)
-      fail<config_error>("rlhf::GptCuda::sample: prompt + max_new_tokens = ", cap_,
-                         " positions need more shared memory than one block has (48 KiB)");
+    allow_decode_shared((C / c.heads + cap_) * sizeof(float));
     k_cache_.reserve(c.layers * B * cap_ * C);  // [L, B, cap, C]
     v_cache_.reserve(c.layers * B * cap_ * C);
     x_.reserve(items * C), ln_.reserve(items * C), y_.reserve(items * C);
