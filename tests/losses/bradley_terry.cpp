@@ -125,7 +125,7 @@ TEST_CASE("bradley_terry: rewards of ±3e38 in float give finite values, or a na
   CHECK_THROWS_WITH_AS(bradley_terry_loss(same, {.center_coefficient = 0.1f}), doctest::Contains("'chosen'"),
                        value_error);
   CHECK_THROWS_WITH_AS(bradley_terry_loss(RewardPairs<fv>{fv::Constant(1, -H), fv::Constant(1, H)}),
-                       doctest::Contains("beyond the range"), value_error);
+                       doctest::Contains("would exceed the range"), value_error);
 }
 
 TEST_CASE("bradley_terry: bad input names the argument") {
@@ -148,5 +148,11 @@ TEST_CASE("bradley_terry: bad input names the argument") {
   CHECK_THROWS_WITH_AS(bradley_terry_loss(in, {.center_coefficient = -1.0f}),
                        doctest::Contains("center_coefficient"), config_error);
   CHECK_THROWS_WITH_AS(bradley_terry_loss(in, {.margin = NAN}), doctest::Contains("margin"), config_error);
+  CHECK_THROWS_WITH_AS(bradley_terry_loss(in, {.label_smoothing = NAN}), doctest::Contains("label_smoothing"),
+                       config_error);
+  CHECK_THROWS_WITH_AS(bradley_terry_loss(in, {.center_coefficient = NAN}), doctest::Contains("center_coefficient"),
+                       config_error);
+  CHECK_THROWS_WITH_AS(bradley_terry_loss(in, {.center_coefficient = INFINITY}),
+                       doctest::Contains("center_coefficient"), config_error);
   CHECK_THROWS_WITH_AS(bradley_terry_loss(in, {.margin = INFINITY}), doctest::Contains("margin"), config_error);
 }

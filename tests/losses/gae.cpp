@@ -256,6 +256,7 @@ TEST_CASE("rewards, gae and whiten: bad input names the argument") {
   CHECK_THROWS_WITH_AS(gae(x, x, mask, {.lambda = -0.5f}), doctest::Contains("lambda must be in [0, 1]"), config_error);
   CHECK_THROWS_WITH_AS(gae(x, x, mask, {.lambda = 2.f}), doctest::Contains("lambda"), config_error);
   CHECK_THROWS_AS(gae(x, x, mask, {.lambda = NAN}), config_error);
+  CHECK_THROWS_WITH_AS(gae(x, x, mask, {.gamma = NAN}), doctest::Contains("gamma"), config_error);
   // whiten
   CHECK_THROWS_WITH_AS(whiten(x, mat(mat::Ones(4, 2))), doctest::Contains("'mask' is 4x2 but 'x' is 4x7"), shape_error);
   CHECK_THROWS_WITH_AS(whiten(nan, mask), doctest::Contains("'x' holds 1 NaN"), value_error);
@@ -265,4 +266,35 @@ TEST_CASE("rewards, gae and whiten: bad input names the argument") {
   CHECK_THROWS_WITH_AS(whiten(x, single), doctest::Contains("selects 1 entries; the variance needs at least 2"),
                        value_error);
   CHECK_THROWS_WITH_AS(whiten(x, fuzzy), doctest::Contains("other than 0 and 1"), value_error);
+}
+
+TEST_CASE("rewards, gae and whiten: inputs of ±3e38 in float give finite values, or a named error") {
+  using fm = eigen<float>::matrix;
+  using fv = eigen<float>::vector;
+  const float H = 3e38f;
+  const fm ones = fm::Ones(1, 2);
+  fm logp(1, 2), ref(1, 2);
+  logp << H, -1.f;
+  ref << -H, -1.f;
+  const fm rewards = kl_penalized_rewards(fv(fv::Zero(1)), logp, ref, ones, 0.1f);  // −0.1 · 6e38
+  CHECK(rewards(0, 0) == doctest::Approx(-6e37).epsilon(1e-6));
+  CHECK_THROWS_WITH_AS(kl_penalized_rewards(fv(fv::Zero(1)), logp, ref, ones, 1.0f), doctest::Contains("'logp'"),
+                       value_error);
+  // r_0 + γ V_1 = 6e38 is past float on the way; the advantages and returns themselves fit.
+  fm r(1, 2), v(1, 2);
+  r << H, 0;
+  v << H, H;
+  const auto g = gae(r, v, ones, {.gamma = 1.0f, .lambda = 0.95f});
+  CHECK(g.advantages(0, 0) == doctest::Approx(0.05 * 3e38).epsilon(1e-5));
+  CHECK(g.advantages(0, 1) == doctest::Approx(-3e38).epsilon(1e-6));
+  CHECK(g.returns(0, 0) == doctest::Approx(1.05 * 3e38).epsilon(1e-5));
+  v << -H, H;  // δ_0 = 3e38 + 3e38 + 3e38: the advantage itself is past float
+  CHECK_THROWS_WITH_AS(gae(r, v, ones, {.gamma = 1.0f, .lambda = 0.95f}), doctest::Contains("'rewards'"), value_error);
+  // x − mean of ±3e38: past float on the way, finite standardised values.
+  fm x(1, 3);
+  x << H, H, -H;
+  const fm w = whiten(x, fm(fm::Ones(1, 3)));
+  const double sd = std::sqrt((2 * 4e76 + 16e76) / 2);  // deviations 2e38, 2e38, −4e38 from the mean 1e38
+  CHECK(w(0, 0) == doctest::Approx(2e38 / sd).epsilon(1e-5));
+  CHECK(w(0, 2) == doctest::Approx(-4e38 / sd).epsilon(1e-5));
 }

@@ -314,3 +314,22 @@ TEST_CASE("kl: k1 and k3 are unbiased estimates of the exact KL for samples draw
   CHECK(std::abs(k2_estimate - k2_mean) < k2_tolerance);
   CHECK(std::abs(k2_estimate - kl) > 10 * k2_tolerance);
 }
+
+TEST_CASE("kl: log-ratios past float's range are a named error, never Inf, NaN or a silent 0") {
+  using fm = eigen<float>::matrix;
+  using fv = eigen<float>::vector;
+  fm logp(1, 2), ref(1, 2);
+  logp << 3e38f, -1.f;
+  ref << -3e38f, -1.f;  // r = −6e38 on the first token
+  for (const auto e : {KlEstimator::k1, KlEstimator::k2, KlEstimator::k3})
+    CHECK_THROWS_WITH_AS(kl_estimate(logp, ref, fm(fm::Ones(1, 2)), e), doctest::Contains("'ref_logp' − 'logp'"),
+                         value_error);
+  // k3 of a huge positive r is capped: finite.
+  const auto capped = kl_estimate(ref, logp, fm(fm::Ones(1, 2)), KlEstimator::k3);
+  CHECK(std::isfinite(capped.mean));
+  // The exact KL of two rows 6e38 apart is no float (it used to come back as 0).
+  fm zp(1, 3), zq(1, 3);
+  zp << 3e38f, -3e38f, 0;
+  zq << -3e38f, 3e38f, 0;
+  CHECK_THROWS_WITH_AS(exact_kl_from_logits(zp, zq, fv(fv::Ones(1))), doctest::Contains("'logits_p'"), value_error);
+}

@@ -191,3 +191,20 @@ TEST_CASE("listwise_dpo: bad input names the argument") {
   CHECK_THROWS_WITH_AS(listwise_dpo_loss(policy, reference, vec(), {.beta = NAN}), doctest::Contains("beta"),
                        config_error);
 }
+
+TEST_CASE("listwise_dpo: log-probs of ±3e38 in float give finite values, or a named error where the loss exceeds float") {
+  using fm = eigen<float>::matrix;
+  using fv = eigen<float>::vector;
+  const float H = 3e38f;  // log-ratios of ±6e38: past float, taken in double
+  fm policy(1, 3), reference(1, 3);
+  policy << H, -H, 0;
+  reference << -H, H, 0;
+  const auto good = listwise_dpo_loss(policy, reference, fv(), {.beta = 0.1f});  // rewards 6e37, −6e37, 0
+  CHECK(good.loss == doctest::Approx(6e37).epsilon(1e-6));
+  CHECK(all_finite(good.d_policy));
+  const auto bad = listwise_dpo_loss(fm(-policy), fm(-reference), fv(), {.beta = 0.1f});
+  CHECK(bad.loss == doctest::Approx(1.2e38).epsilon(1e-6));
+  CHECK(all_finite(bad.d_reference));
+  CHECK_THROWS_WITH_AS(listwise_dpo_loss(fm(-policy), fm(-reference), fv(), {.beta = 1.0f}),
+                       doctest::Contains("'policy_logps'"), value_error);
+}

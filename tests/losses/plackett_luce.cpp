@@ -198,3 +198,14 @@ TEST_CASE("plackett_luce: bad input names the argument, row and value") {
   CHECK_THROWS_WITH_AS(plackett_luce_loss(s, (vec(3) << 2, std::nan(""), 2).finished()),
                        doctest::Contains("'lengths' row 1 is nan"), value_error);
 }
+
+TEST_CASE("plackett_luce: scores of ±3e38 in float give a finite loss, or a named error where it exceeds float") {
+  using fm = eigen<float>::matrix;
+  using fv = eigen<float>::vector;
+  fm scores(1, 3);
+  scores << 3e38f, -3e38f, 0;
+  const auto r = plackett_luce_loss(scores, fv());
+  CHECK(r.loss == doctest::Approx(3e38).epsilon(1e-6));
+  CHECK(all_finite(r.d_scores));
+  CHECK_THROWS_WITH_AS(plackett_luce_loss(fm(-scores), fv()), doctest::Contains("'scores'"), value_error);  // 6e38
+}

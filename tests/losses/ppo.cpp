@@ -336,6 +336,8 @@ TEST_CASE("ppo losses: bad input names the argument") {
   CHECK_THROWS_WITH_AS(ppo_policy_loss(x, x, x, mask, {.dual_clip = -2.f}), doctest::Contains("dual_clip"),
                        config_error);
   CHECK_THROWS_AS(ppo_policy_loss(x, x, x, mask, {.dual_clip = NAN}), config_error);
+  CHECK_THROWS_WITH_AS(ppo_policy_loss(x, x, x, mask, {.clip = NAN}), doctest::Contains("clip"), config_error);
+  CHECK_THROWS_WITH_AS(ppo_value_loss(x, x, x, mask, {.clip = NAN}), doctest::Contains("clip"), config_error);
   // value
   CHECK_THROWS_WITH_AS(ppo_value_loss(x, x, mat(mat::Zero(B, 3)), mask),
                        doctest::Contains("'returns' is 4x3 but 'values' is 4x9"), shape_error);

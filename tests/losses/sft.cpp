@@ -155,3 +155,13 @@ TEST_CASE("sft: bad input names the argument") {
   CHECK_THROWS_WITH_AS(sft_loss(logps, mask, {static_cast<TokenReduction>(7)}), doctest::Contains("reduction"),
                        config_error);
 }
+
+TEST_CASE("sft: log-probs of −3e38 in float sum past float but the loss (a double) is finite") {
+  using fm = eigen<float>::matrix;
+  const fm logps = fm::Constant(1, 2, -3e38f), mask = fm::Ones(1, 2);
+  const auto r = sft_loss(logps, mask);
+  CHECK(r.loss == doctest::Approx(6e38).epsilon(1e-6));
+  CHECK(r.metrics["nll/token"] == doctest::Approx(3e38).epsilon(1e-6));
+  CHECK(all_finite(r.d_logps));
+  CHECK(sft_loss(logps, mask, {.reduction = TokenReduction::mean}).loss == doctest::Approx(3e38).epsilon(1e-6));
+}

@@ -183,3 +183,13 @@ TEST_CASE("unlikelihood: bad input names the argument") {
   CHECK_THROWS_WITH_AS(unlikelihood_loss(cl, two, rl, rm),
                        doctest::Contains("'chosen_mask' holds 1 value(s) other than 0 or 1"), value_error);
 }
+
+TEST_CASE("unlikelihood: chosen log-probs of −3e38 in float give a finite loss (a double)") {
+  using fm = eigen<float>::matrix;
+  const fm chosen = fm::Constant(1, 2, -3e38f), rejected = fm::Constant(1, 1, -3e38f), ones2 = fm::Ones(1, 2),
+           ones1 = fm::Ones(1, 1);
+  const auto r = unlikelihood_loss(chosen, ones2, rejected, ones1);
+  CHECK(r.loss == doctest::Approx(6e38).epsilon(1e-6));
+  CHECK(all_finite(r.d_chosen));
+  CHECK(all_finite(r.d_rejected));
+}

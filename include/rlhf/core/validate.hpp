@@ -35,7 +35,7 @@ void require_representable(std::string_view fn, std::string_view output, const t
                            std::size_t n, std::string_view cause) {
   const double bad = Be::sum(n, non_finite_count<typename Be::scalar>{x});
   if (bad > 0)
-    fail<value_error>(fn, ": ", output, " is beyond the range of the scalar type (max ",
+    fail<value_error>(fn, ": ", output, " would exceed the range of the scalar type (max ",
                       std::numeric_limits<typename Be::scalar>::max(), ") at ", bad, " of ", n, " entries: ", cause);
 }
 

@@ -140,6 +140,7 @@ struct kl_reward_row {
   T* rewards;  // [B, T]
 
   RLHF_HOST_DEVICE void operator()(std::size_t b) const {
+    using W = math::wide_t<T>;
     std::size_t last = 0;
     for (std::size_t t = 0; t < cols; ++t) {
       const std::size_t i = b * cols + t;
@@ -147,10 +148,10 @@ struct kl_reward_row {
         rewards[i] = T(0);
         continue;
       }
-      rewards[i] = -kl_coef * (logp[i] - ref_logp[i]);
+      rewards[i] = T(-W(kl_coef) * (W(logp[i]) - W(ref_logp[i])));  // the difference in double for float
       last = i;
     }
-    rewards[last] += scores[b];  // validation guarantees every row has a response token
+    rewards[last] = T(W(rewards[last]) + W(scores[b]));  // validation guarantees every row has a response token
   }
 };
 
@@ -164,18 +165,19 @@ struct gae_row {
   T *advantages, *returns;  // [B, T] x 2
 
   RLHF_HOST_DEVICE void operator()(std::size_t b) const {
-    T next_value = T(0), next_advantage = T(0);
+    using W = math::wide_t<T>;  // the recursion in double for float: rewards and values of ±3e38 stay finite
+    W next_value = W(0), next_advantage = W(0);
     for (std::size_t t = cols; t-- > 0;) {
       const std::size_t i = b * cols + t;
       if (mask[i] == T(0)) {
         advantages[i] = returns[i] = T(0);
         continue;
       }
-      const T delta = rewards[i] + gamma * next_value - values[i];
-      next_advantage = delta + gamma * lambda * next_advantage;
-      next_value = values[i];
-      advantages[i] = next_advantage;
-      returns[i] = next_advantage + values[i];
+      const W delta = W(rewards[i]) + W(gamma) * next_value - W(values[i]);
+      next_advantage = delta + W(gamma) * W(lambda) * next_advantage;
+      next_value = W(values[i]);
+      advantages[i] = T(next_advantage);
+      returns[i] = T(next_advantage + next_value);
     }
   }
 };
@@ -183,10 +185,11 @@ struct gae_row {
 template <class T>
 struct whiten_kernel {
   const T *x, *mask;
-  T mean, inv_std, offset;  // offset: 0, or the mean when it is kept
+  double mean, inv_std, offset;  // offset: 0, or the mean when it is kept; in double, so x − mean of ±3e38 is finite
   T* out;
   RLHF_HOST_DEVICE void operator()(std::size_t i) const {
-    out[i] = mask[i] != T(0) ? (x[i] - mean) * inv_std + offset : T(0);
+    using W = math::wide_t<T>;
+    out[i] = mask[i] != T(0) ? T((W(x[i]) - W(mean)) * W(inv_std) + W(offset)) : T(0);
   }
 };
 
@@ -214,6 +217,8 @@ Matrix kl_penalized_rewards(const Vector& scores, const Matrix& logp, const Matr
   Matrix rewards = Be::matrix_of(B, Tn);
   Be::for_each(B, detail::ppo::kl_reward_row<T>{T(kl_coef), Be::data(scores), Be::data(logp), Be::data(ref_logp),
                                                 Be::data(mask), Tn, Be::data(rewards)});
+  detail::require_representable<Be>(fn, "the rewards", Be::data(rewards), B * Tn,
+                                    "kl_coef · ('logp' − 'ref_logp') plus 'scores' is too large in magnitude");
   return rewards;
 }
 
@@ -233,6 +238,9 @@ GaeResult<Matrix> gae(const Matrix& rewards, const Matrix& values, const Matrix&
   GaeResult<Matrix> out{Be::matrix_of(B, Tn), Be::matrix_of(B, Tn)};
   Be::for_each(B, detail::ppo::gae_row<T>{T(config.gamma), T(config.lambda), Be::data(rewards), Be::data(values),
                                           Be::data(mask), Tn, Be::data(out.advantages), Be::data(out.returns)});
+  constexpr const char* cause = "the discounted sums of 'rewards' and 'values' are too large in magnitude";
+  detail::require_representable<Be>(fn, "the advantages", Be::data(out.advantages), B * Tn, cause);
+  detail::require_representable<Be>(fn, "the returns", Be::data(out.returns), B * Tn, cause);
   return out;
 }
 
@@ -255,7 +263,7 @@ Matrix whiten(const Matrix& x, const Matrix& mask, bool shift_mean = true) {
 
   Matrix out = Be::matrix_of(B, Tn);
   Be::for_each(n,
-               detail::ppo::whiten_kernel<T>{px, pm, T(mean), T(inv_std), shift_mean ? T(0) : T(mean), Be::data(out)});
+               detail::ppo::whiten_kernel<T>{px, pm, mean, inv_std, shift_mean ? 0.0 : mean, Be::data(out)});
   return out;
 }
 

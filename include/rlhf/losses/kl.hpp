@@ -47,20 +47,22 @@ struct ExactKlResult {
   Matrix d_logits_p;  // [N, V] d mean / d logits_p; zero in masked rows
 };
 
-// One token's estimate and its derivatives with respect to log π and log π_ref.
-template <class T>
+// One token's estimate and its derivatives with respect to log π and log π_ref, in the wide type W (double
+// for float: r of log-probs ±3e38 stays finite; the caller checks the results fit T).
+template <class W>
 struct KlToken {
-  T value, d_logp, d_ref_logp;
+  W value, d_logp, d_ref_logp;
 };
 
-template <class T>
-RLHF_HOST_DEVICE inline KlToken<T> kl_token(KlEstimator estimator, T logp, T ref_logp) {
+template <class T, class W = math::wide_t<T>>
+RLHF_HOST_DEVICE inline KlToken<W> kl_token(KlEstimator estimator, T logp, T ref_logp) {
   using std::expm1;
-  const T r = ref_logp - logp;
-  if (estimator == KlEstimator::k1) return {-r, T(1), T(-1)};
-  if (estimator == KlEstimator::k2) return {r * r / T(2), -r, r};
-  const T rc = r < kl_k3_max_log_ratio<T> ? r : kl_k3_max_log_ratio<T>;
-  const T e = expm1(rc);  // d k3 / d r = e^r − 1
+  const W r = W(ref_logp) - W(logp);
+  if (estimator == KlEstimator::k1) return {-r, W(1), W(-1)};
+  if (estimator == KlEstimator::k2) return {r * r / W(2), -r, r};
+  const W cap = W(kl_k3_max_log_ratio<T>);
+  const W rc = r < cap ? r : cap;
+  const W e = expm1(rc);  // d k3 / d r = e^r − 1
   return {e - rc, -e, e};
 }
 
@@ -82,12 +84,16 @@ RLHF_HOST_DEVICE inline double exact_kl_row(const T* zp, const T* zq, std::size_
     sum_q += static_cast<double>(exp(zq[v] - max_q));
   }
   const T lse_p = max_p + T(log(sum_p)), lse_q = max_q + T(log(sum_q));
-  const T lse_gap = lse_p - lse_q;  // log p_v − log q_v = (zp_v − zq_v) − lse_gap
+  // log p_v − log q_v = (zp_v − zq_v) − lse_gap, taken in double for float (logits of ±3e38 stay finite)
+  using W = math::wide_t<T>;
+  const W lse_gap = W(lse_p) - W(lse_q);
   double kl = 0;
-  for (std::size_t v = 0; v < vocab; ++v) kl += static_cast<double>(exp(zp[v] - lse_p) * ((zp[v] - zq[v]) - lse_gap));
-  for (std::size_t v = 0; v < vocab; ++v) d[v] = scale * exp(zp[v] - lse_p) * ((zp[v] - zq[v]) - lse_gap - T(kl));
-  // KL ≥ 0; for nearly equal rows rounding can leave a value of order −1e-15 (double), read as 0.
-  return kl > 0 ? kl : 0.0;
+  for (std::size_t v = 0; v < vocab; ++v)
+    kl += static_cast<double>(W(exp(zp[v] - lse_p)) * ((W(zp[v]) - W(zq[v])) - lse_gap));
+  for (std::size_t v = 0; v < vocab; ++v)
+    d[v] = T(W(scale) * W(exp(zp[v] - lse_p)) * ((W(zp[v]) - W(zq[v])) - lse_gap - W(kl)));
+  // KL ≥ 0; for nearly equal rows rounding can leave a value of order −1e-15 (double), read as 0. NaN stays NaN.
+  return kl < 0 ? 0.0 : kl;
 }
 
 namespace detail::kl {
@@ -104,11 +110,11 @@ struct KlEstimateKernel {
     double total = 0;
     for (std::size_t j = i * cols; j < (i + 1) * cols; ++j) {
       if (mask[j] != T(0)) {
-        const KlToken<T> k = kl_token<T>(estimator, logp[j], ref_logp[j]);
+        const auto k = kl_token<T>(estimator, logp[j], ref_logp[j]);
         total += static_cast<double>(k.value);
-        per_token[j] = k.value;
-        d_logp[j] = k.d_logp * inv_batch;
-        d_ref_logp[j] = k.d_ref_logp * inv_batch;
+        per_token[j] = T(k.value);
+        d_logp[j] = T(k.d_logp * inv_batch);
+        d_ref_logp[j] = T(k.d_ref_logp * inv_batch);
       } else {
         per_token[j] = d_logp[j] = d_ref_logp[j] = T(0);
       }
@@ -193,6 +199,10 @@ KlResult<Matrix, typename Be::vector> kl_estimate(const Matrix& logp, const Matr
                                                T(1) / T(rows), Be::data(out.per_token), Be::data(out.d_logp),
                                                Be::data(out.d_ref_logp), Be::data(out.per_sequence)},
                cols);
+  constexpr const char* cause = "'ref_logp' − 'logp' is too large in magnitude";
+  detail::require_representable<Be>(fn, "per_token", Be::data(out.per_token), n, cause);
+  detail::require_representable<Be>(fn, "per_sequence", Be::data(out.per_sequence), rows, cause);
+  detail::require_representable<Be>(fn, "d_logp", Be::data(out.d_logp), n, cause);
   out.mean = Be::sum(rows, detail::kl::kl_element<T>{Be::data(out.per_sequence)}) / static_cast<double>(rows);
   return out;
 }
@@ -223,6 +233,9 @@ ExactKlResult<Matrix, Vector> exact_kl_from_logits(const Matrix& logits_p, const
                detail::kl::ExactKlKernel<T>{Be::data(logits_p), Be::data(logits_q), Be::data(mask), vocab,
                                             T(1.0 / selected), Be::data(out.per_row), Be::data(out.d_logits_p)},
                vocab);
+  constexpr const char* cause = "'logits_p' and 'logits_q' differ by too much";
+  detail::require_representable<Be>(fn, "per_row", Be::data(out.per_row), rows, cause);
+  detail::require_representable<Be>(fn, "d_logits_p", Be::data(out.d_logits_p), rows * vocab, cause);
   out.mean = Be::sum(rows, detail::kl::kl_element<T>{Be::data(out.per_row)}) / selected;
   return out;
 }

@@ -39,8 +39,9 @@ template <class T>
 struct implicit_reward_row {
   const T *policy, *reference;  // [K] each; reference null when reference_free
   T beta;
-  RLHF_HOST_DEVICE T operator()(std::size_t j) const {
-    return beta * (policy[j] - (reference ? reference[j] : T(0)));
+  RLHF_HOST_DEVICE T operator()(std::size_t j) const {  // the difference in double for float: ±3e38 stay finite
+    using W = math::wide_t<T>;
+    return T(W(beta) * (W(policy[j]) - (reference ? W(reference[j]) : W(0))));
   }
 };
 template <class T>
@@ -65,7 +66,7 @@ struct ListwiseDpoKernel {
     const std::size_t n = ranked_length(lengths, b, rows.cols);
     T* dp = d_policy + b * rows.cols;
     T* dr = d_reference + b * rows.cols;
-    losses[b] = plackett_luce_row<T>(rows(b), n, plackett_luce_stages(n, top_k), dp);
+    losses[b] = T(plackett_luce_row<T>(rows(b), n, plackett_luce_stages(n, top_k), dp));
     const T scale = rows.beta * inv_batch;  // d r_j / d log π = β, d r_j / d log π_ref = −β
     for (std::size_t j = 0; j < n; ++j) {
       dp[j] *= scale;
@@ -103,6 +104,9 @@ ListwiseDpoResult<Matrix, Vector> listwise_dpo_loss(const Matrix& policy_logps, 
                      T(config.beta)};
   Be::for_each(n, detail::ListwiseDpoKernel<T>{rewards, len, config.top_k, T(1) / T(n), Be::data(out.losses),
                                                Be::data(out.d_policy), Be::data(out.d_reference)});
+  constexpr const char* cause = "beta times the log-ratios of 'policy_logps' against 'reference_logps' is too large";
+  detail::require_representable<Be>(fn, "the loss", Be::data(out.losses), n, cause);
+  detail::require_representable<Be>(fn, "d_policy", Be::data(out.d_policy), n * cols, cause);
   const double inv_n = 1.0 / static_cast<double>(n);
   const detail::score_rows<T> logps{Be::data(policy_logps), cols};
   using LogpRows = detail::score_rows<T>;

@@ -43,9 +43,10 @@ RLHF_HOST_DEVICE inline std::size_t plackett_luce_stages(std::size_t n, std::siz
 // Two O(n) sweeps. Backward: the suffix log-sum-exps L_k = log Σ_{j ≥ k} e^{s_j}, kept in d as scratch.
 // Forward: d loss / d s_j = Σ_{k ≤ m} e^{s_j − L_k} − [j < S] with m = min(j, S − 1), computed as
 // e^{s_j − L_m} · A_m with A_m = Σ_{k ≤ m} e^{L_m − L_k} = 1 + A_{m−1} e^{L_m − L_{m−1}}. L is non-increasing
-// and s_j ≤ L_m, so every exponent is ≤ 0 and nothing overflows at any score spread.
+// and s_j ≤ L_m, so every exponent is ≤ 0 and nothing overflows at any score spread. The loss is summed in the
+// wide type (double for float), since L_k − s_k of scores ±3e38 exceeds float; the caller checks it fits T.
 template <class T, class Row>
-RLHF_HOST_DEVICE inline T plackett_luce_row(const Row& score, std::size_t n, std::size_t stages, T* d) {
+RLHF_HOST_DEVICE inline math::wide_t<T> plackett_luce_row(const Row& score, std::size_t n, std::size_t stages, T* d) {
   using std::exp;
   using std::expm1;
   using std::log1p;
@@ -56,7 +57,8 @@ RLHF_HOST_DEVICE inline T plackett_luce_row(const Row& score, std::size_t n, std
     lse = lse > s ? lse + log1p(exp(s - lse)) : s + log1p(exp(lse - s));
     d[k] = lse;
   }
-  T loss = 0, a = 0, l_m = 0;  // A_m and L_m of the latest stage m
+  math::wide_t<T> loss = 0;
+  T a = 0, l_m = 0;  // A_m and L_m of the latest stage m
   for (std::size_t j = 0; j < n; ++j) {
     const T s = score(j);
     if (j < stages) {
@@ -64,7 +66,7 @@ RLHF_HOST_DEVICE inline T plackett_luce_row(const Row& score, std::size_t n, std
       const T carried = j == 0 ? T(0) : a * exp(l - l_m);  // A_j − 1
       a = T(1) + carried;
       l_m = l;
-      loss += l - s;
+      loss += math::wide_t<T>(l) - math::wide_t<T>(s);
       d[j] = expm1(s - l) + carried * exp(s - l);  // A_j e^{s_j − L_j} − 1, exact when A_j = 1
     } else {
       d[j] = a * exp(s - l_m);
@@ -110,7 +112,7 @@ struct PlackettLuceKernel {
   RLHF_HOST_DEVICE void operator()(std::size_t b) const {
     const std::size_t n = ranked_length(lengths, b, cols);
     T* d = d_scores + b * cols;
-    losses[b] = plackett_luce_row<T>(score_row<T>{scores + b * cols}, n, plackett_luce_stages(n, top_k), d);
+    losses[b] = T(plackett_luce_row<T>(score_row<T>{scores + b * cols}, n, plackett_luce_stages(n, top_k), d));
     for (std::size_t j = 0; j < n; ++j) d[j] *= inv_batch;
   }
 };
@@ -219,6 +221,9 @@ PlackettLuceResult<Matrix, Vector> plackett_luce_loss(const Matrix& scores, cons
   out.d_scores = Be::matrix_of(n, cols);
   Be::for_each(n, detail::PlackettLuceKernel<T>{Be::data(scores), len, cols, config.top_k, T(1) / T(n),
                                                 Be::data(out.losses), Be::data(out.d_scores)});
+  constexpr const char* cause = "the spread of 'scores' within a row is too large";
+  detail::require_representable<Be>("rlhf::plackett_luce_loss", "the loss", Be::data(out.losses), n, cause);
+  detail::require_representable<Be>("rlhf::plackett_luce_loss", "d_scores", Be::data(out.d_scores), n * cols, cause);
   const double inv_n = 1.0 / static_cast<double>(n);
   const detail::score_rows<T> rows{Be::data(scores), cols};
   using Rows = detail::score_rows<T>;

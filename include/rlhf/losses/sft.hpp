@@ -80,15 +80,16 @@ struct MaskedRowKernel {
   const T *logp, *mask;  // [B, T]
   std::size_t cols;      // T
   TokenReduction reduction;
-  T scale;                               // d (batch loss) / d ℓ_b
-  T* d;                                  // [B, T]
-  T *row_loss, *row_total, *row_tokens;  // [B] each
+  T scale;                   // d (batch loss) / d ℓ_b
+  T* d;                      // [B, T]
+  T *row_mean, *row_tokens;  // [B] each
 
+  // The row's mean term, not its total: a mean of finite terms always fits T, where a total (Σ of log-probs
+  // of −3e38, say) may not; the host multiplies back in double.
   RLHF_HOST_DEVICE void operator()(std::size_t i) const {
     const MaskedRowLoss r =
         masked_row_loss<T>(term, logp + i * cols, mask + i * cols, cols, reduction, scale, d + i * cols);
-    row_loss[i] = T(r.loss);
-    row_total[i] = T(r.total);
+    row_mean[i] = T(r.total / r.tokens);
     row_tokens[i] = T(r.tokens);
   }
 };
@@ -97,6 +98,11 @@ template <class T>
 struct masked_row_element {
   const T* x;
   RLHF_HOST_DEVICE double operator()(std::size_t i) const { return static_cast<double>(x[i]); }
+};
+template <class T>
+struct masked_row_product {
+  const T *a, *b;
+  RLHF_HOST_DEVICE double operator()(std::size_t i) const { return static_cast<double>(a[i]) * b[i]; }
 };
 
 inline void require_reduction(const char* fn, TokenReduction r) {
@@ -124,14 +130,14 @@ MaskedRowLoss masked_rows(Term term, const typename Be::matrix& logp, const type
   using T = typename Be::scalar;
   const std::size_t rows = Be::rows(logp), cols = Be::cols(logp);
   d = Be::matrix_of(rows, cols);
-  typename Be::vector row_loss = Be::vector_of(rows), row_total = Be::vector_of(rows), row_tokens = Be::vector_of(rows);
+  typename Be::vector row_mean = Be::vector_of(rows), row_tokens = Be::vector_of(rows);
   Be::for_each(rows,
                MaskedRowKernel<T, Term>{term, Be::data(logp), Be::data(mask), cols, reduction, scale, Be::data(d),
-                                        Be::data(row_loss), Be::data(row_total), Be::data(row_tokens)},
+                                        Be::data(row_mean), Be::data(row_tokens)},
                cols);
-  return {Be::sum(rows, masked_row_element<T>{Be::data(row_loss)}),
-          Be::sum(rows, masked_row_element<T>{Be::data(row_total)}),
-          Be::sum(rows, masked_row_element<T>{Be::data(row_tokens)})};
+  const double total = Be::sum(rows, masked_row_product<T>{Be::data(row_mean), Be::data(row_tokens)});
+  const double loss = reduction == TokenReduction::mean ? Be::sum(rows, masked_row_element<T>{Be::data(row_mean)}) : total;
+  return {loss, total, Be::sum(rows, masked_row_element<T>{Be::data(row_tokens)})};
 }
 }  // namespace detail::tok
 
