@@ -14,11 +14,13 @@
 // __metadata__ (HF's GPT2Config names); a file without it (an HF export) gets V, T_max, C, L and the head
 // from its shapes and NH = C / 64 (every GPT-2 size uses 64-wide heads), or pass the config explicitly.
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstddef>
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <span>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -87,18 +89,35 @@ inline std::map<std::string, std::string> metadata_of(const GptConfig& c) {
           {"layer_norm_epsilon", eps}};
 }
 
+inline std::string where(const io::Safetensors& st) { return "rlhf::load_checkpoint '" + st.path().string() + "': "; }
+
+// The first 80 bytes of a metadata value, for messages (the file is untrusted and the value unbounded).
+inline std::string clipped(const std::string& value) {
+  return value.size() <= 80 ? value : value.substr(0, 80) + "... (" + std::to_string(value.size()) + " bytes)";
+}
+
 inline std::size_t to_size(const io::Safetensors& st, const std::string& key, const std::string& value) {
-  std::size_t used = 0;
-  unsigned long long v = 0;
-  try {
-    v = std::stoull(value, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != value.size() || value.empty())
-    fail<io_error>("rlhf::load_checkpoint '", st.path().string(), "': metadata '", key, "' = '", value,
-                   "' is not a non-negative integer");
-  return static_cast<std::size_t>(v);
+  std::size_t v = 0;
+  const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
+  if (ec == std::errc::result_out_of_range)
+    fail<io_error>(where(st), "metadata '", key, "' = '", clipped(value), "' is too large");
+  if (ec != std::errc() || end != value.data() + value.size() || value.empty())
+    fail<io_error>(where(st), "metadata '", key, "' = '", clipped(value), "' is not a non-negative integer");
+  return v;
+}
+
+inline float to_float(const io::Safetensors& st, const std::string& key, const std::string& value) {
+  float v = 0;
+  const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
+  if (ec != std::errc() || end != value.data() + value.size() || value.empty() || !std::isfinite(v))
+    fail<io_error>(where(st), "metadata '", key, "' = '", clipped(value), "' is not a finite float32 number");
+  return v;
+}
+
+inline bool to_flag(const io::Safetensors& st, const std::string& key, const std::string& value) {
+  if (value != "0" && value != "1")
+    fail<io_error>(where(st), "metadata '", key, "' = '", clipped(value), "' is not 0 or 1");
+  return value == "1";
 }
 
 inline std::string prefix_of(const io::Safetensors& st) {
@@ -140,9 +159,50 @@ inline GptConfig config_of(const io::Safetensors& st) {
                        c.channels, " is not a multiple of GPT-2's head size 64; pass the GptConfig explicitly");
   }
   const auto head = m.find("scalar_head");
-  c.scalar_head = head != m.end() ? head->second == "1" : st.contains(p + "score.weight");
-  if (const auto eps = m.find("layer_norm_epsilon"); eps != m.end()) c.layer_norm_eps = std::stof(eps->second);
+  c.scalar_head = head != m.end() ? to_flag(st, "scalar_head", head->second) : st.contains(p + "score.weight");
+  if (const auto eps = m.find("layer_norm_epsilon"); eps != m.end())
+    c.layer_norm_eps = to_float(st, "layer_norm_epsilon", eps->second);
+  c.validate((where(st) + "config").c_str());
   return c;
+}
+
+// Everything about the file that can be checked before a model of config `c` is allocated: the layer count,
+// the head, n_head, and every tensor's presence, shape and dtype. A file that passes holds all the model's
+// parameters, so their count is bounded by the file's size.
+inline void check_file(const io::Safetensors& st, const GptConfig& c) {
+  const std::string p = prefix_of(st);
+  if (st.contains(p + "h." + std::to_string(c.layers) + ".ln_1.weight"))
+    fail<config_error>(where(st), "the file has more than the config's ", c.layers, " layers");
+  if (!c.scalar_head && st.contains(p + "score.weight"))
+    fail<config_error>(where(st), "the file has a scalar head ('score.weight') but the config has none");
+  const auto& m = st.metadata();
+  if (const auto it = m.find("n_head"); it != m.end() && to_size(st, "n_head", it->second) != c.heads)
+    fail<config_error>(where(st), "the file's n_head is ", it->second, " but the config's heads is ", c.heads);
+  for (const auto& t : gpt_checkpoint_tensors(c)) {
+    if (!st.contains(p + t.name)) {
+      if (t.name.rfind("score.", 0) == 0) continue;  // a model with a head the file lacks keeps its own
+      fail<io_error>(where(st), "tensor '", p + t.name, "' is missing");
+    }
+    const auto& info = st.info(p + t.name);
+    if (info.shape != t.shape)
+      fail<io_error>(where(st), "tensor '", p + t.name, "' has shape ", io::detail::shape_str(info.shape), " but ",
+                     io::detail::shape_str(t.shape), " was expected");
+    if (info.dtype != io::Dtype::f32 && info.dtype != io::Dtype::f16 && info.dtype != io::Dtype::bf16 &&
+        info.dtype != io::Dtype::f64)
+      fail<io_error>(where(st), "tensor '", p + t.name, "' has dtype ", io::dtype_name(info.dtype),
+                     "; only F32, F16, BF16 and F64 hold weights");
+  }
+}
+
+// Reads tensor `t` (present in the file) into `out`, refusing NaN and ±Inf (an F64 value beyond float32's
+// range becomes Inf here, and is refused too).
+inline void read_tensor(const io::Safetensors& st, const std::string& prefix, const GptCheckpointTensor& t,
+                        std::span<float> out) {
+  st.read_f32(prefix + t.name, t.shape, out);
+  for (std::size_t i = 0; i < out.size(); ++i)
+    if (!std::isfinite(out[i]))
+      fail<value_error>(where(st), "tensor '", prefix + t.name, "' of shape ", io::detail::shape_str(t.shape),
+                        " holds ", out[i], " at flat index ", i, "; a checkpoint's weights must be finite");
 }
 
 }  // namespace detail::gpt_checkpoint
@@ -175,27 +235,19 @@ void save_checkpoint(const Gpt<T>& model, const std::filesystem::path& path) {
 // Fills `model`'s parameters from a checkpoint, checking every tensor's shape against the model's config.
 // A file with a scalar head the model lacks is refused; a model with a head the file lacks keeps its own
 // (so a reward model starts from a language model's checkpoint).
+// Every tensor is checked for NaN and ±Inf (value_error naming it). The file's layout is checked before any
+// parameter is written; a non-finite value leaves the tensors before it already overwritten.
 template <class T>
 void load_parameters(Gpt<T>& model, const io::Safetensors& st) {
   const GptConfig& c = model.config();
+  detail::gpt_checkpoint::check_file(st, c);
   const std::string p = detail::gpt_checkpoint::prefix_of(st);
-  const auto where = [&] { return "rlhf::load_checkpoint '" + st.path().string() + "': "; };
-  if (st.contains(p + "h." + std::to_string(c.layers) + ".ln_1.weight"))
-    fail<config_error>(where(), "the file has more than the config's ", c.layers, " layers");
-  if (!c.scalar_head && st.contains(p + "score.weight"))
-    fail<config_error>(where(), "the file has a scalar head ('score.weight') but the config has none");
-  const auto& m = st.metadata();
-  if (const auto it = m.find("n_head"); it != m.end() && detail::gpt_checkpoint::to_size(st, "n_head", it->second) !=
-                                                              c.heads)
-    fail<config_error>(where(), "the file's n_head is ", it->second, " but the config's heads is ", c.heads);
   std::vector<float> buffer;
   auto params = model.parameters();
   for (const auto& t : gpt_checkpoint_tensors(c)) {
-    const bool head = t.name.rfind("score.", 0) == 0;
-    if (head && !st.contains(p + t.name)) continue;
-    if (!st.contains(p + t.name)) fail<io_error>(where(), "tensor '", p + t.name, "' is missing");
+    if (!st.contains(p + t.name)) continue;  // only an absent head, after check_file
     buffer.resize(t.size);
-    st.read_f32(p + t.name, t.shape, buffer);
+    detail::gpt_checkpoint::read_tensor(st, p, t, buffer);
     std::copy(buffer.begin(), buffer.end(), params.begin() + std::ptrdiff_t(t.offset));
   }
 }
@@ -204,7 +256,9 @@ void load_parameters(Gpt<T>& model, const io::Safetensors& st) {
 template <class T = float>
 Gpt<T> load_checkpoint(const std::filesystem::path& path) {
   const auto st = io::Safetensors::load(path);
-  Gpt<T> model(detail::gpt_checkpoint::config_of(st));
+  const GptConfig config = detail::gpt_checkpoint::config_of(st);
+  detail::gpt_checkpoint::check_file(st, config);  // before allocating the model: its size is now the file's
+  Gpt<T> model(config);
   load_parameters(model, st);
   return model;
 }
@@ -213,6 +267,8 @@ Gpt<T> load_checkpoint(const std::filesystem::path& path) {
 template <class T = float>
 Gpt<T> load_checkpoint(const std::filesystem::path& path, const GptConfig& config) {
   const auto st = io::Safetensors::load(path);
+  config.validate("rlhf::load_checkpoint: 'config'");
+  detail::gpt_checkpoint::check_file(st, config);
   Gpt<T> model(config);
   load_parameters(model, st);
   return model;

@@ -25,12 +25,25 @@ struct GptConfig {
     require_positive(fn, "layers", static_cast<double>(layers));
     require_positive(fn, "heads", static_cast<double>(heads));
     require_positive(fn, "layer_norm_eps", layer_norm_eps);
+    // Upper bounds keep every product of the parameter layout (params.hpp) far from overflowing size_t, so a
+    // size read from a file cannot wrap into a small allocation.
+    at_most(fn, "vocab_size", vocab_size, max_vocab_size);
+    at_most(fn, "max_seq_len", max_seq_len, max_max_seq_len);
+    at_most(fn, "channels", channels, max_channels);
+    at_most(fn, "layers", layers, max_layers);
     if (channels % heads != 0)
       fail<config_error>(fn, ": channels (", channels, ") must be a multiple of heads (", heads, ")");
-    if (vocab_size > 0x7fffffffULL) fail<config_error>(fn, ": vocab_size ", vocab_size, " does not fit int32 ids");
   }
 
+  static constexpr std::size_t max_vocab_size = std::size_t(1) << 24, max_max_seq_len = std::size_t(1) << 20,
+                               max_channels = std::size_t(1) << 16, max_layers = 1024;
+
   bool operator==(const GptConfig&) const = default;
+
+ private:
+  static void at_most(const char* fn, const char* setting, std::size_t v, std::size_t max) {
+    if (v > max) fail<config_error>(fn, ": ", setting, " = ", v, " is above the supported maximum ", max);
+  }
 };
 
 }  // namespace rlhf

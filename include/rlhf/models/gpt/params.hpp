@@ -46,6 +46,7 @@ struct GptParamTensor {
 };
 
 inline std::vector<GptParamTensor> gpt_param_layout(const GptConfig& c) {
+  c.validate("rlhf::gpt_param_layout");  // its bounds keep every product and sum below 2^48
   const std::size_t V = c.vocab_size, Tm = c.max_seq_len, C = c.channels, L = c.layers;
   std::vector<GptParamTensor> out;
   std::size_t offset = 0;

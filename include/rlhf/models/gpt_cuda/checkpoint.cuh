@@ -4,6 +4,7 @@
 // parsing are the CPU header's own (gpt_checkpoint_tensors, detail::gpt_checkpoint); this file only stages the
 // parameters through host memory. Including it needs the Eigen headers (rlhf::eigen), as the CPU header does.
 #include <filesystem>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -24,34 +25,25 @@ inline void save_checkpoint(const GptCuda& model, const std::filesystem::path& p
 }
 
 // Fills the model's parameters from a checkpoint with the checks of load_parameters(Gpt<T>&, ...): every
-// tensor's shape against the model's config; a file with a scalar head the model lacks is refused; a model with
-// a head the file lacks keeps its own.
+// tensor's shape against the model's config, every value finite; a file with a scalar head the model lacks is
+// refused; a model with a head the file lacks keeps its own. On any error the model is left unchanged.
 inline void load_parameters(GptCuda& model, const io::Safetensors& st) {
   const GptConfig& c = model.config();
+  detail::gpt_checkpoint::check_file(st, c);
   const std::string p = detail::gpt_checkpoint::prefix_of(st);
-  const auto where = [&] { return "rlhf::load_checkpoint '" + st.path().string() + "': "; };
-  if (st.contains(p + "h." + std::to_string(c.layers) + ".ln_1.weight"))
-    fail<config_error>(where(), "the file has more than the config's ", c.layers, " layers");
-  if (!c.scalar_head && st.contains(p + "score.weight"))
-    fail<config_error>(where(), "the file has a scalar head ('score.weight') but the config has none");
-  const auto& m = st.metadata();
-  if (const auto it = m.find("n_head");
-      it != m.end() && detail::gpt_checkpoint::to_size(st, "n_head", it->second) != c.heads)
-    fail<config_error>(where(), "the file's n_head is ", it->second, " but the config's heads is ", c.heads);
   std::vector<float> host = model.parameters_to_host();  // keeps a head the file lacks
-  for (const auto& t : gpt_checkpoint_tensors(c)) {
-    const bool head = t.name.rfind("score.", 0) == 0;
-    if (head && !st.contains(p + t.name)) continue;
-    if (!st.contains(p + t.name)) fail<io_error>(where(), "tensor '", p + t.name, "' is missing");
-    st.read_f32(p + t.name, t.shape, std::span<float>(host.data() + t.offset, t.size));
-  }
+  for (const auto& t : gpt_checkpoint_tensors(c))
+    if (st.contains(p + t.name))
+      detail::gpt_checkpoint::read_tensor(st, p, t, std::span<float>(host.data() + t.offset, t.size));
   model.set_parameters(host);
 }
 
 // A model of the file's own config (metadata, else shapes).
 inline GptCuda load_checkpoint_cuda(const std::filesystem::path& path, const GptCudaOptions& options = {}) {
   const auto st = io::Safetensors::load(path);
-  GptCuda model(detail::gpt_checkpoint::config_of(st), 0, options);
+  const GptConfig config = detail::gpt_checkpoint::config_of(st);
+  detail::gpt_checkpoint::check_file(st, config);  // before allocating the model: its size is now the file's
+  GptCuda model(config, 0, options);
   load_parameters(model, st);
   return model;
 }
@@ -60,6 +52,8 @@ inline GptCuda load_checkpoint_cuda(const std::filesystem::path& path, const Gpt
 inline GptCuda load_checkpoint_cuda(const std::filesystem::path& path, const GptConfig& config,
                                     const GptCudaOptions& options = {}) {
   const auto st = io::Safetensors::load(path);
+  config.validate("rlhf::load_checkpoint_cuda: 'config'");
+  detail::gpt_checkpoint::check_file(st, config);
   GptCuda model(config, 0, options);
   load_parameters(model, st);
   return model;
