@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <set>
 #include <sstream>
 #include <string>
@@ -106,6 +107,45 @@ TEST_CASE("sentiment_frontier: the tiny sweep runs end to end, and a re-run is s
   for (const auto& t : second.timings) CHECK_MESSAGE(t.cached, t.phase);
   CHECK(second.evaluations_computed == 0);
   CHECK(sentiment::read_file(second.csv) == sentiment::read_file(first.csv));
+
+  // corrupt cached units are recomputed, not used: a flipped byte in the SFT checkpoint, half a completions.tsv, an
+  // empty reward-model normaliser file, a garbage evaluation file; and a stale temporary of a killed run is removed
+  {
+    const auto unit = [&](const std::string& phase) {
+      for (const auto& e : fs::directory_iterator(dir.path))
+        if (e.path().filename().string().rfind(phase + "-", 0) == 0) return e.path();
+      FAIL("no cached unit of phase " << phase);
+      return fs::path();
+    };
+    const auto put = [](const fs::path& p, const std::string& bytes) { std::ofstream(p, std::ios::binary) << bytes; };
+    std::string ckpt = sentiment::read_file(unit("sft") / "sft.safetensors");
+    ckpt[ckpt.size() / 2] ^= 0x01;
+    put(unit("sft") / "sft.safetensors", ckpt);
+    const std::string tsv = sentiment::read_file(unit("pairs") / "completions.tsv");
+    put(unit("pairs") / "completions.tsv", tsv.substr(0, tsv.size() / 2));
+    put(unit("reward_model") / "rm.txt", "");
+    fs::path eval_file;
+    for (const auto& e : fs::recursive_directory_iterator(dir.path))
+      if (e.path().filename().string().find(".eval-") != std::string::npos) eval_file = e.path();
+    REQUIRE(!eval_file.empty());
+    put(eval_file, "garbage\n");
+    const fs::path stale = unit("sft") / "sft.safetensors.tmp-0123456789abcdef";
+    put(stale, "left by a killed run");
+
+    const auto again = sentiment::run_pipeline(config, dir.path, true, false);
+    std::set<std::string> recomputed;
+    for (const auto& t : again.timings)
+      if (!t.cached) recomputed.insert(t.phase);
+    CHECK(recomputed == std::set<std::string>{"tokenizer", "sft", "pairs", "reward model", "eval"});
+    CHECK(again.evaluations_computed == 1);
+    CHECK(sentiment::read_file(again.csv) == sentiment::read_file(first.csv));  // the same numbers as before
+    CHECK(!fs::exists(stale));
+
+    // a second run on the same folder while one holds it stops with a clear message
+    const sentiment::OutputLock busy(dir.path);
+    CHECK_THROWS_WITH_AS(sentiment::run_pipeline(config, dir.path, true, false),
+                         doctest::Contains("is in use by another run"), std::runtime_error);
+  }
 
   // one more β: only that run and its checkpoints are new
   auto more = config;
