@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <limits>
+#include <utility>
 
 #include "typed.hpp"
 
@@ -71,6 +72,24 @@ TEST_CASE_TEMPLATE_DEFINE("backends: zero-filled allocation and host round trips
   CHECK(Be::size(typename Be::vector{}) == 0);
 }
 TEST_CASE_TEMPLATE_APPLY(round_trips, all_backends);
+
+// Thrust's data() of an empty vector binds a reference through its null storage (UBSan, issue 10): the
+// backend returns nullptr instead, and to_host copies nothing.
+TEST_CASE_TEMPLATE_DEFINE("backends: empty tensors have a null data() and an empty to_host", Be, empties) {
+  auto v = Be::vector_of(0);
+  auto m = Be::matrix_of(0, 3);
+  const auto idx = Be::indices_from_host({});
+  CHECK(Be::to_host(v).empty());
+  CHECK(Be::to_host(m).empty());
+  CHECK(Be::sum(0, index_value<typename Be::scalar>{Be::data(idx)}) == 0.0);
+  if constexpr (requires { typename Be::system; }) {  // the Thrust backends
+    CHECK(Be::data(v) == nullptr);
+    CHECK(Be::data(std::as_const(v)) == nullptr);
+    CHECK(Be::data(m) == nullptr);
+    CHECK(Be::data(idx) == nullptr);
+  }
+}
+TEST_CASE_TEMPLATE_APPLY(empties, all_backends);
 
 TEST_CASE_TEMPLATE_DEFINE("backends: for_each visits every index once, below and above the parallel threshold", Be,
                           visits) {

@@ -339,3 +339,25 @@ TEST_CASE("logprob: bad input names the argument, index and value") {
                          doctest::Contains("'forward' is for [10, 7] logits"), shape_error);
   }
 }
+
+// A finite target logit so far below the row's max that logit − max overflows float (issue 10): the message
+// gives the logit instead of claiming it is −Inf.
+TEST_CASE("sequence_logprob: an overflowing log-prob is not reported as a -Inf logit") {
+  const Inputs in;
+  fmat x = in.logits.cast<float>();
+  const fvec mask = in.mask.cast<float>();
+  const std::int32_t t = in.targets[0];
+  x(0, t == 0 ? 1 : 0) = 3e38f;
+  x(0, t) = -3e38f;
+  CHECK_THROWS_WITH_AS(sequence_logprob(x, in.targets, mask, B),
+                       doctest::Contains("row 0 (sequence 0, position 0) has logit -3e+38 at its target"), value_error);
+  fmat d(N, V);
+  CHECK_THROWS_WITH_AS(sequence_logprob_with_grad(d, x, in.targets, mask, B, fvec(fvec::Ones(B))),
+                       doctest::Contains("so far below the row's max 3e+38"), value_error);
+  CHECK_THROWS_WITH_AS(sequence_logprob_with_grad(x, x, in.targets, mask, B, fvec(fvec::Ones(B))),  // in place
+                       doctest::Contains("its target's logit is -Inf, or so far below the row's max 3e+38"),
+                       value_error);
+  x(0, t) = -INFINITY;
+  CHECK_THROWS_WITH_AS(sequence_logprob(x, in.targets, mask, B), doctest::Contains("has logit -Inf at its target"),
+                       value_error);
+}

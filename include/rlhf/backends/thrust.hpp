@@ -180,14 +180,17 @@ struct thrust_backend {
   static std::size_t size(const index_vector& v) { return v.size(); }
   static std::size_t rows(const matrix& m) { return m.rows; }
   static std::size_t cols(const matrix& m) { return m.cols; }
-  static T* data(vector& v) { return ::thrust::raw_pointer_cast(v.data()); }
-  static const T* data(const vector& v) { return ::thrust::raw_pointer_cast(v.data()); }
-  static T* data(matrix& m) { return ::thrust::raw_pointer_cast(m.values.data()); }
-  static const T* data(const matrix& m) { return ::thrust::raw_pointer_cast(m.values.data()); }
-  static const std::int32_t* data(const index_vector& v) { return ::thrust::raw_pointer_cast(v.data()); }
+  // An empty vector's data() would bind a reference to its null storage (undefined behaviour): nullptr instead.
+  static T* data(vector& v) { return v.empty() ? nullptr : ::thrust::raw_pointer_cast(v.data()); }
+  static const T* data(const vector& v) { return v.empty() ? nullptr : ::thrust::raw_pointer_cast(v.data()); }
+  static T* data(matrix& m) { return data(m.values); }
+  static const T* data(const matrix& m) { return data(m.values); }
+  static const std::int32_t* data(const index_vector& v) {
+    return v.empty() ? nullptr : ::thrust::raw_pointer_cast(v.data());
+  }
   static std::vector<T> to_host(const vector& v) {
     std::vector<T> h(v.size());
-    ::thrust::copy(v.begin(), v.end(), h.begin());
+    if (!v.empty()) ::thrust::copy(v.begin(), v.end(), h.begin());
     return h;
   }
   static std::vector<T> to_host(const matrix& m) { return to_host(m.values); }  // row-major

@@ -342,9 +342,11 @@ void validate_inputs(const char* fn, const typename Be::matrix& logits, const ty
   }
 }
 
-// After the row kernel: names the first response row whose log-prob is not finite.
+// After the row kernel: names the first response row whose log-prob is not finite. `logits` and `targets`, where
+// still intact (not overwritten in place by a gradient), let the message say which of the two causes it is.
 template <Backend Be>
-void require_finite_rows(const char* fn, const SequenceLogprobResult<Be>& out) {
+void require_finite_rows(const char* fn, const SequenceLogprobResult<Be>& out,
+                         const typename Be::scalar* logits = nullptr, const std::int32_t* targets = nullptr) {
   using T = typename Be::scalar;
   const std::size_t n = out.batch * out.time;
   const non_finite_flag<T> bad{Be::data(out.tokens)};
@@ -354,8 +356,19 @@ void require_finite_rows(const char* fn, const SequenceLogprobResult<Be>& out) {
   if (!std::isfinite(lse))
     fail<value_error>(fn, ": 'logits' row ", r, " (sequence ", r / out.time, ", position ", r % out.time,
                       ") holds NaN or +Inf (its log-sum-exp is ", lse, ")");
-  fail<value_error>(fn, ": 'logits' row ", r, " (sequence ", r / out.time, ", position ", r % out.time,
-                    ") has logit -Inf at its target");
+  const std::string row =
+      detail::cat("'logits' row ", r, " (sequence ", r / out.time, ", position ", r % out.time, ")");
+  const double max = read_element<Be>(Be::data(out.row_max), r);
+  if (logits && targets) {
+    const auto target = static_cast<std::size_t>(read_element<Be>(targets, r));
+    const double x = read_element<Be>(logits, r * out.vocab + target);
+    if (std::isinf(x)) fail<value_error>(fn, ": ", row, " has logit -Inf at its target (", target, ")");
+    fail<value_error>(fn, ": ", row, " has logit ", x, " at its target (", target, "), so far below the row's max ",
+                      max, " that log p(target) = logit - max - log-sum-exp overflows to -Inf");
+  }
+  fail<value_error>(fn, ": ", row,
+                    " has log p(target) = -Inf: its target's logit is -Inf, or so far below the row's max ", max,
+                    " that the difference overflows");
 }
 
 template <Backend Be>
@@ -425,7 +438,7 @@ SequenceLogprobResult<Be> sequence_logprob(const Matrix& logits, const typename 
                detail::lp::RowKernel<Be>{Be::data(logits), Be::data(targets), Be::data(mask), n, vocab,
                                          Be::data(out.tokens), Be::data(out.row_max), Be::data(out.row_log_sum)},
                2 * vocab);
-  detail::lp::require_finite_rows<Be>(fn, out);
+  detail::lp::require_finite_rows<Be>(fn, out, Be::data(logits), Be::data(targets));
   detail::lp::finish_result<Be>(out, mask);
   return out;
 }
@@ -508,7 +521,8 @@ SequenceLogprobResult<Be> sequence_logprob_with_grad(Matrix& d_logits, const Mat
                    detail::lp::RowUpstream<T>{up.data, Be::data(out.response_length), out.time, config.reduction},
                    write == GradWrite::accumulate},
                3 * vocab);
-  detail::lp::require_finite_rows<Be>(fn, out);
+  const bool in_place = Be::data(d_logits) == Be::data(logits);
+  detail::lp::require_finite_rows<Be>(fn, out, in_place ? nullptr : Be::data(logits), Be::data(targets));
   detail::lp::finish_result<Be>(out, mask);
   return out;
 }
