@@ -48,3 +48,15 @@ TEST_CASE_TEMPLATE_DEFINE("backends/bradley_terry: reward gaps of ±1e4 agree wi
   check_bt<Be>(chosen, rejected);
 }
 TEST_CASE_TEMPLATE_APPLY(bt_extreme, backends_under_test);
+
+TEST_CASE_TEMPLATE_DEFINE("backends/bradley_terry: rewards of ±3e38 agree with Eigen and stay finite", Be, bt_huge) {
+  std::vector<double> chosen(16), rejected(16);
+  for (std::size_t i = 0; i < chosen.size(); ++i) {  // gaps of 6e38 (easy) and −3e38 (hard), sums 0
+    chosen[i] = i % 2 ? 3e38 : -1.5e38;
+    rejected[i] = -chosen[i];
+  }
+  check_bt<Be>(chosen, rejected);
+  const auto r = bradley_terry_loss(RewardPairs<typename Be::vector>{to_backend<Be>(chosen), to_backend<Be>(rejected)});
+  CHECK(std::isfinite(r.loss));
+}
+TEST_CASE_TEMPLATE_APPLY(bt_huge, backends_under_test);

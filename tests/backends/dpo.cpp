@@ -101,3 +101,32 @@ TEST_CASE_TEMPLATE_DEFINE("backends/dpo: bad input is rejected the same way", Be
   CHECK_THROWS_AS(dpo_loss(on<Be>(short_h)), shape_error);
 }
 TEST_CASE_TEMPLATE_APPLY(dpo_bad, backends_under_test);
+
+TEST_CASE_TEMPLATE_DEFINE("backends/dpo: log-probs of ±3e38 agree with Eigen and stay finite", Be, dpo_huge) {
+  using Ref = reference_of<Be>;
+  const double H = 3e38;  // log-ratios of ±6e38: past float, so the kernel must take differences in double
+  HostPairs h = random_pairs(12, 3);
+  for (std::size_t i = 0; i < 12; ++i) {
+    const double s = i % 2 ? 1.0 : -0.5;
+    h.pc[i] = -s * H, h.rc[i] = s * H, h.pr[i] = s * H, h.rr[i] = -s * H;
+  }
+  const DpoConfig huge_configs[] = {{},
+                                    {.beta = 0.1f, .label_smoothing = 0.2f},
+                                    {.variant = DpoVariant::robust, .beta = 0.1f, .label_smoothing = 0.1f},
+                                    {.variant = DpoVariant::hinge, .beta = 0.05f},
+                                    {.beta = 0.2f, .reference_free = true}};
+  for (const auto& c : huge_configs) {
+    const auto got = dpo_loss(on<Be>(h), c);
+    const auto want = dpo_loss(on<Ref>(h), c);
+    CHECK(std::isfinite(got.loss));
+    check_close<Be>("loss", got.loss, want.loss);
+    check_tensor<Be>("losses", got.losses, want.losses);
+    check_tensor<Be>("d_policy_chosen", got.d_policy_chosen, want.d_policy_chosen);
+    check_tensor<Be>("d_reference_rejected", got.d_reference_rejected, want.d_reference_rejected);
+    check_metrics<Be>(got.metrics, want.metrics);
+  }
+  if constexpr (std::is_same_v<typename Be::scalar, float>)  // IPO's square of 1.2e39 is no float
+    CHECK_THROWS_WITH_AS(dpo_loss(on<Be>(h), {.variant = DpoVariant::ipo}), doctest::Contains("would exceed the range"),
+                         value_error);
+}
+TEST_CASE_TEMPLATE_APPLY(dpo_huge, backends_under_test);

@@ -112,3 +112,14 @@ TEST_CASE_TEMPLATE_DEFINE("backends/ppo: KL-penalised rewards, GAE and whitening
   check_rewards<Be>(extreme_rollout(8, 12, 5));
 }
 TEST_CASE_TEMPLATE_APPLY(gae_agrees, backends_under_test);
+
+TEST_CASE_TEMPLATE_DEFINE("backends/ppo: inputs of ±3e38 agree with Eigen and stay finite", Be, ppo_huge) {
+  auto r = rollout(6, 10, 9);
+  for (std::size_t i = 0; i < r.logp.size(); ++i) {  // log-ratios of ±6e38, V − R of ±3e38
+    const double s = i % 2 ? 1.0 : -1.0;
+    r.logp[i] = s * 3e38, r.old_logp[i] = -s * 3e38;
+    r.values[i] = s * 1.5e38, r.old_values[i] = r.values[i], r.returns[i] = -s * 1.5e38;
+  }
+  check_policy<Be>(r);
+}
+TEST_CASE_TEMPLATE_APPLY(ppo_huge, backends_under_test);
