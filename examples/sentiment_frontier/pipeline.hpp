@@ -32,11 +32,12 @@ inline void say(const Context& ctx, const char* text) {
   if (!ctx.quiet) std::printf("%s\n", text), std::fflush(stdout);
 }
 
+// Another run holding `out` makes this one throw (a message naming it), or with wait_for_lock wait for it to end.
 inline PipelineResult run_pipeline(const SweepConfig& config, const fs::path& out, bool quiet = false,
-                                   bool plots = true) {
+                                   bool plots = true, bool wait_for_lock = false) {
   Context ctx{config, out, quiet};
   fs::create_directories(out);
-  const OutputLock lock(out);  // held to the end: a second run on this folder stops with a message naming this one
+  const OutputLock lock(out, wait_for_lock);  // held to the end of the run
   if (const std::size_t stale = clean_stale_temporaries(out); stale > 0 && !quiet)
     std::printf("removed %zu temporary file(s) left by an interrupted run\n", stale);
   ctx.vader = rlhf::eval::Vader::load(config.data.lexicon);
