@@ -155,6 +155,18 @@ TEST_CASE("hostile reference cache: NaN, Inf and positive log-probs are refused,
   }
 }
 
+TEST_CASE("reference cache: NaN, Inf and positive log-probs are refused on save too, writing nothing") {
+  TempDir dir;
+  const double bad_values[] = {std::nan(""), std::numeric_limits<double>::infinity(), 1e-3};
+  for (const double bad : bad_values) {
+    std::vector<PreferenceBatch> data{{TokenBatch::zeros(2, 3), TokenBatch::zeros(2, 3), {-1.0, -2.0}, {-3.0, bad}}};
+    const auto path = dir / "cache.safetensors";
+    CHECK_THROWS_WITH_AS(io::save_reference_logps(path, std::span<const PreferenceBatch>(data)),
+                         doctest::Contains("batch 0 'reference_rejected' row 1"), value_error);
+    CHECK(!fs::exists(path));
+  }
+}
+
 TEST_CASE("hostile reviews: 1e999, deep nesting and huge values give an io_error naming the file") {
   const auto error_of = [](const std::string& json) {
     try {

@@ -29,7 +29,11 @@ struct SplitColumn {
 inline SplitColumn split_column(std::size_t batch_index, const char* field, const std::vector<double>& values) {
   SplitColumn c{"batch." + std::to_string(batch_index) + "." + field, {values.size(), 2}, {}};
   c.pairs.reserve(values.size() * 2);
-  for (const double v : values) {
+  for (std::size_t r = 0; r < values.size(); ++r) {
+    const double v = values[r];
+    if (!(v <= 0.0) || !std::isfinite(v))  // NaN fails both
+      fail<value_error>("rlhf::io::save_reference_logps: batch ", batch_index, " '", field, "' row ", r, " is ", v,
+                        ", not a log-probability (finite and <= 0); nothing is written");
     const float hi = static_cast<float>(v);
     c.pairs.push_back(hi);
     c.pairs.push_back(static_cast<float>(v - double(hi)));
