@@ -1,6 +1,7 @@
 // Crafted files that once crashed a loader or escaped it with a foreign exception (issue 10): each must now
 // give the named rlhf error, naming the file and the field.
 #include <doctest/doctest.h>
+#include <sys/stat.h>
 
 #include <cmath>
 #include <filesystem>
@@ -165,6 +166,19 @@ TEST_CASE("reference cache: NaN, Inf and positive log-probs are refused on save 
                          doctest::Contains("batch 0 'reference_rejected' row 1"), value_error);
     CHECK(!fs::exists(path));
   }
+}
+
+TEST_CASE("hostile files: a FIFO is refused as not a regular file, without waiting for a writer") {
+  TempDir dir;
+  const auto fifo = dir / "fifo.safetensors";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  const auto msg = safetensors_error(fifo);
+  CHECK_MESSAGE(has(msg, fifo.string()), msg);
+  CHECK_MESSAGE(has(msg, "not a regular file"), msg);
+  fs::create_directories(dir / "reviews");
+  REQUIRE(::mkfifo((dir / "reviews" / "imdb.json").c_str(), 0600) == 0);
+  CHECK_THROWS_WITH_AS(io::read_reviews(dir / "reviews"), doctest::Contains("imdb.json' is not a regular file"),
+                       io_error);
 }
 
 TEST_CASE("hostile reviews: 1e999, deep nesting and huge values give an io_error naming the file") {

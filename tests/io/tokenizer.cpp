@@ -8,6 +8,8 @@ TEST_CASE("Tokenizer: SentencePiece is installed") {
 }
 #else
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
@@ -249,6 +251,9 @@ TEST_CASE("Tokenizer: a model that makes SentencePiece throw is an io_error nami
     CHECK_MESSAGE(has(e.what(), huge.string()), e.what());
     CHECK_MESSAGE(has(e.what(), "limit"), e.what());
   }
+  const auto fifo = dir / "fifo.model";  // refused without waiting for a writer
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  CHECK_THROWS_WITH_AS(Tokenizer::load(fifo), doctest::Contains("fifo.model' is not a regular file"), io_error);
 }
 
 // The example's real corpus: every fortune plus the review sentences, trained at the example's settings.

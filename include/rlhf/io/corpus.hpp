@@ -28,6 +28,9 @@ inline constexpr std::string_view default_fortunes_dir = "/usr/share/games/fortu
 namespace detail {
 
 inline std::string read_text_file(const std::filesystem::path& path, std::string_view fn) {
+  std::error_code ec;
+  if (const auto st = std::filesystem::status(path, ec); !ec && !std::filesystem::is_regular_file(st))
+    fail<io_error>(fn, ": '", path.string(), "' is not a regular file");  // a FIFO would block the read
   std::ifstream in(path, std::ios::binary);
   if (!in) fail<io_error>(fn, ": cannot open '", path.string(), "'");
   std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

@@ -233,7 +233,8 @@ inline Safetensors Safetensors::load(const std::filesystem::path& path) {
   Safetensors st;
   st.path_ = path;
 
-  const detail::Fd f{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+  // O_NONBLOCK: opening a FIFO must not wait for a writer (it is then refused as not a regular file).
+  const detail::Fd f{::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK)};
   if (f.fd < 0) st.fail_file("cannot open: ", detail::errno_str());
   struct stat sb {};
   if (::fstat(f.fd, &sb) != 0) st.fail_file("cannot stat: ", detail::errno_str());

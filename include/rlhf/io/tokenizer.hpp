@@ -158,10 +158,12 @@ inline Tokenizer Tokenizer::train(const std::vector<std::string>& corpus, const 
 
 inline Tokenizer Tokenizer::load(const std::filesystem::path& model_file) {
   constexpr std::string_view fn = "Tokenizer::load";
+  std::error_code ec;
+  if (const auto st = std::filesystem::status(model_file, ec); !ec && !std::filesystem::is_regular_file(st))
+    fail<io_error>(fn, ": '", model_file.string(), "' is not a regular file");  // a FIFO would block the read
   std::ifstream in(model_file, std::ios::binary);
   if (!in) fail<io_error>(fn, ": cannot open '", model_file.string(), "'");
   constexpr std::uintmax_t max_bytes = std::uintmax_t(1) << 30;  // protobuf refuses 2 GiB; models are megabytes
-  std::error_code ec;
   if (const auto size = std::filesystem::file_size(model_file, ec); !ec && size > max_bytes)
     fail<io_error>(fn, ": '", model_file.string(), "' is ", size, " bytes, more than a SentencePiece model's limit of ",
                    max_bytes);
