@@ -179,6 +179,10 @@ TEST_CASE("hostile files: a FIFO is refused as not a regular file, without waiti
   REQUIRE(::mkfifo((dir / "reviews" / "imdb.json").c_str(), 0600) == 0);
   CHECK_THROWS_WITH_AS(io::read_reviews(dir / "reviews"), doctest::Contains("imdb.json' is not a regular file"),
                        io_error);
+  fs::remove(dir / "reviews" / "imdb.json");
+  std::ofstream(dir / "reviews" / "imdb.json") << "[]";
+  fs::resize_file(dir / "reviews" / "imdb.json", std::uintmax_t(4) << 30);  // sparse: refused by its size
+  CHECK_THROWS_WITH_AS(io::read_reviews(dir / "reviews"), doctest::Contains("more than the limit"), io_error);
 }
 
 TEST_CASE("hostile reviews: 1e999, deep nesting and huge values give an io_error naming the file") {

@@ -31,6 +31,9 @@ inline std::string read_text_file(const std::filesystem::path& path, std::string
   std::error_code ec;
   if (const auto st = std::filesystem::status(path, ec); !ec && !std::filesystem::is_regular_file(st))
     fail<io_error>(fn, ": '", path.string(), "' is not a regular file");  // a FIFO would block the read
+  constexpr std::uintmax_t max_bytes = std::uintmax_t(1) << 28;  // the corpora's files are at most megabytes
+  if (const auto size = std::filesystem::file_size(path, ec); !ec && size > max_bytes)
+    fail<io_error>(fn, ": '", path.string(), "' is ", size, " bytes, more than the limit of ", max_bytes);
   std::ifstream in(path, std::ios::binary);
   if (!in) fail<io_error>(fn, ": cannot open '", path.string(), "'");
   std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
