@@ -4,7 +4,7 @@
 //   bench_backends                                     console output, then one markdown table (ratios to Eigen)
 //   bench_backends --benchmark_repetitions=5 --benchmark_report_aggregates_only=true    medians in the table
 // Each loss runs on every backend before the next loss starts, so that a busy machine skews rows, not columns.
-// Under nvcc (bench_backends_cuda, scripts/gpu_check.sh) the same rows run on rlhf::thrust_cuda.
+// Under nvcc (bench_backends_cuda, built on request) the same rows run on rlhf::thrust_cuda.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>

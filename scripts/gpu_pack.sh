@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # Packs what the CUDA build needs from this machine's Debian packages into gpu_deps/ (git-ignored), for a GPU
-# machine that has no network (no apt): the header-only Eigen (libeigen3-dev), doctest (doctest-dev) and
-# nlohmann-json (nlohmann-json3-dev). Google Benchmark is not needed: bench_gpt_cuda times itself.
+# machine that has no network (no apt): the header-only Eigen (libeigen3-dev), doctest (doctest-dev),
+# nlohmann-json (nlohmann-json3-dev) and CLI11 (libcli11-dev; the gpt_dpo example's command line). Google
+# Benchmark is not needed: bench_gpt_cuda times itself. Copies keep the packages' file times (cp -p), so packing
+# again does not make a build out of date.
 # Then scripts/gpu_run.sh builds and runs the CUDA targets with them; name gpu_deps in the device tool's carry.
 #
-#   scripts/gpu_pack.sh            -> gpu_deps/include/{eigen3,doctest,nlohmann}, gpu_deps/MANIFEST
+#   scripts/gpu_pack.sh            -> gpu_deps/include/{eigen3,doctest,nlohmann,CLI}, gpu_deps/MANIFEST
 #   RLHF_GPU_DEPS_DIR=dir scripts/gpu_pack.sh   another folder
+#   scripts/gpu_pack.sh --binaries  also the six binaries a dry run of scripts/gpu_run.sh built here (build-gpu/),
+#                                   stripped (~34 MB), in gpu_deps/bin/ with the stamp of the sources they were
+#                                   built from: the GPU machine skips its build while the sources are unchanged
+#                                   (and the binaries load there). Mind the device tool's 64 MiB for all it carries.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 dest="${RLHF_GPU_DEPS_DIR:-$root/gpu_deps}"
@@ -17,17 +23,30 @@ need() {  # need <dir under $src> <Debian package>
 need eigen3/Eigen libeigen3-dev
 need doctest doctest-dev
 need nlohmann nlohmann-json3-dev
+need CLI libcli11-dev
 
 rm -rf "$dest/include"
 mkdir -p "$dest/include/eigen3"
-# Eigen: the Eigen/ tree only (unsupported/ is not used); doctest and nlohmann whole.
-cp -r "$src/eigen3/Eigen" "$dest/include/eigen3/"
-cp -r "$src/doctest" "$src/nlohmann" "$dest/include/"
+# Eigen: the Eigen/ tree only (unsupported/ is not used); doctest, nlohmann and CLI11 whole.
+cp -rp "$src/eigen3/Eigen" "$dest/include/eigen3/"
+cp -rp "$src/doctest" "$src/nlohmann" "$src/CLI" "$dest/include/"
 {
   echo "# scripts/gpu_pack.sh, $(date -u +%Y-%m-%dT%H:%M:%SZ), from $src on $(hostname)"
-  for p in libeigen3-dev doctest-dev nlohmann-json3-dev; do
+  for p in libeigen3-dev doctest-dev nlohmann-json3-dev libcli11-dev; do
     echo "$p $(dpkg-query -W -f='${Version}' "$p" 2>/dev/null || echo '?')"
   done
 } >"$dest/MANIFEST"
+rm -rf "$dest/bin"
+if [ "${1:-}" = "--binaries" ]; then
+  build="${RLHF_GPU_BUILD_DIR:-$root/build-gpu}"
+  mkdir -p "$dest/bin"
+  for t in cuda_typed_tests gpt_cuda_training gpt_cuda_model gpt_cuda_kernels gpt_dpo_cuda bench_gpt_cuda; do
+    [ -x "$build/$t/$t" ] || { echo "gpu_pack: $build/$t/$t missing: run scripts/gpu_run.sh first" >&2; exit 1; }
+    strip -o "$dest/bin/$t" "$build/$t/$t"
+  done
+  [ -f "$build/STAMP" ] || { echo "gpu_pack: $build/STAMP missing: the last gpu_run.sh did not build all six" >&2; exit 1; }
+  cp "$build/STAMP" "$dest/bin/STAMP"  # the sources' stamp taken when that build started
+  echo "gpu_pack: binaries for sources $(cat "$dest/bin/STAMP"): $(du -sh "$dest/bin" | cut -f1)"
+fi
 echo "gpu_pack: $dest: $(du -sh "$dest" | cut -f1) ($(find "$dest" -type f | wc -l) files)"
 cat "$dest/MANIFEST"
