@@ -14,6 +14,7 @@
 #   RLHF_GPU_DEPS_DIR      the folder gpu_pack.sh made (default gpu_deps/)
 #   RLHF_GPU_BUILD_DIR     build folders, one per target (default build-gpu/)
 #   RLHF_GPU_BENCH_STEPS   timed steps per benchmark row (default 5)
+#   RLHF_GPU_SANITIZER     1: then compute-sanitizer memcheck on the kernel tests with what is left of the budget
 #   RLHF_GPU_FORCE_BUILD   1: build even when gpu_deps/bin holds binaries of these very sources (gpu_pack.sh
 #                          --binaries; used when their stamp matches `scripts/gpu_run.sh --stamp` and they load)
 set -u
@@ -200,9 +201,9 @@ run_stage example 40 2 "$(bin gpt_dpo_cuda)" --device cuda --steps 20
 unset CUDA_LAUNCH_BLOCKING  # timings: launches asynchronous
 run_stage bench 150 77 "$(bin bench_gpt_cuda)" --steps "${RLHF_GPU_BENCH_STEPS:-5}"
 
-# ---- optional: compute-sanitizer on the kernel tests, with what is left (the summary's tail) ----------------------
-if [ "$have_gpu" = 1 ] && command -v compute-sanitizer >/dev/null 2>&1 && [ -x "$(bin gpt_cuda_kernels)" ] &&
-  [ "$(left)" -ge 60 ]; then
+# ---- opt-in (RLHF_GPU_SANITIZER=1): compute-sanitizer on the kernel tests, with what is left of the budget --------
+if [ "${RLHF_GPU_SANITIZER:-0}" = 1 ] && [ "$have_gpu" = 1 ] && command -v compute-sanitizer >/dev/null 2>&1 &&
+  [ -x "$(bin gpt_cuda_kernels)" ] && [ "$(left)" -ge 60 ]; then
   say ""
   say "-- compute-sanitizer memcheck on gpt_cuda_kernels (informational, $(($(left) - 10))s) --"
   timeout -k 5 $(($(left) - 10)) compute-sanitizer --tool memcheck --print-limit 10 "$(bin gpt_cuda_kernels)" \
