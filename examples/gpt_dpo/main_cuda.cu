@@ -1,6 +1,7 @@
 // DPO on the GPT with synthetic preference pairs (train.hpp), on the CPU model or, with --device cuda, on the
 // CUDA model: the same templated training function and the same rlhf::dpo_step, called with rlhf::GptCuda and
-// rlhf::CudaAdamW. Exits 2 with "no CUDA device" when --device cuda finds no usable GPU.
+// rlhf::CudaAdamW. With --device cuda: exits 2 with "no CUDA device" on a machine without a GPU, 1 when a GPU is
+// there but its driver or runtime fails.
 #include <cuda_runtime.h>
 
 #include <cstdio>
@@ -8,6 +9,7 @@
 
 #include "rlhf/models/gpt/model.hpp"
 #include "rlhf/models/gpt_cuda/adamw.cuh"
+#include "rlhf/models/gpt_cuda/device.cuh"
 #include "rlhf/models/gpt_cuda/model.cuh"
 #include "rlhf/optim/adamw.hpp"
 #include "train.hpp"
@@ -29,12 +31,14 @@ int main(int argc, char** argv) {
       gpt_dpo::train_on_cpu<rlhf::Gpt<float>, rlhf::AdamW<float>>(o);
       return 0;
     }
-    int count = 0;
-    const cudaError_t err = cudaGetDeviceCount(&count);
-    if (err != cudaSuccess || count == 0) {
-      std::fprintf(stderr, "gpt_dpo: --device cuda: no CUDA device (%s)\n",
-                   err != cudaSuccess ? cudaGetErrorString(err) : "0 devices");
+    const auto probe = rlhf::gpt_cuda::probe_device();
+    if (probe.kind == rlhf::gpt_cuda::DeviceProbe::absent) {
+      std::fprintf(stderr, "gpt_dpo: --device cuda: no CUDA device (%s)\n", probe.message.c_str());
       return 2;
+    }
+    if (probe.kind == rlhf::gpt_cuda::DeviceProbe::broken) {
+      std::fprintf(stderr, "gpt_dpo: --device cuda: the GPU cannot be used: %s\n", probe.message.c_str());
+      return 1;
     }
     cudaDeviceProp prop{};
     RLHF_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
