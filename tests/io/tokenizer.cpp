@@ -222,16 +222,24 @@ TEST_CASE("Tokenizer: errors") {
 // piece starting with a NUL byte is a zero-length key): the loader turns it into an io_error naming the file.
 TEST_CASE("Tokenizer: a model that makes SentencePiece throw is an io_error naming the file") {
   TempDir dir;
-  const auto len = [](const std::string& s) { return std::string(1, static_cast<char>(s.size())) + s; };
+  // A length-delimited protobuf field: tag, one length byte, bytes. Built by append (GCC 12 misreads
+  // "literal" + std::string&& under -Wrestrict).
+  const auto field = [](char tag, const std::string& bytes) {
+    std::string out(1, tag);
+    out.push_back(static_cast<char>(bytes.size()));
+    return out.append(bytes);
+  };
   const auto piece = [&](const std::string& text, char type) {  // ModelProto.SentencePiece {piece, score, type}
     const float score = -1;
-    std::string m = "\x0a" + len(text) + "\x15" + std::string(reinterpret_cast<const char*>(&score), 4);
-    m += "\x18";
-    m += type;
-    return "\x0a" + len(m);
+    std::string m = field('\x0a', text);
+    m.push_back('\x15');
+    m.append(reinterpret_cast<const char*>(&score), 4);
+    m.push_back('\x18');
+    m.push_back(type);
+    return field('\x0a', m);
   };
   std::string model = piece("<unk>", 2) + piece(std::string("\0x", 2), 1) + piece("c", 1);
-  model += "\x12" + len(std::string("\x18\x01", 2));  // trainer_spec {model_type: UNIGRAM}
+  model += field('\x12', std::string("\x18\x01", 2));  // trainer_spec {model_type: UNIGRAM}
   const auto path = dir / "darts.model";
   std::ofstream(path, std::ios::binary) << model;
   try {
