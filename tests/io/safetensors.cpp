@@ -113,7 +113,8 @@ TEST_CASE("safetensors: round trip keeps every byte, the metadata and the 8-byte
     CHECK(info.shape == t.shape);
     std::vector<float> got(info.numel());
     st.read_f32(t.name, t.shape, got);
-    CHECK(std::memcmp(got.data(), t.data, got.size() * sizeof(float)) == 0);  // bitwise, NaN and −0 included
+    if (!got.empty())  // an empty tensor's data may be null, which memcmp must not see
+      CHECK(std::memcmp(got.data(), t.data, got.size() * sizeof(float)) == 0);  // bitwise, NaN and −0 included
     CHECK(st.bytes(t.name).size() == got.size() * sizeof(float));
   }
   CHECK_FALSE(st.contains("missing"));
