@@ -299,4 +299,41 @@ TEST_CASE("Tokenizer: 2,000 BPE pieces on the fortunes and reviews") {
   CHECK(mismatched == 0);
 }
 
+// The model tests/fuzz/tokenizer.cpp found: SentencePiece accepted it and its decode read outside the model's
+// denormalisation table (a trie size past the table's end). The loader checks the tables first.
+TEST_CASE("Tokenizer: a model whose normalisation table points outside itself is an io_error naming the file") {
+  const auto path = fs::path(__FILE__).parent_path().parent_path() / "fuzz/regressions/tokenizer/decode_segv_normalizer.model";
+  REQUIRE(fs::exists(path));
+  try {
+    Tokenizer::load(path);
+    FAIL("no error");
+  } catch (const io_error& e) {
+    CHECK(has(e.what(), path.string()));
+    CHECK(has(e.what(), "denormalizer_spec"));
+  }
+}
+
+TEST_CASE("charsmap_problem: a trie walked for every byte stays inside its table, or the table is refused") {
+  using rlhf::io::detail::charsmap_problem;
+  // [trie bytes][512 trie units][replacements "A\0"]: the root's children at 0 ^ c; one child 'a' (label 97) with
+  // a leaf, whose block is `offset` units away and whose value unit holds `value`, an index into the replacements.
+  const auto table = [](std::uint32_t offset, std::uint32_t value) {
+    std::vector<std::uint32_t> units(512, 0);
+    units[97] = 97u | (1u << 8) | (offset << 10);
+    if ((97u ^ offset) < units.size()) units[97u ^ offset] = value | (1u << 31);
+    std::string blob;
+    const auto put = [&](std::uint32_t u) {
+      for (int i = 0; i < 4; ++i) blob.push_back(static_cast<char>((u >> (8 * i)) & 0xff));
+    };
+    put(4 * static_cast<std::uint32_t>(units.size()));
+    for (const auto u : units) put(u);
+    return blob.append("A\0", 2);
+  };
+  CHECK(charsmap_problem("") == "");
+  CHECK(charsmap_problem(table(256, 0)) == "");  // 'a' -> "A"
+  CHECK(has(charsmap_problem(table(256, 5)), "replacement outside"));
+  CHECK(has(charsmap_problem(table(1024, 0)), "outside the trie"));
+  CHECK(has(charsmap_problem(std::string("\x08\0\0\0\0\0\0", 7)), "exceeds the table"));
+}
+
 #endif

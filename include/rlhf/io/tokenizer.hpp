@@ -28,6 +28,7 @@
 #include "rlhf/core/batch.hpp"  // token_id
 #include "rlhf/core/error.hpp"
 #include "rlhf/io/safetensors.hpp"  // rlhf::io_error, detail::TempFile, detail::write_all
+#include "rlhf/io/sentencepiece_check.hpp"
 
 namespace rlhf::io {
 
@@ -174,6 +175,8 @@ inline Tokenizer Tokenizer::load(const std::filesystem::path& model_file) {
 
 inline Tokenizer Tokenizer::from_bytes(const std::string& model, const std::filesystem::path& path,
                                        std::string_view fn) {
+  if (const auto why = detail::sentencepiece_normalizer_problem(model); !why.empty())
+    fail<io_error>(fn, ": '", path.string(), "' is not a usable SentencePiece model: ", why);
   auto sp = std::make_shared<sentencepiece::SentencePieceProcessor>();
   sentencepiece::util::Status status;
   // SentencePiece throws its own exceptions on some malformed models (Darts::Details::Exception from the
