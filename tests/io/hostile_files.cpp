@@ -13,18 +13,13 @@
 #include "rlhf/io/corpus.hpp"
 #include "rlhf/io/reference_cache.hpp"
 #include "rlhf/io/safetensors.hpp"
+#include "support/temp_dir.hpp"
 
 using namespace rlhf;
 namespace fs = std::filesystem;
+using rlhf::test::TempDir;
 
 namespace {
-
-struct TempDir {
-  fs::path path = fs::temp_directory_path() / ("rlhf-hostile-" + io::detail::random_suffix());
-  TempDir() { fs::create_directories(path); }
-  ~TempDir() { fs::remove_all(path); }
-  fs::path operator/(const std::string& name) const { return path / name; }
-};
 
 void write_bytes(const fs::path& p, const std::string& bytes) {
   std::ofstream f(p, std::ios::binary);

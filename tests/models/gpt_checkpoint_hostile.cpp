@@ -11,19 +11,14 @@
 #include <vector>
 
 #include "rlhf/models/gpt/checkpoint.hpp"
+#include "support/temp_dir.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
+using rlhf::test::TempDir;
 using rlhf::GptConfig;
 using rlhf::io::TensorView;
-
-struct TempDir {
-  fs::path path = fs::temp_directory_path() / ("rlhf-gpt-hostile-" + rlhf::io::detail::random_suffix());
-  TempDir() { fs::create_directories(path); }
-  ~TempDir() { fs::remove_all(path); }
-  fs::path operator/(const std::string& name) const { return path / name; }
-};
 
 bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
