@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <random>
 #include <vector>
 
 #include "support/gradcheck.hpp"
@@ -189,6 +190,30 @@ TEST_CASE("ppo_value_loss: hand-computed tokens") {
   CHECK(r.metrics["value/clipfrac"] == doctest::Approx(1.0 / 3));
   CHECK(r.metrics["value/mse"] == doctest::Approx((1.0 + 1.0 + 2.25) / 3));
   CHECK(ppo_value_loss(v, old, ret, mask, {.clip = 0.0f}).loss == doctest::Approx(0.5 * (1.0 + 1.0 + 2.25) / 3));
+}
+
+// A value strictly inside V_old ± ε is its own clipped value: the token is never counted as clipped and its
+// gradient is V − R, whatever the rounding of V − V_old (TRL clamps V itself, as here).
+template <class T>
+void check_in_range_tokens_are_not_clipped() {
+  std::mt19937_64 gen(12);
+  std::uniform_real_distribution<double> old_d(-3, 3), step(-0.199, 0.199), ret_d(-4, 4);
+  const auto round6 = [](double x) { return std::round(x * 1e6) / 1e6; };
+  const ValueLossConfig c{.clip = 0.2f};
+  std::size_t clipped = 0, wrong_gradient = 0;
+  for (int i = 0; i < 200000; ++i) {
+    const T old = T(round6(old_d(gen))), v = T(round6(double(old) + step(gen))), ret = T(round6(ret_d(gen)));
+    const auto token = value_token<T>(c, v, old, ret);
+    clipped += token.clipped;
+    wrong_gradient += token.d_value != math::wide_t<T>(v) - math::wide_t<T>(ret);
+  }
+  CHECK(clipped == 0);
+  CHECK(wrong_gradient == 0);
+}
+
+TEST_CASE("ppo_value_loss: a token inside the clip range is never clipped (float and double)") {
+  check_in_range_tokens_are_not_clipped<double>();
+  check_in_range_tokens_are_not_clipped<float>();
 }
 
 TEST_CASE("ppo losses: padding side and micro-batching do not change the result") {

@@ -94,8 +94,10 @@ RLHF_HOST_DEVICE inline ValueToken<W> value_token(const ValueLossConfig& c, T va
   const ValueToken<W> unclipped{W(0.5) * err * err, err, false};
   if (c.clip == 0.0f) return unclipped;
   const W eps = W(c.clip);
-  const W clipped_err = old_value + math::clamp(value - old_value, -eps, eps) - ret;
-  // Strictly larger only when V is outside V_old ± ε, where the clipped value does not move with V.
+  // V itself is clamped (not V_old + clamp(V − V_old)): inside V_old ± ε the clipped value is V exactly, so a
+  // token there can never take the clipped branch by rounding. Strictly larger only outside that range, where
+  // the clipped value does not move with V.
+  const W clipped_err = math::clamp(value, old_value - eps, old_value + eps) - ret;
   if (clipped_err * clipped_err > err * err) return {W(0.5) * clipped_err * clipped_err, W(0), true};
   return unclipped;
 }
