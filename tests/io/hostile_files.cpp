@@ -14,23 +14,15 @@
 #include "rlhf/io/reference_cache.hpp"
 #include "rlhf/io/safetensors.hpp"
 #include "support/temp_dir.hpp"
+#include "support/bytes.hpp"
 
 using namespace rlhf;
 namespace fs = std::filesystem;
 using rlhf::test::TempDir;
+using rlhf::test::le64;
+using rlhf::test::write_bytes;
 
 namespace {
-
-void write_bytes(const fs::path& p, const std::string& bytes) {
-  std::ofstream f(p, std::ios::binary);
-  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
-
-std::string le64(std::uint64_t n) {
-  std::string s(8, '\0');
-  for (int i = 0; i < 8; ++i) s[i] = static_cast<char>((n >> (8 * i)) & 0xff);
-  return s;
-}
 
 // A safetensors file: length, header, then `data_bytes` zero bytes.
 fs::path safetensors_file(const TempDir& dir, const std::string& header, std::size_t data_bytes = 0) {

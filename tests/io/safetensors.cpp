@@ -1,4 +1,5 @@
 #include "rlhf/io/safetensors.hpp"
+#include "support/bytes.hpp"
 
 #include <doctest/doctest.h>
 
@@ -10,6 +11,8 @@
 using namespace rlhf;
 using namespace rlhf::io;
 namespace fs = std::filesystem;
+using rlhf::test::le64;
+using rlhf::test::write_bytes;
 
 namespace {
 
@@ -25,17 +28,6 @@ std::string read_bytes(const fs::path& p) {
   std::ostringstream s;
   s << f.rdbuf();
   return s.str();
-}
-
-void write_bytes(const fs::path& p, const std::string& bytes) {
-  std::ofstream f(p, std::ios::binary);
-  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
-
-std::string le64(std::uint64_t n) {
-  std::string s(8, '\0');
-  for (int i = 0; i < 8; ++i) s[i] = static_cast<char>((n >> (8 * i)) & 0xff);
-  return s;
 }
 
 // A file with the given header text and `data_bytes` zero bytes of data; header length stated as `n` if given.
