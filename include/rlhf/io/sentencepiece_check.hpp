@@ -69,7 +69,7 @@ inline std::string charsmap_problem(std::string_view blob) {
   std::uint32_t trie_bytes = 0;
   for (int i = 0; i < 4; ++i) trie_bytes |= std::uint32_t(static_cast<std::uint8_t>(blob[i])) << (8 * i);
   blob.remove_prefix(4);
-  if (trie_bytes >= blob.size() + 4 || trie_bytes > blob.size())
+  if (trie_bytes > blob.size())
     return "a precompiled_charsmap whose trie size (" + std::to_string(trie_bytes) + " bytes) exceeds the table";
   const std::string_view replacements = blob.substr(trie_bytes);
   const std::size_t n = trie_bytes / 4;  // [n] units
