@@ -32,10 +32,7 @@ template <class T>
 double clip_gradient_norm(std::span<T> grads, double max_norm) {
   constexpr const char* fn = "rlhf::clip_gradient_norm";
   require_positive(fn, "max_norm", max_norm);
-  double sum_sq = 0.0;
-  for (const T g : grads) sum_sq += double(g) * double(g);
-  const double norm = std::sqrt(sum_sq);
-  if (!std::isfinite(norm)) fail<value_error>(fn, ": the gradient holds NaN or Inf (norm ", norm, ")");
+  const double norm = require_finite_gradient(fn, "grads", std::span<const T>(grads));
   if (norm > max_norm) {
     const T scale = static_cast<T>(max_norm / norm);
     for (T& g : grads) g *= scale;
