@@ -91,18 +91,13 @@ inline std::map<std::string, std::string> metadata_of(const GptConfig& c) {
 
 inline std::string where(const io::Safetensors& st) { return "rlhf::load_checkpoint '" + st.path().string() + "': "; }
 
-// The first 80 bytes of a metadata value, for messages (the file is untrusted and the value unbounded).
-inline std::string clipped(const std::string& value) {
-  return value.size() <= 80 ? value : value.substr(0, 80) + "... (" + std::to_string(value.size()) + " bytes)";
-}
-
 inline std::size_t to_size(const io::Safetensors& st, const std::string& key, const std::string& value) {
   std::size_t v = 0;
   const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
   if (ec == std::errc::result_out_of_range)
-    fail<io_error>(where(st), "metadata '", key, "' = '", clipped(value), "' is too large");
+    fail<io_error>(where(st), "metadata '", key, "' = '", io::detail::clip(value), "' is too large");
   if (ec != std::errc() || end != value.data() + value.size() || value.empty())
-    fail<io_error>(where(st), "metadata '", key, "' = '", clipped(value), "' is not a non-negative integer");
+    fail<io_error>(where(st), "metadata '", key, "' = '", io::detail::clip(value), "' is not a non-negative integer");
   return v;
 }
 
@@ -110,13 +105,13 @@ inline float to_float(const io::Safetensors& st, const std::string& key, const s
   float v = 0;
   const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
   if (ec != std::errc() || end != value.data() + value.size() || value.empty() || !std::isfinite(v))
-    fail<io_error>(where(st), "metadata '", key, "' = '", clipped(value), "' is not a finite float32 number");
+    fail<io_error>(where(st), "metadata '", key, "' = '", io::detail::clip(value), "' is not a finite float32 number");
   return v;
 }
 
 inline bool to_flag(const io::Safetensors& st, const std::string& key, const std::string& value) {
   if (value != "0" && value != "1")
-    fail<io_error>(where(st), "metadata '", key, "' = '", clipped(value), "' is not 0 or 1");
+    fail<io_error>(where(st), "metadata '", key, "' = '", io::detail::clip(value), "' is not 0 or 1");
   return value == "1";
 }
 
