@@ -1,6 +1,6 @@
 #pragma once
-// Plumbing shared by the training steps in algorithms/: the batch types they take, their options and
-// result, and the moves between per-token tensors [B, T] and per-sequence vectors [B]:
+// Plumbing shared by the training steps in algorithms/: their options and result, and the moves between
+// per-token tensors [B, T] and per-sequence vectors [B]:
 //
 //   mask_matrix(batch)            TokenBatch::response_mask as a backend matrix [B, T] of 0/1
 //   sequence_sums(x, mask)        [B, T] → [B]   Σ_t mask·x     (sequence log-prob from token log-probs)
@@ -25,26 +25,6 @@
 namespace rlhf {
 
 // ---- what the steps take and return --------------------------------------------------------------
-
-// Preference pairs: pair i is row i of `chosen` and row i of `rejected` (the two may differ in T).
-// reference_*: Σ_t log π_ref of each row, precomputed (rlhf::precompute_reference_logps) so that no
-// reference model need be held while training; empty when a reference policy is passed to the step.
-struct PreferenceBatch {
-  TokenBatch chosen, rejected;                               // [B, T⁺], [B, T⁻]
-  std::vector<double> reference_chosen, reference_rejected;  // [B] each, or empty
-};
-
-// K ranked responses per prompt, best first: row b*K + k of `responses` is prompt b's k-th best.
-// A list b shorter than K (lengths[b] < K) still fills its K rows with valid sequences (repeat one);
-// the rows past its length are scored but carry no weight in the loss.
-struct RankedBatch {
-  std::size_t k = 0;                 // K ≥ 2 responses per list
-  TokenBatch responses;              // [B*K, T]
-  std::vector<std::size_t> lengths;  // [B] ranked responses per list, 2..K; empty: all K
-  std::vector<double> reference;     // [B*K] Σ_t log π_ref, or empty
-
-  std::size_t lists() const { return k ? responses.batch / k : 0; }  // B
-};
 
 struct StepOptions {
   // M ≥ 1: the batch is split into M row blocks (sizes differing by at most one) whose gradients are

@@ -1,5 +1,6 @@
 #pragma once
-// Token batches: the data that crosses the policy seam. Host-side, row-major [B, T].
+// Token batches: the data that crosses the policy seam, and the preference and ranked batches the training
+// steps take. Host-side, row-major [B, T].
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -76,6 +77,26 @@ struct TokenBatch {
       }
     }
   }
+};
+
+// Preference pairs: pair i is row i of `chosen` and row i of `rejected` (the two may differ in T).
+// reference_*: Σ_t log π_ref of each row, precomputed (rlhf::precompute_reference_logps) so that no
+// reference model need be held while training; empty when a reference policy is passed to the step.
+struct PreferenceBatch {
+  TokenBatch chosen, rejected;                               // [B, T⁺], [B, T⁻]
+  std::vector<double> reference_chosen, reference_rejected;  // [B] each, or empty
+};
+
+// K ranked responses per prompt, best first: row b*K + k of `responses` is prompt b's k-th best.
+// A list b shorter than K (lengths[b] < K) still fills its K rows with valid sequences (repeat one);
+// the rows past its length are scored but carry no weight in the loss.
+struct RankedBatch {
+  std::size_t k = 0;                 // K ≥ 2 responses per list
+  TokenBatch responses;              // [B*K, T]
+  std::vector<std::size_t> lengths;  // [B] ranked responses per list, 2..K; empty: all K
+  std::vector<double> reference;     // [B*K] Σ_t log π_ref, or empty
+
+  std::size_t lists() const { return k ? responses.batch / k : 0; }  // B
 };
 
 // Prompts to be continued by a SamplingPolicy: one row each, left-aligned, prompt_length[b] real tokens.

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "rlhf/algorithms/sequence.hpp"
+#include "rlhf/core/batch.hpp"
 #include "rlhf/io/safetensors.hpp"
 
 namespace rlhf::io {
