@@ -78,6 +78,19 @@ TEST_CASE("dpo: the sigmoid loss at a hand-computed point") {
   CHECK(r.metrics["logps/rejected"] == -13.0);
 }
 
+TEST_CASE("dpo: rewards/accuracies counts a tie as wrong (chosen reward strictly above rejected, as TRL)") {
+  // Equal log-probs and references: both implicit rewards are exactly 0, in every setting.
+  const PreferencePairs<vec> tie{vec::Constant(2, -7), vec::Constant(2, -7), vec::Constant(2, -9),
+                                 vec::Constant(2, -9), vec::Constant(2, 3), vec::Constant(2, 3)};
+  for (const auto& c : configs) CHECK(dpo_loss(tie, c).metrics["rewards/accuracies"] == 0.0);
+  // A tie, a win and a loss: implicit rewards (0, 0), (0.2, −0.2), (−0.2, 0.2).
+  const PreferencePairs<vec> mixed{(vec(3) << -10, -8, -12).finished(), (vec(3) << -10, -12, -8).finished(),
+                                   vec::Constant(3, -10), vec::Constant(3, -10)};
+  const auto r = dpo_loss(mixed);
+  CHECK(r.metrics["rewards/accuracies"] == doctest::Approx(1.0 / 3).epsilon(1e-15));
+  CHECK(r.losses[0] == doctest::Approx(std::log(2.0)).epsilon(1e-15));  // the tie: h = 0
+}
+
 TEST_CASE("dpo: gradients of every variant match finite differences") {
   for (const auto& c : configs) {
     auto in = random_pairs(7, 23);

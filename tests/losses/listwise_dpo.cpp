@@ -110,6 +110,15 @@ TEST_CASE("listwise_dpo: metrics at a hand-computed point") {
   CHECK(r.loss == doctest::Approx((want0 + want1) / 2).epsilon(1e-12));
 }
 
+TEST_CASE("listwise_dpo: rewards/accuracies counts a tie of the top pair as wrong") {
+  // Implicit rewards (β = 0.5, reference −10): row 0 (1, 1, −1) a tie, row 1 (1, 0, 2) a win, row 2 (0, 1, 0) a loss.
+  const mat policy = (mat(3, 3) << -8, -8, -12, -8, -10, -6, -10, -8, -10).finished();
+  const mat reference = mat::Constant(3, 3, -10);
+  const auto r = listwise_dpo_loss(policy, reference, vec(), {.beta = 0.5f});
+  CHECK(r.metrics["rewards/accuracies"] == doctest::Approx(1.0 / 3).epsilon(1e-15));
+  CHECK(listwise_dpo_loss(policy, policy, vec(), {.beta = 0.5f}).metrics["rewards/accuracies"] == 0.0);  // all 0
+}
+
 TEST_CASE("listwise_dpo: gradients match finite differences") {
   const std::size_t B = 5, K = 4;
   const vec len = (vec(B) << 4, 2, 3, 4, 3).finished();

@@ -70,6 +70,15 @@ TEST_CASE("plackett_luce: a hand-computed point and its metrics") {
   CHECK(ragged.metrics["rewards/rejected"] == 1.5);  // row 0 ends at item 1 (score 1), row 1 at item 2 (score 2)
 }
 
+TEST_CASE("plackett_luce: accuracy counts a tie for the top as wrong (item 0 must outscore every other)") {
+  // A tie with item 1, a tie with a later item, a strict best, a loss; a tie past the row's length is no tie.
+  const mat s = (mat(5, 3) << 1, 1, 0, 2, 0, 2, 2, 1, 0, 0, 1, 2, 2, 1, 2).finished();
+  CHECK(plackett_luce_loss(s, vec()).metrics["accuracy"] == doctest::Approx(1.0 / 5).epsilon(1e-15));
+  const vec lengths = (vec(5) << 3, 3, 3, 3, 2).finished();
+  CHECK(plackett_luce_loss(s, lengths).metrics["accuracy"] == doctest::Approx(2.0 / 5).epsilon(1e-15));
+  CHECK(plackett_luce_loss(mat(mat::Constant(2, 4, 0.5)), vec()).metrics["accuracy"] == 0.0);  // all tied
+}
+
 TEST_CASE("plackett_luce: the likelihoods of all orderings sum to one") {
   // Over the K! orderings of K items, Σ e^{−loss} = 1 for the full ranking; with top_k stages each
   // distinct prefix of length top_k appears (K − top_k)! times.
