@@ -155,8 +155,9 @@ inline void train_ppo(Context& ctx, const RunSpec& run, const SftOutput& sft, co
       }
       prompts.push_back(data.prompts[order[next++]]);
     }
-    const auto r = rlhf::ppo_step(policy, reference, value_model, reward, policy_opt, value_opt, kl,
-                                  prompt_batch(prompts, 0, prompts.size()), rng, config);
+    const auto r = rlhf::ppo_step(rlhf::PpoModels{.policy = policy, .reference = reference, .value_model = value_model, .reward = reward},
+                       rlhf::PpoOptimizers{.policy = policy_opt, .value = value_opt}, kl,
+                       prompt_batch(prompts, 0, prompts.size()), rng, config);
     progress.update(s + 1, "reward", r.metrics["env/reward_mean"]);
     if ((s + 1) % t.ppo_checkpoint_every == 0 || s + 1 == t.ppo_steps) {
       saved.push_back({run, s + 1, checkpoint_path(entry, s + 1)});

@@ -157,8 +157,9 @@ int main(int argc, char** argv) {
     const int ppo_steps = 200;
     for (int step = 0; step < ppo_steps; ++step) {
       policy_opt.set_learning_rate(0.01f * float(ppo_steps - step) / ppo_steps);
-      const auto r = rlhf::ppo_step(policy, reference, critic, reward, policy_opt, value_opt, kl, prompts, rng,
-                                    {.epochs = 4, .minibatches = 4});
+      const auto r = rlhf::ppo_step(rlhf::PpoModels{.policy = policy, .reference = reference, .value_model = critic, .reward = reward},
+                         rlhf::PpoOptimizers{.policy = policy_opt, .value = value_opt}, kl, prompts, rng,
+                         {.epochs = 4, .minibatches = 4});
       if (report(step + 1, ppo_steps)) print_row(step + 1, r.metrics["objective/kl"], problem, policy);
     }
   };

@@ -123,7 +123,8 @@ std::vector<double> train_everything(P policy, P reference, C critic, S scorer) 
   Rng rng(9);
   const auto prompts = toy::bandit_prompts(std::vector<token_id>{0, 1, 0, 1, 0, 1, 0, 1});
   for (int i = 0; i < 2; ++i)
-    ppo_step(policy, reference, critic, scorer, opt, value_opt, kl, prompts, rng, {.epochs = 2, .minibatches = 2});
+    ppo_step(PpoModels{policy, reference, critic, scorer}, PpoOptimizers{opt, value_opt}, kl, prompts, rng,
+             {.epochs = 2, .minibatches = 2});
   std::vector<double> out;
   for (const auto p : policy.parameters()) out.push_back(p);
   for (const auto p : critic.parameters()) out.push_back(p);

@@ -54,7 +54,8 @@ TEST_CASE("ppo_step: with the true reward and KL coefficient beta, the policy co
   const int steps = 200;
   for (int step = 0; step < steps; ++step) {
     policy_opt.set_learning_rate(0.01f * float(steps - step) / steps);
-    ppo_step(policy, reference, critic, TableReward{&problem}, policy_opt, value_opt, kl, prompts, rng, config);
+    ppo_step(PpoModels{.policy = policy, .reference = reference, .value_model = critic, .reward = TableReward{&problem}},
+             PpoOptimizers{.policy = policy_opt, .value = value_opt}, kl, prompts, rng, config);
   }
   CHECK(problem.max_tv(policy) <= 0.02);  // max over the 3 prompts
   // The critic learned E_pi[r - beta log(pi/pi_ref)] = beta log Z(x) at the optimum.
@@ -79,7 +80,7 @@ TEST_CASE("ppo_rollout: KL-penalised reward on the response token, GAE advantage
   critic.parameters()[1] = -0.2;
   Rng rng(4);
   const float kappa = 0.25f;
-  const auto r = ppo_rollout(policy, reference, critic, TableReward{&problem}, all_prompts(2, 5), rng, kappa,
+  const auto r = ppo_rollout(PpoModels{policy, reference, critic, TableReward{&problem}}, all_prompts(2, 5), rng, kappa,
                              {.whiten_advantages = false});
   REQUIRE(r.batch.batch == 10);
   const auto pi = policy.probabilities(), ref = reference.probabilities();
@@ -107,13 +108,14 @@ TEST_CASE("ppo_update: the gradients it steps with are those of the PPO losses")
   const PpoStepConfig config{
       .epochs = 1, .minibatches = 1, .shuffle = false, .policy = {.clip = 0.2f}, .value = {.clip = 0.2f}};
   const auto rollout =
-      ppo_rollout(policy, reference, critic, TableReward{&problem}, all_prompts(2, 8), rng, 0.1f, config);
+      ppo_rollout(PpoModels{policy, reference, critic, TableReward{&problem}}, all_prompts(2, 8), rng, 0.1f, config);
   // Move both models away from the rollout's, so that ratios differ from 1 and some values are clipped.
   Rng move(7);
   for (auto& p : policy.parameters()) p += 0.1 * move.normal();
   for (auto& p : critic.parameters()) p += 0.4 * move.normal();
   const Sgd frozen{0.0};
-  ppo_update(policy, critic, frozen, frozen, rollout, rng, config);
+  ppo_update(PpoModels{policy, reference, critic, TableReward{&problem}}, PpoOptimizers{frozen, frozen}, rollout, rng,
+             config);
   const std::vector<double> d_theta(policy.gradients().begin(), policy.gradients().end());
   const std::vector<double> d_psi(critic.gradients().begin(), critic.gradients().end());
   Eigen::Map<Eigen::VectorXd> theta(policy.parameters().data(), 6), psi(critic.parameters().data(), 2);
@@ -143,7 +145,8 @@ TEST_CASE("ppo_step: a RewardModel scores like the equivalent callable, and the 
     Rng rng(3);
     PpoStepResult last;
     for (int i = 0; i < 5; ++i)
-      last = ppo_step(policy, reference, critic, reward, po, vo, kl, all_prompts(2, 16), rng, {.minibatches = 2});
+      last = ppo_step(PpoModels{policy, reference, critic, reward}, PpoOptimizers{po, vo}, kl, all_prompts(2, 16), rng,
+                      {.minibatches = 2});
     return std::pair{std::vector<double>(policy.parameters().begin(), policy.parameters().end()), kl.value()};
   };
   const auto [by_model, coef_model] = run(reward_model);
@@ -161,17 +164,20 @@ TEST_CASE("ppo_step: bad input names the problem") {
   FixedKlController kl{.coef = 0.1f};
   Rng rng(1);
   const auto prompts = all_prompts(2, 2);
+  const TableReward reward{&problem};
+  const PpoModels models{policy, reference, critic, reward};
+  const PpoOptimizers optimizers{sgd, sgd};
   CHECK_THROWS_WITH_AS(
-      ppo_step(policy, reference, critic, TableReward{&problem}, sgd, sgd, kl, prompts, rng, {.epochs = 0}),
+      ppo_step(models, optimizers, kl, prompts, rng, {.epochs = 0}),
       doctest::Contains("epochs must be >= 1"), config_error);
   CHECK_THROWS_WITH_AS(
-      ppo_step(policy, reference, critic, TableReward{&problem}, sgd, sgd, kl, prompts, rng, {.minibatches = 5}),
+      ppo_step(models, optimizers, kl, prompts, rng, {.minibatches = 5}),
       doctest::Contains("minibatches must be in [1, 4]"), config_error);
   const auto short_reward = [](const TokenBatch&) { return std::vector<float>{1.0f}; };
-  CHECK_THROWS_WITH_AS(ppo_step(policy, reference, critic, short_reward, sgd, sgd, kl, prompts, rng),
+  CHECK_THROWS_WITH_AS(ppo_step(PpoModels{policy, reference, critic, short_reward}, optimizers, kl, prompts, rng),
                        doctest::Contains("'reward(batch)' has 1 elements"), shape_error);
-  CHECK_THROWS_WITH_AS(ppo_rollout(policy, reference, critic, TableReward{&problem}, prompts, rng, -1.0f),
+  CHECK_THROWS_WITH_AS(ppo_rollout(models, prompts, rng, -1.0f),
                        doctest::Contains("kl_coef must be finite and >= 0"), config_error);
   const auto nan_reward = [](const TokenBatch& b) { return std::vector<double>(b.batch, NAN); };
-  CHECK_THROWS_AS(ppo_step(policy, reference, critic, nan_reward, sgd, sgd, kl, prompts, rng), value_error);
+  CHECK_THROWS_AS(ppo_step(PpoModels{policy, reference, critic, nan_reward}, optimizers, kl, prompts, rng), value_error);
 }

@@ -66,10 +66,10 @@ void check_logprob(const Logits& l) {
   const OnBackend<Ref> ref(l);
   const std::size_t n = l.rows();
   const auto upstream = uniform(n, -1, 1, 99);  // d loss / d output: [B] or [B, T]
-  for (const auto reduction : {LogprobReduction::sum, LogprobReduction::mean, LogprobReduction::per_token}) {
+  for (const auto reduction : {Reduction::sum, Reduction::mean, Reduction::per_token}) {
     CAPTURE(static_cast<int>(reduction));
     const SequenceLogprobConfig c{.reduction = reduction};
-    const bool per_token = reduction == LogprobReduction::per_token;
+    const bool per_token = reduction == Reduction::per_token;
     const std::vector<double> up(upstream.begin(),
                                  upstream.begin() + static_cast<std::ptrdiff_t>(per_token ? n : l.batch));
     const auto fwd = sequence_logprob(in.logits, in.targets, in.mask, l.batch, c);

@@ -25,12 +25,12 @@ Tokens tokens(std::size_t rows, std::size_t cols, double lo, double hi, std::uin
 template <class Be>
 void check_sft(const Tokens& t) {
   using Ref = reference_of<Be>;
-  for (const auto reduction : {TokenReduction::sum, TokenReduction::mean}) {
+  for (const auto reduction : {Reduction::sum, Reduction::mean}) {
     const SftConfig c{.reduction = reduction};
     const auto got = sft_loss(to_backend<Be>(t.rows, t.cols, t.logp), to_backend<Be>(t.rows, t.cols, t.mask), c);
     const auto want = sft_loss(to_backend<Ref>(t.rows, t.cols, t.logp), to_backend<Ref>(t.rows, t.cols, t.mask), c);
     check_close<Be>("loss", got.loss, want.loss);
-    check_tensor<Be>("d_logps", got.d_logps, want.d_logps);
+    check_tensor<Be>("d_logp", got.d_logp, want.d_logp);
     check_metrics<Be>(got.metrics, want.metrics);
   }
 }
@@ -38,7 +38,7 @@ void check_sft(const Tokens& t) {
 template <class Be>
 void check_unlikelihood(const Tokens& chosen, const Tokens& rejected) {
   using Ref = reference_of<Be>;
-  const UnlikelihoodConfig configs[] = {{}, {.alpha = 0.5f, .reduction = TokenReduction::mean}, {.alpha = 0.0f}};
+  const UnlikelihoodConfig configs[] = {{}, {.alpha = 0.5f, .reduction = Reduction::mean}, {.alpha = 0.0f}};
   for (const auto& c : configs) {
     const auto got = unlikelihood_loss(to_backend<Be>(chosen.rows, chosen.cols, chosen.logp),
                                        to_backend<Be>(chosen.rows, chosen.cols, chosen.mask),

@@ -47,7 +47,7 @@ double every_loss() {
   rlhf::sequence_logprob_backward(d_logits, logits, targets, row_mask, fwd, m);
   total += rlhf::sequence_logprob_with_grad(d_logits, logits, targets, row_mask, B, v).metrics["logps/sequence"];
   total += rlhf::sequence_logprob_with_grad(d_logits, logits, targets, row_mask, B, m,
-                                            {.reduction = rlhf::LogprobReduction::per_token})
+                                            {.reduction = rlhf::Reduction::per_token})
                .metrics["logps/sequence"];
   return total;
 }

@@ -103,14 +103,16 @@ TEST_CASE("gpt_cuda training: one PPO iteration (rollout + update) gives the CPU
   const PromptBatch prompts{4, 3, {1, 2, 5, 2, 2, 0, 3, 9, 9, 4, 0, 0}, {3, 2, 3, 1}};
   const PpoStepConfig config{.epochs = 2, .minibatches = 2, .sample = {.max_new_tokens = 5, .temperature = 1.0f}};
   Rng cpu_rng(20), gpu_rng(20);
-  const auto cpu_rollout = ppo_rollout(policy.cpu, reference.cpu, critic.cpu, reward, prompts, cpu_rng, 0.1f, config);
-  const auto gpu_rollout = ppo_rollout(policy.gpu, reference.gpu, critic.gpu, reward, prompts, gpu_rng, 0.1f, config);
+  const PpoModels cpu_models{policy.cpu, reference.cpu, critic.cpu, reward};
+  const PpoModels gpu_models{policy.gpu, reference.gpu, critic.gpu, reward};
+  const auto cpu_rollout = ppo_rollout(cpu_models, prompts, cpu_rng, 0.1f, config);
+  const auto gpu_rollout = ppo_rollout(gpu_models, prompts, gpu_rng, 0.1f, config);
   REQUIRE(gpu_rollout.batch.tokens == cpu_rollout.batch.tokens);  // the same draws (fp32 logits, same uniforms)
   CHECK(rel_err(host(gpu_rollout.advantages), host_eigen(cpu_rollout.advantages)) <= tol_model_fp32 * 10);
   const std::vector<float> p0(policy.cpu.parameters().begin(), policy.cpu.parameters().end());
   const std::vector<float> v0(critic.cpu.parameters().begin(), critic.cpu.parameters().end());
-  const auto a = ppo_update(policy.cpu, critic.cpu, cpu_popt, cpu_vopt, cpu_rollout, cpu_rng, config);
-  const auto b = ppo_update(policy.gpu, critic.gpu, gpu_popt, gpu_vopt, gpu_rollout, gpu_rng, config);
+  const auto a = ppo_update(cpu_models, PpoOptimizers{cpu_popt, cpu_vopt}, cpu_rollout, cpu_rng, config);
+  const auto b = ppo_update(gpu_models, PpoOptimizers{gpu_popt, gpu_vopt}, gpu_rollout, gpu_rng, config);
   CHECK(b.policy_loss == doctest::Approx(a.policy_loss).epsilon(1e-4).scale(1e-3));
   CHECK(b.value_loss == doctest::Approx(a.value_loss).epsilon(1e-4));
   CHECK(update_error(p0, policy.gpu.parameters_to_host(), policy.cpu.parameters()) <= step_tolerance);

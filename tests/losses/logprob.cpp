@@ -42,13 +42,13 @@ double naive_logprob(const mat& logits, std::size_t r, std::int32_t t) {
   return std::log(std::exp(logits(r, t)) / z);
 }
 
-const SequenceLogprobConfig reductions[] = {{.reduction = LogprobReduction::sum},
-                                            {.reduction = LogprobReduction::mean},
-                                            {.reduction = LogprobReduction::per_token}};
+const SequenceLogprobConfig reductions[] = {{.reduction = Reduction::sum},
+                                            {.reduction = Reduction::mean},
+                                            {.reduction = Reduction::per_token}};
 
 // Σ of weights · output, so that d loss / d output = weights: [B] for sum/mean, [B, T] for per_token.
 double weighted_output(const SequenceLogprobResult<dbe>& r, const vec& w_seq, const mat& w_tok) {
-  if (r.config.reduction == LogprobReduction::per_token) return (r.tokens.array() * w_tok.array()).sum();
+  if (r.config.reduction == Reduction::per_token) return (r.tokens.array() * w_tok.array()).sum();
   return r.sequence.dot(w_seq);
 }
 
@@ -76,7 +76,7 @@ TEST_CASE("logprob: values of every reduction match the textbook log-softmax") {
         }
       }
       CHECK(r.response_length[b] == count);
-      const double want_seq = c.reduction == LogprobReduction::mean ? total / count : total;
+      const double want_seq = c.reduction == Reduction::mean ? total / count : total;
       CHECK(r.sequence[b] == doctest::Approx(want_seq).epsilon(1e-12));
     }
   }
@@ -107,7 +107,7 @@ TEST_CASE("logprob: d logits of every reduction match finite differences") {
   for (const auto& c : reductions) {
     const auto fwd = sequence_logprob(in.logits, in.targets, in.mask, B, c);
     mat d = mat::Constant(N, V, 123.0);  // overwritten, masked rows included
-    if (c.reduction == LogprobReduction::per_token)
+    if (c.reduction == Reduction::per_token)
       sequence_logprob_backward(d, in.logits, in.targets, in.mask, fwd, w_tok);
     else
       sequence_logprob_backward(d, in.logits, in.targets, in.mask, fwd, w_seq);
@@ -125,7 +125,7 @@ TEST_CASE("logprob: the fused forward+backward equals forward then backward") {
   const vec w_seq = random_vector(B, -2, 2, 41);
   const mat w_tok = random_matrix(B, T, -2, 2, 43);
   for (const auto& c : reductions) {
-    const bool per_token = c.reduction == LogprobReduction::per_token;
+    const bool per_token = c.reduction == Reduction::per_token;
     const auto fwd = sequence_logprob(in.logits, in.targets, in.mask, B, c);
     mat d_two = mat::Constant(N, V, 7.0), d_fused = mat::Constant(N, V, -7.0);
     if (per_token)
@@ -219,7 +219,7 @@ TEST_CASE("logprob: extreme logits stay finite in float") {
   fbe::index_vector targets(4);
   targets << 3, 0, 5, 1;
   const fbe::vector mask = fbe::vector::Ones(4);
-  const auto r = sequence_logprob(logits, targets, mask, 4, {.reduction = LogprobReduction::per_token});
+  const auto r = sequence_logprob(logits, targets, mask, 4, {.reduction = Reduction::per_token});
   CHECK(r.tokens(0, 0) == doctest::Approx(-std::log(40.0)).epsilon(1e-6));
   CHECK(r.tokens(1, 0) == doctest::Approx(-2e4).epsilon(1e-6));
   CHECK(r.tokens(2, 0) == doctest::Approx(-std::log(20.0)).epsilon(1e-6));
@@ -242,9 +242,9 @@ TEST_CASE("logprob: float accumulation over a large vocabulary stays accurate") 
   td << 0, 17, 49999, 31337;
   const fbe::index_vector tf = td;
   const auto want = sequence_logprob(logits.cast<double>().eval(), td, vec::Ones(rows), rows,
-                                     {.reduction = LogprobReduction::per_token});
+                                     {.reduction = Reduction::per_token});
   const auto got =
-      sequence_logprob(logits, tf, fbe::vector::Ones(rows), rows, {.reduction = LogprobReduction::per_token});
+      sequence_logprob(logits, tf, fbe::vector::Ones(rows), rows, {.reduction = Reduction::per_token});
   for (std::size_t i = 0; i < rows; ++i) CHECK(got.tokens(i, 0) == doctest::Approx(want.tokens(i, 0)).epsilon(1e-6));
 }
 
@@ -308,7 +308,7 @@ TEST_CASE("logprob: bad input names the argument, index and value") {
                          value_error);
   }
   SUBCASE("config") {
-    const SequenceLogprobConfig bad{.reduction = static_cast<LogprobReduction>(9)};
+    const SequenceLogprobConfig bad{.reduction = static_cast<Reduction>(9)};
     CHECK_THROWS_WITH_AS(sequence_logprob(in.logits, in.targets, in.mask, B, bad), doctest::Contains("reduction"),
                          config_error);
   }
@@ -323,7 +323,7 @@ TEST_CASE("logprob: bad input names the argument, index and value") {
     CHECK_THROWS_WITH_AS(sequence_logprob_backward(d, in.logits, in.targets, in.mask, fwd, mat(mat::Ones(B, T))),
                          doctest::Contains("must be the [B] vector 'd_sequence'"), config_error);
     CHECK_THROWS_WITH_AS(sequence_logprob_with_grad(d, in.logits, in.targets, in.mask, B, vec(vec::Ones(B)),
-                                                    {.reduction = LogprobReduction::per_token}),
+                                                    {.reduction = Reduction::per_token}),
                          doctest::Contains("must be the [B, T] matrix 'd_tokens'"), config_error);
     vec nan = vec(vec::Ones(B));
     nan[1] = std::nan("");

@@ -25,7 +25,7 @@ mat random_mask(std::size_t B, std::size_t T, std::uint64_t seed) {
 }
 
 // Written independently of the kernel: plain loops over the masked tokens.
-double reference_loss(const mat& logps, const mat& mask, TokenReduction reduction) {
+double reference_loss(const mat& logps, const mat& mask, Reduction reduction) {
   double total = 0;
   for (Eigen::Index b = 0; b < logps.rows(); ++b) {
     double nll = 0, count = 0;
@@ -34,7 +34,7 @@ double reference_loss(const mat& logps, const mat& mask, TokenReduction reductio
         nll -= logps(b, t);
         ++count;
       }
-    total += reduction == TokenReduction::mean ? nll / count : nll;
+    total += reduction == Reduction::mean ? nll / count : nll;
   }
   return total / static_cast<double>(logps.rows());
 }
@@ -50,19 +50,19 @@ TEST_CASE("sft: the loss at a hand-computed point") {
   CHECK(sum.loss == doctest::Approx(3.0).epsilon(1e-15));
   CHECK(sum.metrics["nll/token"] == doctest::Approx(2.0));
   CHECK(sum.metrics["tokens"] == 3.0);
-  const auto mean = sft_loss(logps, mask, {.reduction = TokenReduction::mean});
+  const auto mean = sft_loss(logps, mask, {.reduction = Reduction::mean});
   CHECK(mean.loss == doctest::Approx((1.5 + 3.0) / 2).epsilon(1e-15));
   CHECK(mean.metrics["nll/token"] == doctest::Approx(2.0));
   // d loss / d log p: −1/B per token (sum), −1/(B n_b) (mean); zero where masked.
-  CHECK(sum.d_logps(0, 0) == -0.5);
-  CHECK(sum.d_logps(0, 2) == 0.0);
-  CHECK(mean.d_logps(0, 1) == -0.25);
-  CHECK(mean.d_logps(1, 0) == -0.5);
-  CHECK(mean.d_logps(1, 1) == 0.0);
+  CHECK(sum.d_logp(0, 0) == -0.5);
+  CHECK(sum.d_logp(0, 2) == 0.0);
+  CHECK(mean.d_logp(0, 1) == -0.25);
+  CHECK(mean.d_logp(1, 0) == -0.5);
+  CHECK(mean.d_logp(1, 1) == 0.0);
 }
 
 TEST_CASE("sft: both reductions match a plain-loop formula") {
-  for (const auto reduction : {TokenReduction::sum, TokenReduction::mean}) {
+  for (const auto reduction : {Reduction::sum, Reduction::mean}) {
     const mat logps = random_matrix(6, 11, -9, -0.01, 3);
     const mat mask = random_mask(6, 11, 4);
     CHECK(sft_loss(logps, mask, {reduction}).loss ==
@@ -71,14 +71,14 @@ TEST_CASE("sft: both reductions match a plain-loop formula") {
 }
 
 TEST_CASE("sft: gradients match finite differences and vanish where masked") {
-  for (const auto reduction : {TokenReduction::sum, TokenReduction::mean}) {
+  for (const auto reduction : {Reduction::sum, Reduction::mean}) {
     mat logps = random_matrix(5, 9, -9, -0.01, 7);
     const mat mask = random_mask(5, 9, 8);
     const auto r = sft_loss(logps, mask, {reduction});
     const auto loss = [&] { return sft_loss(logps, mask, {reduction}).loss; };
-    CHECK(max_relative_error(r.d_logps, numeric_gradient(loss, logps)) < 1e-8);
+    CHECK(max_relative_error(r.d_logp, numeric_gradient(loss, logps)) < 1e-8);
     for (Eigen::Index i = 0; i < mask.size(); ++i)
-      if (mask.data()[i] == 0) CHECK(r.d_logps.data()[i] == 0.0);
+      if (mask.data()[i] == 0) CHECK(r.d_logp.data()[i] == 0.0);
   }
 }
 
@@ -88,10 +88,10 @@ TEST_CASE("sft: masked entries never contribute, whatever they hold") {
   mat noisy = logps;
   for (Eigen::Index i = 0; i < mask.size(); ++i)
     if (mask.data()[i] == 0) noisy.data()[i] = i % 3 == 0 ? std::nan("") : (i % 3 == 1 ? -INFINITY : 1e30);
-  for (const auto reduction : {TokenReduction::sum, TokenReduction::mean}) {
+  for (const auto reduction : {Reduction::sum, Reduction::mean}) {
     const auto clean = sft_loss(logps, mask, {reduction}), dirty = sft_loss(noisy, mask, {reduction});
     CHECK(clean.loss == dirty.loss);
-    CHECK(clean.d_logps == dirty.d_logps);
+    CHECK(clean.d_logp == dirty.d_logp);
   }
 }
 
@@ -108,7 +108,7 @@ TEST_CASE("sft: padding side and micro-batching do not change the result") {
         left_mask(b, to--) = 1;
       }
   }
-  for (const auto reduction : {TokenReduction::sum, TokenReduction::mean}) {
+  for (const auto reduction : {Reduction::sum, Reduction::mean}) {
     const double whole = sft_loss(logps, mask, {reduction}).loss;
     CHECK(sft_loss(left_logps, left_mask, {reduction}).loss == doctest::Approx(whole).epsilon(1e-14));
     const mat top_l = logps.topRows(1), top_m = mask.topRows(1), rest_l = logps.bottomRows(3),
@@ -123,10 +123,10 @@ TEST_CASE("sft: finite values and gradients at extreme inputs, in float") {
   using fmat = eigen<float>::matrix;
   fmat logps = fmat::Constant(3, 512, -1e4f), mask = fmat::Ones(3, 512);
   logps(1, 7) = 0.0f;
-  for (const auto reduction : {TokenReduction::sum, TokenReduction::mean}) {
+  for (const auto reduction : {Reduction::sum, Reduction::mean}) {
     const auto r = sft_loss(logps, mask, {reduction});
     CHECK(std::isfinite(r.loss));
-    CHECK(all_finite(r.d_logps));
+    CHECK(all_finite(r.d_logp));
   }
   CHECK(sft_loss(logps, mask).loss == doctest::Approx((3 * 512 - 1) * 1e4 / 3).epsilon(1e-6));
 }
@@ -152,7 +152,7 @@ TEST_CASE("sft: bad input names the argument") {
   half(0, 1) = 0.5;
   CHECK_THROWS_WITH_AS(sft_loss(logps, half), doctest::Contains("'mask' holds 1 value(s) other than 0 or 1"),
                        value_error);
-  CHECK_THROWS_WITH_AS(sft_loss(logps, mask, {static_cast<TokenReduction>(7)}), doctest::Contains("reduction"),
+  CHECK_THROWS_WITH_AS(sft_loss(logps, mask, {static_cast<Reduction>(7)}), doctest::Contains("reduction"),
                        config_error);
 }
 
@@ -162,6 +162,6 @@ TEST_CASE("sft: log-probs of −3e38 in float sum past float but the loss (a dou
   const auto r = sft_loss(logps, mask);
   CHECK(r.loss == doctest::Approx(6e38).epsilon(1e-6));
   CHECK(r.metrics["nll/token"] == doctest::Approx(3e38).epsilon(1e-6));
-  CHECK(all_finite(r.d_logps));
-  CHECK(sft_loss(logps, mask, {.reduction = TokenReduction::mean}).loss == doctest::Approx(3e38).epsilon(1e-6));
+  CHECK(all_finite(r.d_logp));
+  CHECK(sft_loss(logps, mask, {.reduction = Reduction::mean}).loss == doctest::Approx(3e38).epsilon(1e-6));
 }

@@ -34,7 +34,7 @@ double reference_loss(const mat& cl, const mat& cm, const mat& rl, const mat& rm
           row += rejected ? -std::log(1 - std::exp(logps(b, t))) : -logps(b, t);
           ++count;
         }
-      total += c.reduction == TokenReduction::mean ? row / count : row;
+      total += c.reduction == Reduction::mean ? row / count : row;
     }
     return total / static_cast<double>(logps.rows());
   };
@@ -44,7 +44,7 @@ double reference_loss(const mat& cl, const mat& cm, const mat& rl, const mat& rm
 const UnlikelihoodConfig configs[] = {
     {},
     {.alpha = 0.5f},
-    {.alpha = 2.0f, .reduction = TokenReduction::mean},
+    {.alpha = 2.0f, .reduction = Reduction::mean},
     {.alpha = 0.0f},
 };
 
@@ -159,7 +159,7 @@ TEST_CASE("unlikelihood: bad input names the argument") {
   CHECK_THROWS_WITH_AS(unlikelihood_loss(cl, cm, rl, rm, {.alpha = -0.1f}),
                        doctest::Contains("alpha must be finite and >= 0"), config_error);
   CHECK_THROWS_AS(unlikelihood_loss(cl, cm, rl, rm, {.alpha = NAN}), config_error);
-  CHECK_THROWS_AS(unlikelihood_loss(cl, cm, rl, rm, {.reduction = static_cast<TokenReduction>(2)}), config_error);
+  CHECK_THROWS_AS(unlikelihood_loss(cl, cm, rl, rm, {.reduction = static_cast<Reduction>(2)}), config_error);
   CHECK_THROWS_WITH_AS(unlikelihood_loss(cl, cm, rl, mat(mat::Ones(2, 5))),
                        doctest::Contains("'rejected_mask' is [2, 5] but 'rejected_logps' is [2, 6]"), shape_error);
   CHECK_THROWS_WITH_AS(unlikelihood_loss(cl, mat(mat::Ones(4, 4)), rl, rm),

@@ -87,23 +87,15 @@ StepResult dpo_step(P& policy, Ref* reference, O& optimizer, const PreferenceBat
   using Be = typename P::backend;
   using V = typename Be::vector;
   constexpr const char* fn = "rlhf::dpo_step";
-  require_token_batch(fn, "chosen", batch.chosen);
-  require_token_batch(fn, "rejected", batch.rejected);
-  const std::size_t B = batch.chosen.batch;
-  require_size(fn, "rejected", batch.rejected.batch, B, "the number of chosen rows");
+  const std::size_t B = require_preference_batch(fn, batch);
   require_reference_sizes(fn, "reference_chosen", batch.reference_chosen, B);
   require_reference_sizes(fn, "reference_rejected", batch.reference_rejected, B);
   if (batch.reference_chosen.empty() != batch.reference_rejected.empty())
     fail<shape_error>(fn, ": the batch carries reference log-probs for one side only; fill both or neither");
-  const std::size_t count = micro_batch_count(fn, options, B);
 
-  StepResult out;
-  policy.zero_grad();
-  for (std::size_t m = 0; m < count; ++m) {
-    const auto [lo, hi] = micro_batch_rows(B, count, m);
+  return training_step(fn, policy, optimizer, B, options, [&](std::size_t lo, std::size_t hi, double share) {
     const std::size_t n = hi - lo;
-    const double share = static_cast<double>(n) / static_cast<double>(B);
-    const TokenBatch joint = concat_rows(slice_rows(batch.chosen, lo, hi), slice_rows(batch.rejected, lo, hi));
+    const TokenBatch joint = pair_rows(batch, lo, hi);
     const auto mask = mask_matrix<Be>(joint);       // [2n, T]
     const V lengths = response_lengths<Be>(joint);  // [2n]
     V ref;                                          // [2n]
@@ -117,66 +109,32 @@ StepResult dpo_step(P& policy, Ref* reference, O& optimizer, const PreferenceBat
       pairs.reference_chosen = slice_elements(ref, 0, n);
       pairs.reference_rejected = slice_elements(ref, n, 2 * n);
     }
-    const auto r = dpo_loss(pairs, config);
-    const V d = concat<Be>(r.d_policy_chosen, r.d_policy_rejected, share);  // [2n]
-    policy.backward(joint, spread_over_tokens(d, mask));
-    out.loss += share * r.loss;
-    add_weighted(out.metrics, r.metrics, share);
-  }
-  optimizer.step(policy.parameters(), policy.gradients());
-  return out;
+    auto r = dpo_loss(pairs, config);
+    policy.backward(joint, spread_over_tokens(concat<Be>(r.d_policy_chosen, r.d_policy_rejected, share), mask));
+    return r;
+  });
 }
 
 template <class P, class Ref, class O>
 StepResult listwise_dpo_step(P& policy, Ref* reference, O& optimizer, const RankedBatch& batch,
                              const ListwiseDpoConfig& config, const StepOptions& options) {
   using Be = typename P::backend;
-  using V = typename Be::vector;
-  using M = typename Be::matrix;
   constexpr const char* fn = "rlhf::listwise_dpo_step";
-  const std::size_t K = batch.k;
-  if (K < 2) fail<shape_error>(fn, ": k is ", K, "; a ranking needs at least 2 responses per list");
-  require_token_batch(fn, "responses", batch.responses);
-  if (batch.responses.batch % K != 0)
-    fail<shape_error>(fn, ": 'responses' has ", batch.responses.batch, " rows, not a multiple of k = ", K);
-  const std::size_t B = batch.lists();
-  if (!batch.lengths.empty()) require_size(fn, "lengths", batch.lengths.size(), B, "the number of lists");
+  const std::size_t B = require_ranked_batch(fn, batch), K = batch.k;
   require_reference_sizes(fn, "reference", batch.reference, B * K);
-  const std::size_t count = micro_batch_count(fn, options, B);
 
-  StepResult out;
-  policy.zero_grad();
-  for (std::size_t m = 0; m < count; ++m) {
-    const auto [lo, hi] = micro_batch_rows(B, count, m);
+  return training_step(fn, policy, optimizer, B, options, [&](std::size_t lo, std::size_t hi, double share) {
     const std::size_t n = hi - lo;
-    const double share = static_cast<double>(n) / static_cast<double>(B);
-    const TokenBatch part = slice_rows(batch.responses, lo * K, hi * K);  // [n*K, T]
+    const TokenBatch part = list_rows(batch, lo, hi);  // [n*K, T]
     const auto mask = mask_matrix<Be>(part);
-    M ref = Be::matrix_of(0, 0);
-    if (!config.reference_free) {
-      const V sums = reference_sums<Be>(fn, reference, part, mask, &batch.reference, nullptr, lo * K, hi * K);
-      ref = Be::matrix_of(n, K);
-      copy<Be>(Be::data(sums), Be::data(ref), n * K);
-    }
-    const V sums = sequence_sums(policy.log_probs(part), mask);  // [n*K]
-    M logps = Be::matrix_of(n, K);
-    copy<Be>(Be::data(sums), Be::data(logps), n * K);
-    V lengths;
-    if (!batch.lengths.empty()) {
-      std::vector<typename Be::scalar> host(batch.lengths.begin() + lo, batch.lengths.begin() + hi);
-      lengths = Be::from_host(host);
-    } else {
-      lengths = Be::vector_of(0);
-    }
-    const auto r = listwise_dpo_loss(logps, ref, lengths, config);
-    V d = Be::vector_of(n * K);  // d_policy [n, K] read as [n*K]
-    copy<Be>(Be::data(r.d_policy), Be::data(d), n * K, share);
-    policy.backward(part, spread_over_tokens(d, mask));
-    out.loss += share * r.loss;
-    add_weighted(out.metrics, r.metrics, share);
-  }
-  optimizer.step(policy.parameters(), policy.gradients());
-  return out;
+    auto ref = Be::matrix_of(0, 0);  // [n, K], or empty when reference-free
+    if (!config.reference_free)
+      ref = as_rows<Be>(reference_sums<Be>(fn, reference, part, mask, &batch.reference, nullptr, lo * K, hi * K), n, K);
+    const auto logps = as_rows<Be>(sequence_sums(policy.log_probs(part), mask), n, K);  // [n, K]
+    auto r = listwise_dpo_loss(logps, ref, list_lengths<Be>(batch, lo, hi), config);
+    policy.backward(part, spread_over_tokens(flatten<Be>(r.d_policy, share), mask));
+    return r;
+  });
 }
 
 }  // namespace detail

@@ -11,8 +11,8 @@
 //            optimizer step of the clipped surrogate (policy) and one of the clipped value loss (critic)
 //   control  κ ← kl_controller.update(observed KL per sequence, B)
 //
-// ppo_rollout and ppo_update are the two halves of ppo_step, public for trainers that schedule them
-// differently. docs/algorithms/ppo.md.
+// Its models and optimizers come by name (PpoModels, PpoOptimizers). ppo_rollout and ppo_update are the two halves of ppo_step,
+// public for trainers that schedule them differently. docs/algorithms/ppo.md.
 #include <cmath>
 #include <concepts>
 #include <cstddef>
@@ -57,6 +57,31 @@ struct PpoStepResult {
   Metrics metrics;         // the rollout's metrics, then the losses' metrics averaged over the steps
 };
 
+// The models of PPO and their optimizers, by name, so that two of one type (policy and reference, the two
+// optimizers) cannot be swapped by position:
+//   rlhf::PpoModels models{.policy = policy, .reference = reference, .value_model = critic, .reward = reward};
+//   rlhf::ppo_step(models, rlhf::PpoOptimizers{.policy = po, .value = vo}, kl_controller, prompts, rng, config);
+// `reward` is an rlhf::RewardModel or a callable reward(const TokenBatch&) → one score per sequence; a
+// temporary one lives as long as the braces that hold it. Compilers without C++20 aggregate deduction
+// (Clang < 17) deduce the types from the same list written without the designators, in this order.
+template <class Policy, class Reference, class ValueModel, class Reward>
+struct PpoModels {
+  Policy& policy;           // SamplingPolicy + TrainablePolicy
+  Reference& reference;     // Policy, frozen
+  ValueModel& value_model;  // ValueModel (the critic)
+  Reward&& reward;          // RewardModel or callable
+};
+template <class P, class Ref, class Vm, class Reward>
+PpoModels(P&, Ref&, Vm&, Reward&&) -> PpoModels<P, Ref, Vm, Reward>;
+
+template <class PolicyOptimizer, class ValueOptimizer>
+struct PpoOptimizers {
+  PolicyOptimizer& policy;  // steps models.policy
+  ValueOptimizer& value;    // steps models.value_model
+};
+template <class PO, class VO>
+PpoOptimizers(PO&, VO&) -> PpoOptimizers<PO, VO>;
+
 namespace detail {
 
 // The sequence scores [B] of a batch from a RewardModel, or from a callable returning a backend vector
@@ -90,9 +115,9 @@ inline void validate_ppo(const char* fn, const PpoStepConfig& c) {
 
 }  // namespace detail
 
-// Samples continuations of `prompts`, scores them and computes advantages and returns.
+// Samples continuations of `prompts` with the policy, scores them and computes advantages and returns.
 template <class P, class Ref, class Vm, class Reward>
-PpoRollout<typename P::backend> ppo_rollout(P& policy, Ref& reference, Vm& value_model, Reward&& reward,
+PpoRollout<typename P::backend> ppo_rollout(const PpoModels<P, Ref, Vm, Reward>& models,
                                             const PromptBatch& prompts, Rng& rng, float kl_coef,
                                             const PpoStepConfig& config = {}) {
   RLHF_REQUIRE_POLICY(P, "rlhf::ppo_rollout");
@@ -109,14 +134,14 @@ PpoRollout<typename P::backend> ppo_rollout(P& policy, Ref& reference, Vm& value
     fail<config_error>(fn, ": kl_coef must be finite and >= 0 (got ", kl_coef, ")");
 
   PpoRollout<Be> out;
-  out.batch = policy.sample(prompts, config.sample, rng);
+  out.batch = models.policy.sample(prompts, config.sample, rng);
   detail::require_token_batch(fn, "policy.sample(prompts)", out.batch);
   const std::size_t B = out.batch.batch, Tn = out.batch.time;
   out.mask = mask_matrix<Be>(out.batch);
-  out.ref_logp = reference.log_probs(out.batch);
-  out.logp = policy.log_probs(out.batch);
-  out.values = value_model.values(out.batch);
-  out.scores = detail::score_batch<Be>(reward, out.batch);
+  out.ref_logp = models.reference.log_probs(out.batch);
+  out.logp = models.policy.log_probs(out.batch);
+  out.values = models.value_model.values(out.batch);
+  out.scores = detail::score_batch<Be>(models.reward, out.batch);
   require_size(fn, "reward(batch)", Be::size(out.scores), B, "the number of sampled sequences");
   out.kl_coef = kl_coef;
   out.rewards = kl_penalized_rewards(out.scores, out.logp, out.ref_logp, out.mask, kl_coef);
@@ -140,9 +165,10 @@ PpoRollout<typename P::backend> ppo_rollout(P& policy, Ref& reference, Vm& value
   return out;
 }
 
-// `epochs` passes of minibatch updates of the policy and the value model on one rollout.
-template <class P, class Vm, class PO, class VO, class Be>
-PpoStepResult ppo_update(P& policy, Vm& value_model, PO& policy_optimizer, VO& value_optimizer,
+// `epochs` passes of minibatch updates of the policy and the value model on one rollout (the reference and
+// the reward of `models` are not used).
+template <class P, class Ref, class Vm, class Reward, class PO, class VO, class Be>
+PpoStepResult ppo_update(const PpoModels<P, Ref, Vm, Reward>& models, const PpoOptimizers<PO, VO>& optimizers,
                          const PpoRollout<Be>& rollout, Rng& rng, const PpoStepConfig& config = {}) {
   RLHF_REQUIRE_TRAINABLE_POLICY(P, "rlhf::ppo_update");
   RLHF_REQUIRE_VALUE_MODEL(Vm, "rlhf::ppo_update");
@@ -170,23 +196,26 @@ PpoStepResult ppo_update(P& policy, Vm& value_model, PO& policy_optimizer, VO& v
       const std::span<const std::size_t> rows(order.data() + lo, hi - lo);
       const TokenBatch part = gather_rows(rollout.batch, rows);
       const auto mask = gather_rows(rollout.mask, rows);
+      const std::size_t n = hi - lo;
 
-      policy.zero_grad();
-      const auto p = ppo_policy_loss(policy.log_probs(part), gather_rows(rollout.logp, rows),
-                                     gather_rows(rollout.advantages, rows), mask, config.policy);
-      policy.backward(part, p.d_logp);
-      policy_optimizer.step(policy.parameters(), policy.gradients());
-
-      value_model.zero_grad();
-      const auto v = ppo_value_loss(value_model.values(part), gather_rows(rollout.values, rows),
-                                    gather_rows(rollout.returns, rows), mask, config.value);
-      value_model.backward_values(part, v.d_values);
-      value_optimizer.step(value_model.parameters(), value_model.gradients());
+      // One optimizer step of each model on the minibatch, whole (one micro-batch).
+      const auto p = training_step(fn, models.policy, optimizers.policy, n, {}, [&](auto, auto, double) {
+        auto r = ppo_policy_loss(models.policy.log_probs(part), gather_rows(rollout.logp, rows),
+                                 gather_rows(rollout.advantages, rows), mask, config.policy);
+        models.policy.backward(part, r.d_logp);
+        return r;
+      });
+      const auto v = training_step(fn, models.value_model, optimizers.value, n, {}, [&](auto, auto, double) {
+        auto r = ppo_value_loss(models.value_model.values(part), gather_rows(rollout.values, rows),
+                                gather_rows(rollout.returns, rows), mask, config.value);
+        models.value_model.backward_values(part, r.d_values);
+        return r;
+      });
 
       out.policy_loss += weight * p.loss;
       out.value_loss += weight * v.loss;
-      detail::add_weighted(losses, p.metrics, weight);
-      detail::add_weighted(losses, v.metrics, weight);
+      losses.combine(p.metrics, weight);  // each minibatch step counts alike
+      losses.combine(v.metrics, weight);
     }
   }
   out.metrics.set("loss/policy", out.policy_loss);
@@ -196,11 +225,9 @@ PpoStepResult ppo_update(P& policy, Vm& value_model, PO& policy_optimizer, VO& v
 }
 
 // One PPO iteration: rollout with κ = kl_controller.value(), update, then kl_controller.update(KL, B).
-// `reward` is an rlhf::RewardModel or a callable reward(const TokenBatch&) → one score per sequence.
 template <class P, class Ref, class Vm, class Reward, class PO, class VO, class Kl>
-PpoStepResult ppo_step(P& policy, Ref& reference, Vm& value_model, Reward&& reward, PO& policy_optimizer,
-                       VO& value_optimizer, Kl& kl_controller, const PromptBatch& prompts, Rng& rng,
-                       const PpoStepConfig& config = {}) {
+PpoStepResult ppo_step(const PpoModels<P, Ref, Vm, Reward>& models, const PpoOptimizers<PO, VO>& optimizers,
+                       Kl& kl_controller, const PromptBatch& prompts, Rng& rng, const PpoStepConfig& config = {}) {
   RLHF_REQUIRE_TRAINABLE_POLICY(P, "rlhf::ppo_step");
   RLHF_REQUIRE_SAMPLING_POLICY(P, "rlhf::ppo_step");
   static_assert(
@@ -210,9 +237,8 @@ PpoStepResult ppo_step(P& policy, Ref& reference, Vm& value_model, Reward&& rewa
       },
       "rlhf::ppo_step: the KL controller has no members 'value()' and 'update(observed_kl, n_steps)'; "
       "see docs/algorithms/kl_control.md");
-  const auto rollout = ppo_rollout(policy, reference, value_model, reward, prompts, rng,
-                                   static_cast<float>(kl_controller.value()), config);
-  PpoStepResult out = ppo_update(policy, value_model, policy_optimizer, value_optimizer, rollout, rng, config);
+  const auto rollout = ppo_rollout(models, prompts, rng, static_cast<float>(kl_controller.value()), config);
+  PpoStepResult out = ppo_update(models, optimizers, rollout, rng, config);
   kl_controller.update(rollout.metrics["objective/kl"], rollout.batch.batch);
   return out;
 }

@@ -1,6 +1,6 @@
 #pragma once
-// Plumbing shared by the training steps in algorithms/: their options and result, and the moves between
-// per-token tensors [B, T] and per-sequence vectors [B]:
+// Plumbing shared by the training steps in algorithms/: the moves between per-token tensors [B, T] and
+// per-sequence vectors [B], and the row blocks of batches that micro-batches are made of:
 //
 //   mask_matrix(batch)            TokenBatch::response_mask as a backend matrix [B, T] of 0/1
 //   sequence_sums(x, mask)        [B, T] → [B]   Σ_t mask·x     (sequence log-prob from token log-probs)
@@ -21,21 +21,9 @@
 #include "rlhf/core/error.hpp"
 #include "rlhf/core/math.hpp"
 #include "rlhf/core/metrics.hpp"
+#include "rlhf/algorithms/step.hpp"
 
 namespace rlhf {
-
-// ---- what the steps take and return --------------------------------------------------------------
-
-struct StepOptions {
-  // M ≥ 1: the batch is split into M row blocks (sizes differing by at most one) whose gradients are
-  // accumulated before the one optimizer step; the step equals the step on the whole batch.
-  std::size_t micro_batches = 1;
-};
-
-struct StepResult {
-  double loss = 0;  // the loss of the whole batch, as the loss function defines it (a mean)
-  Metrics metrics;  // the loss's metrics over the whole batch
-};
 
 // ---- per-token ↔ per-sequence --------------------------------------------------------------------
 namespace detail {
@@ -215,32 +203,19 @@ Vector slice_elements(const Vector& v, std::size_t begin, std::size_t end) {
   return out;
 }
 
+// Pairs [lo, hi) of a preference batch: their chosen rows above their rejected rows, [2n, T], so that one
+// forward scores both sides.
+inline TokenBatch pair_rows(const PreferenceBatch& batch, std::size_t lo, std::size_t hi) {
+  return concat_rows(slice_rows(batch.chosen, lo, hi), slice_rows(batch.rejected, lo, hi));
+}
+
+// Lists [lo, hi) of a ranked batch: rows [lo·K, hi·K) of its responses, [n·K, T].
+inline TokenBatch list_rows(const RankedBatch& batch, std::size_t lo, std::size_t hi) {
+  return slice_rows(batch.responses, lo * batch.k, hi * batch.k);
+}
+
 // ---- helpers of the step functions ---------------------------------------------------------------
 namespace detail {
-
-// The whole batch is B rows; micro-batch m of M covers rows [m·B/M, (m+1)·B/M).
-inline std::size_t micro_batch_count(std::string_view fn, const StepOptions& o, std::size_t rows) {
-  if (o.micro_batches == 0 || o.micro_batches > rows)
-    fail<config_error>(fn, ": micro_batches must be in [1, ", rows, "] for a batch of ", rows, " (got ",
-                       o.micro_batches, ")");
-  return o.micro_batches;
-}
-inline std::pair<std::size_t, std::size_t> micro_batch_rows(std::size_t rows, std::size_t count, std::size_t m) {
-  return {m * rows / count, (m + 1) * rows / count};
-}
-
-// A token batch as the steps need it: buffers of B·T, at least one row, a response token in every row.
-// (The vocabulary is the model's business: its log_probs checks the ids.)
-inline void require_token_batch(std::string_view fn, std::string_view arg, const TokenBatch& b) {
-  require_nonempty(fn, arg, b.batch);
-  require_size(fn, detail::cat(arg, ".tokens"), b.tokens.size(), b.batch * b.time, "B*T");
-  require_size(fn, detail::cat(arg, ".response_mask"), b.response_mask.size(), b.batch * b.time, "B*T");
-  if (!b.attention_mask.empty())
-    require_size(fn, detail::cat(arg, ".attention_mask"), b.attention_mask.size(), b.batch * b.time, "B*T (or 0)");
-  for (std::size_t r = 0; r < b.batch; ++r)
-    if (b.response_length(r) == 0)
-      fail<value_error>(fn, ": '", arg, "' row ", r, " of ", b.batch, " has no response token");
-}
 
 // Host doubles → backend vector, elements [begin, end).
 template <Backend Be>
@@ -264,11 +239,33 @@ typename Be::vector concat(const typename Be::vector& a, const typename Be::vect
   return out;
 }
 
-// total += weight · part, metric by metric (the steps' metrics are means over rows, so weighting each
-// micro-batch by its share of the rows gives the whole batch's value).
-inline void add_weighted(Metrics& total, const Metrics& part, double weight) {
-  for (const auto& [name, value] : part.items())
-    total.set(name, (total.has(name) ? total[name] : 0.0) + weight * value);
+// lengths[lo, hi) of a ranked batch as a backend vector [n]; empty when every list has all K responses.
+template <Backend Be>
+typename Be::vector list_lengths(const RankedBatch& batch, std::size_t lo, std::size_t hi) {
+  if (batch.lengths.empty()) return Be::vector_of(0);
+  return Be::from_host(std::vector<typename Be::scalar>(batch.lengths.begin() + lo, batch.lengths.begin() + hi));
+}
+
+// A vector [n·K] read as a matrix [n, K] (row-major), and back, each element scaled.
+template <Backend Be>
+typename Be::matrix as_rows(const typename Be::vector& v, std::size_t n, std::size_t K) {
+  typename Be::matrix out = Be::matrix_of(n, K);
+  copy<Be>(Be::data(v), Be::data(out), n * K);
+  return out;
+}
+template <Backend Be>
+typename Be::vector flatten(const typename Be::matrix& m, double scale = 1.0) {
+  typename Be::vector out = Be::vector_of(Be::rows(m) * Be::cols(m));
+  copy<Be>(Be::data(m), Be::data(out), Be::rows(m) * Be::cols(m), scale);
+  return out;
+}
+
+// scale · m, a new matrix of m's shape.
+template <Backend Be>
+typename Be::matrix scaled(const typename Be::matrix& m, double scale) {
+  typename Be::matrix out = Be::matrix_of(Be::rows(m), Be::cols(m));
+  copy<Be>(Be::data(m), Be::data(out), Be::rows(m) * Be::cols(m), scale);
+  return out;
 }
 
 template <class T>

@@ -5,7 +5,7 @@
 //   log π [2B, T] = policy.log_probs([chosen; rejected]) → rlhf::unlikelihood_loss → policy.backward
 //   optimizer.step(policy.parameters(), policy.gradients())
 //
-// Micro-batches accumulate exactly as in dpo_step. docs/algorithms/unlikelihood.md.
+// Micro-batches accumulate as in every step (algorithms/step.hpp). docs/algorithms/unlikelihood.md.
 #include <cstddef>
 
 #include "rlhf/algorithms/sequence.hpp"
@@ -23,33 +23,21 @@ StepResult unlikelihood_step(P& policy, O& optimizer, const PreferenceBatch& bat
   using Be = typename P::backend;
   using M = typename Be::matrix;
   constexpr const char* fn = "rlhf::unlikelihood_step";
-  detail::require_token_batch(fn, "chosen", batch.chosen);
-  detail::require_token_batch(fn, "rejected", batch.rejected);
-  const std::size_t B = batch.chosen.batch;
-  require_size(fn, "rejected", batch.rejected.batch, B, "the number of chosen rows");
-  const std::size_t count = detail::micro_batch_count(fn, options, B);
-
-  StepResult out;
-  policy.zero_grad();
-  for (std::size_t m = 0; m < count; ++m) {
-    const auto [lo, hi] = detail::micro_batch_rows(B, count, m);
+  const std::size_t B = detail::require_preference_batch(fn, batch);
+  return training_step(fn, policy, optimizer, B, options, [&](std::size_t lo, std::size_t hi, double share) {
     const std::size_t n = hi - lo;
-    const double share = static_cast<double>(n) / static_cast<double>(B);
-    const TokenBatch joint = concat_rows(slice_rows(batch.chosen, lo, hi), slice_rows(batch.rejected, lo, hi));
+    const TokenBatch joint = pair_rows(batch, lo, hi);
     const M mask = mask_matrix<Be>(joint);   // [2n, T]
     const M logp = policy.log_probs(joint);  // [2n, T]
-    const auto r = unlikelihood_loss(slice_rows(logp, 0, n), slice_rows(mask, 0, n), slice_rows(logp, n, 2 * n),
-                                     slice_rows(mask, n, 2 * n), config);
+    auto r = unlikelihood_loss(slice_rows(logp, 0, n), slice_rows(mask, 0, n), slice_rows(logp, n, 2 * n),
+                               slice_rows(mask, n, 2 * n), config);
     const std::size_t T = Be::cols(mask);
-    M d = Be::matrix_of(2 * n, T);
+    M d = Be::matrix_of(2 * n, T);  // [d_chosen; d_rejected] · share
     detail::copy<Be>(Be::data(r.d_chosen), Be::data(d), n * T, share);
     detail::copy<Be>(Be::data(r.d_rejected), Be::data(d) + n * T, n * T, share);
     policy.backward(joint, d);
-    out.loss += share * r.loss;
-    detail::add_weighted(out.metrics, r.metrics, share);
-  }
-  optimizer.step(policy.parameters(), policy.gradients());
-  return out;
+    return r;
+  });
 }
 
 }  // namespace rlhf

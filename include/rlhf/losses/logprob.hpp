@@ -20,14 +20,13 @@
 #include "rlhf/core/concepts.hpp"
 #include "rlhf/core/math.hpp"
 #include "rlhf/core/metrics.hpp"
+#include "rlhf/core/reduction.hpp"
 #include "rlhf/core/validate.hpp"
 
 namespace rlhf {
 
-enum class LogprobReduction { sum, mean, per_token };
-
 struct SequenceLogprobConfig {
-  LogprobReduction reduction = LogprobReduction::sum;  // what the output is: Σ, mean or per-token log p
+  Reduction reduction = Reduction::sum;  // what the output is: Σ, mean or per-token log p
 };
 
 // How a backward writes d logits into the caller's buffer.
@@ -154,12 +153,12 @@ struct RowUpstream {
   const T* d_output;
   const T* response_length;  // [B]
   std::size_t time;
-  LogprobReduction reduction;
+  Reduction reduction;
 
   RLHF_HOST_DEVICE T operator()(std::size_t r) const {
-    if (reduction == LogprobReduction::per_token) return d_output[r];
+    if (reduction == Reduction::per_token) return d_output[r];
     const std::size_t b = r / time;
-    return reduction == LogprobReduction::mean ? d_output[b] / response_length[b] : d_output[b];
+    return reduction == Reduction::mean ? d_output[b] / response_length[b] : d_output[b];
   }
 };
 
@@ -310,8 +309,8 @@ template <Backend Be>
 void validate_inputs(const char* fn, const typename Be::matrix& logits, const typename Be::index_vector& targets,
                      const typename Be::vector& mask, std::size_t batch, const SequenceLogprobConfig& c) {
   using T = typename Be::scalar;
-  if (c.reduction != LogprobReduction::sum && c.reduction != LogprobReduction::mean &&
-      c.reduction != LogprobReduction::per_token)
+  if (c.reduction != Reduction::sum && c.reduction != Reduction::mean &&
+      c.reduction != Reduction::per_token)
     fail<config_error>(fn, ": reduction must be sum, mean or per_token (got ", static_cast<int>(c.reduction), ")");
   const std::size_t n = Be::rows(logits), vocab = Be::cols(logits);
   require_nonempty(fn, "logits", n);
@@ -390,14 +389,15 @@ SequenceLogprobResult<Be> allocate_result(std::size_t n, std::size_t batch, std:
 template <Backend Be>
 void finish_result(SequenceLogprobResult<Be>& out, const typename Be::vector& mask) {
   using T = typename Be::scalar;
-  const bool mean = out.config.reduction == LogprobReduction::mean;
+  const bool mean = out.config.reduction == Reduction::mean;
   Be::for_each(out.batch,
                SequenceReduceKernel<T>{Be::data(out.tokens), Be::data(mask), out.time, mean, Be::data(out.sequence),
                                        Be::data(out.response_length)},
                out.time);
   const double tokens = Be::sum(out.batch, as_double<T>{Be::data(out.response_length)});
   out.metrics.set("logps/sequence", Be::sum(out.batch, as_double<T>{Be::data(out.sequence)}) / out.batch);
-  out.metrics.set("logps/token", Be::sum(out.batch * out.time, as_double<T>{Be::data(out.tokens)}) / tokens);
+  out.metrics.set("logps/token", Be::sum(out.batch * out.time, as_double<T>{Be::data(out.tokens)}) / tokens,
+                  Combine::token_mean, tokens);
   out.metrics.set("tokens/response", tokens / out.batch);
 }
 
@@ -410,7 +410,7 @@ void validate_backward(const char* fn, const typename Be::matrix& d_logits, cons
   if (Be::rows(d_logits) != n || Be::cols(d_logits) != vocab)
     fail<shape_error>(fn, ": 'd_logits' is [", Be::rows(d_logits), ", ", Be::cols(d_logits), "] but 'logits' is [", n,
                       ", ", vocab, "]; pass a buffer of the same shape");
-  const bool per_token = c.reduction == LogprobReduction::per_token;
+  const bool per_token = c.reduction == Reduction::per_token;
   if (per_token_upstream != per_token)
     fail<config_error>(fn, ": reduction is ", per_token ? "per_token" : "sum/mean",
                        per_token ? ", so the upstream gradient must be the [B, T] matrix 'd_tokens'"

@@ -11,21 +11,19 @@
 #include "rlhf/core/concepts.hpp"
 #include "rlhf/core/math.hpp"
 #include "rlhf/core/metrics.hpp"
+#include "rlhf/core/reduction.hpp"
 #include "rlhf/core/validate.hpp"
 
 namespace rlhf {
 
-// How a sequence's per-token terms become one number: their sum, or their mean over response tokens.
-enum class TokenReduction { sum, mean };
-
 struct SftConfig {
-  TokenReduction reduction = TokenReduction::sum;
+  Reduction reduction = Reduction::sum;  // of each sequence's token terms: sum or mean (not per_token)
 };
 
 template <class Matrix>
 struct SftResult {
   double loss = 0;  // mean over sequences of ℓ_b
-  Matrix d_logps;   // [B, T] d loss / d log p; zero where the mask is 0
+  Matrix d_logp;    // [B, T] d loss / d log p; zero where the mask is 0
   Metrics metrics;  // nll/token (Σ NLL / Σ tokens over the batch), tokens (response tokens in the batch)
 };
 
@@ -54,7 +52,7 @@ struct MaskedRowLoss {
 // The row must hold at least one token (the entry points check this).
 template <class T, class Term>
 RLHF_HOST_DEVICE inline MaskedRowLoss masked_row_loss(Term term, const T* logp, const T* mask, std::size_t cols,
-                                                      TokenReduction reduction, T scale, T* d) {
+                                                      Reduction reduction, T scale, T* d) {
   double total = 0, tokens = 0;
   for (std::size_t t = 0; t < cols; ++t) {
     if (mask[t] != T(0)) {
@@ -66,7 +64,7 @@ RLHF_HOST_DEVICE inline MaskedRowLoss masked_row_loss(Term term, const T* logp, 
       d[t] = T(0);
     }
   }
-  const double per_token = reduction == TokenReduction::mean ? 1.0 / tokens : 1.0;
+  const double per_token = reduction == Reduction::mean ? 1.0 / tokens : 1.0;
   const T g = scale * T(per_token);
   for (std::size_t t = 0; t < cols; ++t) d[t] *= g;
   return {total * per_token, total, tokens};
@@ -79,7 +77,7 @@ struct MaskedRowKernel {
   Term term;
   const T *logp, *mask;  // [B, T]
   std::size_t cols;      // T
-  TokenReduction reduction;
+  Reduction reduction;
   T scale;                   // d (batch loss) / d ℓ_b
   T* d;                      // [B, T]
   T *row_mean, *row_tokens;  // [B] each
@@ -105,9 +103,9 @@ struct masked_row_product {
   RLHF_HOST_DEVICE double operator()(std::size_t i) const { return static_cast<double>(a[i]) * b[i]; }
 };
 
-inline void require_reduction(const char* fn, TokenReduction r) {
-  if (r != TokenReduction::sum && r != TokenReduction::mean)
-    fail<config_error>(fn, ": reduction must be TokenReduction::sum or ::mean (got ", static_cast<int>(r), ")");
+inline void require_reduction(const char* fn, Reduction r) {
+  if (r != Reduction::sum && r != Reduction::mean)
+    fail<config_error>(fn, ": reduction must be Reduction::sum or Reduction::mean (got ", static_cast<int>(r), ")");
 }
 
 // Checks for a per-token input and its mask: same shape, non-empty batch, 0/1 mask, finite where the
@@ -126,7 +124,7 @@ void validate_masked_tokens(const char* fn, const char* logp_name, const typenam
 // Runs `term` over every row; returns Σ_b ℓ_b, Σ_b total_b, Σ_b tokens_b, and fills d with scale · d ℓ_b / d log p.
 template <class Be, class Term>
 MaskedRowLoss masked_rows(Term term, const typename Be::matrix& logp, const typename Be::matrix& mask,
-                          TokenReduction reduction, typename Be::scalar scale, typename Be::matrix& d) {
+                          Reduction reduction, typename Be::scalar scale, typename Be::matrix& d) {
   using T = typename Be::scalar;
   const std::size_t rows = Be::rows(logp), cols = Be::cols(logp);
   d = Be::matrix_of(rows, cols);
@@ -136,7 +134,7 @@ MaskedRowLoss masked_rows(Term term, const typename Be::matrix& logp, const type
                                         Be::data(row_mean), Be::data(row_tokens)},
                cols);
   const double total = Be::sum(rows, masked_row_product<T>{Be::data(row_mean), Be::data(row_tokens)});
-  const double loss = reduction == TokenReduction::mean ? Be::sum(rows, masked_row_element<T>{Be::data(row_mean)}) : total;
+  const double loss = reduction == Reduction::mean ? Be::sum(rows, masked_row_element<T>{Be::data(row_mean)}) : total;
   return {loss, total, Be::sum(rows, masked_row_element<T>{Be::data(row_tokens)})};
 }
 }  // namespace detail::tok
@@ -151,10 +149,10 @@ SftResult<Matrix> sft_loss(const Matrix& logps, const Matrix& mask, const SftCon
   const double rows = static_cast<double>(Be::rows(logps));
   SftResult<Matrix> out;
   const MaskedRowLoss s =
-      detail::tok::masked_rows<Be>(NllToken{}, logps, mask, config.reduction, T(1) / T(Be::rows(logps)), out.d_logps);
+      detail::tok::masked_rows<Be>(NllToken{}, logps, mask, config.reduction, T(1) / T(Be::rows(logps)), out.d_logp);
   out.loss = s.loss / rows;
-  out.metrics.set("nll/token", s.total / s.tokens);
-  out.metrics.set("tokens", s.tokens);
+  out.metrics.set("nll/token", s.total / s.tokens, Combine::token_mean, s.tokens);
+  out.metrics.set("tokens", s.tokens, Combine::sum);
   return out;
 }
 

@@ -27,7 +27,7 @@ inline constexpr double unlikelihood_epsilon = 1e-6;
 
 struct UnlikelihoodConfig {
   float alpha = 1.0f;                              // α ≥ 0: weight of the rejected (unlikelihood) term
-  TokenReduction reduction = TokenReduction::sum;  // per row: sum of token terms, or their mean
+  Reduction reduction = Reduction::sum;  // per row: sum of token terms, or their mean
 };
 
 template <class Matrix>
