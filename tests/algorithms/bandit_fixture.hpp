@@ -1,9 +1,11 @@
 #pragma once
 // A toy bandit problem shared by the algorithm tests: P prompts, N responses, a reference policy, a true
 // reward r and its KL-constrained optimum π* ∝ π_ref · exp(r / β); preference data drawn from r.
+#include <algorithm>
 #include <cmath>
 #include <numeric>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "rlhf/algorithms/sequence.hpp"
@@ -41,6 +43,20 @@ struct BanditProblem {
     return *std::max_element(tv.begin(), tv.end());
   }
 };
+
+// Logits [P, N] drawn from N(0, 1): a policy away from the reference, so that every gradient is non-trivial.
+inline std::vector<double> moved_logits(std::size_t P, std::size_t N, std::uint64_t seed) {
+  Rng rng(seed);
+  std::vector<double> logits;
+  for (std::size_t i = 0; i < P * N; ++i) logits.push_back(rng.normal());
+  return logits;
+}
+inline toy::BanditPolicy<double> moved_policy(std::size_t P, std::size_t N, std::uint64_t seed) {
+  return {P, N, moved_logits(P, N, seed)};
+}
+inline toy::BanditPolicy<double> moved_policy(const BanditProblem& problem, std::uint64_t seed) {
+  return moved_policy(problem.P, problem.N, seed);
+}
 
 inline PreferenceBatch preference_batch(const std::vector<toy::Comparison>& data) {
   std::vector<token_id> x, w, l;

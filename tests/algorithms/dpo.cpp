@@ -6,17 +6,13 @@
 
 #include "algorithms/bandit_fixture.hpp"
 #include "rlhf/optim/adamw.hpp"
+#include "support/max_abs_difference.hpp"
 
 using namespace rlhf;
 using namespace rlhf::testing;
+using rlhf::test::max_abs_difference;
 
 namespace {
-
-double max_abs_difference(std::span<const double> a, std::span<const double> b) {
-  double worst = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::abs(a[i] - b[i]));
-  return worst;
-}
 
 // A small batch of comparisons from a random problem, with its reference log-probs filled in.
 PreferenceBatch small_batch(const BanditProblem& problem, std::size_t n, std::uint64_t seed) {
@@ -25,14 +21,6 @@ PreferenceBatch small_batch(const BanditProblem& problem, std::size_t n, std::ui
   auto reference = problem.reference();
   precompute_reference_logps(reference, batch);
   return batch;
-}
-
-// A policy away from the reference, so that every gradient is non-trivial.
-toy::BanditPolicy<double> moved_policy(const BanditProblem& problem, std::uint64_t seed) {
-  Rng rng(seed);
-  std::vector<double> logits;
-  for (std::size_t i = 0; i < problem.P * problem.N; ++i) logits.push_back(rng.normal());
-  return {problem.P, problem.N, logits};
 }
 
 }  // namespace

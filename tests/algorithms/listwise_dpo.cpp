@@ -5,26 +5,11 @@
 #include "algorithms/bandit_fixture.hpp"
 #include "rlhf/algorithms/dpo.hpp"
 #include "rlhf/optim/adamw.hpp"
+#include "support/max_abs_difference.hpp"
 
 using namespace rlhf;
 using namespace rlhf::testing;
-
-namespace {
-
-double max_abs_difference(std::span<const double> a, std::span<const double> b) {
-  double worst = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::abs(a[i] - b[i]));
-  return worst;
-}
-
-toy::BanditPolicy<double> moved_policy(const BanditProblem& problem, std::uint64_t seed) {
-  Rng rng(seed);
-  std::vector<double> logits;
-  for (std::size_t i = 0; i < problem.P * problem.N; ++i) logits.push_back(rng.normal());
-  return {problem.P, problem.N, logits};
-}
-
-}  // namespace
+using rlhf::test::max_abs_difference;
 
 TEST_CASE("listwise_dpo_step: on K = 3 rankings drawn from Plackett-Luce(r), the policy converges to pi*") {
   const BanditProblem problem(3, 4, 2.0, 7);

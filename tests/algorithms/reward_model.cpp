@@ -6,17 +6,13 @@
 
 #include "algorithms/bandit_fixture.hpp"
 #include "rlhf/optim/adamw.hpp"
+#include "support/max_abs_difference.hpp"
 
 using namespace rlhf;
 using namespace rlhf::testing;
+using rlhf::test::max_abs_difference;
 
 namespace {
-
-double max_abs_difference(std::span<const double> a, std::span<const double> b) {
-  double worst = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::abs(a[i] - b[i]));
-  return worst;
-}
 
 toy::BanditRewardModel<double> random_model(std::size_t P, std::size_t N, std::uint64_t seed) {
   toy::BanditRewardModel<double> model(P, N);

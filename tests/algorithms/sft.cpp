@@ -29,13 +29,6 @@ std::pair<TokenBatch, std::vector<double>> demonstrations(const std::vector<doub
   return {toy::bandit_batch(x, y), counts};
 }
 
-toy::BanditPolicy<double> moved_policy(std::size_t P, std::size_t N, std::uint64_t seed) {
-  Rng rng(seed);
-  std::vector<double> logits;
-  for (std::size_t i = 0; i < P * N; ++i) logits.push_back(rng.normal());
-  return {P, N, logits};
-}
-
 }  // namespace
 
 TEST_CASE("sft_step: maximum likelihood on demonstrations reaches their empirical distribution") {
@@ -57,7 +50,7 @@ TEST_CASE("sft_step: micro-batches equal the whole batch; the gradient is the lo
   Rng rng(5);
   const std::vector<double> target(2 * 5, 0.2);
   const auto batch = demonstrations(target, 2, 5, 29, rng).first;
-  for (const auto reduction : {TokenReduction::sum, TokenReduction::mean}) {
+  for (const auto reduction : {Reduction::sum, Reduction::mean}) {
     auto whole = moved_policy(2, 5, 1), split = moved_policy(2, 5, 1);
     Sgd sgd{0.5};
     const auto a = sft_step(whole, sgd, batch, {.reduction = reduction});
@@ -85,7 +78,7 @@ TEST_CASE("sft_step: bad input names the problem") {
   auto batch = toy::bandit_batch(x, y);
   CHECK_THROWS_WITH_AS(sft_step(policy, sgd, TokenBatch{}), doctest::Contains("empty batch"), shape_error);
   CHECK_THROWS_AS(sft_step(policy, sgd, batch, {}, {.micro_batches = 4}), config_error);
-  CHECK_THROWS_AS(sft_step(policy, sgd, batch, {.reduction = static_cast<TokenReduction>(7)}), config_error);
+  CHECK_THROWS_AS(sft_step(policy, sgd, batch, {.reduction = static_cast<Reduction>(7)}), config_error);
   batch.mask(1, 1) = 0;
   CHECK_THROWS_WITH_AS(sft_step(policy, sgd, batch), doctest::Contains("row 1 of 3 has no response"), value_error);
   batch.mask(1, 1) = 1;

@@ -10,17 +10,6 @@
 using namespace rlhf;
 using namespace rlhf::testing;
 
-namespace {
-
-toy::BanditPolicy<double> moved_policy(std::size_t P, std::size_t N, std::uint64_t seed) {
-  Rng rng(seed);
-  std::vector<double> logits;
-  for (std::size_t i = 0; i < P * N; ++i) logits.push_back(rng.normal());
-  return {P, N, logits};
-}
-
-}  // namespace
-
 TEST_CASE("unlikelihood_step: the rejected response loses its probability, the chosen one gains") {
   // Prompt 0: chosen 1, rejected 2. Prompt 1: chosen 0, rejected 3.
   const std::vector<token_id> x = {0, 1}, w = {1, 0}, l = {2, 3};
@@ -45,7 +34,7 @@ TEST_CASE("unlikelihood_step: micro-batches equal the whole batch; the gradient 
   const auto comparisons = toy::sample_comparisons(std::vector<double>(2 * 4, 0.0), 4, 23, rng);
   const auto batch = preference_batch(comparisons);
   for (const UnlikelihoodConfig config :
-       {UnlikelihoodConfig{}, UnlikelihoodConfig{.alpha = 0.3f, .reduction = TokenReduction::mean}}) {
+       {UnlikelihoodConfig{}, UnlikelihoodConfig{.alpha = 0.3f, .reduction = Reduction::mean}}) {
     auto whole = moved_policy(2, 4, 1), split = moved_policy(2, 4, 1);
     Sgd sgd{0.5};
     const auto a = unlikelihood_step(whole, sgd, batch, config);
