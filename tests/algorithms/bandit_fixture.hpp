@@ -58,6 +58,62 @@ inline toy::BanditPolicy<double> moved_policy(const BanditProblem& problem, std:
   return moved_policy(problem.P, problem.N, seed);
 }
 
+// A bandit whose responses are several tokens, each scored on its own by π(· | x) = softmax(θ[x, :]), x = the
+// row's first token: log π(y | x) = Σ_t log π(y_t | x). A response's log-prob, and its gradient, grow with
+// its length, which the one-token bandit cannot show. Rows: [x, y_1, ..., y_L, padding], mask on the y_t.
+class MultiTokenBandit {
+ public:
+  using backend = rlhf::eigen<double>;
+  using matrix = backend::matrix;
+
+  MultiTokenBandit(std::size_t prompts, std::size_t responses, std::vector<double> logits)
+      : P(prompts), N(responses), theta(std::move(logits)), grad(prompts * responses, 0.0) {}
+
+  // log π(y | x) [P, N] row-major.
+  std::vector<double> log_table() const {
+    std::vector<double> out(P * N);
+    for (std::size_t x = 0; x < P; ++x) {
+      double total = 0;
+      for (std::size_t y = 0; y < N; ++y) total += std::exp(theta[x * N + y]);
+      for (std::size_t y = 0; y < N; ++y) out[x * N + y] = theta[x * N + y] - std::log(total);
+    }
+    return out;
+  }
+
+  matrix log_probs(const TokenBatch& batch) const {
+    const auto lp = log_table();
+    matrix out = backend::matrix_of(batch.batch, batch.time);
+    for (std::size_t b = 0; b < batch.batch; ++b)
+      for (std::size_t t = 0; t < batch.time; ++t)
+        if (batch.mask(b, t)) out(b, t) = lp[cell(batch, b, t)];
+    return out;
+  }
+
+  // θ[x, :] += d[b, t] · (onehot(y_t) − π(· | x)) for every response token.
+  void backward(const TokenBatch& batch, const matrix& d) {
+    const auto lp = log_table();
+    for (std::size_t b = 0; b < batch.batch; ++b)
+      for (std::size_t t = 0; t < batch.time; ++t)
+        if (batch.mask(b, t)) {
+          const std::size_t x = static_cast<std::size_t>(batch.token(b, 0));
+          for (std::size_t y = 0; y < N; ++y) grad[x * N + y] -= d(b, t) * std::exp(lp[x * N + y]);
+          grad[cell(batch, b, t)] += d(b, t);
+        }
+  }
+
+  void zero_grad() { std::fill(grad.begin(), grad.end(), 0.0); }
+  std::span<double> parameters() { return theta; }
+  std::span<double> gradients() { return grad; }
+
+  std::size_t P, N;
+  std::vector<double> theta, grad;
+
+ private:
+  std::size_t cell(const TokenBatch& batch, std::size_t b, std::size_t t) const {  // [x, y_t] in the table
+    return static_cast<std::size_t>(batch.token(b, 0)) * N + static_cast<std::size_t>(batch.token(b, t));
+  }
+};
+
 inline PreferenceBatch preference_batch(const std::vector<toy::Comparison>& data) {
   std::vector<token_id> x, w, l;
   for (const auto& c : data) {

@@ -137,6 +137,85 @@ TEST_CASE("dpo_step: padding on either side of a row changes nothing") {
   CHECK(max_abs_difference(plain.parameters(), with_padding.parameters()) <= 1e-12);
 }
 
+TEST_CASE("dpo_step: responses of several tokens, of different lengths, give the DPO loss, metrics and step written out") {
+  // Pairs (prompt, chosen tokens, rejected tokens) of 1 to 4 tokens, right-padded to T = 5, on the
+  // multi-token bandit: Σ_t log π(y_t | x), and d/dθ[x, :] of it is counts(y) − L·π(·|x).
+  struct Pair {
+    token_id x;
+    std::vector<token_id> chosen, rejected;
+  };
+  const std::vector<Pair> pairs = {
+      {0, {1}, {2, 2, 0}}, {1, {0, 2, 2, 1}, {1, 1}}, {0, {2, 0}, {1, 0, 1, 1}}, {1, {1, 1, 1}, {0}}, {1, {2, 0}, {2}}};
+  const std::size_t P = 2, N = 3, B = pairs.size(), T = 5;
+  const auto rows = [&](bool chosen) {
+    TokenBatch b = TokenBatch::zeros(B, T);
+    for (std::size_t i = 0; i < B; ++i) {
+      const auto& y = chosen ? pairs[i].chosen : pairs[i].rejected;
+      b.token(i, 0) = pairs[i].x;
+      for (std::size_t t = 0; t < y.size(); ++t) b.token(i, t + 1) = y[t], b.mask(i, t + 1) = 1;
+    }
+    return b;
+  };
+  const PreferenceBatch batch{rows(true), rows(false), {}, {}};
+  const MultiTokenBandit reference(P, N, moved_logits(P, N, 31));
+  const auto sum_logps = [&](const std::vector<double>& table, token_id x, const std::vector<token_id>& y) {
+    double s = 0;
+    for (const token_id t : y) s += table[std::size_t(x) * N + std::size_t(t)];
+    return s;
+  };
+
+  const DpoConfig configs[] = {{.beta = 0.5f},
+                               {.beta = 0.3f, .length_normalize = true, .nll_weight = 0.5f},
+                               {.variant = DpoVariant::ipo, .beta = 0.2f},
+                               {.beta = 0.4f, .nll_weight = 1.0f}};
+  for (const auto& config : configs) {
+    MultiTokenBandit policy(P, N, moved_logits(P, N, 32));
+    const auto table = policy.log_table(), ref_table = reference.log_table();
+    const double beta = config.beta, lr = 0.5;
+    // The loss of each pair as a function of its sequence log-probs, and d loss / d Σ log π of both sides.
+    double loss = 0, chosen_reward = 0, rejected_reward = 0, accuracy = 0, chosen_logp = 0, rejected_logp = 0;
+    std::vector<double> grad(P * N, 0.0);
+    for (const auto& [x, yw, yl] : pairs) {
+      const double sw = sum_logps(table, x, yw), sl = sum_logps(table, x, yl);
+      const double lw = double(yw.size()), ll = double(yl.size());
+      const double scale_w = config.length_normalize ? 1 / lw : 1, scale_l = config.length_normalize ? 1 / ll : 1;
+      const double uw = (sw - sum_logps(ref_table, x, yw)) * scale_w, ul = (sl - sum_logps(ref_table, x, yl)) * scale_l;
+      double pair_loss = 0, d_du = 0;  // d loss / d (uw − ul)
+      if (config.variant == DpoVariant::ipo) {
+        const double r = uw - ul - 1 / (2 * beta);
+        pair_loss = r * r, d_du = 2 * r;
+      } else {
+        const double h = beta * (uw - ul);
+        pair_loss = std::log1p(std::exp(-h)), d_du = -beta / (1 + std::exp(h));
+      }
+      pair_loss -= config.nll_weight * sw / lw;
+      const double d_sw = d_du * scale_w - config.nll_weight / lw, d_sl = -d_du * scale_l;
+      for (std::size_t y = 0; y < N; ++y)  // − L·π(y | x) from each response
+        grad[std::size_t(x) * N + y] -= (d_sw * lw + d_sl * ll) * std::exp(table[std::size_t(x) * N + y]) / double(B);
+      for (const token_id t : yw) grad[std::size_t(x) * N + std::size_t(t)] += d_sw / double(B);
+      for (const token_id t : yl) grad[std::size_t(x) * N + std::size_t(t)] += d_sl / double(B);
+      loss += pair_loss / double(B);
+      chosen_reward += beta * uw / double(B), rejected_reward += beta * ul / double(B);
+      accuracy += (uw > ul ? 1.0 : 0.0) / double(B);
+      chosen_logp += sw / double(B), rejected_logp += sl / double(B);
+    }
+    std::vector<double> stepped = policy.theta;
+    for (std::size_t i = 0; i < stepped.size(); ++i) stepped[i] -= lr * grad[i];
+
+    Sgd sgd{lr};
+    const auto r = dpo_step(policy, reference, sgd, batch, config);
+    CHECK(r.loss == doctest::Approx(loss).epsilon(1e-12));
+    CHECK(max_abs_difference(policy.gradients(), grad) <= 1e-12);
+    CHECK(max_abs_difference(policy.parameters(), stepped) <= 1e-12);
+    CHECK(r.metrics["rewards/chosen"] == doctest::Approx(chosen_reward).epsilon(1e-12));
+    CHECK(r.metrics["rewards/rejected"] == doctest::Approx(rejected_reward).epsilon(1e-12));
+    CHECK(r.metrics["rewards/margins"] == doctest::Approx(chosen_reward - rejected_reward).epsilon(1e-12));
+    CHECK(r.metrics["rewards/accuracies"] == doctest::Approx(accuracy).epsilon(1e-12));
+    CHECK(r.metrics["logps/chosen"] == doctest::Approx(chosen_logp).epsilon(1e-12));
+    CHECK(r.metrics["logps/rejected"] == doctest::Approx(rejected_logp).epsilon(1e-12));
+  }
+}
+
 TEST_CASE("dpo_step: a float policy trains through the same code") {
   toy::BanditPolicy<float> policy(2, 3), reference(2, 3);
   AdamW<float> opt({.learning_rate = 0.1f});
