@@ -11,17 +11,17 @@
 // files outside a unit (the evaluation results beside each checkpoint) carry their own checksum line
 // (write_checked_file / read_checked_file). The hash detects corruption, not tampering (it is not cryptographic).
 //
-// Concurrency: write_file_atomic writes a uniquely named temporary (<path>.tmp-<pid>-<counter>), fsyncs it, renames
-// it over <path> and fsyncs the folder. OutputLock holds a lock file (<out>/.lock, flock) for the whole run, so a
-// second process on the same output folder stops with a message naming the first one's pid; the lock dies with its
-// process, so a killed run leaves nothing to clean by hand. clean_stale_temporaries, called once the lock is held,
+// Concurrency: write_file_atomic is the library's rlhf::io::write_file_atomic (rlhf/io/atomic_file.hpp): a uniquely
+// named temporary (<path>.tmp-<random>), fsynced, renamed over <path>, then the folder fsynced. OutputLock holds a
+// lock file (<out>/.lock, flock) for the whole run, so a second process on the same output folder stops with a
+// message naming the first one's pid; the lock dies with its process, so a killed run leaves nothing to clean by
+// hand. clean_stale_temporaries, called once the lock is held,
 // removes the temporaries an interrupted run left behind.
 #include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -34,6 +34,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "rlhf/io/atomic_file.hpp"
 
 namespace sentiment {
 
@@ -78,64 +80,19 @@ namespace detail {
 
 inline std::string errno_text() { return std::strerror(errno); }
 
-inline void write_all_or_throw(int fd, const char* p, std::size_t n, const std::string& what) {
-  while (n > 0) {
-    const ssize_t w = ::write(fd, p, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) throw std::runtime_error("write error on '" + what + "': " + errno_text());
-    p += w;
-    n -= static_cast<std::size_t>(w);
-  }
-}
-
-// Makes a rename inside `dir` durable. Best effort: the new file is already in place when this runs.
-inline void fsync_dir(const fs::path& dir) {
-  const fs::path d = dir.empty() ? fs::path(".") : dir;
-  if (const int fd = ::open(d.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
-}
-
-// A temporary file name no other writer (thread or process) uses: <path>.tmp-<pid>-<counter>.
-inline fs::path temporary_name(const fs::path& path) {
-  static std::atomic<std::uint64_t> counter{0};
-  return path.string() + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
-}
-
 }  // namespace detail
 
-// True for the temporaries of write_file_atomic (<name>.tmp-<pid>-<n>), of the library's safetensors and tokenizer
-// writers (<name>.tmp-<random>) and of older versions of this program (<name>.tmp).
+// True for the temporaries of the library's atomic writer (<name>.tmp-<random>), which this program and the
+// safetensors and tokenizer writers use, and of older versions of this program (<name>.tmp-<pid>-<n>, <name>.tmp).
 inline bool is_temporary_name(const std::string& name) {
   return name.find(".tmp-") != std::string::npos || (name.size() > 4 && name.ends_with(".tmp"));
 }
 
 // Writes `text` to `path` through a uniquely named temporary file, fsync and a rename (then fsyncs the folder), so
-// a reader never sees half a file, a crash never leaves one, and two writers never share a temporary.
+// a reader never sees half a file, a crash never leaves one, and two writers never share a temporary. Throws
+// rlhf::io_error (a std::runtime_error) naming the path.
 inline void write_file_atomic(const fs::path& path, const std::string& text) {
-  const fs::path tmp = detail::temporary_name(path);
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-  if (fd < 0) throw std::runtime_error("cannot write '" + tmp.string() + "': " + detail::errno_text());
-  try {
-    detail::write_all_or_throw(fd, text.data(), text.size(), tmp.string());
-    if (::fsync(fd) != 0) throw std::runtime_error("fsync of '" + tmp.string() + "' failed: " + detail::errno_text());
-  } catch (...) {
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    throw;
-  }
-  if (::close(fd) != 0) {
-    const std::string why = detail::errno_text();
-    ::unlink(tmp.c_str());
-    throw std::runtime_error("close of '" + tmp.string() + "' failed: " + why);
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string why = detail::errno_text();
-    ::unlink(tmp.c_str());
-    throw std::runtime_error("cannot rename '" + tmp.string() + "' to '" + path.string() + "': " + why);
-  }
-  detail::fsync_dir(path.parent_path());
+  rlhf::io::write_file_atomic(path, text, "sentiment_frontier");
 }
 
 inline std::string read_file(const fs::path& path) {

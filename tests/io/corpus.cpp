@@ -9,6 +9,8 @@
 #include <map>
 #include <set>
 
+#include "rlhf/io/atomic_file.hpp"  // io::detail::random_suffix
+
 using namespace rlhf;
 using namespace rlhf::io;
 namespace fs = std::filesystem;

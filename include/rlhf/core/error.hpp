@@ -1,5 +1,6 @@
 #pragma once
-// Errors thrown on bad input. Every message names the argument and the offending shape or value.
+// Every error type of the library, so that any layer can throw or catch one without including another
+// layer. Every message names the argument and the offending shape or value (or the file, or the CUDA call).
 #include <cmath>
 #include <cstddef>
 #include <sstream>
@@ -19,6 +20,12 @@ struct value_error : error {  // NaN/Inf, empty masks, out-of-range ids
   using error::error;
 };
 struct config_error : error {  // a setting outside its valid range
+  using error::error;
+};
+struct io_error : error {  // a file that cannot be read or written, or whose contents are malformed (io/)
+  using error::error;
+};
+struct cuda_error : error {  // a failed CUDA call or kernel launch, or a kernel fault reported by the next sync
   using error::error;
 };
 

@@ -18,8 +18,8 @@
 #include <system_error>
 #include <vector>
 
-#include "rlhf/core/error.hpp"
-#include "rlhf/io/safetensors.hpp"  // rlhf::io_error
+#include "rlhf/core/error.hpp"  // rlhf::io_error
+#include "rlhf/io/untrusted.hpp"  // detail::clip, json_brief, max_json_depth
 
 namespace rlhf::io {
 

@@ -9,9 +9,9 @@
 // Loading reads the length and the header first and validates every field (nesting at most 64 deep, offsets
 // inside the file) before it maps the file read-only; each problem is an io_error naming the file and what is
 // wrong, and no other exception leaves it. The file must not be truncated while a Safetensors maps it (the
-// saver below replaces files by rename, which is safe). Saving writes <path>.tmp-<random>, fsyncs it and
-// renames it over <path>, so a crash never leaves a half-written checkpoint. docs/io/safetensors.md.
-// POSIX only (open/fsync/rename).
+// saver below replaces files by rename, which is safe). Saving goes through io/atomic_file.hpp (a temporary
+// <path>.tmp-<random>, fsynced and renamed over <path>), so a crash never leaves a half-written checkpoint.
+// docs/io/safetensors.md. POSIX only (open/mmap).
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -30,7 +30,6 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <random>
 #include <set>
 #include <span>
 #include <string>
@@ -38,15 +37,9 @@
 #include <tuple>
 #include <vector>
 
-#include "rlhf/core/error.hpp"
-
-namespace rlhf {
-
-struct io_error : error {  // a file that cannot be read or written, or whose contents are malformed
-  using error::error;
-};
-
-}  // namespace rlhf
+#include "rlhf/core/error.hpp"  // rlhf::io_error
+#include "rlhf/io/atomic_file.hpp"
+#include "rlhf/io/untrusted.hpp"  // detail::clip, json_brief, max_json_depth
 
 namespace rlhf::io {
 
@@ -107,24 +100,6 @@ struct TensorInfo {
 namespace detail {
 
 inline constexpr std::uint64_t max_header_bytes = 100'000'000;  // as the reference implementation
-inline constexpr int max_json_depth = 64;                       // the format needs 3
-
-// A JSON value for an error message: scalars and small containers as (at most 80 bytes of) JSON text, larger
-// containers by their type and size, since the input is untrusted and unbounded.
-inline std::string json_brief(const nlohmann::json& j) {
-  if (j.is_structured() && j.size() > 8)
-    return std::string("a JSON ") + j.type_name() + " of " + std::to_string(j.size()) + " elements";
-  std::string s = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  if (s.size() > 80) s = s.substr(0, 77) + "...";
-  return s;
-}
-
-// At most `max` bytes of an untrusted string (a key, a name, a parser's message quoting the input) for an
-// error message.
-inline std::string clip(std::string_view s, std::size_t max = 80) {
-  if (s.size() <= max) return std::string(s);
-  return std::string(s.substr(0, max - 3)) + "... (" + std::to_string(s.size()) + " bytes)";
-}
 
 // Reads n bytes at `offset`; an empty string on success, else why not.
 inline std::string read_at(int fd, std::uint64_t offset, void* out, std::size_t n) {
@@ -183,8 +158,6 @@ T load_le(const std::byte* p) {  // unaligned read; the host is little-endian
   std::memcpy(&v, p, sizeof(T));
   return v;
 }
-
-inline std::string errno_str() { return std::strerror(errno); }
 
 }  // namespace detail
 
@@ -422,44 +395,7 @@ inline void Safetensors::read_f32(std::string_view name, std::span<const std::si
   }
 }
 
-namespace detail {
-
-// An open file descriptor that the writer closes (and whose temporary file it removes) on any failure.
-struct TempFile {
-  std::string path;
-  int fd = -1;
-  bool renamed = false;
-  ~TempFile() {
-    if (fd >= 0) ::close(fd);
-    if (!renamed && !path.empty()) ::unlink(path.c_str());
-  }
-};
-
-// Writes all n bytes; false (with errno set) on failure.
-inline bool write_all(int fd, const void* data, std::size_t n) {
-  const char* p = static_cast<const char*>(data);
-  while (n > 0) {
-    const ssize_t w = ::write(fd, p, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) return false;
-    p += w;
-    n -= static_cast<std::size_t>(w);
-  }
-  return true;
-}
-
-inline std::string random_suffix() {
-  std::random_device rd;
-  const std::uint64_t r = (std::uint64_t(rd()) << 32) ^ rd();
-  static const char* hex = "0123456789abcdef";
-  std::string s(16, '0');
-  for (int i = 0; i < 16; ++i) s[i] = hex[(r >> (4 * i)) & 0xf];
-  return s;
-}
-
-}  // namespace detail
-
-// Writes `tensors` (float32 only) and `metadata` to `path` through a temporary file and a rename.
+// Writes `tensors` (float32 only) and `metadata` to `path` atomically (io/atomic_file.hpp).
 // The header is space-padded so the data buffer starts at a multiple of 8 bytes.
 inline void save_safetensors(const std::filesystem::path& path, std::span<const TensorView> tensors,
                              const std::map<std::string, std::string>& metadata = {}) {
@@ -490,31 +426,14 @@ inline void save_safetensors(const std::filesystem::path& path, std::span<const 
   text.append((8 - text.size() % 8) % 8, ' ');
   const std::uint64_t n = text.size();
 
-  detail::TempFile tmp{where + ".tmp-" + detail::random_suffix()};
-  tmp.fd = ::open(tmp.path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-  if (tmp.fd < 0) {
-    const std::string why = detail::errno_str(), tried = tmp.path;
-    tmp.path.clear();  // nothing was created, so nothing to remove
-    fail_save("cannot create temporary file '", tried, "': ", why);
-  }
-  bool ok = detail::write_all(tmp.fd, &n, sizeof n) && detail::write_all(tmp.fd, text.data(), text.size());
-  for (std::size_t i = 0; ok && i < tensors.size(); ++i)
-    ok = detail::write_all(tmp.fd, tensors[i].data, *detail::checked_numel(tensors[i].shape, sizeof(float)));
-  if (!ok) fail_save("write to '", tmp.path, "' failed: ", detail::errno_str());
-  if (::fsync(tmp.fd) != 0) fail_save("fsync of '", tmp.path, "' failed: ", detail::errno_str());
-  const int fd = tmp.fd;
-  tmp.fd = -1;
-  if (::close(fd) != 0) fail_save("close of '", tmp.path, "' failed: ", detail::errno_str());
-  if (::rename(tmp.path.c_str(), where.c_str()) != 0)
-    fail_save("cannot rename '", tmp.path, "' over it: ", detail::errno_str());
-  tmp.renamed = true;
-
-  // Make the rename itself durable. A failure here is not reported: the new file is already in place.
-  const auto dir = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
-  if (const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
+  write_file_atomic(
+      path,
+      [&](AtomicFileSink& out) {
+        out.write(&n, sizeof n);
+        out.write(text);
+        for (const auto& t : tensors) out.write(t.data, *detail::checked_numel(t.shape, sizeof(float)));
+      },
+      "save_safetensors");
 }
 
 }  // namespace rlhf::io

@@ -26,9 +26,10 @@
 #include <vector>
 
 #include "rlhf/core/batch.hpp"  // token_id
-#include "rlhf/core/error.hpp"
-#include "rlhf/io/safetensors.hpp"  // rlhf::io_error, detail::TempFile, detail::write_all
+#include "rlhf/core/error.hpp"  // rlhf::io_error
+#include "rlhf/io/atomic_file.hpp"
 #include "rlhf/io/sentencepiece_check.hpp"
+#include "rlhf/io/untrusted.hpp"  // detail::clip
 
 namespace rlhf::io {
 
@@ -90,27 +91,6 @@ class StringsIterator final : public sentencepiece::SentenceIterator {
   std::size_t i_ = 0;
 };
 
-// Writes `bytes` to `path` through `<path>.tmp-<random>`, fsync and rename.
-inline void write_file_atomically(const std::filesystem::path& path, std::string_view bytes, std::string_view fn) {
-  const std::string where = path.string();
-  TempFile tmp{where + ".tmp-" + random_suffix()};
-  tmp.fd = ::open(tmp.path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-  if (tmp.fd < 0) {
-    const std::string why = errno_str(), tried = tmp.path;
-    tmp.path.clear();
-    fail<io_error>(fn, ": cannot create '", tried, "': ", why);
-  }
-  if (!write_all(tmp.fd, bytes.data(), bytes.size()))
-    fail<io_error>(fn, ": write to '", tmp.path, "' failed: ", errno_str());
-  if (::fsync(tmp.fd) != 0) fail<io_error>(fn, ": fsync of '", tmp.path, "' failed: ", errno_str());
-  const int fd = tmp.fd;
-  tmp.fd = -1;
-  if (::close(fd) != 0) fail<io_error>(fn, ": close of '", tmp.path, "' failed: ", errno_str());
-  if (::rename(tmp.path.c_str(), where.c_str()) != 0)
-    fail<io_error>(fn, ": cannot rename '", tmp.path, "' to '", where, "': ", errno_str());
-  tmp.renamed = true;
-}
-
 }  // namespace detail
 
 inline Tokenizer Tokenizer::train(const std::vector<std::string>& corpus, const std::filesystem::path& model_prefix,
@@ -153,7 +133,7 @@ inline Tokenizer Tokenizer::train(const std::vector<std::string>& corpus, const 
 
   std::filesystem::path file = model_prefix;
   file += ".model";
-  detail::write_file_atomically(file, model, fn);
+  write_file_atomic(file, model, fn);
   return from_bytes(model, file, fn);
 }
 

@@ -10,16 +10,7 @@
 #include <cstdint>
 #include <utility>
 
-#include "rlhf/core/error.hpp"
-
-namespace rlhf {
-
-// A failed CUDA call or kernel launch (also a kernel fault, reported by the next call that syncs).
-struct cuda_error : error {
-  using error::error;
-};
-
-}  // namespace rlhf
+#include "rlhf/core/error.hpp"  // rlhf::cuda_error
 
 // After every CUDA runtime call, and after every kernel launch as RLHF_CUDA_CHECK(cudaGetLastError()).
 #define RLHF_CUDA_CHECK(expr)                                                                                \
