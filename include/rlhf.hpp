@@ -1,6 +1,9 @@
 #pragma once
 // rlhf-cpp: everything but the backends, the models and file formats. Include one backend header
 // beside it, e.g. <rlhf/backends/eigen.hpp>; backends are the only headers that pull in a tensor library.
+// RLHF_VERSION (major·10000 + minor·100 + patch) and its parts come from rlhf/core/version.hpp.
+#include "rlhf/core/version.hpp"
+
 #include "rlhf/core/batch.hpp"
 #include "rlhf/core/concepts.hpp"
 #include "rlhf/core/error.hpp"
