@@ -131,7 +131,9 @@ template <class Writer>
   requires std::invocable<Writer&, AtomicFileSink&>
 void write_file_atomic(const std::filesystem::path& path, Writer&& write, std::string_view who) {
   const std::string where = path.string();
-  const auto fail_write = [&](const auto&... parts) { fail<io_error>(who, ": cannot write '", where, "': ", parts...); };
+  const auto fail_write = [&](const auto&... parts) {
+    fail<io_error>(who, ": cannot write '", where, "': ", parts...);
+  };
   if (where.empty() || !path.has_filename()) fail_write("the path names no file");
 
   detail::TempFile tmp;
