@@ -10,7 +10,7 @@ TEST_CASE("kl_control: the fixed controller never moves") {
   FixedKlController c{.coef = 0.05f};
   for (const double kl : {0.0, 100.0, -3.0, 1e9}) c.update(kl, 512);
   CHECK(c.value() == 0.05f);
-  CHECK(FixedKlController{}.value() == 0.1f);
+  CHECK(FixedKlController{}.value() == 0.1);
 }
 
 TEST_CASE("kl_control: the adaptive controller follows Ziegler et al.'s proportional rule") {
@@ -32,11 +32,11 @@ TEST_CASE("kl_control: the adaptive controller follows Ziegler et al.'s proporti
     CHECK(down.value() == doctest::Approx(0.98));
   }
   SUBCASE("on target: no change") {
-    AdaptiveKlController c{.coef = 0.3f};
+    AdaptiveKlController c{.coef = 0.3};
     c.update(6.0, 256);
-    CHECK(c.value() == 0.3f);
+    CHECK(c.value() == 0.3);
   }
-  CHECK(AdaptiveKlController{}.value() == 0.1f);
+  CHECK(AdaptiveKlController{}.value() == 0.1);
 }
 
 TEST_CASE("kl_control: on a toy where KL = 2 / coef, the adaptive controller reaches the target") {
@@ -69,5 +69,5 @@ TEST_CASE("kl_control: bad input names the setting") {
                        config_error);
   CHECK_THROWS_WITH_AS((AdaptiveKlController{.horizon = 100.f}.update(1.0, 500)), doctest::Contains("n_steps (500)"),
                        config_error);
-  CHECK(c.value() == 0.1f);  // a failed update leaves the coefficient alone
+  CHECK(c.value() == 0.1);  // a failed update leaves the coefficient alone
 }

@@ -1,6 +1,6 @@
 #pragma once
 // Controllers for the KL coefficient κ of PPO's per-token penalty −κ (log π − log π_ref)
-// (rlhf::kl_penalized_rewards). Plain host code: one float of state, updated once per PPO batch.
+// (rlhf::kl_penalized_rewards). Plain host code: one double of state, updated once per PPO batch.
 //
 //   fixed    : κ never changes.
 //   adaptive : e = clip(KL / target − 1, −0.2, 0.2),  κ ← κ (1 + e · n_steps / horizon)
@@ -14,9 +14,9 @@
 namespace rlhf {
 
 struct FixedKlController {
-  float coef = 0.1f;  // κ
+  double coef = 0.1;  // κ
 
-  float value() const { return coef; }
+  double value() const { return coef; }
   // Rejects a NaN or infinite observed_kl (as AdaptiveKlController does), then changes nothing.
   void update(double observed_kl, std::size_t /*n_steps*/) {
     if (!std::isfinite(observed_kl))
@@ -25,11 +25,11 @@ struct FixedKlController {
 };
 
 struct AdaptiveKlController {
-  float coef = 0.1f;         // κ, the starting value; moved by update
-  float target = 6.0f;       // KL (nats per sequence, as observed) that κ steers towards
-  float horizon = 10000.0f;  // samples over which a KL ≥ 20% off target changes κ by about e^{±0.2}
+  double coef = 0.1;         // κ, the starting value; moved by update
+  double target = 6.0;       // KL (nats per sequence, as observed) that κ steers towards
+  double horizon = 10000.0;  // samples over which a KL ≥ 20% off target changes κ by about e^{±0.2}
 
-  float value() const { return coef; }
+  double value() const { return coef; }
 
   // observed_kl: the KL between policy and reference measured on the last batch (per sequence, summed over
   // tokens, as in Ziegler et al.); n_steps: the samples in that batch.
@@ -37,7 +37,7 @@ struct AdaptiveKlController {
     constexpr const char* fn = "rlhf::AdaptiveKlController::update";
     require_positive(fn, "target", target);
     require_positive(fn, "horizon", horizon);
-    if (!(coef >= 0.0f) || !std::isfinite(coef)) fail<config_error>(fn, ": coef must be >= 0 (got ", coef, ")");
+    if (!(coef >= 0.0) || !std::isfinite(coef)) fail<config_error>(fn, ": coef must be >= 0 (got ", coef, ")");
     if (!std::isfinite(observed_kl)) fail<value_error>(fn, ": observed_kl is ", observed_kl, "; it must be finite");
     // The factor 1 + e·n/h stays > 0 only while 0.2·n/h < 1; past that one batch could flip κ's sign.
     const double step = static_cast<double>(n_steps) / horizon;
@@ -46,7 +46,7 @@ struct AdaptiveKlController {
                          ") so that one update keeps the coefficient positive");
     double error = observed_kl / target - 1.0;
     error = error < -max_error ? -max_error : (error > max_error ? max_error : error);
-    coef = static_cast<float>(coef * (1.0 + error * step));
+    coef *= 1.0 + error * step;
   }
 
   static constexpr double max_error = 0.2;  // the proportional error is clipped to ±0.2

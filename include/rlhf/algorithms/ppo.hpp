@@ -47,7 +47,7 @@ struct PpoRollout {
   TokenBatch batch;  // prompts + sampled responses
   typename Be::matrix mask, logp, ref_logp, values, rewards, advantages, returns;
   typename Be::vector scores;  // [B] the reward of each sequence, before the KL penalty
-  float kl_coef = 0;           // κ used for `rewards`
+  double kl_coef = 0;          // κ used for `rewards`
   Metrics metrics;             // env/reward_mean, objective/{kl, kl_coef, non_score_reward}, ...
 };
 
@@ -118,7 +118,7 @@ inline void validate_ppo(const char* fn, const PpoStepConfig& c) {
 // Samples continuations of `prompts` with the policy, scores them and computes advantages and returns.
 template <class P, class Ref, class Vm, class Reward>
 PpoRollout<typename P::backend> ppo_rollout(const PpoModels<P, Ref, Vm, Reward>& models,
-                                            const PromptBatch& prompts, Rng& rng, float kl_coef,
+                                            const PromptBatch& prompts, Rng& rng, double kl_coef,
                                             const PpoStepConfig& config = {}) {
   RLHF_REQUIRE_POLICY(P, "rlhf::ppo_rollout");
   RLHF_REQUIRE_SAMPLING_POLICY(P, "rlhf::ppo_rollout");
@@ -130,7 +130,7 @@ PpoRollout<typename P::backend> ppo_rollout(const PpoModels<P, Ref, Vm, Reward>&
   using T = typename Be::scalar;
   constexpr const char* fn = "rlhf::ppo_rollout";
   detail::validate_ppo(fn, config);
-  if (!(kl_coef >= 0.0f) || !std::isfinite(kl_coef))
+  if (!(kl_coef >= 0.0) || !std::isfinite(kl_coef))
     fail<config_error>(fn, ": kl_coef must be finite and >= 0 (got ", kl_coef, ")");
 
   PpoRollout<Be> out;
@@ -159,8 +159,8 @@ PpoRollout<typename P::backend> ppo_rollout(const PpoModels<P, Ref, Vm, Reward>&
   out.metrics.set("env/reward_mean", score);
   out.metrics.set("objective/kl", kl);
   out.metrics.set("objective/kl_coef", kl_coef);
-  out.metrics.set("objective/non_score_reward", -static_cast<double>(kl_coef) * kl);
-  out.metrics.set("objective/rlhf_reward", score - static_cast<double>(kl_coef) * kl);
+  out.metrics.set("objective/non_score_reward", -kl_coef * kl);
+  out.metrics.set("objective/rlhf_reward", score - kl_coef * kl);
   out.metrics.set("tokens/responses_len_mean", Be::sum(B * Tn, detail::masked_count<T>{m}) * inv_b);
   return out;
 }
@@ -232,12 +232,12 @@ PpoStepResult ppo_step(const PpoModels<P, Ref, Vm, Reward>& models, const PpoOpt
   RLHF_REQUIRE_SAMPLING_POLICY(P, "rlhf::ppo_step");
   static_assert(
       requires(Kl & k) {
-        { k.value() } -> std::convertible_to<float>;
+        { k.value() } -> std::convertible_to<double>;
         k.update(0.0, std::size_t{1});
       },
       "rlhf::ppo_step: the KL controller has no members 'value()' and 'update(observed_kl, n_steps)'; "
       "see docs/algorithms/kl_control.md");
-  const auto rollout = ppo_rollout(models, prompts, rng, static_cast<float>(kl_controller.value()), config);
+  const auto rollout = ppo_rollout(models, prompts, rng, static_cast<double>(kl_controller.value()), config);
   PpoStepResult out = ppo_update(models, optimizers, rollout, rng, config);
   kl_controller.update(rollout.metrics["objective/kl"], rollout.batch.batch);
   return out;

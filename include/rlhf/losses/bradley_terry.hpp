@@ -18,9 +18,9 @@
 namespace rlhf {
 
 struct BradleyTerryConfig {
-  float margin = 0;              // m: reward gap the chosen response must clear
-  float label_smoothing = 0;     // ε in [0, 0.5): assumed probability that a label is flipped
-  float center_coefficient = 0;  // c ≥ 0: weight of (r_w + r_l)², keeps rewards centred on 0
+  double margin = 0;              // m: reward gap the chosen response must clear
+  double label_smoothing = 0;     // ε in [0, 0.5): assumed probability that a label is flipped
+  double center_coefficient = 0;  // c ≥ 0: weight of (r_w + r_l)², keeps rewards centred on 0
 };
 
 // Scalar rewards of the chosen and rejected responses, [B] each.
@@ -52,7 +52,7 @@ RLHF_HOST_DEVICE inline BradleyTerryPair<W> bradley_terry_pair(const BradleyTerr
   const W h = W(chosen) - W(rejected) - W(c.margin);
   const W loss = -(W(1) - eps) * math::log_sigmoid(h) - eps * math::log_sigmoid(-h);
   const W d_dh = -(W(1) - eps) * math::sigmoid(-h) + eps * math::sigmoid(h);
-  if (c.center_coefficient == 0.0f) return {loss, d_dh, -d_dh};  // no 0 · (r_w + r_l)², which is NaN past the range
+  if (c.center_coefficient == 0.0) return {loss, d_dh, -d_dh};  // no 0 · (r_w + r_l)², which is NaN past the range
   const W sum = W(chosen) + W(rejected);
   const W d_center = W(2) * center * sum;
   return {loss + center * sum * sum, d_dh + d_center, -d_dh + d_center};

@@ -24,15 +24,15 @@ enum class DpoVariant { sigmoid, robust, hinge, ipo };
 
 struct DpoConfig {
   DpoVariant variant = DpoVariant::sigmoid;
-  float beta = 0.1f;              // β: strength of the implicit KL constraint
-  float label_smoothing = 0.0f;   // ε: assumed probability that a label is flipped (sigmoid, robust)
-  float margin = 0.0f;            // γ: target reward margin (SimPO); not used by ipo
+  double beta = 0.1;              // β: strength of the implicit KL constraint
+  double label_smoothing = 0.0;   // ε: assumed probability that a label is flipped (sigmoid, robust)
+  double margin = 0.0;            // γ: target reward margin (SimPO); not used by ipo
   bool length_normalize = false;  // divide each log-ratio by its response length
   bool reference_free = false;    // ignore the reference log-probs (π_ref uniform)
-  float nll_weight = 0.0f;        // weight of the per-token NLL of the chosen response
+  double nll_weight = 0.0;        // weight of the per-token NLL of the chosen response
 
   // SimPO: reference-free, length-normalised sigmoid loss with a margin.
-  static constexpr DpoConfig simpo(float beta = 2.0f, float gamma = 1.0f) {
+  static constexpr DpoConfig simpo(double beta = 2.0, double gamma = 1.0) {
     return {.variant = DpoVariant::sigmoid, .beta = beta, .margin = gamma, .length_normalize = true,
             .reference_free = true};
   }
@@ -101,7 +101,7 @@ RLHF_HOST_DEVICE inline DpoPair<W> dpo_pair(const DpoConfig& c, T policy_chosen,
     d_du = d_dh * beta;
   }
   W d_nll = 0;
-  if (c.nll_weight != 0.0f) {
+  if (c.nll_weight != 0.0) {
     loss += -W(c.nll_weight) * (W(policy_chosen) / W(chosen_length));
     d_nll = -W(c.nll_weight) / W(chosen_length);
   }
@@ -177,7 +177,7 @@ void validate_pairs(const char* fn, const PreferencePairs<typename Be::vector>& 
     require_rows<Be>(fn, "reference_chosen", in.reference_chosen, n);
     require_rows<Be>(fn, "reference_rejected", in.reference_rejected, n);
   }
-  const bool need_lengths = c.length_normalize || c.nll_weight != 0.0f;
+  const bool need_lengths = c.length_normalize || c.nll_weight != 0.0;
   if (need_lengths || Be::size(in.chosen_length) || Be::size(in.rejected_length)) {
     if (need_lengths && (Be::size(in.chosen_length) == 0 || Be::size(in.rejected_length) == 0))
       fail<shape_error>(fn, ": 'chosen_length' and 'rejected_length' are required when length_normalize is set "

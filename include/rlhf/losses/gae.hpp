@@ -22,8 +22,8 @@
 namespace rlhf {
 
 struct GaeConfig {
-  float gamma = 1.0f;    // γ: discount per token
-  float lambda = 0.95f;  // λ: bias/variance trade-off (0: one-step TD, 1: Monte-Carlo return − V)
+  double gamma = 1.0;    // γ: discount per token
+  double lambda = 0.95;  // λ: bias/variance trade-off (0: one-step TD, 1: Monte-Carlo return − V)
 };
 
 template <class Matrix>
@@ -199,7 +199,7 @@ struct whiten_kernel {
 // on the last response token of each row, wherever the padding is. scores [B]; the rest [B, T]. Returns [B, T].
 template <class Matrix, class Vector, class Be = backend_of_t<Matrix>>
 Matrix kl_penalized_rewards(const Vector& scores, const Matrix& logp, const Matrix& ref_logp, const Matrix& mask,
-                            float kl_coef) {
+                            double kl_coef) {
   static_assert(std::is_same_v<backend_of_t<Vector>, Be>,
                 "rlhf::kl_penalized_rewards: 'scores' and 'logp' must "
                 "come from the same backend and scalar type");
@@ -207,7 +207,7 @@ Matrix kl_penalized_rewards(const Vector& scores, const Matrix& logp, const Matr
   constexpr const char* fn = "rlhf::kl_penalized_rewards";
   const std::size_t B = Be::rows(logp), Tn = Be::cols(logp);
   require_nonempty(fn, "logp", B);
-  if (!(kl_coef >= 0.0f) || !std::isfinite(kl_coef))
+  if (!(kl_coef >= 0.0) || !std::isfinite(kl_coef))
     fail<config_error>(fn, ": kl_coef must be >= 0 (got ", kl_coef, ")");
   detail::require_rows<Be>(fn, "scores", scores, B);
   detail::ppo::require_mask<Be>(fn, mask, B, Tn, "logp", detail::ppo::MaskRule::nonempty_rows);

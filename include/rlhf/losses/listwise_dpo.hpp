@@ -20,7 +20,7 @@
 namespace rlhf {
 
 struct ListwiseDpoConfig {
-  float beta = 0.1f;            // β > 0: strength of the implicit KL constraint
+  double beta = 0.1;            // β > 0: strength of the implicit KL constraint
   std::size_t top_k = 0;        // 0: the full ranking; else only the first top_k choice stages count
   bool reference_free = false;  // ignore the reference log-probs (π_ref uniform)
 };

@@ -21,8 +21,8 @@
 namespace rlhf {
 
 struct PpoConfig {
-  float clip = 0.2f;       // ε: the ratio is clipped to [1 − ε, 1 + ε]
-  float dual_clip = 0.0f;  // c: 0 = off; else c > 1 bounds the loss of a negative-advantage token by −c A
+  double clip = 0.2;       // ε: the ratio is clipped to [1 − ε, 1 + ε]
+  double dual_clip = 0.0;  // c: 0 = off; else c > 1 bounds the loss of a negative-advantage token by −c A
 };
 
 template <class Matrix>
@@ -33,7 +33,7 @@ struct PpoPolicyResult {
 };
 
 struct ValueLossConfig {
-  float clip = 0.2f;  // ε: the new value may move at most ε from the old one; 0 = unclipped
+  double clip = 0.2;  // ε: the new value may move at most ε from the old one; 0 = unclipped
 };
 
 template <class Matrix>
@@ -72,7 +72,7 @@ RLHF_HOST_DEVICE inline PpoToken<W> ppo_token(const PpoConfig& c, T logp, T old_
   const W clipped = -advantage * math::clamp(ratio, W(1) - eps, W(1) + eps);
   PpoToken<W> out{unclipped, -advantage * d_ratio, ratio, false, false};
   if (clipped > unclipped) out = {clipped, W(0), ratio, true, false};  // ρ is outside [1 − ε, 1 + ε] here
-  if (c.dual_clip > 0.0f && advantage < W(0)) {
+  if (c.dual_clip > 0.0 && advantage < W(0)) {
     const W floor = -W(c.dual_clip) * advantage;
     if (out.loss > floor) out = {floor, W(0), ratio, false, true};
   }
@@ -92,7 +92,7 @@ RLHF_HOST_DEVICE inline ValueToken<W> value_token(const ValueLossConfig& c, T va
   const W value = W(value_), old_value = W(old_value_), ret = W(ret_);
   const W err = value - ret;
   const ValueToken<W> unclipped{W(0.5) * err * err, err, false};
-  if (c.clip == 0.0f) return unclipped;
+  if (c.clip == 0.0) return unclipped;
   const W eps = W(c.clip);
   // V itself is clamped (not V_old + clamp(V − V_old)): inside V_old ± ε the clipped value is V exactly, so a
   // token there can never take the clipped branch by rounding. Strictly larger only outside that range, where
@@ -188,7 +188,7 @@ PpoPolicyResult<Matrix> ppo_policy_loss(const Matrix& logp, const Matrix& old_lo
   const std::size_t B = Be::rows(logp), Tn = Be::cols(logp), n = B * Tn;
   require_nonempty(fn, "logp", B);
   require_positive(fn, "clip", config.clip);
-  if (!(config.dual_clip == 0.0f || (config.dual_clip > 1.0f && std::isfinite(config.dual_clip))))
+  if (!(config.dual_clip == 0.0 || (config.dual_clip > 1.0 && std::isfinite(config.dual_clip))))
     fail<config_error>(fn, ": dual_clip must be 0 (off) or > 1 (got ", config.dual_clip, ")");
   detail::ppo::require_mask<Be>(fn, mask, B, Tn, "logp", detail::ppo::MaskRule::nonempty_rows);
   detail::ppo::require_tokens<Be>(fn, "logp", logp, mask, "logp");
@@ -225,7 +225,7 @@ ValueLossResult<Matrix> ppo_value_loss(const Matrix& values, const Matrix& old_v
   constexpr const char* fn = "rlhf::ppo_value_loss";
   const std::size_t B = Be::rows(values), Tn = Be::cols(values), n = B * Tn;
   require_nonempty(fn, "values", B);
-  if (!(config.clip >= 0.0f) || !std::isfinite(config.clip))
+  if (!(config.clip >= 0.0) || !std::isfinite(config.clip))
     fail<config_error>(fn, ": clip must be >= 0 (0 = unclipped) (got ", config.clip, ")");
   detail::ppo::require_mask<Be>(fn, mask, B, Tn, "values", detail::ppo::MaskRule::nonempty_rows);
   detail::ppo::require_tokens<Be>(fn, "values", values, mask, "values");

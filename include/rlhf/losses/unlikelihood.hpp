@@ -26,7 +26,7 @@ namespace rlhf {
 inline constexpr double unlikelihood_epsilon = 1e-6;
 
 struct UnlikelihoodConfig {
-  float alpha = 1.0f;                              // α ≥ 0: weight of the rejected (unlikelihood) term
+  double alpha = 1.0;                              // α ≥ 0: weight of the rejected (unlikelihood) term
   Reduction reduction = Reduction::sum;  // per row: sum of token terms, or their mean
 };
 
@@ -56,7 +56,7 @@ UnlikelihoodResult<Matrix> unlikelihood_loss(const Matrix& chosen_logps, const M
                                              const UnlikelihoodConfig& config = {}) {
   using T = typename Be::scalar;
   constexpr const char* fn = "rlhf::unlikelihood_loss";
-  if (!(config.alpha >= 0.0f) || !std::isfinite(config.alpha))
+  if (!(config.alpha >= 0.0) || !std::isfinite(config.alpha))
     fail<config_error>(fn, ": alpha must be finite and >= 0 (got ", config.alpha, ")");
   detail::tok::require_reduction(fn, config.reduction);
   detail::tok::validate_masked_tokens<Be>(fn, "chosen_logps", chosen_logps, "chosen_mask", chosen_mask);
