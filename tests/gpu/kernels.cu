@@ -1,5 +1,5 @@
 // Every CUDA GPT kernel against its CPU reference (the CPU model's own layer where one exists, else
-// models/gpt_cuda/reference.hpp), with the tolerances of support.cuh. Needs a GPU (main.cu skips without one).
+// reference.hpp), with the tolerances of support.cuh. Needs a GPU (main.cu skips without one).
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -19,9 +19,9 @@
 #include "rlhf/models/gpt_cuda/layernorm.cuh"
 #include "rlhf/models/gpt_cuda/logprob.cuh"
 #include "rlhf/models/gpt_cuda/matmul.cuh"
-#include "rlhf/models/gpt_cuda/reference.hpp"
 #include "rlhf/models/gpt_cuda/residual.cuh"
 #include "rlhf/models/gpt_cuda/sampler.cuh"
+#include "reference.hpp"
 #include "rlhf/optim/adamw.hpp"
 #include "support.cuh"
 

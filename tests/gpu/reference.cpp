@@ -1,9 +1,9 @@
-// The CPU references of the CUDA kernels (models/gpt_cuda/reference.hpp), checked on the CPU with g++: the
+// The CPU references of the CUDA kernels (tests/gpu/reference.hpp), checked on the CPU with g++: the
 // fused causal softmax, composed the way the CUDA attention composes it (permute, score GEMM, softmax, GEMM),
 // gives the CPU model's attention forward and backward; its backward matches finite differences; the scalar
 // head's backward matches finite differences; draw_reference draws what the CPU sampler draws.
 // (Built by tests/CMakeLists.txt's glob as the plain ctest gpu_reference: nothing here needs CUDA.)
-#include "rlhf/models/gpt_cuda/reference.hpp"
+#include "reference.hpp"
 
 #include <doctest/doctest.h>
 

@@ -2,7 +2,7 @@
 // Causal multi-head self-attention with padding, as llm.c computes it: q, k, v permuted to [B, NH, T, hs],
 // pre-attention scores by a batched GEMM, the fused scale + causal/padding mask + softmax kernel, then a
 // second batched GEMM. CPU references: gpt::attention_forward / gpt::attention_backward (layers.hpp) for the
-// whole layer, causal_softmax_*_reference (reference.hpp) for the fused softmax.
+// whole layer, causal_softmax_*_reference (tests/gpu/reference.hpp) for the fused softmax.
 //
 // Masking: query t of row b attends the keys t' ≤ t with real[b, t'] = 1; a padding query (real[b, t] = 0)
 // gets all-zero probabilities and a zero output, as in the CPU model. Scores are computed for every (t, t')

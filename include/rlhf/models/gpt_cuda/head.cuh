@@ -1,7 +1,7 @@
 #pragma once
 // The scalar head: a Linear C → 1 on final hidden states (a reward model's score, a value function's V).
 // out[dst[m]] = lnf[src[m]] · w + b for M selected rows. CPU reference: scalar_head_*_reference
-// (reference.hpp), which is what Gpt::values / Gpt::scores compute row by row.
+// (tests/gpu/reference.hpp), which is what Gpt::values / Gpt::scores compute row by row.
 #include <cstddef>
 #include <cstdint>
 
