@@ -14,8 +14,10 @@
 #include "rlhf/algorithms/unlikelihood.hpp"
 #include "rlhf/models/gpt/model.hpp"
 #include "rlhf/optim/adamw.hpp"
+#include "support/max_abs_difference.hpp"
 
 using namespace rlhf;
+using rlhf::test::max_abs_difference;
 
 namespace {
 
@@ -39,12 +41,6 @@ TokenBatch responses(std::size_t B, std::uint64_t seed) {
 }
 
 PreferenceBatch pairs(std::size_t B) { return {responses(B, 1), responses(B, 2), {}, {}}; }
-
-double max_abs_difference(std::span<const float> a, std::span<const float> b) {
-  double worst = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) worst = std::max(worst, double(std::abs(a[i] - b[i])));
-  return worst;
-}
 
 struct Frozen {  // leaves the parameters alone, so that the gradients can be compared
   void step(std::span<float>, std::span<const float>) {}

@@ -7,9 +7,11 @@
 #include "algorithms/bandit_fixture.hpp"
 #include "rlhf/algorithms/kl_control.hpp"
 #include "rlhf/optim/adamw.hpp"
+#include "support/max_abs_difference.hpp"
 
 using namespace rlhf;
 using namespace rlhf::testing;
+using rlhf::test::max_abs_difference;
 
 namespace {
 
@@ -29,12 +31,6 @@ PromptBatch all_prompts(std::size_t P, std::size_t copies) {
   for (std::size_t c = 0; c < copies; ++c)
     for (std::size_t p = 0; p < P; ++p) x.push_back(static_cast<token_id>(p));
   return toy::bandit_prompts(x);
-}
-
-double max_abs_difference(std::span<const double> a, std::span<const double> b) {
-  double worst = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::abs(a[i] - b[i]));
-  return worst;
 }
 
 }  // namespace
