@@ -17,12 +17,13 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <random>
 #include <set>
 #include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "support/temp_dir.hpp"
 
 namespace {
 
@@ -38,12 +39,7 @@ fs::path npm_prefix() {
   return repo / "third_party" / "npm";
 }
 
-struct TempDir {
-  fs::path path = fs::temp_directory_path() / ("rlhf_vader_" + std::to_string(std::random_device{}()));
-  TempDir() { fs::create_directories(path); }
-  ~TempDir() { fs::remove_all(path); }
-  fs::path operator/(const std::string& name) const { return path / name; }
-};
+using rlhf::test::TempDir;
 
 std::string read_text(const fs::path& p) {
   std::ifstream f(p, std::ios::binary);

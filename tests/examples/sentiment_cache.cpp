@@ -15,21 +15,13 @@
 #include <vector>
 
 #include "../../examples/sentiment_frontier/cache.hpp"
+#include "support/temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using namespace sentiment;
+using rlhf::test::TempDir;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& name) {
-    path = fs::temp_directory_path() / ("rlhf_sentiment_cache_" + name + "_" + std::to_string(::getpid()));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
 
 void put(const fs::path& p, const std::string& bytes) {
   fs::create_directories(p.parent_path());
@@ -48,7 +40,7 @@ doctest::Contains contains(const std::string& s) { return doctest::Contains(doct
 }  // namespace
 
 TEST_CASE("sentiment cache: write_file_atomic leaves only the file; two threads writing one path never collide") {
-  TempDir dir("atomic");
+  const TempDir dir("rlhf-sentiment-cache-atomic");
   const fs::path p = dir.path / "table.csv";
   write_file_atomic(p, "a,b\n");
   CHECK(read_file(p) == "a,b\n");
@@ -79,7 +71,7 @@ TEST_CASE("sentiment cache: write_file_atomic leaves only the file; two threads 
 }
 
 TEST_CASE("sentiment cache: a second run on one output folder stops with a message naming the first") {
-  TempDir dir("lock");
+  const TempDir dir("rlhf-sentiment-cache-lock");
   {
     const OutputLock first(dir.path);
     // the same process, a second lock: refused (flock locks belong to the open file, not the process)
@@ -117,7 +109,7 @@ TEST_CASE("sentiment cache: a second run on one output folder stops with a messa
 }
 
 TEST_CASE("sentiment cache: temporaries left by an interrupted run are removed, nothing else") {
-  TempDir dir("stale");
+  const TempDir dir("rlhf-sentiment-cache-stale");
   put(dir.path / "frontier.csv", "kept");
   put(dir.path / "frontier.csv.tmp-1234-0", "ours");
   put(dir.path / "sft-abc" / "sft.safetensors", "kept");
@@ -137,7 +129,7 @@ TEST_CASE("sentiment cache: temporaries left by an interrupted run are removed, 
 }
 
 TEST_CASE("sentiment cache: a unit whose files do not match its done marker is not done") {
-  TempDir dir("entry");
+  const TempDir dir("rlhf-sentiment-cache-entry");
   CacheKey key("pairs");
   key.add("N", 4).add("seed", 1);
   const CacheEntry entry(dir.path, key);
@@ -197,7 +189,7 @@ TEST_CASE("sentiment cache: a unit whose files do not match its done marker is n
 }
 
 TEST_CASE("sentiment cache: checked files (evaluation results) refuse empty, garbage, truncated and altered text") {
-  TempDir dir("checked");
+  const TempDir dir("rlhf-sentiment-cache-checked");
   const fs::path p = dir.path / "step-000001.safetensors.eval-abc";
   write_checked_file(p, "0.625 0.125\n");
   CHECK(read_checked_file(p) == std::optional<std::string>("0.625 0.125\n"));

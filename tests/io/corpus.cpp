@@ -9,25 +9,16 @@
 #include <map>
 #include <set>
 
-#include "rlhf/io/atomic_file.hpp"  // io::detail::random_suffix
+#include "support/bytes.hpp"
+#include "support/temp_dir.hpp"
 
 using namespace rlhf;
 using namespace rlhf::io;
 namespace fs = std::filesystem;
+using rlhf::test::TempDir;
+using rlhf::test::write_bytes;
 
 namespace {
-
-struct TempDir {
-  fs::path path = fs::temp_directory_path() / ("rlhf-corpus-test-" + io::detail::random_suffix());
-  TempDir() { fs::create_directories(path); }
-  ~TempDir() { fs::remove_all(path); }
-  fs::path operator/(const std::string& name) const { return path / name; }
-};
-
-void write_bytes(const fs::path& p, const std::string& bytes) {
-  std::ofstream f(p, std::ios::binary);
-  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
 
 bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 

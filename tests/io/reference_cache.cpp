@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "rlhf/core/rng.hpp"
+#include "support/temp_dir.hpp"
 
 using namespace rlhf;
 
@@ -21,18 +22,13 @@ PreferenceBatch pair_batch(std::size_t rows, Rng& rng) {
   return b;
 }
 
-std::filesystem::path scratch(const char* name) {
-  const auto dir = std::filesystem::temp_directory_path() / "rlhf_reference_cache_test";
-  std::filesystem::create_directories(dir);
-  return dir / name;
-}
-
 }  // namespace
 
 TEST_CASE("reference cache: a dataset's reference log-probs survive the round trip to ~1e-14") {
   Rng rng(3);
   std::vector<PreferenceBatch> data{pair_batch(5, rng), pair_batch(2, rng)};
-  const auto path = scratch("pairs.safetensors");
+  const rlhf::test::TempDir dir("rlhf-reference-cache");
+  const auto path = dir / "pairs.safetensors";
   io::save_reference_logps(path, std::span<const PreferenceBatch>(data));
 
   std::vector<PreferenceBatch> fresh{data[0], data[1]};
@@ -54,7 +50,8 @@ TEST_CASE("reference cache: a dataset's reference log-probs survive the round tr
 
 TEST_CASE("reference cache: ranked batches") {
   RankedBatch b{2, TokenBatch::zeros(4, 3), {}, {-1.5, -2.25, -1e4 / 3.0, -7.0}};
-  const auto path = scratch("ranked.safetensors");
+  const rlhf::test::TempDir dir("rlhf-reference-cache");
+  const auto path = dir / "ranked.safetensors";
   io::save_reference_logps(path, std::span<const RankedBatch>(&b, 1));
   RankedBatch fresh{2, TokenBatch::zeros(4, 3), {}, {}};
   io::load_reference_logps(path, std::span<RankedBatch>(&fresh, 1));
@@ -69,7 +66,8 @@ TEST_CASE("reference cache: refuses a batch without log-probs and a file for ano
   CHECK_THROWS_WITH_AS(io::save_reference_logps("unused.safetensors", std::span<const PreferenceBatch>(missing)),
                        doctest::Contains("batch 0 has no reference log-probs"), shape_error);
 
-  const auto path = scratch("one.safetensors");
+  const rlhf::test::TempDir dir("rlhf-reference-cache");
+  const auto path = dir / "one.safetensors";
   io::save_reference_logps(path, std::span<const PreferenceBatch>(data));
   std::vector<PreferenceBatch> two{data[0], data[0]};
   CHECK_THROWS_WITH_AS(io::load_reference_logps(path, std::span<PreferenceBatch>(two)),

@@ -1,5 +1,6 @@
 #include "rlhf/io/safetensors.hpp"
 #include "support/bytes.hpp"
+#include "support/temp_dir.hpp"
 
 #include <doctest/doctest.h>
 
@@ -11,17 +12,11 @@
 using namespace rlhf;
 using namespace rlhf::io;
 namespace fs = std::filesystem;
+using rlhf::test::TempDir;
 using rlhf::test::le64;
 using rlhf::test::write_bytes;
 
 namespace {
-
-struct TempDir {
-  fs::path path = fs::temp_directory_path() / ("rlhf-safetensors-test-" + io::detail::random_suffix());
-  TempDir() { fs::create_directories(path); }
-  ~TempDir() { fs::remove_all(path); }
-  fs::path operator/(const std::string& name) const { return path / name; }
-};
 
 std::string read_bytes(const fs::path& p) {
   std::ifstream f(p, std::ios::binary);

@@ -18,19 +18,14 @@ TEST_CASE("Tokenizer: SentencePiece is installed") {
 
 #include "rlhf/io/corpus.hpp"
 #include "rlhf/io/tokenizer.hpp"
+#include "support/temp_dir.hpp"
 
 using namespace rlhf;
 using namespace rlhf::io;
 namespace fs = std::filesystem;
+using rlhf::test::TempDir;
 
 namespace {
-
-struct TempDir {
-  fs::path path = fs::temp_directory_path() / ("rlhf-tokenizer-test-" + io::detail::random_suffix());
-  TempDir() { fs::create_directories(path); }
-  ~TempDir() { fs::remove_all(path); }
-  fs::path operator/(const std::string& name) const { return path / name; }
-};
 
 std::string read_bytes(const fs::path& p) {
   std::ifstream f(p, std::ios::binary);

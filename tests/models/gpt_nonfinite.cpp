@@ -5,22 +5,18 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
-#include <random>
 #include <string>
 
 #include "models/gpt_support.hpp"
 #include "rlhf/models/gpt/checkpoint.hpp"
 #include "rlhf/models/gpt/model.hpp"
+#include "support/temp_dir.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
 
-struct TempDir {
-  fs::path path = fs::temp_directory_path() / ("rlhf_gpt_nonfinite_" + std::to_string(std::random_device{}()));
-  TempDir() { fs::create_directories(path); }
-  ~TempDir() { fs::remove_all(path); }
-};
+using rlhf::test::TempDir;
 
 rlhf::PromptBatch prompts() { return {2, 3, {1, 2, 3, 4, 0, 0}, {3, 1}}; }
 
