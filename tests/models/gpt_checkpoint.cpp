@@ -5,11 +5,11 @@
 #include <doctest/doctest.h>
 
 #include <filesystem>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "models/gpt_support.hpp"
+#include "support/temp_dir.hpp"
 
 namespace {
 
@@ -19,15 +19,7 @@ using rlhf::GptConfig;
 using rlhf::io::Safetensors;
 using rlhf::io::TensorView;
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("rlhf_gpt_ckpt_" + std::to_string(std::random_device{}()));
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  fs::path operator/(const std::string& name) const { return path / name; }
-};
+using rlhf::test::TempDir;
 
 GptConfig config(bool head = false) {
   return {.vocab_size = 17, .max_seq_len = 10, .channels = 16, .layers = 2, .heads = 4, .scalar_head = head};
