@@ -13,14 +13,13 @@
 #include <string>
 #include <vector>
 
-#include <unistd.h>  // getpid
-
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
 #ifdef RLHF_HAVE_SENTENCEPIECE
 #include "pipeline.hpp"
+#include "support/temp_dir.hpp"
 
 namespace fs = std::filesystem;
 
@@ -40,15 +39,6 @@ sentiment::SweepConfig tiny() {
   return c;
 }
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("rlhf_sentiment_test_" + std::to_string(::getpid()));
-    fs::remove_all(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
-
 std::vector<std::vector<std::string>> read_csv(const fs::path& p) {
   std::vector<std::vector<std::string>> rows;
   std::istringstream in(sentiment::read_file(p));
@@ -67,7 +57,7 @@ TEST_CASE("sentiment_frontier: the tiny sweep runs end to end, and a re-run is s
 #ifdef _OPENMP
   omp_set_num_threads(1);  // a toy model: threads would only wait on each other
 #endif
-  TempDir dir;
+  const rlhf::test::TempDir dir("rlhf-sentiment-frontier");
   const auto config = tiny();
   const auto first = sentiment::run_pipeline(config, dir.path, true, sentiment::have_gnuplot());
 
