@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <string>
 
-#include "rlhf/models/gpt/config.hpp"
+#include "rlhf/models/gpt_host/config.hpp"
 
 namespace gpt_dpo {
 

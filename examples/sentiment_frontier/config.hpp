@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "rlhf/models/gpt/config.hpp"
+#include "rlhf/models/gpt_host/config.hpp"
 
 namespace sentiment {
 

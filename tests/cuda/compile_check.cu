@@ -1,6 +1,9 @@
 // Compile-and-link check for the CUDA Thrust backend: every loss and the fused log-prob, instantiated on
 // rlhf::thrust_cuda<float> and <double> by nvcc. Nothing here runs on a GPU; the ctest cuda_compile
 // only builds this file (sm_90 code + PTX), which is what proves the kernels are device-clean.
+// It also includes the CUDA GPT with its checkpoints: this target links rlhf::cuda alone, with no Eigen on the
+// include path, so it proves that the CUDA model shares the CPU model's host code (models/gpt_host/) without
+// needing any of its Eigen headers.
 #include <cstdio>
 
 #include "rlhf/backends/thrust.hpp"
@@ -14,6 +17,7 @@
 #include "rlhf/losses/ppo.hpp"
 #include "rlhf/losses/sft.hpp"
 #include "rlhf/losses/unlikelihood.hpp"
+#include "rlhf/models/gpt_cuda/checkpoint.cuh"
 
 namespace {
 

@@ -93,7 +93,7 @@ TEST_CASE("gpt checkpoint: the file uses Hugging Face GPT-2 names, shapes and co
   // Conv1D layout [in, out]: element [i, j] of layer 1's c_attn is qkvw[1][i][j]
   std::vector<float> w(16 * 48);
   st.read_f32("h.1.attn.c_attn.weight", {16, 48}, w);
-  const auto p = model.params();
+  const auto p = model.parameter_tensors();
   CHECK(w[3 * 48 + 40] == p.qkvw[16 * 48 + 3 * 48 + 40]);
 }
 

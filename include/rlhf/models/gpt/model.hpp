@@ -30,10 +30,12 @@
 #include "rlhf/core/rng.hpp"
 #include "rlhf/core/validate.hpp"
 #include "rlhf/losses/logprob.hpp"
-#include "rlhf/models/gpt/config.hpp"
 #include "rlhf/models/gpt/layers.hpp"
-#include "rlhf/models/gpt/params.hpp"
 #include "rlhf/models/gpt/sampler.hpp"
+#include "rlhf/models/gpt_host/config.hpp"
+#include "rlhf/models/gpt_host/init.hpp"
+#include "rlhf/models/gpt_host/params.hpp"
+#include "rlhf/models/gpt_host/scoring.hpp"
 
 namespace rlhf {
 
@@ -59,22 +61,15 @@ class Gpt {
   std::span<const T> parameters() const { return params_; }
   std::span<T> gradients() { return grads_; }
   std::span<const T> gradients() const { return grads_; }
-  GptTensors<T> params() { return gpt_tensors(params_.data(), config_); }
-  GptTensors<const T> params() const { return gpt_tensors<const T>(params_.data(), config_); }
-  GptTensors<T> grads() { return gpt_tensors(grads_.data(), config_); }
+  // The same buffers as named tensors (GptTensors, layout of gpt_host/params.hpp).
+  GptTensors<T> parameter_tensors() { return gpt_tensors(params_.data(), config_); }
+  GptTensors<const T> parameter_tensors() const { return gpt_tensors<const T>(params_.data(), config_); }
+  GptTensors<T> gradient_tensors() { return gpt_tensors(grads_.data(), config_); }
+  GptTensors<const T> gradient_tensors() const { return gpt_tensors<const T>(grads_.data(), config_); }
   void zero_grad() { std::fill(grads_.begin(), grads_.end(), T(0)); }
 
-  void initialize(std::uint64_t seed) {
-    Rng rng(seed);
-    const double std_w = 0.02, std_proj = 0.02 / std::sqrt(2.0 * double(config_.layers));
-    for (const auto& t : gpt_param_layout(config_)) {
-      T* p = params_.data() + t.offset;
-      const bool ln_weight = t.name == "ln1w" || t.name == "ln2w" || t.name == "lnfw";
-      const bool bias = t.name.back() == 'b';
-      const double sd = (t.name == "attprojw" || t.name == "fcprojw") ? std_proj : std_w;
-      for (std::size_t i = 0; i < t.size; ++i) p[i] = ln_weight ? T(1) : bias ? T(0) : T(sd * rng.normal());
-    }
-  }
+  // Overwrites the parameters with the initialisation of the constructor (gpt_host/init.hpp).
+  void initialize(std::uint64_t seed) { gpt_initialize_parameters<T>(params_, config_, seed); }
 
   // ---- Policy ------------------------------------------------------------------------------------------
   // [B, T]: log p(tokens[b,t] | real tokens of row b before t) where response_mask is 1, else 0. The logits
@@ -82,34 +77,36 @@ class Gpt {
   matrix log_probs(const TokenBatch& batch) {
     constexpr const char* fn = "rlhf::Gpt::log_probs";
     forward_trunk(batch, fn);
-    const std::size_t M = n_rows_;
+    const std::size_t M = scored_.rows;
     matrix out = backend::matrix_of(batch.batch, batch.time);
     T* o = out.data();
-    for_parts(batch.batch,
-              [&](std::size_t b0, std::size_t b1) { lm_head_forward(row_begin_[b0], row_begin_[b1], o); });
+    for_parts(batch.batch, [&](std::size_t b0, std::size_t b1) {
+      lm_head_forward(scored_.row_begin[b0], scored_.row_begin[b1], o);
+    });
     for (std::size_t m = 0; m < M; ++m)
-      if (!std::isfinite(double(out.data()[dst_[m]])))
-        fail<value_error>(fn, ": log-prob of token [", dst_[m] / batch.time, ",", dst_[m] % batch.time,
+      if (!std::isfinite(double(out.data()[scored_.dst[m]])))
+        fail<value_error>(fn, ": log-prob of token [", scored_.dst[m] / batch.time, ",", scored_.dst[m] % batch.time,
                           "] is not finite; the parameters hold NaN or Inf");
-    logits_ready_ = true;
+    scored_.logits_ready = true;
     return out;
   }
 
   // Accumulates parameter gradients for d loss / d log_probs [B, T] (entries where response_mask is 0 are
-  // ignored). Uses the activations of the last log_probs(batch), whose logits it consumes: one backward per
-  // log_probs.
+  // ignored). Requires the preceding forward pass to have been log_probs on this same batch, and uses its
+  // activations and consumes its logits: one backward per log_probs. Checked (gpt_host/scoring.hpp): shape_error
+  // when [B, T] differs from the last forward pass's, value_error when there was none, when the tokens or either
+  // mask differ, or when no log_probs on this batch has run since the last backward (values or scores on the
+  // same batch in between keep the logits; a forward on another batch, or a logits() call, in between makes it
+  // throw). Also value_error for a non-finite d_logps at a response token.
   void backward(const TokenBatch& batch, const matrix& d_logps) {
     constexpr const char* fn = "rlhf::Gpt::backward";
-    require_same_batch(batch, fn);
-    if (!logits_ready_)
-      fail<value_error>(fn, ": no log_probs(batch) since the last backward on this batch; call log_probs first "
-                            "(backward consumes the logits of one log_probs)");
+    scored_.require_logits(batch, fn);
     detail::require_shape<backend>(fn, "d_logps", d_logps, batch.batch, batch.time, "the batch [B, T]");
-    for (std::size_t m = 0; m < n_rows_; ++m)
-      if (!std::isfinite(double(d_logps.data()[dst_[m]])))
-        fail<value_error>(fn, ": d_logps[", dst_[m] / batch.time, ",", dst_[m] % batch.time, "] is ",
-                          d_logps.data()[dst_[m]], " at a response token");
-    logits_ready_ = false;
+    for (std::size_t m = 0; m < scored_.rows; ++m)
+      if (!std::isfinite(double(d_logps.data()[scored_.dst[m]])))
+        fail<value_error>(fn, ": d_logps[", scored_.dst[m] / batch.time, ",", scored_.dst[m] % batch.time, "] is ",
+                          d_logps.data()[scored_.dst[m]], " at a response token");
+    scored_.logits_ready = false;
     const T* d = d_logps.data();
     backward_parts(batch.batch, [&](std::size_t b0, std::size_t b1, const GptTensors<T>& g) {
       lm_head_backward(b0, b1, d, g);
@@ -123,8 +120,8 @@ class Gpt {
     const std::size_t N = batch.batch * batch.time, C = config_.channels, V = config_.vocab_size;
     matrix out(gpt::ix(N), gpt::ix(V));
     out.noalias() = gpt::ConstMatrixMap<T>(act_.lnf, gpt::ix(N), gpt::ix(C)) *
-                    gpt::ConstMatrixMap<T>(params().wte, gpt::ix(V), gpt::ix(C)).transpose();
-    trunk_ready_ = false;  // not a scoring forward: nothing to differentiate
+                    gpt::ConstMatrixMap<T>(parameter_tensors().wte, gpt::ix(V), gpt::ix(C)).transpose();
+    scored_.trunk_ready = false;  // not a scoring forward: nothing to differentiate
     return out;
   }
 
@@ -136,7 +133,7 @@ class Gpt {
     require_head(fn);
     forward_trunk(batch, fn);
     matrix out = backend::matrix_of(batch.batch, batch.time);
-    for (std::size_t m = 0; m < n_rows_; ++m) out.data()[dst_[m]] = head_at(src_[m]);
+    for (std::size_t m = 0; m < scored_.rows; ++m) out.data()[scored_.dst[m]] = head_at(scored_.src[m]);
     return out;
   }
 
@@ -145,9 +142,9 @@ class Gpt {
     require_head(fn);
     require_same_batch(batch, fn);
     detail::require_shape<backend>(fn, "d_values", d_values, batch.batch, batch.time, "the batch [B, T]");
-    for (std::size_t m = 0; m < n_rows_; ++m) require_finite_upstream(d_values.data()[dst_[m]], fn);
+    for (std::size_t m = 0; m < scored_.rows; ++m) require_finite_upstream(d_values.data()[scored_.dst[m]], fn);
     std::fill_n(act_.d_ln, batch.batch * batch.time * config_.channels, T(0));
-    for (std::size_t m = 0; m < n_rows_; ++m) head_backward(src_[m], d_values.data()[dst_[m]]);
+    for (std::size_t m = 0; m < scored_.rows; ++m) head_backward(scored_.src[m], d_values.data()[scored_.dst[m]]);
     backward_parts(batch.batch,
                    [&](std::size_t b0, std::size_t b1, const GptTensors<T>& g) { trunk_backward(b0, b1, g); });
   }
@@ -159,7 +156,7 @@ class Gpt {
     require_head(fn);
     forward_trunk(batch, fn);
     vector out = backend::vector_of(batch.batch);
-    for (std::size_t b = 0; b < batch.batch; ++b) out[gpt::ix(b)] = head_at(last_[b]);
+    for (std::size_t b = 0; b < batch.batch; ++b) out[gpt::ix(b)] = head_at(scored_.last[b]);
     return out;
   }
 
@@ -170,7 +167,7 @@ class Gpt {
     require_size(fn, "d_scores", backend::size(d_scores), batch.batch, "the batch size B");
     for (std::size_t b = 0; b < batch.batch; ++b) require_finite_upstream(d_scores[gpt::ix(b)], fn);
     std::fill_n(act_.d_ln, batch.batch * batch.time * config_.channels, T(0));
-    for (std::size_t b = 0; b < batch.batch; ++b) head_backward(last_[b], d_scores[gpt::ix(b)]);
+    for (std::size_t b = 0; b < batch.batch; ++b) head_backward(scored_.last[b], d_scores[gpt::ix(b)]);
     backward_parts(batch.batch,
                    [&](std::size_t b0, std::size_t b1, const GptTensors<T>& g) { trunk_backward(b0, b1, g); });
   }
@@ -178,7 +175,7 @@ class Gpt {
   // ---- SamplingPolicy ------------------------------------------------------------------------------------
   // Continues each prompt (KV cache; sampler.hpp). Leaves the training activations alone.
   TokenBatch sample(const PromptBatch& prompts, const SampleOptions& options, Rng& rng) {
-    return sampler_.sample(std::as_const(*this).params(), config_, prompts, options, rng);
+    return sampler_.sample(std::as_const(*this).parameter_tensors(), config_, prompts, options, rng);
   }
   // [B, T] log p of each token drawn by the last sample() under the model itself (temperature 1, unfiltered):
   // PPO's "old" log-probs, without another forward.
@@ -206,12 +203,10 @@ class Gpt {
     T* d_fch;   // [N, 4C]
   };
 
-  void require_head(const char* fn) const {
-    if (!config_.scalar_head) fail<config_error>(fn, ": the model has no scalar head (GptConfig::scalar_head)");
-  }
+  void require_head(const char* fn) const { gpt_host::require_scalar_head(config_, fn); }
 
   T head_at(std::size_t row) const {
-    const auto p = params();
+    const auto p = parameter_tensors();
     return gpt::ConstArrayMap<T>(act_.lnf + row * config_.channels, gpt::ix(config_.channels))
                .matrix()
                .dot(gpt::ConstArrayMap<T>(p.headw, gpt::ix(config_.channels)).matrix()) +
@@ -224,55 +219,22 @@ class Gpt {
 
   void head_backward(std::size_t row, T g) {
     const std::size_t C = config_.channels;
-    auto gr = grads();
-    gpt::ArrayMap<T>(act_.d_ln + row * C, gpt::ix(C)) += g * gpt::ConstArrayMap<T>(params().headw, gpt::ix(C));
+    auto gr = gradient_tensors();
+    gpt::ArrayMap<T>(act_.d_ln + row * C, gpt::ix(C)) +=
+        g * gpt::ConstArrayMap<T>(parameter_tensors().headw, gpt::ix(C));
     gpt::ArrayMap<T>(gr.headw, gpt::ix(C)) += g * gpt::ConstArrayMap<T>(act_.lnf + row * C, gpt::ix(C));
     gr.headb[0] += g;
   }
 
-  // Checks the batch, caches its tokens, positions and scoring rows, and runs the blocks and the final
-  // LayerNorm. needs_response: whether the batch must carry a response (every scoring call; not logits()).
+  // Checks and records the batch with its positions and scoring rows (gpt_host/scoring.hpp), and runs the blocks
+  // and the final LayerNorm. needs_response: whether the batch must carry a response (every scoring call; not
+  // logits()).
   void forward_trunk(const TokenBatch& batch, const char* fn, bool needs_response = true) {
-    const std::size_t B = batch.batch, Tn = batch.time, N = B * Tn;
-    if (needs_response) {
-      batch.validate(config_.vocab_size);
-    } else {
-      require_nonempty(fn, "batch", B);
-      require_size(fn, "tokens", batch.tokens.size(), N, "B*T");
-      if (!batch.attention_mask.empty()) require_size(fn, "attention_mask", batch.attention_mask.size(), N, "B*T");
-      for (auto id : batch.tokens)
-        if (id < 0 || std::size_t(id) >= config_.vocab_size)
-          fail<value_error>(fn, ": token id ", id, " is outside the vocabulary [0, ", config_.vocab_size, ")");
-    }
-    if (!same_batch(batch)) logits_ready_ = false;
-    cached_ = batch;  // same sizes as before in the steady state: no allocation
-    cached_.response_mask.resize(N, 0);
-    reserve(B, Tn);
-
-    // positions count real tokens; each response token is scored from the last real position before it
-    n_rows_ = 0;
-    for (std::size_t b = 0; b < B; ++b) {
-      row_begin_[b] = n_rows_;
-      std::size_t count = 0, prev = SIZE_MAX;
-      last_[b] = b * Tn;
-      for (std::size_t t = 0; t < Tn; ++t) {
-        const std::size_t n = b * Tn + t;
-        const bool is_real = batch.real(b, t);
-        real_[n] = is_real;
-        pos_[n] = static_cast<std::int32_t>(is_real ? count : 0);
-        if (cached_.response_mask[n]) {
-          src_[n_rows_] = prev, dst_[n_rows_] = n, targets_[n_rows_] = batch.tokens[n];
-          ++n_rows_;
-          last_[b] = n;
-        }
-        if (is_real) prev = n, ++count;
-      }
-      if (count > config_.max_seq_len)
-        fail<shape_error>(fn, ": row ", b, " has ", count, " real tokens but max_seq_len is ", config_.max_seq_len);
-    }
-    row_begin_[B] = n_rows_;
+    scored_.record(batch, config_, fn, needs_response);
+    const std::size_t B = batch.batch;
+    reserve(B, batch.time);
     for_parts(B, [&](std::size_t b0, std::size_t b1) { trunk_forward(b0, b1); });
-    trunk_ready_ = true;
+    scored_.trunk_ready = true;
   }
 
   // ---- Work split ----------------------------------------------------------------------------------------
@@ -317,7 +279,7 @@ class Gpt {
   // f(b0, b1) for every tile of sequences [b0, b1) of a batch of B.
   template <class F>
   void for_parts(std::size_t B, F f) {
-    const Tiles tiles = tiles_of(B, cached_.time);
+    const Tiles tiles = tiles_of(B, scored_.batch.time);
     const std::size_t threads = threads_for(tiles.count, false);
     if (threads == 1) {
       for (std::size_t k = 0; k < tiles.count; ++k) f(tiles[k].first, tiles[k].second);
@@ -330,10 +292,10 @@ class Gpt {
   // f(b0, b1, gradient views) for every tile; the views are those of the calling thread's gradient buffer.
   template <class F>
   void backward_parts(std::size_t B, F f) {
-    const Tiles tiles = tiles_of(B, cached_.time);
+    const Tiles tiles = tiles_of(B, scored_.batch.time);
     const std::size_t threads = threads_for(tiles.count, true), count = params_.size();
     if (threads == 1) {
-      const auto g = grads();
+      const auto g = gradient_tensors();
       for (std::size_t k = 0; k < tiles.count; ++k) f(tiles[k].first, tiles[k].second, g);
       return;
     }
@@ -364,14 +326,14 @@ class Gpt {
   // ---- The blocks, on sequences [b0, b1) ------------------------------------------------------------------
   // Embeddings, L blocks and the final LayerNorm.
   void trunk_forward(std::size_t b0, std::size_t b1) {
-    const std::size_t Tn = cached_.time, C = config_.channels, L = config_.layers, NH = config_.heads,
-                      N = cached_.batch * Tn, att_size = cached_.batch * NH * Tn * Tn;
+    const std::size_t Tn = scored_.batch.time, C = config_.channels, L = config_.layers, NH = config_.heads,
+                      N = scored_.batch.batch * Tn, att_size = scored_.batch.batch * NH * Tn * Tn;
     const std::size_t r0 = b0 * Tn, n = (b1 - b0) * Tn, B = b1 - b0;  // first row, rows of this block
-    const auto p = params();
+    const auto p = parameter_tensors();
     const Activations& a = act_;
     const T eps = T(config_.layer_norm_eps);
     T* encoded = a.encoded + r0 * C;
-    gpt::encoder_forward(encoded, cached_.tokens.data() + r0, pos_.data() + r0, p.wte, p.wpe, n, C);
+    gpt::encoder_forward(encoded, scored_.batch.tokens.data() + r0, scored_.pos.data() + r0, p.wte, p.wpe, n, C);
     for (std::size_t l = 0; l < L; ++l) {
       const std::size_t at = l * N + r0;  // this block's first row in layer l's [N, …] buffers
       const T* res_in = l == 0 ? encoded : a.res3 + (at - N) * C;
@@ -386,7 +348,8 @@ class Gpt {
       gpt::layernorm_forward(ln1, a.ln1_mean + at, a.ln1_rstd + at, res_in, p.ln1w + l * C, p.ln1b + l * C, n, C,
                              eps);
       gpt::matmul_forward(qkv, ln1, p.qkvw + l * C * 3 * C, p.qkvb + l * 3 * C, n, C, 3 * C);
-      gpt::attention_forward(atty, a.att + l * att_size + b0 * NH * Tn * Tn, qkv, real_.data() + r0, B, Tn, C, NH);
+      gpt::attention_forward(atty, a.att + l * att_size + b0 * NH * Tn * Tn, qkv, scored_.real.data() + r0, B, Tn, C,
+                             NH);
       gpt::matmul_forward(res2, atty, p.attprojw + l * C * C, p.attprojb + l * C, n, C, C);
       gpt::residual_forward(res2, res2, res_in, n * C);
       gpt::layernorm_forward(ln2, a.ln2_mean + at, a.ln2_rstd + at, res2, p.ln2w + l * C, p.ln2b + l * C, n, C, eps);
@@ -402,37 +365,37 @@ class Gpt {
   // Logits [m1 − m0, V] of the scoring rows m0 … m1 − 1 (wte as the LM head), and their log-probs into out.
   void lm_head_forward(std::size_t m0, std::size_t m1, T* out) {
     const std::size_t C = config_.channels, V = config_.vocab_size, M = m1 - m0;
-    for (std::size_t m = m0; m < m1; ++m) std::copy_n(act_.lnf + src_[m] * C, C, lnf_rows_.data() + m * C);
+    for (std::size_t m = m0; m < m1; ++m) std::copy_n(act_.lnf + scored_.src[m] * C, C, lnf_rows_.data() + m * C);
     gpt::MatrixMap<T>(logits_.data() + m0 * V, gpt::ix(M), gpt::ix(V)).noalias() =
         gpt::ConstMatrixMap<T>(lnf_rows_.data() + m0 * C, gpt::ix(M), gpt::ix(C)) *
-        gpt::ConstMatrixMap<T>(params().wte, gpt::ix(V), gpt::ix(C)).transpose();
+        gpt::ConstMatrixMap<T>(parameter_tensors().wte, gpt::ix(V), gpt::ix(C)).transpose();
     logprob_rows_forward(m0, m1, out);
   }
 
   // d logits in place (one backward per log_probs), then d lnf for sequences [b0, b1) into act_.d_ln and
   // d wte += d logitsᵀ · lnf rows.
   void lm_head_backward(std::size_t b0, std::size_t b1, const T* d_logps, const GptTensors<T>& g) {
-    const std::size_t C = config_.channels, V = config_.vocab_size, Tn = cached_.time;
-    const std::size_t m0 = row_begin_[b0], m1 = row_begin_[b1], M = m1 - m0;
+    const std::size_t C = config_.channels, V = config_.vocab_size, Tn = scored_.batch.time;
+    const std::size_t m0 = scored_.row_begin[b0], m1 = scored_.row_begin[b1], M = m1 - m0;
     logprob_rows_backward(m0, m1, d_logps);
     const gpt::ConstMatrixMap<T> dlogits(logits_.data() + m0 * V, gpt::ix(M), gpt::ix(V));
     T* d_rows = act_.d_atty + b0 * Tn * C;  // [M, C] within this block's rows of a scratch buffer not yet in use
     gpt::MatrixMap<T>(d_rows, gpt::ix(M), gpt::ix(C)).noalias() =
-        dlogits * gpt::ConstMatrixMap<T>(params().wte, gpt::ix(V), gpt::ix(C));
+        dlogits * gpt::ConstMatrixMap<T>(parameter_tensors().wte, gpt::ix(V), gpt::ix(C));
     gpt::MatrixMap<T>(g.wte, gpt::ix(V), gpt::ix(C)).noalias() +=
         dlogits.transpose() * gpt::ConstMatrixMap<T>(lnf_rows_.data() + m0 * C, gpt::ix(M), gpt::ix(C));
     std::fill_n(act_.d_ln + b0 * Tn * C, (b1 - b0) * Tn * C, T(0));
     for (std::size_t m = m0; m < m1; ++m)
-      gpt::ArrayMap<T>(act_.d_ln + src_[m] * C, gpt::ix(C)) +=
+      gpt::ArrayMap<T>(act_.d_ln + scored_.src[m] * C, gpt::ix(C)) +=
           gpt::ConstArrayMap<T>(d_rows + (m - m0) * C, gpt::ix(C));
   }
 
   // From d loss / d lnf (act_.d_ln, rows of sequences [b0, b1)) to the parameter gradients g.
   void trunk_backward(std::size_t b0, std::size_t b1, const GptTensors<T>& g) {
-    const std::size_t Tn = cached_.time, C = config_.channels, L = config_.layers, NH = config_.heads,
-                      N = cached_.batch * Tn, att_size = cached_.batch * NH * Tn * Tn;
+    const std::size_t Tn = scored_.batch.time, C = config_.channels, L = config_.layers, NH = config_.heads,
+                      N = scored_.batch.batch * Tn, att_size = scored_.batch.batch * NH * Tn * Tn;
     const std::size_t r0 = b0 * Tn, n = (b1 - b0) * Tn, B = b1 - b0;
-    const auto p = params();
+    const auto p = parameter_tensors();
     const Activations& a = act_;
     // this block's rows of the backward scratch buffers
     T* d_res = a.d_res + r0 * C;
@@ -457,14 +420,14 @@ class Gpt {
       gpt::matmul_backward(d_atty, g.attprojw + l * C * C, g.attprojb + l * C, d_res, a.atty + at * C,
                            p.attprojw + l * C * C, n, C, C);
       gpt::attention_backward(d_qkv, d_att, d_atty, a.qkv + at * 3 * C, a.att + l * att_size + b0 * NH * Tn * Tn,
-                              real_.data() + r0, B, Tn, C, NH);
+                              scored_.real.data() + r0, B, Tn, C, NH);
       gpt::matmul_backward(d_ln, g.qkvw + l * C * 3 * C, g.qkvb + l * 3 * C, d_qkv, a.ln1 + at * C,
                            p.qkvw + l * C * 3 * C, n, C, 3 * C);
       gpt::layernorm_backward(d_res, g.ln1w + l * C, g.ln1b + l * C, d_ln, res_in, p.ln1w + l * C, a.ln1_mean + at,
                               a.ln1_rstd + at, n, C);
     }
-    gpt::encoder_backward(g.wte, g.wpe, d_res, cached_.tokens.data() + r0, pos_.data() + r0, real_.data() + r0, n,
-                          C);
+    gpt::encoder_backward(g.wte, g.wpe, d_res, scored_.batch.tokens.data() + r0, scored_.pos.data() + r0,
+                          scored_.real.data() + r0, n, C);
   }
 
   // The private seam to the fused log-softmax + gather of losses/logprob.hpp: each row of logits_ is reduced
@@ -497,33 +460,21 @@ class Gpt {
   void logprob_rows_forward(std::size_t m0, std::size_t m1, T* out) {
     const std::size_t V = config_.vocab_size;
     backend::for_each(m1 - m0,
-                      LogprobForwardRows{logits_.data() + m0 * V, targets_.data() + m0, dst_.data() + m0, m1 - m0, V,
-                                         out, row_max_.data() + m0, row_log_sum_.data() + m0},
+                      LogprobForwardRows{logits_.data() + m0 * V, scored_.targets.data() + m0,
+                                         scored_.dst.data() + m0, m1 - m0, V, out, row_max_.data() + m0,
+                                         row_log_sum_.data() + m0},
                       2 * V);
   }
   void logprob_rows_backward(std::size_t m0, std::size_t m1, const T* d_logps) {
     const std::size_t V = config_.vocab_size;
     backend::for_each(m1 - m0,
-                      LogprobBackwardRows{logits_.data() + m0 * V, targets_.data() + m0, dst_.data() + m0, V, d_logps,
-                                          row_max_.data() + m0, row_log_sum_.data() + m0},
+                      LogprobBackwardRows{logits_.data() + m0 * V, scored_.targets.data() + m0,
+                                          scored_.dst.data() + m0, V, d_logps, row_max_.data() + m0,
+                                          row_log_sum_.data() + m0},
                       2 * V);
   }
 
-  bool same_batch(const TokenBatch& b) const {
-    return trunk_ready_ && b.batch == cached_.batch && b.time == cached_.time && b.tokens == cached_.tokens &&
-           b.response_mask == cached_.response_mask && b.attention_mask == cached_.attention_mask;
-  }
-
-  void require_same_batch(const TokenBatch& b, const char* fn) const {
-    if (!trunk_ready_)
-      fail<value_error>(fn, ": no forward pass to differentiate; call the forward on this batch first");
-    if (b.batch != cached_.batch || b.time != cached_.time)
-      fail<shape_error>(fn, ": the batch is [", b.batch, ", ", b.time, "] but the last forward pass was on [",
-                        cached_.batch, ", ", cached_.time, "]; call the forward on this batch first");
-    if (!same_batch(b))
-      fail<value_error>(fn, ": the batch differs from the one of the last forward pass (tokens or masks); "
-                            "call the forward on this batch first");
-  }
+  void require_same_batch(const TokenBatch& b, const char* fn) const { scored_.require_same(b, fn); }
 
   // Sizes every buffer for B x T; grows, never shrinks.
   void reserve(std::size_t B, std::size_t Tn) {
@@ -546,27 +497,16 @@ class Gpt {
       if (v.size() < n) v.resize(n);
     };
     grow(logits_, N * V), grow(lnf_rows_, N * C), grow(row_max_, N), grow(row_log_sum_, N);
-    grow(src_, N), grow(dst_, N), grow(targets_, N), grow(pos_, N), grow(real_, N), grow(last_, B);
-    grow(row_begin_, B + 1);
   }
 
   GptConfig config_;
-  gpt::aligned_vector<T> params_, grads_;  // [gpt_param_count(config)] each; layout in params.hpp
+  gpt::aligned_vector<T> params_, grads_;  // [gpt_param_count(config)] each; layout in gpt_host/params.hpp
   gpt::aligned_vector<T> act_buffer_;      // every activation, viewed through act_
   Activations act_{};
-  TokenBatch cached_;              // the batch of the last forward pass
-  bool trunk_ready_ = false;       // act_ holds the forward pass of cached_
-  bool logits_ready_ = false;      // logits_ holds the logits of a log_probs on cached_ not yet consumed
-  std::size_t n_rows_ = 0;         // M: response tokens in cached_
+  gpt_host::ScoredBatch<std::size_t> scored_;  // the last forward's batch and scoring rows; act_ holds its pass
   gpt::aligned_vector<T> logits_;          // [M, V] (capacity [N, V]); d logits after backward
   gpt::aligned_vector<T> lnf_rows_;        // [M, C] final hidden rows that score a response token
   gpt::aligned_vector<T> row_max_, row_log_sum_;  // [M]
-  std::vector<std::size_t> src_, dst_;    // [M] scoring row and scored position (b·T + t)
-  std::vector<std::int32_t> targets_;     // [M] the scored token ids
-  std::vector<std::int32_t> pos_;         // [N] position ids (real tokens before)
-  std::vector<std::uint8_t> real_;        // [N] 1 real, 0 padding
-  std::vector<std::size_t> last_;         // [B] position b·T + t of each row's last response token
-  std::vector<std::size_t> row_begin_;    // [B + 1] first scoring row (index into src_, dst_) of each sequence
   gpt::aligned_vector<T> extra_grads_;    // [parts − 1, parameters] gradients of the other backward blocks
   gpt::Sampler<T> sampler_;
 };

@@ -21,38 +21,12 @@
 #include "rlhf/core/error.hpp"
 #include "rlhf/core/rng.hpp"
 #include "rlhf/losses/logprob.hpp"
-#include "rlhf/models/gpt/config.hpp"
 #include "rlhf/models/gpt/layers.hpp"
-#include "rlhf/models/gpt/params.hpp"
+#include "rlhf/models/gpt_host/config.hpp"
+#include "rlhf/models/gpt_host/params.hpp"
+#include "rlhf/models/gpt_host/sampling.hpp"
 
 namespace rlhf::gpt {
-
-inline void validate_sampling(const char* fn, const GptConfig& c, const PromptBatch& x, const SampleOptions& o) {
-  require_nonempty(fn, "prompts", x.batch);
-  require_size(fn, "prompts.tokens", x.tokens.size(), x.batch * x.time, "B*T");
-  require_size(fn, "prompts.prompt_length", x.prompt_length.size(), x.batch, "B");
-  if (o.max_new_tokens == 0) fail<config_error>(fn, ": max_new_tokens must be >= 1");
-  if (!(o.temperature >= 0.0f) || !std::isfinite(o.temperature))
-    fail<config_error>(fn, ": temperature must be >= 0 and finite (got ", o.temperature, "); 0 means greedy");
-  if (!(o.top_p > 0.0f && o.top_p <= 1.0f)) fail<config_error>(fn, ": top_p must be in (0, 1] (got ", o.top_p, ")");
-  if (o.stop_token < -1 || o.stop_token >= static_cast<token_id>(c.vocab_size))
-    fail<config_error>(fn, ": stop_token ", o.stop_token, " is neither -1 (none) nor in the vocabulary [0, ",
-                       c.vocab_size, ")");
-  for (std::size_t b = 0; b < x.batch; ++b) {
-    const std::size_t P = x.prompt_length[b];
-    if (P == 0 || P > x.time)
-      fail<value_error>(fn, ": prompt_length[", b, "] = ", P, " must be in [1, ", x.time, "]");
-    if (P + o.max_new_tokens > c.max_seq_len)
-      fail<config_error>(fn, ": prompt ", b, " has ", P, " tokens; with max_new_tokens = ", o.max_new_tokens,
-                         " it would exceed max_seq_len = ", c.max_seq_len);
-    for (std::size_t t = 0; t < P; ++t) {
-      const token_id id = x.tokens[b * x.time + t];
-      if (id < 0 || static_cast<std::size_t>(id) >= c.vocab_size)
-        fail<value_error>(fn, ": prompt token ", id, " at [", b, ",", t, "] is outside the vocabulary [0, ",
-                          c.vocab_size, ")");
-    }
-  }
-}
 
 template <class T>
 class Sampler {
@@ -63,64 +37,41 @@ class Sampler {
   // 0); the response (including a sampled stop token) is marked in response_mask.
   TokenBatch sample(const GptTensors<const T>& p, const GptConfig& c, const PromptBatch& x, const SampleOptions& o,
                     Rng& rng) {
-    validate_sampling("rlhf::Gpt::sample", c, x, o);
     const std::size_t B = x.batch, V = c.vocab_size;
-    std::size_t longest = 0, prompt_tokens = 0;
-    for (auto P : x.prompt_length) longest = std::max(longest, P), prompt_tokens += P;
-    cap_ = longest + o.max_new_tokens;
-    reserve(c, B, prompt_tokens);
+    gpt_host::SampledRows<T> rows("rlhf::Gpt::sample", c, x, o);
+    cap_ = rows.cap;
+    reserve(c, B, rows.prompt_tokens);
 
-    std::vector<token_id> seq(B * cap_, 0);  // [B, cap]
-    std::vector<std::size_t> len(x.prompt_length);
-    std::vector<T> logp(B * cap_, T(0));  // [B, cap] model log-prob of each sampled token
     // prefill: every prompt token is one item
     std::size_t n = 0;
-    std::vector<std::size_t> active;
     for (std::size_t b = 0; b < B; ++b) {
-      for (std::size_t t = 0; t < len[b]; ++t, ++n) {
-        seq[b * cap_ + t] = x.tokens[b * x.time + t];
+      for (std::size_t t = 0; t < rows.len[b]; ++t, ++n)
         item_row_[n] = b, item_pos_[n] = t, item_tok_[n] = x.tokens[b * x.time + t];
-      }
       item_begin_[b + 1] = n;  // the last prompt token predicts the first new one
-      active.push_back(b);
     }
     item_begin_[0] = 0;
     step(p, c, B);
 
     for (std::size_t generated = 0;; ++generated) {
-      for (std::size_t k = 0; k < active.size(); ++k) {
-        const std::size_t b = active[k];
+      for (std::size_t k = 0; k < rows.active.size(); ++k) {
+        const std::size_t b = rows.active[k];
         const T* row = logits_.data() + k * V;
-        require_finite_logits(row, V, b, len[b]);
+        require_finite_logits(row, V, b, rows.len[b]);
         const token_id tok = draw(row, V, o, rng);
-        logp[b * cap_ + len[b]] = row_logprob<backend>(row, V, tok, static_cast<const T*>(nullptr)).logprob;
-        seq[b * cap_ + len[b]++] = tok;
+        rows.append(b, tok, row_logprob<backend>(row, V, tok, static_cast<const T*>(nullptr)).logprob);
       }
-      std::vector<std::size_t> still;
-      for (auto b : active)
-        if (seq[b * cap_ + len[b] - 1] != o.stop_token) still.push_back(b);
-      active.swap(still);
-      if (active.empty() || generated + 1 == o.max_new_tokens) break;
-      for (std::size_t k = 0; k < active.size(); ++k) {
-        const std::size_t b = active[k];
-        item_row_[k] = b, item_pos_[k] = len[b] - 1, item_tok_[k] = seq[b * cap_ + len[b] - 1];
+      if (!rows.drop_stopped(o.stop_token) || generated + 1 == o.max_new_tokens) break;
+      for (std::size_t k = 0; k < rows.active.size(); ++k) {
+        const std::size_t b = rows.active[k];
+        item_row_[k] = b, item_pos_[k] = rows.len[b] - 1, item_tok_[k] = rows.last_token(b);
         item_begin_[k + 1] = k + 1;
       }
-      step(p, c, active.size());
+      step(p, c, rows.active.size());
     }
 
-    std::size_t Tout = 0;
-    for (auto l : len) Tout = std::max(Tout, l);
-    TokenBatch out = TokenBatch::zeros(B, Tout);
-    out.attention_mask.assign(B * Tout, 0);
-    log_probs_ = RowMatrix<T>::Zero(ix(B), ix(Tout));
-    for (std::size_t b = 0; b < B; ++b)
-      for (std::size_t t = 0; t < len[b]; ++t) {
-        out.token(b, t) = seq[b * cap_ + t];
-        out.attention_mask[b * Tout + t] = 1;
-        out.mask(b, t) = t >= x.prompt_length[b];
-        log_probs_(ix(b), ix(t)) = logp[b * cap_ + t];
-      }
+    std::vector<T> logp;
+    TokenBatch out = rows.to_batch(x, logp);
+    log_probs_ = ConstMatrixMap<T>(logp.data(), ix(B), ix(out.time));
     return out;
   }
 

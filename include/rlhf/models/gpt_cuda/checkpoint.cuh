@@ -1,27 +1,25 @@
 #pragma once
-// Checkpoints of the CUDA GPT: the CPU model's safetensors files (models/gpt/checkpoint.hpp: Hugging Face GPT-2
-// names and layouts, config in __metadata__), so one file loads on either model. The tensor map and the config
-// parsing are the CPU header's own (gpt_checkpoint_tensors, detail::gpt_checkpoint); this file only stages the
-// parameters through host memory. Including it needs the Eigen headers (rlhf::eigen), as the CPU header does.
+// Checkpoints of the CUDA GPT: the CPU model's safetensors files (Hugging Face GPT-2 names and layouts, config in
+// __metadata__), so one file loads on either model. The format, the tensor map, the config parsing and the checks
+// are the host code both models share (models/gpt_host/checkpoint.hpp); this file only stages the parameters
+// through host memory. It needs no Eigen headers.
 #include <filesystem>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "rlhf/io/safetensors.hpp"
-#include "rlhf/models/gpt/checkpoint.hpp"
 #include "rlhf/models/gpt_cuda/model.cuh"
+#include "rlhf/models/gpt_host/checkpoint.hpp"
+#include "rlhf/models/gpt_host/config.hpp"
 
 namespace rlhf {
 
-// Writes the parameters (float32) and the config; through a temporary file and a rename.
+// Writes the parameters (float32) and the config; through a temporary file and a rename. Refuses NaN and Inf
+// (value_error naming the tensor), writing nothing, as save_checkpoint(const Gpt<T>&, ...) does.
 inline void save_checkpoint(const GptCuda& model, const std::filesystem::path& path) {
-  const GptConfig& c = model.config();
   const std::vector<float> host = model.parameters_to_host();
-  std::vector<io::TensorView> views;
-  for (const auto& t : gpt_checkpoint_tensors(c))
-    views.push_back({.name = t.name, .shape = t.shape, .data = host.data() + t.offset});
-  io::save_safetensors(path, views, detail::gpt_checkpoint::metadata_of(c));
+  detail::gpt_checkpoint::save(model.config(), host.data(), path);
 }
 
 // Fills the model's parameters from a checkpoint with the checks of load_parameters(Gpt<T>&, ...): every
@@ -41,9 +39,7 @@ inline void load_parameters(GptCuda& model, const io::Safetensors& st) {
 // A model of the file's own config (metadata, else shapes).
 inline GptCuda load_checkpoint_cuda(const std::filesystem::path& path, const GptCudaOptions& options = {}) {
   const auto st = io::Safetensors::load(path);
-  const GptConfig config = detail::gpt_checkpoint::config_of(st);
-  detail::gpt_checkpoint::check_file(st, config);  // before allocating the model: its size is now the file's
-  GptCuda model(config, 0, options);
+  GptCuda model(detail::gpt_checkpoint::checked_config_of(st), 0, options);
   load_parameters(model, st);
   return model;
 }
@@ -52,8 +48,7 @@ inline GptCuda load_checkpoint_cuda(const std::filesystem::path& path, const Gpt
 inline GptCuda load_checkpoint_cuda(const std::filesystem::path& path, const GptConfig& config,
                                     const GptCudaOptions& options = {}) {
   const auto st = io::Safetensors::load(path);
-  config.validate("rlhf::load_checkpoint_cuda: 'config'");
-  detail::gpt_checkpoint::check_file(st, config);
+  detail::gpt_checkpoint::check_config(st, config, "rlhf::load_checkpoint_cuda");
   GptCuda model(config, 0, options);
   load_parameters(model, st);
   return model;

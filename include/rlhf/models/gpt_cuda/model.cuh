@@ -1,7 +1,7 @@
 #pragma once
 // The GPT-2 policy on the GPU: the CPU model (models/gpt/model.hpp) kernel for kernel, on one contiguous
-// parameter buffer in device memory with the CPU model's layout (params.hpp), so moving a model between the
-// two is one copy. docs/models/gpt_cuda.md.
+// parameter buffer in device memory with the CPU model's layout (gpt_host/params.hpp), so moving a model between
+// the two is one copy. docs/models/gpt_cuda.md.
 //
 // It is a TrainablePolicy, a SamplingPolicy and (with config.scalar_head) a ValueModel and a RewardModel on the
 // backend rlhf::thrust_cuda<float>: log_probs returns a Thrust-CUDA matrix [B, T] in device memory, backward
@@ -27,8 +27,6 @@
 #include "rlhf/core/error.hpp"
 #include "rlhf/core/rng.hpp"
 #include "rlhf/core/validate.hpp"
-#include "rlhf/models/gpt/config.hpp"
-#include "rlhf/models/gpt/params.hpp"
 #include "rlhf/models/gpt_cuda/adamw.cuh"
 #include "rlhf/models/gpt_cuda/attention.cuh"
 #include "rlhf/models/gpt_cuda/common.cuh"
@@ -40,28 +38,16 @@
 #include "rlhf/models/gpt_cuda/matmul.cuh"
 #include "rlhf/models/gpt_cuda/residual.cuh"
 #include "rlhf/models/gpt_cuda/sampler.cuh"
+#include "rlhf/models/gpt_host/config.hpp"
+#include "rlhf/models/gpt_host/init.hpp"
+#include "rlhf/models/gpt_host/params.hpp"
+#include "rlhf/models/gpt_host/scoring.hpp"
 
 namespace rlhf {
 
 struct GptCudaOptions {
   GemmPrecision precision = GemmPrecision::tf32;  // tf32: tensor cores; fp32: exact float products (matmul.cuh)
 };
-
-// GPT-2's initialisation from a seed, identical to rlhf::Gpt<float>::initialize (model.hpp), on the host:
-// weights N(0, 0.02) (the two residual projections 0.02/√(2L)), biases 0, LayerNorm weights 1.
-inline std::vector<float> gpt_initial_parameters(const GptConfig& config, std::uint64_t seed) {
-  std::vector<float> params(gpt_param_count(config), 0.0f);
-  Rng rng(seed);
-  const double std_w = 0.02, std_proj = 0.02 / std::sqrt(2.0 * double(config.layers));
-  for (const auto& t : gpt_param_layout(config)) {
-    float* p = params.data() + t.offset;
-    const bool ln_weight = t.name == "ln1w" || t.name == "ln2w" || t.name == "lnfw";
-    const bool bias = t.name.back() == 'b';
-    const double sd = (t.name == "attprojw" || t.name == "fcprojw") ? std_proj : std_w;
-    for (std::size_t i = 0; i < t.size; ++i) p[i] = ln_weight ? 1.0f : bias ? 0.0f : float(sd * rng.normal());
-  }
-  return params;
-}
 
 class GptCuda {
  public:
@@ -87,11 +73,14 @@ class GptCuda {
   std::span<const float> parameters() const { return {params_.data(), params_.size()}; }
   std::span<float> gradients() { return {grads_.data(), grads_.size()}; }  // device memory
   std::span<const float> gradients() const { return {grads_.data(), grads_.size()}; }
-  GptTensors<float> params() { return gpt_tensors(params_.data(), config_); }  // device pointers
-  GptTensors<const float> params() const { return gpt_tensors<const float>(params_.data(), config_); }
-  GptTensors<float> grads() { return gpt_tensors(grads_.data(), config_); }
+  // The same buffers as named tensors (GptTensors, layout of gpt_host/params.hpp): device pointers.
+  GptTensors<float> parameter_tensors() { return gpt_tensors(params_.data(), config_); }
+  GptTensors<const float> parameter_tensors() const { return gpt_tensors<const float>(params_.data(), config_); }
+  GptTensors<float> gradient_tensors() { return gpt_tensors(grads_.data(), config_); }
+  GptTensors<const float> gradient_tensors() const { return gpt_tensors<const float>(grads_.data(), config_); }
   void zero_grad() { grads_.zero(); }
 
+  // Overwrites the parameters with the initialisation of the constructor: the CPU model's (gpt_host/init.hpp).
   void initialize(std::uint64_t seed) { set_parameters(gpt_initial_parameters(config_, seed)); }
 
   // Host ↔ device copies of the whole buffer (layout of params.hpp): one cudaMemcpy each.
@@ -115,10 +104,11 @@ class GptCuda {
   matrix log_probs(const TokenBatch& batch) {
     constexpr const char* fn = "rlhf::GptCuda::log_probs";
     forward_trunk(batch, fn);
-    const std::size_t C = config_.channels, V = config_.vocab_size, M = n_rows_;
+    const std::size_t C = config_.channels, V = config_.vocab_size, M = scored_.rows;
     gpt_cuda::gather_rows(lnf_rows_.data(), act_.lnf, d_src_.data(), M, C);
     // logits [M, V] = lnf rows · wteᵀ: column-major logits^T [V, M] = (wte as column-major [C, V])^T · rows^T
-    gpt_cuda::gemm(*blas_, true, false, V, M, C, params().wte, C, lnf_rows_.data(), C, logits_.data(), V, 0.0f);
+    gpt_cuda::gemm(*blas_, true, false, V, M, C, parameter_tensors().wte, C, lnf_rows_.data(), C, logits_.data(), V,
+                   0.0f);
     matrix out = backend::matrix_of(batch.batch, batch.time);
     gpt_cuda::logprob_forward(backend::data(out), row_max_.data(), row_log_sum_.data(), logits_.data(),
                               d_targets_.data(), d_dst_.data(), M, V);
@@ -127,29 +117,31 @@ class GptCuda {
       fail<value_error>(fn, ": log-prob of token [", at / batch.time, ",", at % batch.time,
                         "] is not finite; the parameters hold NaN or Inf");
     }
-    logits_ready_ = true;
+    scored_.logits_ready = true;
     return out;
   }
 
   // Accumulates parameter gradients for d loss / d log_probs [B, T] (device; entries where response_mask is 0
-  // are ignored). Consumes the logits of the last log_probs(batch): one backward per log_probs.
+  // are ignored). The preceding forward pass must have been log_probs on this same batch: backward uses its
+  // activations and consumes its logits, one backward per log_probs. Gpt<T>::backward's checks, on the host
+  // (ScoredBatch::require_logits, gpt_host/scoring.hpp): a shape_error for another [B, T]; a value_error for no
+  // forward pass, other tokens or masks, or no unconsumed log_probs on this batch (values or scores in between
+  // keep it); a value_error for a non-finite d_logps at a response token.
   void backward(const TokenBatch& batch, const matrix& d_logps) {
     constexpr const char* fn = "rlhf::GptCuda::backward";
-    require_same_batch(batch, fn);
-    if (!logits_ready_)
-      fail<value_error>(fn, ": no log_probs(batch) since the last backward on this batch; call log_probs first "
-                            "(backward consumes the logits of one log_probs)");
+    scored_.require_logits(batch, fn);
     detail::require_shape<backend>(fn, "d_logps", d_logps, batch.batch, batch.time, "the batch [B, T]");
-    const std::size_t C = config_.channels, V = config_.vocab_size, M = n_rows_, N = batch.batch * batch.time;
+    const std::size_t C = config_.channels, V = config_.vocab_size, M = scored_.rows, N = batch.batch * batch.time;
     require_finite_at(fn, "d_logps", backend::data(d_logps), batch.time);
     gpt_cuda::logprob_backward(logits_.data(), d_targets_.data(), d_dst_.data(), backend::data(d_logps),
                                row_max_.data(), row_log_sum_.data(), M, V);  // logits_ now holds d logits [M, V]
-    logits_ready_ = false;
+    scored_.logits_ready = false;
     float* d_rows = act_.d_atty;  // [M, C], free until the trunk backward
     // d rows [M, C] = dlogits · wte: column-major d rows^T [C, M] = (wte as column-major [C, V]) · dlogits^T
-    gpt_cuda::gemm(*blas_, false, false, C, M, V, params().wte, C, logits_.data(), V, d_rows, C, 0.0f);
+    gpt_cuda::gemm(*blas_, false, false, C, M, V, parameter_tensors().wte, C, logits_.data(), V, d_rows, C, 0.0f);
     // d wte [V, C] += dlogitsᵀ · rows: column-major d wte^T [C, V] += rows^T [C, M] · dlogits [M, V]
-    gpt_cuda::gemm(*blas_, false, true, C, V, M, lnf_rows_.data(), C, logits_.data(), V, grads().wte, C, 1.0f);
+    gpt_cuda::gemm(*blas_, false, true, C, V, M, lnf_rows_.data(), C, logits_.data(), V, gradient_tensors().wte, C,
+                   1.0f);
     RLHF_CUDA_CHECK(cudaMemset(act_.d_ln, 0, N * C * sizeof(float)));
     gpt_cuda::scatter_add_rows(act_.d_ln, d_rows, d_src_.data(), M, C);
     trunk_backward();
@@ -160,8 +152,9 @@ class GptCuda {
     forward_trunk(batch, "rlhf::GptCuda::logits", false);
     const std::size_t N = batch.batch * batch.time, C = config_.channels, V = config_.vocab_size;
     matrix out = backend::matrix_of(N, V);
-    gpt_cuda::gemm(*blas_, true, false, V, N, C, params().wte, C, act_.lnf, C, backend::data(out), V, 0.0f);
-    trunk_ready_ = false;  // not a scoring forward: nothing to differentiate
+    gpt_cuda::gemm(*blas_, true, false, V, N, C, parameter_tensors().wte, C, act_.lnf, C, backend::data(out), V,
+                   0.0f);
+    scored_.trunk_ready = false;  // not a scoring forward: nothing to differentiate
     return out;
   }
 
@@ -172,8 +165,8 @@ class GptCuda {
     require_head(fn);
     forward_trunk(batch, fn);
     matrix out = backend::matrix_of(batch.batch, batch.time);
-    const auto p = params();
-    gpt_cuda::head_forward(backend::data(out), act_.lnf, p.headw, p.headb, d_src_.data(), d_dst_.data(), n_rows_,
+    const auto p = parameter_tensors();
+    gpt_cuda::head_forward(backend::data(out), act_.lnf, p.headw, p.headb, d_src_.data(), d_dst_.data(), scored_.rows,
                            config_.channels);
     return out;
   }
@@ -184,7 +177,7 @@ class GptCuda {
     require_same_batch(batch, fn);
     detail::require_shape<backend>(fn, "d_values", d_values, batch.batch, batch.time, "the batch [B, T]");
     require_finite_at(fn, "d_values", backend::data(d_values), batch.time);
-    head_backward(backend::data(d_values), d_src_.data(), d_dst_.data(), n_rows_);
+    head_backward(backend::data(d_values), d_src_.data(), d_dst_.data(), scored_.rows);
   }
 
   // ---- RewardModel (scalar head) -----------------------------------------------------------------------------
@@ -194,7 +187,7 @@ class GptCuda {
     require_head(fn);
     forward_trunk(batch, fn);
     vector out = backend::vector_of(batch.batch);
-    const auto p = params();
+    const auto p = parameter_tensors();
     gpt_cuda::head_forward(backend::data(out), act_.lnf, p.headw, p.headb, d_last_.data(), d_iota_.data(),
                            batch.batch, config_.channels);
     return out;
@@ -214,7 +207,7 @@ class GptCuda {
   // ---- SamplingPolicy ------------------------------------------------------------------------------------------
   // Continues each prompt (KV cache on the device; sampler.cuh). Leaves the training activations alone.
   TokenBatch sample(const PromptBatch& prompts, const SampleOptions& options, Rng& rng) {
-    return sampler_.sample(*blas_, std::as_const(*this).params(), config_, prompts, options, rng);
+    return sampler_.sample(*blas_, std::as_const(*this).parameter_tensors(), config_, prompts, options, rng);
   }
   // [B, T] log p of each token drawn by the last sample() under the model itself (temperature 1, unfiltered).
   const matrix& sampled_log_probs() const { return sampler_.log_probs(); }
@@ -245,87 +238,53 @@ class GptCuda {
     float* column;  // column_scratch(N, 4C): partial sums of the bias and LayerNorm weight gradients
   };
 
-  void require_head(const char* fn) const {
-    if (!config_.scalar_head) fail<config_error>(fn, ": the model has no scalar head (GptConfig::scalar_head)");
-  }
+  void require_head(const char* fn) const { gpt_host::require_scalar_head(config_, fn); }
 
   // d head output (device, read at dst[m]) for rows src[m] → every parameter gradient.
   void head_backward(const float* d_out, const std::int32_t* src, const std::int32_t* dst, std::size_t M) {
-    const std::size_t N = cached_.batch * cached_.time, C = config_.channels;
+    const std::size_t N = scored_.batch.batch * scored_.batch.time, C = config_.channels;
     RLHF_CUDA_CHECK(cudaMemset(act_.d_ln, 0, N * C * sizeof(float)));
-    auto g = grads();
-    gpt_cuda::head_backward(act_.d_ln, g.headw, g.headb, act_.column, act_.lnf, params().headw, d_out, src, dst, M, C);
+    auto g = gradient_tensors();
+    gpt_cuda::head_backward(act_.d_ln, g.headw, g.headb, act_.column, act_.lnf, parameter_tensors().headw, d_out, src,
+                            dst, M, C);
     trunk_backward();
   }
 
   // Throws when a device [B, T] upstream gradient holds NaN/Inf at a response token (the CPU model's check).
   void require_finite_at(const char* fn, const char* arg, const float* d, std::size_t T) {
-    if (gpt_cuda::all_finite_at(flag_.data(), d, d_dst_.data(), n_rows_)) return;
-    std::vector<float> host(cached_.batch * T);
+    if (gpt_cuda::all_finite_at(flag_.data(), d, d_dst_.data(), scored_.rows)) return;
+    std::vector<float> host(scored_.batch.batch * T);
     RLHF_CUDA_CHECK(cudaMemcpy(host.data(), d, host.size() * sizeof(float), cudaMemcpyDeviceToHost));
-    for (std::size_t m = 0; m < n_rows_; ++m)
-      if (!std::isfinite(host[dst_[m]]))
-        fail<value_error>(fn, ": ", arg, "[", dst_[m] / T, ",", dst_[m] % T, "] is ", host[dst_[m]],
-                          " at a response token");
+    for (std::size_t m = 0; m < scored_.rows; ++m)
+      if (!std::isfinite(host[scored_.dst[m]]))
+        fail<value_error>(fn, ": ", arg, "[", scored_.dst[m] / T, ",", scored_.dst[m] % T, "] is ",
+                          host[scored_.dst[m]], " at a response token");
   }
 
   std::size_t first_non_finite(const std::vector<float>& host) const {
-    for (std::size_t m = 0; m < n_rows_; ++m)
-      if (!std::isfinite(host[dst_[m]])) return std::size_t(dst_[m]);
+    for (std::size_t m = 0; m < scored_.rows; ++m)
+      if (!std::isfinite(host[scored_.dst[m]])) return std::size_t(scored_.dst[m]);
     return 0;
   }
 
-  // Checks the batch, uploads its tokens, positions and scoring rows, and runs the blocks and the final LayerNorm.
+  // Checks and records the batch with its positions and scoring rows (gpt_host/scoring.hpp), uploads them, and
+  // runs the blocks and the final LayerNorm.
   void forward_trunk(const TokenBatch& batch, const char* fn, bool needs_response = true) {
     const std::size_t B = batch.batch, Tn = batch.time, C = config_.channels, L = config_.layers,
                       NH = config_.heads, N = B * Tn;
-    if (needs_response) {
-      batch.validate(config_.vocab_size);
-    } else {
-      require_nonempty(fn, "batch", B);
-      require_size(fn, "tokens", batch.tokens.size(), N, "B*T");
-      if (!batch.attention_mask.empty()) require_size(fn, "attention_mask", batch.attention_mask.size(), N, "B*T");
-      for (auto id : batch.tokens)
-        if (id < 0 || std::size_t(id) >= config_.vocab_size)
-          fail<value_error>(fn, ": token id ", id, " is outside the vocabulary [0, ", config_.vocab_size, ")");
-    }
-    if (!same_batch(batch)) logits_ready_ = false;
-    cached_ = batch;
-    cached_.response_mask.resize(N, 0);
+    scored_.record(batch, config_, fn, needs_response);
     reserve(B, Tn);
-
-    // positions count real tokens; each response token is scored from the last real position before it
-    n_rows_ = 0;
-    for (std::size_t b = 0; b < B; ++b) {
-      std::size_t count = 0;
-      std::int32_t prev = -1;
-      last_[b] = std::int32_t(b * Tn);
-      for (std::size_t t = 0; t < Tn; ++t) {
-        const std::size_t n = b * Tn + t;
-        const bool is_real = batch.real(b, t);
-        real_[n] = is_real;
-        pos_[n] = static_cast<std::int32_t>(is_real ? count : 0);
-        if (cached_.response_mask[n]) {
-          src_[n_rows_] = prev, dst_[n_rows_] = std::int32_t(n), targets_[n_rows_] = batch.tokens[n];
-          ++n_rows_;
-          last_[b] = std::int32_t(n);
-        }
-        if (is_real) prev = std::int32_t(n), ++count;
-      }
-      if (count > config_.max_seq_len)
-        fail<shape_error>(fn, ": row ", b, " has ", count, " real tokens but max_seq_len is ", config_.max_seq_len);
-    }
     d_tokens_.upload(batch.tokens.data(), N);
-    d_pos_.upload(pos_.data(), N);
-    d_real_.upload(real_.data(), N);
-    d_src_.upload(src_.data(), n_rows_);
-    d_dst_.upload(dst_.data(), n_rows_);
-    d_targets_.upload(targets_.data(), n_rows_);
-    d_last_.upload(last_.data(), B);
-    by_token_.upload(gpt_cuda::RowBuckets::of(batch.tokens.data(), real_.data(), N));
-    by_position_.upload(gpt_cuda::RowBuckets::of(pos_.data(), real_.data(), N));
+    d_pos_.upload(scored_.pos.data(), N);
+    d_real_.upload(scored_.real.data(), N);
+    d_src_.upload(scored_.src.data(), scored_.rows);
+    d_dst_.upload(scored_.dst.data(), scored_.rows);
+    d_targets_.upload(scored_.targets.data(), scored_.rows);
+    d_last_.upload(scored_.last.data(), B);
+    by_token_.upload(gpt_cuda::RowBuckets::of(batch.tokens.data(), scored_.real.data(), N));
+    by_position_.upload(gpt_cuda::RowBuckets::of(scored_.pos.data(), scored_.real.data(), N));
 
-    const auto p = params();
+    const auto p = parameter_tensors();
     const Activations& a = act_;
     const float eps = config_.layer_norm_eps;
     const std::size_t att_size = B * NH * Tn * Tn;
@@ -355,15 +314,15 @@ class GptCuda {
       gpt_cuda::residual_forward(res3, res3, res2, N * C);
     }
     gpt_cuda::layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, a.res3 + (L - 1) * N * C, p.lnfw, p.lnfb, N, C, eps);
-    trunk_ready_ = true;
+    scored_.trunk_ready = true;
   }
 
   // From d loss / d lnf (in act_.d_ln, [N, C]) to every parameter gradient.
   void trunk_backward() {
-    const std::size_t B = cached_.batch, Tn = cached_.time, C = config_.channels, L = config_.layers,
+    const std::size_t B = scored_.batch.batch, Tn = scored_.batch.time, C = config_.channels, L = config_.layers,
                       NH = config_.heads, N = B * Tn, att_size = B * NH * Tn * Tn;
-    const auto p = params();
-    auto g = grads();
+    const auto p = parameter_tensors();
+    auto g = gradient_tensors();
     const Activations& a = act_;
     gpt_cuda::Blas& blas = *blas_;
     RLHF_CUDA_CHECK(cudaMemset(a.d_res, 0, N * C * sizeof(float)));
@@ -390,21 +349,7 @@ class GptCuda {
     gpt_cuda::encoder_backward(g.wte, g.wpe, a.d_res, by_token_, by_position_, C);
   }
 
-  bool same_batch(const TokenBatch& b) const {
-    return trunk_ready_ && b.batch == cached_.batch && b.time == cached_.time && b.tokens == cached_.tokens &&
-           b.response_mask == cached_.response_mask && b.attention_mask == cached_.attention_mask;
-  }
-
-  void require_same_batch(const TokenBatch& b, const char* fn) const {
-    if (!trunk_ready_)
-      fail<value_error>(fn, ": no forward pass to differentiate; call the forward on this batch first");
-    if (b.batch != cached_.batch || b.time != cached_.time)
-      fail<shape_error>(fn, ": the batch is [", b.batch, ", ", b.time, "] but the last forward pass was on [",
-                        cached_.batch, ", ", cached_.time, "]; call the forward on this batch first");
-    if (!same_batch(b))
-      fail<value_error>(fn, ": the batch differs from the one of the last forward pass (tokens or masks); "
-                            "call the forward on this batch first");
-  }
+  void require_same_batch(const TokenBatch& b, const char* fn) const { scored_.require_same(b, fn); }
 
   // Sizes every buffer for B x T; grows, never shrinks (a growth reallocates: contents are lost).
   void reserve(std::size_t B, std::size_t Tn) {
@@ -433,22 +378,15 @@ class GptCuda {
       d_iota_.resize(B);
       d_iota_.upload(iota.data(), B);
     }
-    const auto grow = [](auto& v, std::size_t n) {
-      if (v.size() < n) v.resize(n);
-    };
-    grow(src_, N), grow(dst_, N), grow(targets_, N), grow(pos_, N), grow(real_, N), grow(last_, B);
   }
 
   GptConfig config_;
   GptCudaOptions options_;
   std::unique_ptr<gpt_cuda::Blas> blas_;
-  gpt_cuda::device_buffer<float> params_, grads_;  // [gpt_param_count(config)] each; layout in params.hpp
+  gpt_cuda::device_buffer<float> params_, grads_;  // [gpt_param_count(config)] each; layout in gpt_host/params.hpp
   gpt_cuda::device_buffer<float> act_buffer_;      // every activation, viewed through act_
   Activations act_{};
-  TokenBatch cached_;           // the batch of the last forward pass
-  bool trunk_ready_ = false;    // act_ holds the forward pass of cached_
-  bool logits_ready_ = false;   // logits_ holds the logits of a log_probs on cached_ not yet consumed
-  std::size_t n_rows_ = 0;      // M: response tokens in cached_
+  gpt_host::ScoredBatch<std::int32_t> scored_;  // the last forward's batch and scoring rows; act_ holds its pass
   gpt_cuda::device_buffer<float> logits_;                 // [M, V] (capacity [N, V]); d logits after backward
   gpt_cuda::device_buffer<float> lnf_rows_;               // [M, C] final hidden rows that score a response token
   gpt_cuda::device_buffer<float> row_max_, row_log_sum_;  // [M]
@@ -457,9 +395,6 @@ class GptCuda {
   gpt_cuda::device_buffer<std::int32_t> d_tokens_, d_pos_, d_src_, d_dst_, d_targets_, d_last_, d_iota_;
   gpt_cuda::device_buffer<std::uint8_t> d_real_;
   gpt_cuda::DeviceBuckets by_token_, by_position_;  // rows grouped for the embedding backward
-  // host copies
-  std::vector<std::int32_t> src_, dst_, targets_, pos_, last_;
-  std::vector<std::uint8_t> real_;
   gpt_cuda::Sampler sampler_;
 };
 

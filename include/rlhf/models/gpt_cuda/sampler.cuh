@@ -23,8 +23,9 @@
 #include "rlhf/core/batch.hpp"
 #include "rlhf/core/error.hpp"
 #include "rlhf/core/rng.hpp"
-#include "rlhf/models/gpt/config.hpp"
-#include "rlhf/models/gpt/params.hpp"
+#include "rlhf/models/gpt_host/config.hpp"
+#include "rlhf/models/gpt_host/params.hpp"
+#include "rlhf/models/gpt_host/sampling.hpp"
 #include "rlhf/models/gpt_cuda/common.cuh"
 #include "rlhf/models/gpt_cuda/encoder.cuh"
 #include "rlhf/models/gpt_cuda/gelu.cuh"
@@ -34,35 +35,6 @@
 #include "rlhf/models/gpt_cuda/residual.cuh"
 
 namespace rlhf::gpt_cuda {
-
-// The checks of gpt::validate_sampling (sampler.hpp), with the same messages; repeated here so that the CUDA
-// model does not need the CPU model's Eigen headers.
-inline void validate_sampling(const char* fn, const GptConfig& c, const PromptBatch& x, const SampleOptions& o) {
-  require_nonempty(fn, "prompts", x.batch);
-  require_size(fn, "prompts.tokens", x.tokens.size(), x.batch * x.time, "B*T");
-  require_size(fn, "prompts.prompt_length", x.prompt_length.size(), x.batch, "B");
-  if (o.max_new_tokens == 0) fail<config_error>(fn, ": max_new_tokens must be >= 1");
-  if (!(o.temperature >= 0.0f) || !std::isfinite(o.temperature))
-    fail<config_error>(fn, ": temperature must be >= 0 and finite (got ", o.temperature, "); 0 means greedy");
-  if (!(o.top_p > 0.0f && o.top_p <= 1.0f)) fail<config_error>(fn, ": top_p must be in (0, 1] (got ", o.top_p, ")");
-  if (o.stop_token < -1 || o.stop_token >= static_cast<token_id>(c.vocab_size))
-    fail<config_error>(fn, ": stop_token ", o.stop_token, " is neither -1 (none) nor in the vocabulary [0, ",
-                       c.vocab_size, ")");
-  for (std::size_t b = 0; b < x.batch; ++b) {
-    const std::size_t P = x.prompt_length[b];
-    if (P == 0 || P > x.time)
-      fail<value_error>(fn, ": prompt_length[", b, "] = ", P, " must be in [1, ", x.time, "]");
-    if (P + o.max_new_tokens > c.max_seq_len)
-      fail<config_error>(fn, ": prompt ", b, " has ", P, " tokens; with max_new_tokens = ", o.max_new_tokens,
-                         " it would exceed max_seq_len = ", c.max_seq_len);
-    for (std::size_t t = 0; t < P; ++t) {
-      const token_id id = x.tokens[b * x.time + t];
-      if (id < 0 || static_cast<std::size_t>(id) >= c.vocab_size)
-        fail<value_error>(fn, ": prompt token ", id, " at [", b, ",", t, "] is outside the vocabulary [0, ",
-                          c.vocab_size, ")");
-    }
-  }
-}
 
 // ---- the KV cache and one-row attention ------------------------------------------------------------------------
 
@@ -295,26 +267,17 @@ class Sampler {
   // (attention_mask 0); the response (a sampled stop token included) is marked in response_mask.
   TokenBatch sample(Blas& blas, const GptTensors<const float>& p, const GptConfig& c, const PromptBatch& x,
                     const SampleOptions& o, Rng& rng) {
-    validate_sampling("rlhf::GptCuda::sample", c, x, o);
     const std::size_t B = x.batch;
-    std::size_t longest = 0, prompt_tokens = 0;
-    for (auto P : x.prompt_length) longest = std::max(longest, P), prompt_tokens += P;
-    cap_ = longest + o.max_new_tokens;
-    reserve(c, B, prompt_tokens);
+    gpt_host::SampledRows<float> rows("rlhf::GptCuda::sample", c, x, o);
+    cap_ = rows.cap;
+    reserve(c, B, rows.prompt_tokens);
 
-    std::vector<token_id> seq(B * cap_, 0);  // [B, cap]
-    std::vector<std::size_t> len(x.prompt_length);
-    std::vector<float> logp(B * cap_, 0.0f);  // [B, cap] model log-prob of each sampled token
     // prefill: every prompt token is one item
     std::size_t n = 0;
-    std::vector<std::size_t> active;
     for (std::size_t b = 0; b < B; ++b) {
-      for (std::size_t t = 0; t < len[b]; ++t, ++n) {
-        seq[b * cap_ + t] = x.tokens[b * x.time + t];
+      for (std::size_t t = 0; t < rows.len[b]; ++t, ++n)
         item_row_[n] = std::int32_t(b), item_pos_[n] = std::int32_t(t), item_tok_[n] = x.tokens[b * x.time + t];
-      }
       selected_[b] = std::int32_t(n - 1);  // the last prompt token predicts the first new one
-      active.push_back(b);
     }
     step(blas, p, c, n, B);
 
@@ -322,41 +285,23 @@ class Sampler {
     std::vector<std::int32_t> drawn(B);
     std::vector<float> drawn_logp(B);
     for (std::size_t generated = 0;; ++generated) {
-      const std::size_t rows = active.size();
-      for (std::size_t k = 0; k < rows; ++k) uniforms[k] = o.temperature == 0.0f ? 0.0 : rng.uniform();
-      draw(c, rows, o, uniforms, drawn, drawn_logp);
-      for (std::size_t k = 0; k < rows; ++k) {
-        const std::size_t b = active[k];
-        logp[b * cap_ + len[b]] = drawn_logp[k];
-        seq[b * cap_ + len[b]++] = drawn[k];
-      }
-      std::vector<std::size_t> still;
-      for (auto b : active)
-        if (seq[b * cap_ + len[b] - 1] != o.stop_token) still.push_back(b);
-      active.swap(still);
-      if (active.empty() || generated + 1 == o.max_new_tokens) break;
-      for (std::size_t k = 0; k < active.size(); ++k) {
-        const std::size_t b = active[k];
-        item_row_[k] = std::int32_t(b), item_pos_[k] = std::int32_t(len[b] - 1);
-        item_tok_[k] = seq[b * cap_ + len[b] - 1];
+      const std::size_t active = rows.active.size();
+      for (std::size_t k = 0; k < active; ++k) uniforms[k] = o.temperature == 0.0f ? 0.0 : rng.uniform();
+      draw(c, active, o, uniforms, drawn, drawn_logp);
+      for (std::size_t k = 0; k < active; ++k) rows.append(rows.active[k], drawn[k], drawn_logp[k]);
+      if (!rows.drop_stopped(o.stop_token) || generated + 1 == o.max_new_tokens) break;
+      for (std::size_t k = 0; k < rows.active.size(); ++k) {
+        const std::size_t b = rows.active[k];
+        item_row_[k] = std::int32_t(b), item_pos_[k] = std::int32_t(rows.len[b] - 1);
+        item_tok_[k] = rows.last_token(b);
         selected_[k] = std::int32_t(k);
       }
-      step(blas, p, c, active.size(), active.size());
+      step(blas, p, c, rows.active.size(), rows.active.size());
     }
 
-    std::size_t Tout = 0;
-    for (auto l : len) Tout = std::max(Tout, l);
-    TokenBatch out = TokenBatch::zeros(B, Tout);
-    out.attention_mask.assign(B * Tout, 0);
-    std::vector<float> lp(B * Tout, 0.0f);
-    for (std::size_t b = 0; b < B; ++b)
-      for (std::size_t t = 0; t < len[b]; ++t) {
-        out.token(b, t) = seq[b * cap_ + t];
-        out.attention_mask[b * Tout + t] = 1;
-        out.mask(b, t) = t >= x.prompt_length[b];
-        lp[b * Tout + t] = logp[b * cap_ + t];
-      }
-    log_probs_ = backend::matrix_from_host(B, Tout, lp);
+    std::vector<float> lp;
+    TokenBatch out = rows.to_batch(x, lp);
+    log_probs_ = backend::matrix_from_host(B, out.time, lp);
     return out;
   }
 
