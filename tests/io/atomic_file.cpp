@@ -19,9 +19,12 @@
 #include <vector>
 
 #include "support/temp_dir.hpp"
+#include "support/text.hpp"
 
 using namespace rlhf;
 namespace fs = std::filesystem;
+
+using rlhf::test::has;
 
 namespace {
 
@@ -36,8 +39,6 @@ std::vector<std::string> names_in(const fs::path& dir) {
   std::sort(out.begin(), out.end());
   return out;
 }
-
-bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
 }  // namespace
 

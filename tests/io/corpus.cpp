@@ -11,6 +11,8 @@
 
 #include "support/bytes.hpp"
 #include "support/temp_dir.hpp"
+#include "support/text.hpp"
+#include "support/npm_data.hpp"
 
 using namespace rlhf;
 using namespace rlhf::io;
@@ -18,9 +20,10 @@ namespace fs = std::filesystem;
 using rlhf::test::TempDir;
 using rlhf::test::write_bytes;
 
-namespace {
+using rlhf::test::has;
+using rlhf::test::review_fixtures;
 
-bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+namespace {
 
 template <class F>
 std::string io_error_of(F&& f) {
@@ -32,25 +35,6 @@ std::string io_error_of(F&& f) {
   return "<no error>";
 }
 
-// npm sentiment@5.0.2's fixtures, installed by scripts/fetch_npm_data.sh into $RLHF_NPM_PREFIX or third_party/npm.
-// When they are missing this runs the script; if they are still missing the test fails (it does not skip).
-fs::path review_fixtures() {
-  const fs::path root = fs::path(__FILE__).parent_path().parent_path().parent_path();
-  const char* prefix = std::getenv("RLHF_NPM_PREFIX");
-  const fs::path npm = prefix && *prefix ? fs::path(prefix) : root / "third_party/npm";
-  const fs::path dir = npm / "node_modules/sentiment/test/fixtures";
-  if (!fs::is_directory(dir)) {
-    const auto script = root / "scripts/fetch_npm_data.sh";
-    REQUIRE_MESSAGE(fs::exists(script), dir.string(), " is missing and so is ", script.string());
-    std::string command = "'";
-    command += script.string();
-    command += "'";
-    const int rc = std::system(command.c_str());
-    REQUIRE_MESSAGE(rc == 0, script.string(), " failed (status ", rc, ")");
-  }
-  REQUIRE_MESSAGE(fs::is_directory(dir), dir.string(), " is missing after scripts/fetch_npm_data.sh");
-  return dir;
-}
 
 using records = std::vector<std::string>;
 

@@ -15,12 +15,15 @@
 #include "rlhf/io/safetensors.hpp"
 #include "support/temp_dir.hpp"
 #include "support/bytes.hpp"
+#include "support/text.hpp"
 
 using namespace rlhf;
 namespace fs = std::filesystem;
 using rlhf::test::TempDir;
 using rlhf::test::le64;
 using rlhf::test::write_bytes;
+
+using rlhf::test::has;
 
 namespace {
 
@@ -34,8 +37,6 @@ fs::path safetensors_file(const TempDir& dir, const std::string& header, std::si
 std::string nested(std::size_t depth, const std::string& inner = "1") {
   return std::string(depth, '[') + inner + std::string(depth, ']');
 }
-
-bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
 // The message of the io_error that loading `p` throws (any other exception fails the test).
 std::string safetensors_error(const fs::path& p) {

@@ -1,6 +1,7 @@
 #include "rlhf/io/safetensors.hpp"
 #include "support/bytes.hpp"
 #include "support/temp_dir.hpp"
+#include "support/text.hpp"
 
 #include <doctest/doctest.h>
 
@@ -16,14 +17,11 @@ using rlhf::test::TempDir;
 using rlhf::test::le64;
 using rlhf::test::write_bytes;
 
+using rlhf::test::has;
+using rlhf::test::read_bytes;
+
 namespace {
 
-std::string read_bytes(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::ostringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
 
 // A file with the given header text and `data_bytes` zero bytes of data; header length stated as `n` if given.
 std::string raw_file(const std::string& header, std::size_t data_bytes, std::optional<std::uint64_t> n = {}) {
@@ -39,8 +37,6 @@ std::string load_error(const fs::path& p) {
   }
   return "<no error>";
 }
-
-bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
 // Writes a file with header `header` and `data_bytes` of data, loads it and returns the error message,
 // after checking that the message names the file.

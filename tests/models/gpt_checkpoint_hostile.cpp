@@ -12,6 +12,9 @@
 
 #include "rlhf/models/gpt/checkpoint.hpp"
 #include "support/temp_dir.hpp"
+#include "support/text.hpp"
+
+using rlhf::test::has;
 
 namespace {
 
@@ -19,8 +22,6 @@ namespace fs = std::filesystem;
 using rlhf::test::TempDir;
 using rlhf::GptConfig;
 using rlhf::io::TensorView;
-
-bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
 // A ~300-byte checkpoint: wte [2, 4] and wpe [2, 4] only, with the given metadata over a sane default.
 fs::path tiny_checkpoint(const TempDir& dir, const std::map<std::string, std::string>& overrides) {
