@@ -17,6 +17,9 @@ const DpoConfig configs[] = {
     DpoConfig::simpo(2.0f, 0.5f),
     {.beta = 0.2f, .reference_free = true},
     {.beta = 0.1f, .nll_weight = 0.7f},
+    {.beta = 0.1, .nll_weight = 0.7, .nll_normalization = DpoNllNormalization::batch_tokens},
+    {.variant = DpoVariant::ipo, .beta = 0.3, .length_normalize = true, .reward_metrics = DpoRewardMetrics::raw},
+    {.beta = 0.2, .reference_free = true, .reward_metrics = DpoRewardMetrics::raw},
 };
 
 struct HostPairs {
@@ -27,6 +30,7 @@ HostPairs random_pairs(std::size_t n, std::uint64_t seed) {
   auto lc = uniform(n, 1, 200, seed + 4), lr = uniform(n, 1, 200, seed + 5);
   for (auto& l : lc) l = std::round(l);
   for (auto& l : lr) l = std::round(l);
+  lr[n / 2] = 0;  // an empty completion: its length is read as 1
   return {uniform(n, -300, -5, seed),
           uniform(n, -300, -5, seed + 1),
           uniform(n, -300, -5, seed + 2),

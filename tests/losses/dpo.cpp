@@ -190,8 +190,80 @@ TEST_CASE("dpo: bad input names the argument") {
   auto no_lengths = in;
   no_lengths.chosen_length = vec();
   CHECK_THROWS_WITH_AS(dpo_loss(no_lengths, {.length_normalize = true}), doctest::Contains("chosen_length"), shape_error);
-  auto zero_length = in;
-  zero_length.rejected_length[1] = 0;
-  CHECK_THROWS_WITH_AS(dpo_loss(zero_length, {.length_normalize = true}), doctest::Contains("'rejected_length' holds 1 value(s) <= 0"),
-                       value_error);
+  auto negative_length = in;
+  negative_length.rejected_length[1] = -1;
+  CHECK_THROWS_WITH_AS(dpo_loss(negative_length, {.length_normalize = true}),
+                       doctest::Contains("'rejected_length' holds 1 value(s) < 0"), value_error);
+}
+
+TEST_CASE("dpo: an empty completion is valid input; its length is read as 1 (TRL's clamp)") {
+  // Row 1's rejected response is empty: Σ log π = Σ log π_ref = 0 over no tokens.
+  auto in = random_pairs(3, 5);
+  in.policy_rejected[1] = in.reference_rejected[1] = 0;
+  in.rejected_length[1] = 0;
+  auto as_one = in;
+  as_one.rejected_length[1] = 1;
+  for (const DpoConfig& c : {DpoConfig{.variant = DpoVariant::ipo, .length_normalize = true},
+                             DpoConfig{.nll_weight = 0.5, .nll_normalization = DpoNllNormalization::batch_tokens},
+                             DpoConfig::simpo()}) {
+    const auto r = dpo_loss(in, c), want = dpo_loss(as_one, c);
+    CHECK(std::isfinite(r.loss));
+    for (Eigen::Index i = 0; i < 3; ++i) CHECK(r.d_policy_rejected[i] == want.d_policy_rejected[i]);
+    if (c.nll_normalization == DpoNllNormalization::per_sequence) CHECK(r.loss == want.loss);
+  }
+  auto empty_chosen = in;
+  empty_chosen.policy_chosen[0] = empty_chosen.reference_chosen[0] = 0;
+  empty_chosen.chosen_length[0] = 0;
+  CHECK(std::isfinite(dpo_loss(empty_chosen, {.nll_weight = 1.0}).loss));
+}
+
+TEST_CASE("dpo: the NLL term per sequence (RPO paper, OpenRLHF) or over the batch's tokens (TRL rpo_alpha)") {
+  const auto in = random_pairs(5, 21);
+  double per_sequence = 0, sum = 0, tokens = 0;
+  for (Eigen::Index i = 0; i < 5; ++i) {
+    per_sequence += -in.policy_chosen[i] / in.chosen_length[i] / 5;
+    sum += -in.policy_chosen[i];
+    tokens += in.chosen_length[i];
+  }
+  const double dpo = dpo_loss(in).loss;
+  CHECK(dpo_loss(in, {.nll_weight = 0.3}).loss == doctest::Approx(dpo + 0.3 * per_sequence).epsilon(1e-13));
+  const auto batch = dpo_loss(in, {.nll_weight = 0.3, .nll_normalization = DpoNllNormalization::batch_tokens});
+  CHECK(batch.loss == doctest::Approx(dpo + 0.3 * sum / tokens).epsilon(1e-13));
+  const auto plain = dpo_loss(in);
+  for (Eigen::Index i = 0; i < 5; ++i)
+    CHECK(batch.d_policy_chosen[i] == doctest::Approx(plain.d_policy_chosen[i] - 0.3 / tokens).epsilon(1e-13));
+  auto p = in;
+  const auto loss = [&] {
+    return dpo_loss(p, {.nll_weight = 0.3, .nll_normalization = DpoNllNormalization::batch_tokens}).loss;
+  };
+  CHECK(max_relative_error(batch.d_policy_chosen, numeric_gradient(loss, p.policy_chosen)) < 1e-6);
+}
+
+TEST_CASE("dpo: reward metrics as the loss sees them, or from the raw log-ratios") {
+  const auto in = random_pairs(6, 31);
+  const DpoConfig c{.variant = DpoVariant::ipo, .beta = 0.2, .length_normalize = true};
+  const auto normalised = dpo_loss(in, c);
+  auto raw_config = c;
+  raw_config.reward_metrics = DpoRewardMetrics::raw;
+  const auto raw = dpo_loss(in, raw_config);
+  CHECK(raw.loss == normalised.loss);
+  double chosen = 0, chosen_normalised = 0;
+  for (Eigen::Index i = 0; i < 6; ++i) {
+    chosen += 0.2 * (in.policy_chosen[i] - in.reference_chosen[i]) / 6;
+    chosen_normalised += 0.2 * (in.policy_chosen[i] - in.reference_chosen[i]) / in.chosen_length[i] / 6;
+  }
+  CHECK(raw.metrics[metric::rewards_chosen] == doctest::Approx(chosen).epsilon(1e-14));
+  CHECK(normalised.metrics[metric::rewards_chosen] == doctest::Approx(chosen_normalised).epsilon(1e-14));
+  // reference_free: raw rewards still use the reference when it is given (DPO repo), 0 when it is not
+  const auto free_raw = dpo_loss(in, {.reference_free = true, .reward_metrics = DpoRewardMetrics::raw});
+  CHECK(free_raw.metrics[metric::rewards_chosen] == doctest::Approx(chosen / 0.2 * 0.1).epsilon(1e-14));
+  auto no_reference = in;
+  no_reference.reference_chosen = no_reference.reference_rejected = vec();
+  const auto free_none = dpo_loss(no_reference, {.reference_free = true, .reward_metrics = DpoRewardMetrics::raw});
+  CHECK(free_none.metrics[metric::rewards_chosen] ==
+        doctest::Approx(0.1 * in.policy_chosen.mean()).epsilon(1e-14));
+  auto bad = in;
+  bad.reference_rejected[2] = std::nan("");
+  CHECK_THROWS_AS(dpo_loss(bad, {.reference_free = true, .reward_metrics = DpoRewardMetrics::raw}), value_error);
+  CHECK_NOTHROW(dpo_loss(bad, {.reference_free = true}));
 }

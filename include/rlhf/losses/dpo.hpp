@@ -9,18 +9,34 @@
 //   hinge   : max(0, 1 − h)
 //   ipo     : (u_w − u_l − 1/(2β))²
 //   + nll_weight · (−log π(y_w) / |y_w|)                 (optional NLL on the chosen response)
-// docs/losses/dpo.md has the table of settings and the papers.
+// Lengths are clamped to ≥ 1 wherever they divide (an empty completion is valid input, as in TRL).
+// docs/losses/dpo.md has the table of settings, the papers and each peer's convention.
 #include <cstddef>
 #include <limits>
 
 #include "rlhf/core/concepts.hpp"
 #include "rlhf/core/math.hpp"
+#include "rlhf/core/metric_names.hpp"
 #include "rlhf/core/metrics.hpp"
 #include "rlhf/core/validate.hpp"
 
 namespace rlhf {
 
 enum class DpoVariant { sigmoid, robust, hinge, ipo };
+
+// What the logged rewards/* metrics are computed from.
+enum class DpoRewardMetrics {
+  as_loss,  // β u as the loss sees it: length-normalised and reference-free when the loss is (TRL CPOTrainer)
+  raw,      // β (Σ log π − Σ log π_ref) of the raw sums, the reference used whenever it is given (DPO repo
+            // preference_loss, OpenRLHF DPOLoss, TRL DPOTrainer)
+};
+
+// How the NLL term of the chosen response is normalised.
+enum class DpoNllNormalization {
+  per_sequence,  // mean over pairs of −log π(y_w) / |y_w| (Pang et al. 2024; OpenRLHF DPOTrainer's nll_loss)
+  batch_tokens,  // −Σ_b log π(y_w) / Σ_b |y_w|, a token mean over the batch (TRL rpo_alpha: cross-entropy over
+                 // every chosen token)
+};
 
 struct DpoConfig {
   DpoVariant variant = DpoVariant::sigmoid;
@@ -30,6 +46,8 @@ struct DpoConfig {
   bool length_normalize = false;  // divide each log-ratio by its response length
   bool reference_free = false;    // ignore the reference log-probs (π_ref uniform)
   double nll_weight = 0.0;        // weight of the per-token NLL of the chosen response
+  DpoNllNormalization nll_normalization = DpoNllNormalization::per_sequence;
+  DpoRewardMetrics reward_metrics = DpoRewardMetrics::as_loss;
 
   // SimPO: reference-free, length-normalised sigmoid loss with a margin.
   static constexpr DpoConfig simpo(double beta = 2.0, double gamma = 1.0) {
@@ -38,12 +56,13 @@ struct DpoConfig {
   }
 };
 
-// Per-pair inputs, each [B]. Lengths (response token counts) may be left empty unless
+// Per-pair inputs, each [B]. Lengths (response token counts, ≥ 0) may be left empty unless
 // length_normalize is set or nll_weight > 0; empty means 1 (sums are used as they are).
 template <class Vector>
 struct PreferencePairs {
   Vector policy_chosen, policy_rejected;        // Σ log π over response tokens
-  Vector reference_chosen, reference_rejected;  // Σ log π_ref; may be empty when reference_free
+  Vector reference_chosen, reference_rejected;  // Σ log π_ref; may be empty when reference_free (then
+                                                // reward_metrics = raw takes log π_ref = 0)
   Vector chosen_length, rejected_length;        // response token counts
 };
 
@@ -67,13 +86,18 @@ struct DpoPair {
   W reward_chosen, reward_rejected;            // β u_w, β u_l
 };
 
+// nll_length: the denominator of the NLL term; 0 means the pair's own chosen length (per_sequence), the
+// batch_tokens entry point passes the batch's mean chosen length, so that the mean over pairs is Σ/Σ.
 template <class T, class W = math::wide_t<T>>
 RLHF_HOST_DEVICE inline DpoPair<W> dpo_pair(const DpoConfig& c, T policy_chosen, T policy_rejected,
                                             T reference_chosen, T reference_rejected, T chosen_length,
-                                            T rejected_length) {
+                                            T rejected_length, W nll_length = W(0)) {
   const W beta = W(c.beta), eps = W(c.label_smoothing);
-  const W scale_w = c.length_normalize ? W(1) / W(chosen_length) : W(1);
-  const W scale_l = c.length_normalize ? W(1) / W(rejected_length) : W(1);
+  // TRL clamps the token count to ≥ 1: an empty completion (Σ log π = 0) is divided by 1.
+  const W len_w = W(chosen_length) < W(1) ? W(1) : W(chosen_length);
+  const W len_l = W(rejected_length) < W(1) ? W(1) : W(rejected_length);
+  const W scale_w = c.length_normalize ? W(1) / len_w : W(1);
+  const W scale_l = c.length_normalize ? W(1) / len_l : W(1);
   const W ref_w = c.reference_free ? W(0) : W(reference_chosen);
   const W ref_l = c.reference_free ? W(0) : W(reference_rejected);
   const W u_w = (W(policy_chosen) - ref_w) * scale_w;  // the difference before the scaling
@@ -102,8 +126,9 @@ RLHF_HOST_DEVICE inline DpoPair<W> dpo_pair(const DpoConfig& c, T policy_chosen,
   }
   W d_nll = 0;
   if (c.nll_weight != 0.0) {
-    loss += -W(c.nll_weight) * (W(policy_chosen) / W(chosen_length));
-    d_nll = -W(c.nll_weight) / W(chosen_length);
+    const W len = nll_length > W(0) ? nll_length : len_w;
+    loss += -W(c.nll_weight) * (W(policy_chosen) / len);
+    d_nll = -W(c.nll_weight) / len;
   }
   return {loss, d_du * scale_w, -d_du * scale_l, d_nll, beta * u_w, beta * u_l};
 }
@@ -114,6 +139,7 @@ struct DpoKernel {
   DpoConfig config;
   const T *policy_chosen, *policy_rejected, *reference_chosen, *reference_rejected;
   const T *chosen_length, *rejected_length;  // null: all ones
+  double nll_length;                         // 0, or the batch's mean chosen length (batch_tokens)
   double inv_batch;
   T *losses, *d_policy_chosen, *d_policy_rejected, *d_reference_chosen, *d_reference_rejected;
 
@@ -121,7 +147,13 @@ struct DpoKernel {
     const T ref_w = reference_chosen ? reference_chosen[i] : T(0);
     const T ref_l = reference_rejected ? reference_rejected[i] : T(0);
     return dpo_pair<T>(config, policy_chosen[i], policy_rejected[i], ref_w, ref_l,
-                       chosen_length ? chosen_length[i] : T(1), rejected_length ? rejected_length[i] : T(1));
+                       chosen_length ? chosen_length[i] : T(1), rejected_length ? rejected_length[i] : T(1),
+                       math::wide_t<T>(nll_length));
+  }
+
+  // β (Σ log π − Σ log π_ref) of the raw sums (reward_metrics = raw); log π_ref = 0 when not given.
+  RLHF_HOST_DEVICE double raw_reward(const T* policy, const T* reference, std::size_t i) const {
+    return config.beta * (static_cast<double>(policy[i]) - (reference ? static_cast<double>(reference[i]) : 0.0));
   }
 
   RLHF_HOST_DEVICE void operator()(std::size_t i) const {
@@ -143,8 +175,14 @@ struct dpo_reward_stat {
   DpoKernel<T> kernel;
   DpoRewardStat stat;
   RLHF_HOST_DEVICE double operator()(std::size_t i) const {
-    const auto p = kernel.pair(i);
-    const double rc = static_cast<double>(p.reward_chosen), rr = static_cast<double>(p.reward_rejected);
+    double rc = 0, rr = 0;
+    if (kernel.config.reward_metrics == DpoRewardMetrics::raw) {
+      rc = kernel.raw_reward(kernel.policy_chosen, kernel.reference_chosen, i);
+      rr = kernel.raw_reward(kernel.policy_rejected, kernel.reference_rejected, i);
+    } else {
+      const auto p = kernel.pair(i);
+      rc = static_cast<double>(p.reward_chosen), rr = static_cast<double>(p.reward_rejected);
+    }
     switch (stat) {
       case DpoRewardStat::chosen: return rc;
       case DpoRewardStat::rejected: return rr;
@@ -160,6 +198,17 @@ struct element {
   const T* x;
   RLHF_HOST_DEVICE double operator()(std::size_t i) const { return static_cast<double>(x[i]); }
 };
+template <class T>
+struct negative_count {
+  const T* x;
+  RLHF_HOST_DEVICE double operator()(std::size_t i) const { return x[i] < T(0) ? 1.0 : 0.0; }
+};
+
+template <Backend Be>
+void require_token_counts(const char* fn, const char* arg, const typename Be::vector& v) {
+  const double bad = Be::sum(Be::size(v), negative_count<typename Be::scalar>{Be::data(v)});
+  if (bad > 0) fail<value_error>(fn, ": '", arg, "' holds ", bad, " value(s) < 0 among ", Be::size(v));
+}
 
 // Checks shared by every DPO-style entry point.
 template <Backend Be>
@@ -173,7 +222,16 @@ void validate_pairs(const char* fn, const PreferencePairs<typename Be::vector>& 
   require_in_range(fn, "nll_weight", c.nll_weight, 0.0, largest);
   require_rows<Be>(fn, "policy_chosen", in.policy_chosen, n);
   require_rows<Be>(fn, "policy_rejected", in.policy_rejected, n);
-  if (!c.reference_free) {
+  if (c.nll_normalization != DpoNllNormalization::per_sequence &&
+      c.nll_normalization != DpoNllNormalization::batch_tokens)
+    fail<config_error>(fn, ": nll_normalization must be per_sequence or batch_tokens (got ",
+                       static_cast<int>(c.nll_normalization), ")");
+  if (c.reward_metrics != DpoRewardMetrics::as_loss && c.reward_metrics != DpoRewardMetrics::raw)
+    fail<config_error>(fn, ": reward_metrics must be as_loss or raw (got ", static_cast<int>(c.reward_metrics), ")");
+  // reference_free with raw reward metrics reads the reference when it is given
+  const bool read_reference = !c.reference_free || (c.reward_metrics == DpoRewardMetrics::raw &&
+                                                    (Be::size(in.reference_chosen) || Be::size(in.reference_rejected)));
+  if (read_reference) {
     require_rows<Be>(fn, "reference_chosen", in.reference_chosen, n);
     require_rows<Be>(fn, "reference_rejected", in.reference_rejected, n);
   }
@@ -184,8 +242,8 @@ void validate_pairs(const char* fn, const PreferencePairs<typename Be::vector>& 
                             "or nll_weight != 0");
     require_rows<Be>(fn, "chosen_length", in.chosen_length, n);
     require_rows<Be>(fn, "rejected_length", in.rejected_length, n);
-    require_all_positive<Be>(fn, "chosen_length", in.chosen_length);
-    require_all_positive<Be>(fn, "rejected_length", in.rejected_length);
+    require_token_counts<Be>(fn, "chosen_length", in.chosen_length);
+    require_token_counts<Be>(fn, "rejected_length", in.rejected_length);
   }
 }
 }  // namespace detail
@@ -203,11 +261,17 @@ DpoResult<Vector> dpo_loss(const PreferencePairs<Vector>& in, const DpoConfig& c
   out.d_reference_chosen = Be::vector_of(n);
   out.d_reference_rejected = Be::vector_of(n);
   const bool has_lengths = Be::size(in.chosen_length) == n;
+  const bool has_reference = Be::size(in.reference_chosen) == n;  // dpo_pair ignores it when reference_free
+  double nll_length = 0;  // per_sequence: each pair's own length
+  if (config.nll_weight != 0.0 && config.nll_normalization == DpoNllNormalization::batch_tokens) {
+    const double tokens = Be::sum(n, detail::element<T>{Be::data(in.chosen_length)});
+    nll_length = (tokens < 1.0 ? 1.0 : tokens) / static_cast<double>(n);  // TRL divides by the batch's tokens
+  }
   const detail::DpoKernel<T> kernel{config, Be::data(in.policy_chosen), Be::data(in.policy_rejected),
-                                    config.reference_free ? nullptr : Be::data(in.reference_chosen),
-                                    config.reference_free ? nullptr : Be::data(in.reference_rejected),
+                                    has_reference ? Be::data(in.reference_chosen) : nullptr,
+                                    has_reference ? Be::data(in.reference_rejected) : nullptr,
                                     has_lengths ? Be::data(in.chosen_length) : nullptr,
-                                    has_lengths ? Be::data(in.rejected_length) : nullptr, 1.0 / double(n),
+                                    has_lengths ? Be::data(in.rejected_length) : nullptr, nll_length, 1.0 / double(n),
                                     Be::data(out.losses), Be::data(out.d_policy_chosen),
                                     Be::data(out.d_policy_rejected), Be::data(out.d_reference_chosen),
                                     Be::data(out.d_reference_rejected)};
@@ -224,12 +288,12 @@ DpoResult<Vector> dpo_loss(const PreferencePairs<Vector>& in, const DpoConfig& c
   using S = detail::DpoRewardStat;
   const auto mean = [&](S stat) { return Be::sum(n, detail::dpo_reward_stat<T>{kernel, stat}) * inv_n; };
   out.loss = Be::sum(n, detail::element<T>{Be::data(out.losses)}) * inv_n;
-  out.metrics.set("rewards/chosen", mean(S::chosen));
-  out.metrics.set("rewards/rejected", mean(S::rejected));
-  out.metrics.set("rewards/accuracies", mean(S::accuracy));
-  out.metrics.set("rewards/margins", mean(S::margin));
-  out.metrics.set("logps/chosen", Be::sum(n, detail::element<T>{Be::data(in.policy_chosen)}) * inv_n);
-  out.metrics.set("logps/rejected", Be::sum(n, detail::element<T>{Be::data(in.policy_rejected)}) * inv_n);
+  out.metrics.set(metric::rewards_chosen, mean(S::chosen));
+  out.metrics.set(metric::rewards_rejected, mean(S::rejected));
+  out.metrics.set(metric::rewards_accuracies, mean(S::accuracy));
+  out.metrics.set(metric::rewards_margins, mean(S::margin));
+  out.metrics.set(metric::logps_chosen, Be::sum(n, detail::element<T>{Be::data(in.policy_chosen)}) * inv_n);
+  out.metrics.set(metric::logps_rejected, Be::sum(n, detail::element<T>{Be::data(in.policy_rejected)}) * inv_n);
   return out;
 }
 
