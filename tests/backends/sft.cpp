@@ -25,20 +25,31 @@ Tokens tokens(std::size_t rows, std::size_t cols, double lo, double hi, std::uin
 template <class Be>
 void check_sft(const Tokens& t) {
   using Ref = reference_of<Be>;
-  for (const auto reduction : {Reduction::sum, Reduction::mean}) {
-    const SftConfig c{.reduction = reduction};
+  const SftConfig configs[] = {{.reduction = Reduction::sum},
+                               {.reduction = Reduction::mean},
+                               {.batch_reduction = BatchReduction::sum_rows},
+                               {.batch_reduction = BatchReduction::mean_tokens}};
+  for (const auto& c : configs) {
     const auto got = sft_loss(to_backend<Be>(t.rows, t.cols, t.logp), to_backend<Be>(t.rows, t.cols, t.mask), c);
     const auto want = sft_loss(to_backend<Ref>(t.rows, t.cols, t.logp), to_backend<Ref>(t.rows, t.cols, t.mask), c);
     check_close<Be>("loss", got.loss, want.loss);
     check_tensor<Be>("d_logp", got.d_logp, want.d_logp);
     check_metrics<Be>(got.metrics, want.metrics);
+    check_close<Be>("losses", got.losses, want.losses);
   }
 }
 
 template <class Be>
 void check_unlikelihood(const Tokens& chosen, const Tokens& rejected) {
   using Ref = reference_of<Be>;
-  const UnlikelihoodConfig configs[] = {{}, {.alpha = 0.5f, .reduction = Reduction::mean}, {.alpha = 0.0f}};
+  const UnlikelihoodConfig configs[] = {
+      {},
+      {.alpha = 0.5f, .reduction = Reduction::mean},
+      {.alpha = 0.0f},
+      {.batch_reduction = BatchReduction::sum_rows, .form = UnlikelihoodForm::clamp},
+      {.alpha = 2.0, .batch_reduction = BatchReduction::mean_tokens, .epsilon = 1e-4},
+      {.reduction = Reduction::mean, .form = UnlikelihoodForm::clamp, .clamp_min = 1e-3},
+  };
   for (const auto& c : configs) {
     const auto got = unlikelihood_loss(to_backend<Be>(chosen.rows, chosen.cols, chosen.logp),
                                        to_backend<Be>(chosen.rows, chosen.cols, chosen.mask),
@@ -51,6 +62,8 @@ void check_unlikelihood(const Tokens& chosen, const Tokens& rejected) {
     check_close<Be>("loss", got.loss, want.loss);
     check_tensor<Be>("d_chosen", got.d_chosen, want.d_chosen);
     check_tensor<Be>("d_rejected", got.d_rejected, want.d_rejected);
+    check_close<Be>("chosen_losses", got.chosen_losses, want.chosen_losses);
+    check_close<Be>("rejected_losses", got.rejected_losses, want.rejected_losses);
     check_metrics<Be>(got.metrics, want.metrics);
   }
 }

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "support/gradcheck.hpp"
 
@@ -164,4 +165,37 @@ TEST_CASE("sft: log-probs of −3e38 in float sum past float but the loss (a dou
   CHECK(r.metrics["nll/token"] == doctest::Approx(3e38).epsilon(1e-6));
   CHECK(all_finite(r.d_logp));
   CHECK(sft_loss(logps, mask, {.reduction = Reduction::mean}).loss == doctest::Approx(3e38).epsilon(1e-6));
+}
+
+TEST_CASE("sft: batch reductions: mean over rows, sum over rows, mean over the batch's tokens (TRL, OpenRLHF)") {
+  mat logps = random_matrix(5, 9, -9, -0.01, 51);
+  mat mask = random_mask(5, 9, 52);
+  double total = 0, tokens = 0;
+  std::vector<double> rows(5, 0.0);
+  for (Eigen::Index b = 0; b < 5; ++b)
+    for (Eigen::Index t = 0; t < 9; ++t)
+      if (mask(b, t) == 1) rows[b] -= logps(b, t), total -= logps(b, t), tokens += 1;
+  const auto mean_rows = sft_loss(logps, mask);
+  const auto sum_rows = sft_loss(logps, mask, {.batch_reduction = BatchReduction::sum_rows});
+  const auto mean_tokens = sft_loss(logps, mask, {.batch_reduction = BatchReduction::mean_tokens});
+  CHECK(sum_rows.loss == doctest::Approx(total).epsilon(1e-14));
+  CHECK(mean_rows.loss == doctest::Approx(total / 5).epsilon(1e-14));
+  CHECK(mean_tokens.loss == doctest::Approx(total / tokens).epsilon(1e-14));
+  for (std::size_t b = 0; b < 5; ++b) CHECK(sum_rows.losses[b] == doctest::Approx(rows[b]).epsilon(1e-14));
+  for (const BatchReduction batch : {BatchReduction::sum_rows, BatchReduction::mean_tokens}) {
+    const SftConfig c{.batch_reduction = batch};
+    const auto r = sft_loss(logps, mask, c);
+    const auto loss = [&] { return sft_loss(logps, mask, c).loss; };
+    CHECK(max_relative_error(r.d_logp, numeric_gradient(loss, logps)) < 1e-8);
+  }
+  // An empty completion is valid where the peers take it (sum_rows, mean_tokens), not in a mean over rows
+  mask.row(2).setZero();
+  CHECK(sft_loss(logps, mask, {.batch_reduction = BatchReduction::mean_tokens}).losses[2] == 0.0);
+  CHECK(sft_loss(logps, mask, {.batch_reduction = BatchReduction::sum_rows}).losses[2] == 0.0);
+  CHECK_THROWS_AS(sft_loss(logps, mask), value_error);
+  const SftConfig mean_of_means{.reduction = Reduction::mean, .batch_reduction = BatchReduction::mean_tokens};
+  CHECK_THROWS_WITH_AS(sft_loss(logps, mask, mean_of_means), doctest::Contains("needs reduction = Reduction::sum"),
+                       config_error);
+  CHECK_THROWS_WITH_AS(sft_loss(logps, mat(mat::Zero(5, 9)), {.batch_reduction = BatchReduction::mean_tokens}),
+                       doctest::Contains("no token in the whole batch"), value_error);
 }

@@ -193,3 +193,49 @@ TEST_CASE("unlikelihood: chosen log-probs of −3e38 in float give a finite loss
   CHECK(all_finite(r.d_chosen));
   CHECK(all_finite(r.d_rejected));
 }
+
+TEST_CASE("unlikelihood: fairseq's clamp form, −log(max(1 − p, clamp_min)), with gradient 0 where it clamps") {
+  const mat cl = mat::Constant(1, 1, -1), cm = mat::Ones(1, 1), rm = mat::Ones(1, 4);
+  mat rl(1, 4);
+  rl << -2.0, -1e-7, 0.0, std::log1p(-2e-5);  // clamped: p within 1e-5 of 1 (the 2nd and 3rd)
+  const UnlikelihoodConfig c{.batch_reduction = BatchReduction::sum_rows, .form = UnlikelihoodForm::clamp};
+  const auto r = unlikelihood_loss(cl, cm, rl, rm, c);
+  const double free_term = -std::log(1 - std::exp(-2.0)) - std::log(1 - std::exp(rl(0, 3)));
+  CHECK(r.rejected_losses[0] == doctest::Approx(free_term - 2 * std::log(1e-5)).epsilon(1e-12));
+  CHECK(r.d_rejected(0, 1) == 0.0);
+  CHECK(r.d_rejected(0, 2) == 0.0);
+  CHECK(r.d_rejected(0, 0) == doctest::Approx(std::exp(-2.0) / (1 - std::exp(-2.0))).epsilon(1e-12));
+  mat away = random_matrix(3, 5, -8, -0.01, 61);  // no token near the clamp: finite differences hold
+  const mat am = random_mask(3, 5, 62);
+  const auto a = unlikelihood_loss(cl, cm, away, am, c);
+  const auto loss = [&] { return unlikelihood_loss(cl, cm, away, am, c).loss; };
+  CHECK(max_relative_error(a.d_rejected, numeric_gradient(loss, away)) < 1e-7);
+}
+
+TEST_CASE("unlikelihood: the exact form's cut is a setting; per-row values; sum and token-mean reductions") {
+  const mat cl = random_matrix(3, 4, -5, -0.1, 71), cm = random_mask(3, 4, 72);
+  mat rl = random_matrix(4, 5, -5, -0.01, 73);
+  const mat rm = mat::Ones(4, 5);
+  rl(0, 0) = -1e-6;  // inside the cut of 1e-4
+  const UnlikelihoodConfig c{.alpha = 0.5, .epsilon = 1e-4};
+  const auto r = unlikelihood_loss(cl, cm, rl, rm, c);
+  CHECK(r.d_rejected(0, 0) == doctest::Approx(0.5 / 4 / std::expm1(1e-4)).epsilon(1e-12));
+  double chosen = 0, rejected = 0;
+  for (std::size_t b = 0; b < 3; ++b) chosen += r.chosen_losses[b] / 3;
+  for (std::size_t b = 0; b < 4; ++b) rejected += r.rejected_losses[b] / 4;
+  CHECK(r.loss == doctest::Approx(chosen + 0.5 * rejected).epsilon(1e-14));
+  const auto summed = unlikelihood_loss(cl, cm, rl, rm, {.alpha = 0.5, .batch_reduction = BatchReduction::sum_rows});
+  CHECK(summed.metrics[metric::nll_chosen] == doctest::Approx(3 * chosen).epsilon(1e-14));
+  const auto tokens = unlikelihood_loss(cl, cm, rl, rm, {.batch_reduction = BatchReduction::mean_tokens});
+  CHECK(tokens.metrics[metric::nll_chosen] == doctest::Approx(3 * chosen / cm.sum()).epsilon(1e-14));
+  for (const BatchReduction batch : {BatchReduction::sum_rows, BatchReduction::mean_tokens}) {
+    mat x = random_matrix(4, 5, -5, -0.01, 74);
+    const UnlikelihoodConfig b{.alpha = 0.7, .batch_reduction = batch};
+    const auto g = unlikelihood_loss(cl, cm, x, rm, b);
+    const auto loss = [&] { return unlikelihood_loss(cl, cm, x, rm, b).loss; };
+    CHECK(max_relative_error(g.d_rejected, numeric_gradient(loss, x)) < 1e-7);
+  }
+  CHECK_THROWS_WITH_AS(unlikelihood_loss(cl, cm, rl, rm, {.epsilon = 0.0}), doctest::Contains("epsilon"), config_error);
+  CHECK_THROWS_WITH_AS(unlikelihood_loss(cl, cm, rl, rm, {.clamp_min = 1.0}), doctest::Contains("clamp_min"),
+                       config_error);
+}

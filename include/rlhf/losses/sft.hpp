@@ -4,27 +4,43 @@
 //
 //   per sequence b:  ℓ_b = −Σ_t m[b,t] log p[b,t]                 (reduction = sum)
 //                    ℓ_b = −Σ_t m[b,t] log p[b,t] / Σ_t m[b,t]     (reduction = mean)
-//   loss = (1/B) Σ_b ℓ_b
+//   loss = (1/B) Σ_b ℓ_b                 (batch_reduction = mean_rows)
+//        = Σ_b ℓ_b                       (sum_rows)
+//        = Σ_b ℓ_b / Σ_b Σ_t m[b,t]      (mean_tokens, with reduction = sum: TRL SFTTrainer, OpenRLHF GPTLMLoss)
 // docs/losses/sft.md has the settings. The masked-row machinery here is shared with unlikelihood.hpp.
+
 #include <cstddef>
+#include <utility>
+#include <vector>
 
 #include "rlhf/core/concepts.hpp"
 #include "rlhf/core/math.hpp"
+#include "rlhf/core/metric_names.hpp"
 #include "rlhf/core/metrics.hpp"
 #include "rlhf/core/reduction.hpp"
 #include "rlhf/core/validate.hpp"
 
 namespace rlhf {
 
+// How the rows' values ℓ_b become the batch's loss.
+enum class BatchReduction {
+  mean_rows,    // (1/B) Σ_b ℓ_b: every sequence alike
+  sum_rows,     // Σ_b ℓ_b (a fairseq criterion's returned loss)
+  mean_tokens,  // Σ_b ℓ_b / Σ_b n_b with ℓ_b a row's sum: every token of the batch alike (TRL SFTTrainer, OpenRLHF
+                // GPTLMLoss)
+};
+
 struct SftConfig {
   Reduction reduction = Reduction::sum;  // of each sequence's token terms: sum or mean (not per_token)
+  BatchReduction batch_reduction = BatchReduction::mean_rows;
 };
 
 template <class Matrix>
 struct SftResult {
-  double loss = 0;  // mean over sequences of ℓ_b
-  Matrix d_logp;    // [B, T] d loss / d log p; zero where the mask is 0
-  Metrics metrics;  // nll/token (Σ NLL / Σ tokens over the batch), tokens (response tokens in the batch)
+  double loss = 0;             // the rows' ℓ_b reduced by batch_reduction
+  std::vector<double> losses;  // [B] ℓ_b per row, on the host in double (a row's total may exceed float)
+  Matrix d_logp;               // [B, T] d loss / d log p; zero where the mask is 0
+  Metrics metrics;             // nll/token (Σ NLL / Σ tokens over the batch), tokens (response tokens in the batch)
 };
 
 // One token's term of a masked sum and its derivative with respect to the token's log-prob.
@@ -64,7 +80,7 @@ RLHF_HOST_DEVICE inline MaskedRowLoss masked_row_loss(Term term, const T* logp, 
       d[t] = T(0);
     }
   }
-  const double per_token = reduction == Reduction::mean ? 1.0 / tokens : 1.0;
+  const double per_token = reduction == Reduction::mean && tokens > 0 ? 1.0 / tokens : 1.0;
   const T g = scale * T(per_token);
   for (std::size_t t = 0; t < cols; ++t) d[t] *= g;
   return {total * per_token, total, tokens};
@@ -87,7 +103,7 @@ struct MaskedRowKernel {
   RLHF_HOST_DEVICE void operator()(std::size_t i) const {
     const MaskedRowLoss r =
         masked_row_loss<T>(term, logp + i * cols, mask + i * cols, cols, reduction, scale, d + i * cols);
-    row_mean[i] = T(r.total / r.tokens);
+    row_mean[i] = r.tokens > 0 ? T(r.total / r.tokens) : T(0);  // a row with no token (mean_tokens only)
     row_tokens[i] = T(r.tokens);
   }
 };
@@ -103,56 +119,92 @@ struct masked_row_product {
   RLHF_HOST_DEVICE double operator()(std::size_t i) const { return static_cast<double>(a[i]) * b[i]; }
 };
 
-inline void require_reduction(const char* fn, Reduction r) {
+inline void require_reduction(const char* fn, Reduction r, BatchReduction batch) {
   if (r != Reduction::sum && r != Reduction::mean)
     fail<config_error>(fn, ": reduction must be Reduction::sum or Reduction::mean (got ", static_cast<int>(r), ")");
+  if (batch != BatchReduction::mean_rows && batch != BatchReduction::sum_rows && batch != BatchReduction::mean_tokens)
+    fail<config_error>(fn, ": batch_reduction must be mean_rows, sum_rows or mean_tokens (got ",
+                       static_cast<int>(batch), ")");
+  if (batch == BatchReduction::mean_tokens && r != Reduction::sum)
+    fail<config_error>(fn, ": batch_reduction = mean_tokens divides the rows' sums by the batch's token count; "
+                           "it needs reduction = Reduction::sum");
 }
 
 // Checks for a per-token input and its mask: same shape, non-empty batch, 0/1 mask, finite where the
-// mask is 1, and at least one token in every row.
+// mask is 1. A row with no token (an empty completion) is valid where the peers take it, with the per-row
+// reduction sum and the batch reduction sum_rows or mean_tokens (ℓ_b = 0); under mean_rows every row needs a
+// token, and mean_tokens needs one in the batch.
 template <Backend Be>
 void validate_masked_tokens(const char* fn, const char* logp_name, const typename Be::matrix& logp,
-                            const char* mask_name, const typename Be::matrix& mask) {
+                            const char* mask_name, const typename Be::matrix& mask, Reduction reduction,
+                            BatchReduction batch) {
   require_nonempty(fn, logp_name, Be::rows(logp));
   require_shape<Be>(fn, mask_name, mask, Be::rows(logp), Be::cols(logp), cat("'", logp_name, "'"));
   const std::size_t n = Be::rows(logp) * Be::cols(logp);
   require_mask<Be>(fn, mask_name, Be::data(mask), n);
   require_finite_where_masked<Be>(fn, logp_name, Be::data(logp), Be::data(mask), n);
-  require_no_empty_rows<Be>(fn, mask_name, mask);
+  if (reduction == Reduction::mean || batch == BatchReduction::mean_rows) {
+    require_no_empty_rows<Be>(fn, mask_name, mask);
+  } else if (batch == BatchReduction::mean_tokens &&
+             Be::sum(n, masked_row_element<typename Be::scalar>{Be::data(mask)}) == 0) {
+    fail<value_error>(fn, ": '", mask_name, "' sets no token in the whole batch; mean_tokens divides by their count");
+  }
 }
 
-// Runs `term` over every row; returns Σ_b ℓ_b, Σ_b total_b, Σ_b tokens_b, and fills d with scale · d ℓ_b / d log p.
+struct MaskedBatch {
+  double loss;                // the rows' ℓ_b reduced over the batch, before any outer weight
+  double total;               // Σ_b Σ_t m term
+  double tokens;              // Σ_b Σ_t m
+  std::vector<double> rows;   // [B] ℓ_b
+};
+
+// Runs `term` over every row and reduces the rows; fills d with weight · d loss / d log p.
 template <class Be, class Term>
-MaskedRowLoss masked_rows(Term term, const typename Be::matrix& logp, const typename Be::matrix& mask,
-                          Reduction reduction, typename Be::scalar scale, typename Be::matrix& d) {
+MaskedBatch masked_rows(Term term, const typename Be::matrix& logp, const typename Be::matrix& mask,
+                        Reduction reduction, BatchReduction batch, double weight, typename Be::matrix& d) {
   using T = typename Be::scalar;
   const std::size_t rows = Be::rows(logp), cols = Be::cols(logp);
+  const double mask_tokens = batch == BatchReduction::mean_tokens
+                                 ? Be::sum(rows * cols, masked_row_element<T>{Be::data(mask)})
+                                 : 0.0;
+  const double per_batch = batch == BatchReduction::mean_rows   ? 1.0 / static_cast<double>(rows)
+                           : batch == BatchReduction::mean_tokens ? 1.0 / mask_tokens
+                                                                  : 1.0;
   d = Be::matrix_of(rows, cols);
   typename Be::vector row_mean = Be::vector_of(rows), row_tokens = Be::vector_of(rows);
   Be::for_each(rows,
-               MaskedRowKernel<T, Term>{term, Be::data(logp), Be::data(mask), cols, reduction, scale, Be::data(d),
-                                        Be::data(row_mean), Be::data(row_tokens)},
+               MaskedRowKernel<T, Term>{term, Be::data(logp), Be::data(mask), cols, reduction, T(weight * per_batch),
+                                        Be::data(d), Be::data(row_mean), Be::data(row_tokens)},
                cols);
-  const double total = Be::sum(rows, masked_row_product<T>{Be::data(row_mean), Be::data(row_tokens)});
-  const double loss = reduction == Reduction::mean ? Be::sum(rows, masked_row_element<T>{Be::data(row_mean)}) : total;
-  return {loss, total, Be::sum(rows, masked_row_element<T>{Be::data(row_tokens)})};
+  MaskedBatch out;
+  out.total = Be::sum(rows, masked_row_product<T>{Be::data(row_mean), Be::data(row_tokens)});
+  out.tokens = Be::sum(rows, masked_row_element<T>{Be::data(row_tokens)});
+  const double summed =
+      reduction == Reduction::mean ? Be::sum(rows, masked_row_element<T>{Be::data(row_mean)}) : out.total;
+  out.loss = summed * per_batch;
+  const auto mean_host = Be::to_host(row_mean), tokens_host = Be::to_host(row_tokens);
+  out.rows.resize(rows);
+  for (std::size_t b = 0; b < rows; ++b) {
+    const double mean = static_cast<double>(mean_host[b]);
+    out.rows[b] = reduction == Reduction::mean ? mean : mean * static_cast<double>(tokens_host[b]);
+  }
+  return out;
 }
 }  // namespace detail::tok
 
 // logps: [B, T] per-token log p of the response; mask: [B, T], 1 on response tokens, 0 elsewhere.
 template <class Matrix, class Be = backend_of_t<Matrix>>
 SftResult<Matrix> sft_loss(const Matrix& logps, const Matrix& mask, const SftConfig& config = {}) {
-  using T = typename Be::scalar;
   constexpr const char* fn = "rlhf::sft_loss";
-  detail::tok::require_reduction(fn, config.reduction);
-  detail::tok::validate_masked_tokens<Be>(fn, "logps", logps, "mask", mask);
-  const double rows = static_cast<double>(Be::rows(logps));
+  detail::tok::require_reduction(fn, config.reduction, config.batch_reduction);
+  detail::tok::validate_masked_tokens<Be>(fn, "logps", logps, "mask", mask, config.reduction, config.batch_reduction);
   SftResult<Matrix> out;
-  const MaskedRowLoss s =
-      detail::tok::masked_rows<Be>(NllToken{}, logps, mask, config.reduction, T(1) / T(Be::rows(logps)), out.d_logp);
-  out.loss = s.loss / rows;
-  out.metrics.set("nll/token", s.total / s.tokens, Combine::token_mean, s.tokens);
-  out.metrics.set("tokens", s.tokens, Combine::sum);
+  detail::tok::MaskedBatch s =
+      detail::tok::masked_rows<Be>(NllToken{}, logps, mask, config.reduction, config.batch_reduction, 1.0, out.d_logp);
+  out.loss = s.loss;
+  out.losses = std::move(s.rows);
+  out.metrics.set(metric::nll_token, s.total / s.tokens, Combine::token_mean, s.tokens);
+  out.metrics.set(metric::tokens, s.tokens, Combine::sum);
   return out;
 }
 
