@@ -109,7 +109,7 @@ TEST_CASE("gpt: a reward model (scalar head) learns the pairs; PPO runs against 
   AdamW<float> opt({.learning_rate = 1e-2f, .weight_decay = 0.0f});
   StepResult r;
   for (int i = 0; i < 30; ++i) r = reward_model_step(reward_model, opt, batch, {}, {.micro_batches = 2});
-  CHECK(r.metrics["accuracy"] == 1.0);
+  CHECK(r.metrics["rewards/accuracies"] == 1.0);
 
   Gpt<float> policy(tiny, 1), reference(tiny, 1), critic(with_head, 4);
   AdamW<float> policy_opt({.learning_rate = 1e-3f}), value_opt({.learning_rate = 1e-3f});

@@ -37,7 +37,7 @@ TEST_CASE("reward_model_step: Bradley-Terry on pairs drawn from r recovers r up 
     last = reward_model_step(model, opt, batch, {}, {.micro_batches = 2});
   }
   CHECK(centered_correlation(model.parameters(), problem.reward, problem.N) >= 0.99);
-  CHECK(last.metrics["accuracy"] > 0.6);
+  CHECK(last.metrics[metric::rewards_accuracies] > 0.6);
 }
 
 TEST_CASE("reward_model_step: Plackett-Luce on K = 3 rankings drawn from r recovers r up to a per-prompt constant") {
@@ -89,6 +89,28 @@ TEST_CASE("reward_model_step: micro-batches equal the whole batch; the gradient 
     const auto numeric = numeric_gradient([&] { return reward_model_step(split, frozen, ranked, config).loss; }, phi);
     CHECK(max_relative_error(analytic, numeric) < 1e-6);
   }
+}
+
+TEST_CASE("reward_model_step: the batch's margin per pair (TRL's margin column) reaches the loss") {
+  const BanditProblem problem(3, 4, 1.0, 9);
+  Rng rng(9);
+  auto pairs = preference_batch(toy::sample_comparisons(problem.reward, problem.N, 17, rng));
+  for (std::size_t i = 0; i < 17; ++i) pairs.margin.push_back(0.1 * double(i % 5) - 0.2);
+  const Sgd frozen{0.0};
+  auto model = random_model(3, 4, 5);
+  const BradleyTerryConfig config{.margin = 0.3, .center_coefficient = 0.01};
+  const auto r = reward_model_step(model, frozen, pairs, config, {.micro_batches = 3});
+  using V = toy::BanditRewardModel<double>::backend::vector;
+  const V scores = model.scores(pair_rows(pairs, 0, 17));
+  const V margin = Eigen::Map<const V>(pairs.margin.data(), 17);
+  const auto want = bradley_terry_loss(RewardPairs<V>{scores.head(17), scores.tail(17), margin}, config);
+  CHECK(r.loss == doctest::Approx(want.loss).epsilon(1e-12));
+  const std::vector<double> analytic(model.gradients().begin(), model.gradients().end());
+  Eigen::Map<Eigen::VectorXd> phi(model.parameters().data(), model.parameters().size());
+  const auto numeric = numeric_gradient([&] { return reward_model_step(model, frozen, pairs, config).loss; }, phi);
+  CHECK(max_relative_error(analytic, numeric) < 1e-6);
+  pairs.margin.pop_back();
+  CHECK_THROWS_WITH_AS(reward_model_step(model, frozen, pairs, config), doctest::Contains("batch.margin"), shape_error);
 }
 
 TEST_CASE("reward_model_step: Plackett-Luce with K = 2 is Bradley-Terry") {

@@ -15,14 +15,17 @@ const BradleyTerryConfig configs[] = {
     {.margin = -1.0f, .label_smoothing = 0.25f, .center_coefficient = 0.01f},
 };
 
+// margin: a margin per pair, or empty.
 template <class Be>
-void check_bt(const std::vector<double>& chosen, const std::vector<double>& rejected) {
+void check_bt(const std::vector<double>& chosen, const std::vector<double>& rejected,
+              const std::vector<double>& margin = {}) {
   using Ref = reference_of<Be>;
   for (const auto& c : configs) {
-    const auto got =
-        bradley_terry_loss(RewardPairs<typename Be::vector>{to_backend<Be>(chosen), to_backend<Be>(rejected)}, c);
-    const auto want =
-        bradley_terry_loss(RewardPairs<typename Ref::vector>{to_backend<Ref>(chosen), to_backend<Ref>(rejected)}, c);
+    const auto got = bradley_terry_loss(
+        RewardPairs<typename Be::vector>{to_backend<Be>(chosen), to_backend<Be>(rejected), to_backend<Be>(margin)}, c);
+    const auto want = bradley_terry_loss(
+        RewardPairs<typename Ref::vector>{to_backend<Ref>(chosen), to_backend<Ref>(rejected), to_backend<Ref>(margin)},
+        c);
     check_close<Be>("loss", got.loss, want.loss);
     check_tensor<Be>("losses", got.losses, want.losses);
     check_tensor<Be>("d_chosen", got.d_chosen, want.d_chosen);
@@ -39,6 +42,7 @@ TEST_CASE_TEMPLATE_DEFINE("backends/bradley_terry: agrees with Eigen", Be, bt_ag
     check_bt<Be>(uniform(50 + seed, -5, 5, seed), uniform(50 + seed, -5, 5, seed + 100));
   }
   check_bt<Be>(uniform(100003, -5, 5, 8), uniform(100003, -5, 5, 9));
+  check_bt<Be>(uniform(77, -5, 5, 10), uniform(77, -5, 5, 11), uniform(77, -2, 3, 12));  // a margin per pair
 }
 TEST_CASE_TEMPLATE_APPLY(bt_agrees, backends_under_test);
 

@@ -52,14 +52,14 @@ TEST_CASE("bradley_terry: a hand-computed point and its metrics") {
   const RewardPairs<vec> in{vec::Constant(1, 1.5), vec::Constant(1, -0.5)};
   const auto r = bradley_terry_loss(in, {.margin = 0.5f, .label_smoothing = 0.1f, .center_coefficient = 0.01f});
   CHECK(r.loss == doctest::Approx(0.36141327798275247).epsilon(1e-7));  // the settings are floats
-  CHECK(r.metrics["accuracy"] == 1.0);
+  CHECK(r.metrics[metric::rewards_accuracies] == 1.0);
   CHECK(r.metrics["rewards/chosen"] == 1.5);
   CHECK(r.metrics["rewards/rejected"] == -0.5);
   CHECK(r.metrics["rewards/margins"] == 2.0);
 
   const RewardPairs<vec> two{(vec(4) << 1, 2, 3, 4).finished(), (vec(4) << 0, 5, 1, 4).finished()};
   const auto m = bradley_terry_loss(two);
-  CHECK(m.metrics["accuracy"] == 0.5);  // a tie is not a correct order
+  CHECK(m.metrics[metric::rewards_accuracies] == 0.5);  // a tie is not a correct order
   CHECK(m.metrics["rewards/margins"] == doctest::Approx(0.0));
 }
 
@@ -155,4 +155,33 @@ TEST_CASE("bradley_terry: bad input names the argument") {
   CHECK_THROWS_WITH_AS(bradley_terry_loss(in, {.center_coefficient = INFINITY}),
                        doctest::Contains("center_coefficient"), config_error);
   CHECK_THROWS_WITH_AS(bradley_terry_loss(in, {.margin = INFINITY}), doctest::Contains("margin"), config_error);
+}
+
+TEST_CASE("bradley_terry: a margin per pair (TRL's margin column) adds to the batch's, centering ignores both") {
+  auto in = random_rewards(7, 41);
+  in.margin = random_vector(7, -1, 2, 42);
+  const BradleyTerryConfig c{.margin = 0.25, .label_smoothing = 0.1, .center_coefficient = 0.02};
+  const auto r = bradley_terry_loss(in, c);
+  double mean = 0;
+  for (Eigen::Index i = 0; i < 7; ++i) {
+    BradleyTerryConfig own = c;
+    own.margin = c.margin + in.margin[i];
+    const double want = reference_loss(own, in.chosen[i], in.rejected[i]);
+    CHECK(r.losses[i] == doctest::Approx(want).epsilon(1e-13));
+    mean += want / 7;
+  }
+  CHECK(r.loss == doctest::Approx(mean).epsilon(1e-13));
+  const auto loss = [&] { return bradley_terry_loss(in, c).loss; };
+  CHECK(max_relative_error(r.d_chosen, numeric_gradient(loss, in.chosen)) < 1e-6);
+  CHECK(max_relative_error(r.d_rejected, numeric_gradient(loss, in.rejected)) < 1e-6);
+  // the metrics are of the rewards, margins aside
+  const auto plain = bradley_terry_loss(RewardPairs<vec>{in.chosen, in.rejected, {}});
+  for (const char* name : {metric::rewards_accuracies, metric::rewards_chosen, metric::rewards_margins})
+    CHECK(r.metrics[name] == plain.metrics[name]);
+
+  auto bad = in;
+  bad.margin[3] = std::nan("");
+  CHECK_THROWS_WITH_AS(bradley_terry_loss(bad), doctest::Contains("'margin' holds 1 NaN or Inf"), value_error);
+  bad.margin = vec::Zero(6);
+  CHECK_THROWS_WITH_AS(bradley_terry_loss(bad), doctest::Contains("'margin'"), shape_error);
 }

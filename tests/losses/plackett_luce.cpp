@@ -62,7 +62,7 @@ TEST_CASE("plackett_luce: a hand-computed point and its metrics") {
   const auto r = plackett_luce_loss(s, vec());
   CHECK(r.losses[0] == doctest::Approx(0.7208676519626029).epsilon(1e-14));
   CHECK(plackett_luce_loss(s, vec(), {.top_k = 1}).losses[0] == doctest::Approx(0.40760596444438013).epsilon(1e-14));
-  CHECK(r.metrics["accuracy"] == 0.5);            // row 0 ranks its best item first, row 1 does not
+  CHECK(r.metrics[metric::rewards_accuracies] == 0.5);            // row 0 ranks its best item first, row 1 does not
   CHECK(r.metrics["rewards/chosen"] == 1.0);      // (2 + 0) / 2
   CHECK(r.metrics["rewards/rejected"] == 1.0);    // (0 + 2) / 2
   CHECK(r.metrics["rewards/margins"] == 0.0);     // (2 + −2) / 2
@@ -73,10 +73,10 @@ TEST_CASE("plackett_luce: a hand-computed point and its metrics") {
 TEST_CASE("plackett_luce: accuracy counts a tie for the top as wrong (item 0 must outscore every other)") {
   // A tie with item 1, a tie with a later item, a strict best, a loss; a tie past the row's length is no tie.
   const mat s = (mat(5, 3) << 1, 1, 0, 2, 0, 2, 2, 1, 0, 0, 1, 2, 2, 1, 2).finished();
-  CHECK(plackett_luce_loss(s, vec()).metrics["accuracy"] == doctest::Approx(1.0 / 5).epsilon(1e-15));
+  CHECK(plackett_luce_loss(s, vec()).metrics[metric::rewards_accuracies] == doctest::Approx(1.0 / 5).epsilon(1e-15));
   const vec lengths = (vec(5) << 3, 3, 3, 3, 2).finished();
-  CHECK(plackett_luce_loss(s, lengths).metrics["accuracy"] == doctest::Approx(2.0 / 5).epsilon(1e-15));
-  CHECK(plackett_luce_loss(mat(mat::Constant(2, 4, 0.5)), vec()).metrics["accuracy"] == 0.0);  // all tied
+  CHECK(plackett_luce_loss(s, lengths).metrics[metric::rewards_accuracies] == doctest::Approx(2.0 / 5).epsilon(1e-15));
+  CHECK(plackett_luce_loss(mat(mat::Constant(2, 4, 0.5)), vec()).metrics[metric::rewards_accuracies] == 0.0);  // all tied
 }
 
 TEST_CASE("plackett_luce: the likelihoods of all orderings sum to one") {
@@ -125,7 +125,7 @@ TEST_CASE("plackett_luce: K = 2 is the Bradley–Terry loss, values and gradient
     CHECK(pl.d_scores(b, 0) == doctest::Approx(bt.d_chosen[b]).epsilon(1e-14));
     CHECK(pl.d_scores(b, 1) == doctest::Approx(bt.d_rejected[b]).epsilon(1e-14));
   }
-  for (const char* name : {"accuracy", "rewards/chosen", "rewards/rejected", "rewards/margins"})
+  for (const char* name : {metric::rewards_accuracies, "rewards/chosen", "rewards/rejected", "rewards/margins"})
     CHECK(pl.metrics[name] == doctest::Approx(bt.metrics[name]));
 }
 

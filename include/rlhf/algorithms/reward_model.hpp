@@ -16,7 +16,8 @@
 
 namespace rlhf {
 
-// Bradley–Terry: P(chosen ≻ rejected) = σ(r(chosen) − r(rejected)). The batch's reference fields are unused.
+// Bradley–Terry: P(chosen ≻ rejected) = σ(r(chosen) − r(rejected) − margin). The batch's margin, when given,
+// is each pair's own (TRL's margin column); its reference fields are unused.
 template <class R, class O>
 StepResult reward_model_step(R& model, O& optimizer, const PreferenceBatch& batch,
                              const BradleyTerryConfig& config = {}, const StepOptions& options = {}) {
@@ -26,12 +27,15 @@ StepResult reward_model_step(R& model, O& optimizer, const PreferenceBatch& batc
   using V = typename Be::vector;
   constexpr const char* fn = "rlhf::reward_model_step";
   const std::size_t B = detail::require_preference_batch(fn, batch);
+  if (!batch.margin.empty()) require_size(fn, "batch.margin", batch.margin.size(), B, "the number of pairs");
   return training_step(fn, model, optimizer, B, options, [&](std::size_t lo, std::size_t hi, double share) {
     const std::size_t n = hi - lo;
     const TokenBatch joint = pair_rows(batch, lo, hi);
     const V scores = model.scores(joint);  // [2n]
     require_size(fn, "model.scores(batch)", Be::size(scores), 2 * n, "the number of rows scored");
-    auto r = bradley_terry_loss(RewardPairs<V>{slice_elements(scores, 0, n), slice_elements(scores, n, 2 * n)}, config);
+    const V margin = batch.margin.empty() ? V() : detail::vector_from_host<Be>(batch.margin, lo, hi);  // [n] or empty
+    auto r = bradley_terry_loss(
+        RewardPairs<V>{slice_elements(scores, 0, n), slice_elements(scores, n, 2 * n), margin}, config);
     model.backward_scores(joint, detail::concat<Be>(r.d_chosen, r.d_rejected, share));
     return r;
   });

@@ -82,9 +82,11 @@ struct TokenBatch {
 // Preference pairs: pair i is row i of `chosen` and row i of `rejected` (the two may differ in T).
 // reference_*: Σ_t log π_ref of each row, precomputed (rlhf::precompute_reference_logps) so that no
 // reference model need be held while training; empty when a reference policy is passed to the step.
+// margin: a reward margin per pair for reward_model_step (TRL's margin column); empty: none.
 struct PreferenceBatch {
   TokenBatch chosen, rejected;                               // [B, T⁺], [B, T⁻]
   std::vector<double> reference_chosen, reference_rejected;  // [B] each, or empty
+  std::vector<double> margin;                                // [B], or empty
 };
 
 // K ranked responses per prompt, best first: row b*K + k of `responses` is prompt b's k-th best.

@@ -1,32 +1,36 @@
 #pragma once
 // Bradley–Terry loss of a scalar reward model on preference pairs.
 //
-//   h    = r(x, y_w) − r(x, y_l) − m
+//   h    = r(x, y_w) − r(x, y_l) − m − m_b
 //   loss = −(1−ε) log σ(h) − ε log σ(−h)  +  c · (r(x, y_w) + r(x, y_l))²      (mean over pairs)
 //
-// m: margin; ε: label smoothing (probability that a label is flipped); c: reward-centering coefficient
-// (the auxiliary term of Eisenstein et al. 2023, which pulls each pair's summed reward toward 0).
+// m: margin of the batch; m_b: the pair's own margin (TRL's margin column, OpenRLHF PairWiseLoss(margin));
+// ε: label smoothing (probability that a label is flipped); c: reward-centering coefficient (the auxiliary
+// term of Eisenstein et al. 2023, which pulls each pair's summed reward toward 0). Centering sees the raw
+// rewards; no margin enters it (TRL RewardTrainer.compute_loss).
 // docs/losses/bradley_terry.md has the table of settings and the papers.
 #include <cstddef>
 #include <limits>
 
 #include "rlhf/core/concepts.hpp"
 #include "rlhf/core/math.hpp"
+#include "rlhf/core/metric_names.hpp"
 #include "rlhf/core/metrics.hpp"
 #include "rlhf/core/validate.hpp"
 
 namespace rlhf {
 
 struct BradleyTerryConfig {
-  double margin = 0;              // m: reward gap the chosen response must clear
+  double margin = 0;              // m: reward gap the chosen response must clear (added to each pair's own margin)
   double label_smoothing = 0;     // ε in [0, 0.5): assumed probability that a label is flipped
   double center_coefficient = 0;  // c ≥ 0: weight of (r_w + r_l)², keeps rewards centred on 0
 };
 
-// Scalar rewards of the chosen and rejected responses, [B] each.
+// Scalar rewards of the chosen and rejected responses, [B] each, and optionally a margin per pair.
 template <class Vector>
 struct RewardPairs {
   Vector chosen, rejected;
+  Vector margin;  // [B] m_b (e.g. from rating gaps), or empty: 0
 };
 
 template <class Vector>
@@ -34,7 +38,7 @@ struct BradleyTerryResult {
   double loss = 0;               // mean over pairs
   Vector losses;                 // [B] per pair
   Vector d_chosen, d_rejected;   // [B] d loss / d reward (of the mean loss)
-  Metrics metrics;               // accuracy, rewards/{chosen,rejected,margins}
+  Metrics metrics;               // rewards/{accuracies,chosen,rejected,margins}
 };
 
 // One pair's loss and gradients: the only place the formula lives, shared by every backend. Computed in the
@@ -47,9 +51,10 @@ struct BradleyTerryPair {
 };
 
 template <class T, class W = math::wide_t<T>>
-RLHF_HOST_DEVICE inline BradleyTerryPair<W> bradley_terry_pair(const BradleyTerryConfig& c, T chosen, T rejected) {
+RLHF_HOST_DEVICE inline BradleyTerryPair<W> bradley_terry_pair(const BradleyTerryConfig& c, T chosen, T rejected,
+                                                               T pair_margin = T(0)) {
   const W eps = W(c.label_smoothing), center = W(c.center_coefficient);
-  const W h = W(chosen) - W(rejected) - W(c.margin);
+  const W h = W(chosen) - W(rejected) - W(c.margin) - W(pair_margin);
   const W loss = -(W(1) - eps) * math::log_sigmoid(h) - eps * math::log_sigmoid(-h);
   const W d_dh = -(W(1) - eps) * math::sigmoid(-h) + eps * math::sigmoid(h);
   if (c.center_coefficient == 0.0) return {loss, d_dh, -d_dh};  // no 0 · (r_w + r_l)², which is NaN past the range
@@ -63,12 +68,13 @@ template <class T>
 struct BradleyTerryKernel {
   BradleyTerryConfig config;
   const T *chosen, *rejected;
+  const T* margin;  // [B], or null
   double inv_batch;
   T *losses, *d_chosen, *d_rejected;
 
   RLHF_HOST_DEVICE void operator()(std::size_t i) const {
     using W = math::wide_t<T>;
-    const auto p = bradley_terry_pair<T>(config, chosen[i], rejected[i]);
+    const auto p = bradley_terry_pair<T>(config, chosen[i], rejected[i], margin ? margin[i] : T(0));
     losses[i] = T(p.loss);
     d_chosen[i] = T(p.d_chosen * W(inv_batch));
     d_rejected[i] = T(p.d_rejected * W(inv_batch));
@@ -104,16 +110,19 @@ BradleyTerryResult<Vector> bradley_terry_loss(const RewardPairs<Vector>& in, con
   require_in_range(fn, "center_coefficient", config.center_coefficient, 0.0, largest);
   detail::require_rows<Be>(fn, "chosen", in.chosen, n);
   detail::require_rows<Be>(fn, "rejected", in.rejected, n);
+  const bool has_margin = Be::size(in.margin) != 0;
+  if (has_margin) detail::require_rows<Be>(fn, "margin", in.margin, n);
 
   BradleyTerryResult<Vector> out;
   out.losses = Be::vector_of(n);
   out.d_chosen = Be::vector_of(n);
   out.d_rejected = Be::vector_of(n);
-  Be::for_each(n, detail::BradleyTerryKernel<T>{config, Be::data(in.chosen), Be::data(in.rejected), 1.0 / double(n),
+  Be::for_each(n, detail::BradleyTerryKernel<T>{config, Be::data(in.chosen), Be::data(in.rejected),
+                                                has_margin ? Be::data(in.margin) : nullptr, 1.0 / double(n),
                                                 Be::data(out.losses), Be::data(out.d_chosen),
                                                 Be::data(out.d_rejected)});
   constexpr const char* cause =
-      "'chosen' − 'rejected' (or, with center_coefficient, their sum squared) is too large in magnitude";
+      "'chosen' − 'rejected' − 'margin' (or, with center_coefficient, their sum squared) is too large in magnitude";
   detail::require_representable<Be>(fn, "the loss", Be::data(out.losses), n, cause);
   detail::require_representable<Be>(fn, "d_chosen", Be::data(out.d_chosen), n, cause);
   detail::require_representable<Be>(fn, "d_rejected", Be::data(out.d_rejected), n, cause);
@@ -121,10 +130,10 @@ BradleyTerryResult<Vector> bradley_terry_loss(const RewardPairs<Vector>& in, con
   const T* rc = Be::data(in.chosen);
   const T* rr = Be::data(in.rejected);
   out.loss = Be::sum(n, detail::bt_value<T>{Be::data(out.losses)}) * inv_n;
-  out.metrics.set("accuracy", Be::sum(n, detail::bt_ordered<T>{rc, rr}) * inv_n);
-  out.metrics.set("rewards/chosen", Be::sum(n, detail::bt_value<T>{rc}) * inv_n);
-  out.metrics.set("rewards/rejected", Be::sum(n, detail::bt_value<T>{rr}) * inv_n);
-  out.metrics.set("rewards/margins", Be::sum(n, detail::bt_gap<T>{rc, rr}) * inv_n);
+  out.metrics.set(metric::rewards_accuracies, Be::sum(n, detail::bt_ordered<T>{rc, rr}) * inv_n);
+  out.metrics.set(metric::rewards_chosen, Be::sum(n, detail::bt_value<T>{rc}) * inv_n);
+  out.metrics.set(metric::rewards_rejected, Be::sum(n, detail::bt_value<T>{rr}) * inv_n);
+  out.metrics.set(metric::rewards_margins, Be::sum(n, detail::bt_gap<T>{rc, rr}) * inv_n);
   return out;
 }
 

@@ -13,6 +13,7 @@
 
 #include "rlhf/core/concepts.hpp"
 #include "rlhf/core/math.hpp"
+#include "rlhf/core/metric_names.hpp"
 #include "rlhf/core/metrics.hpp"
 #include "rlhf/core/validate.hpp"
 #include "rlhf/losses/plackett_luce.hpp"
@@ -111,12 +112,12 @@ ListwiseDpoResult<Matrix, Vector> listwise_dpo_loss(const Matrix& policy_logps, 
   const detail::score_rows<T> logps{Be::data(policy_logps), cols};
   using LogpRows = detail::score_rows<T>;
   out.loss = Be::sum(n, detail::ranked_value<T>{Be::data(out.losses)}) * inv_n;
-  out.metrics.set("rewards/chosen", Be::sum(n, detail::ranked_first<T, Rows>{rewards}) * inv_n);
-  out.metrics.set("rewards/rejected", Be::sum(n, detail::ranked_last<T, Rows>{rewards, len, cols}) * inv_n);
-  out.metrics.set("rewards/accuracies", Be::sum(n, detail::ranked_top_pair<T, Rows>{rewards}) * inv_n);
-  out.metrics.set("rewards/margins", Be::sum(n, detail::ranked_spread<T, Rows>{rewards, len, cols}) * inv_n);
-  out.metrics.set("logps/chosen", Be::sum(n, detail::ranked_first<T, LogpRows>{logps}) * inv_n);
-  out.metrics.set("logps/rejected", Be::sum(n, detail::ranked_last<T, LogpRows>{logps, len, cols}) * inv_n);
+  out.metrics.set(metric::rewards_chosen, Be::sum(n, detail::ranked_first<T, Rows>{rewards}) * inv_n);
+  out.metrics.set(metric::rewards_rejected, Be::sum(n, detail::ranked_last<T, Rows>{rewards, len, cols}) * inv_n);
+  out.metrics.set(metric::rewards_accuracies, Be::sum(n, detail::ranked_top_pair<T, Rows>{rewards}) * inv_n);
+  out.metrics.set(metric::rewards_margins, Be::sum(n, detail::ranked_spread<T, Rows>{rewards, len, cols}) * inv_n);
+  out.metrics.set(metric::logps_chosen, Be::sum(n, detail::ranked_first<T, LogpRows>{logps}) * inv_n);
+  out.metrics.set(metric::logps_rejected, Be::sum(n, detail::ranked_last<T, LogpRows>{logps, len, cols}) * inv_n);
   return out;
 }
 

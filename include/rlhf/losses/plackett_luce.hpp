@@ -15,6 +15,7 @@
 
 #include "rlhf/core/concepts.hpp"
 #include "rlhf/core/math.hpp"
+#include "rlhf/core/metric_names.hpp"
 #include "rlhf/core/metrics.hpp"
 #include "rlhf/core/validate.hpp"
 
@@ -29,7 +30,7 @@ struct PlackettLuceResult {
   double loss = 0;   // mean over rows
   Vector losses;     // [B] per row
   Matrix d_scores;   // [B, K] d loss / d score (of the mean loss); 0 past each row's length
-  Metrics metrics;   // accuracy, rewards/{chosen,rejected,margins}
+  Metrics metrics;   // rewards/{accuracies,chosen,rejected,margins}
 };
 
 // Choice stages of a row of n ranked items: the last item is never chosen, it is what remains.
@@ -228,10 +229,11 @@ PlackettLuceResult<Matrix, Vector> plackett_luce_loss(const Matrix& scores, cons
   const detail::score_rows<T> rows{Be::data(scores), cols};
   using Rows = detail::score_rows<T>;
   out.loss = Be::sum(n, detail::ranked_value<T>{Be::data(out.losses)}) * inv_n;
-  out.metrics.set("accuracy", Be::sum(n, detail::ranked_top_choice<T, Rows>{rows, len, cols}) * inv_n);
-  out.metrics.set("rewards/chosen", Be::sum(n, detail::ranked_first<T, Rows>{rows}) * inv_n);
-  out.metrics.set("rewards/rejected", Be::sum(n, detail::ranked_last<T, Rows>{rows, len, cols}) * inv_n);
-  out.metrics.set("rewards/margins", Be::sum(n, detail::ranked_spread<T, Rows>{rows, len, cols}) * inv_n);
+  out.metrics.set(metric::rewards_accuracies,
+                  Be::sum(n, detail::ranked_top_choice<T, Rows>{rows, len, cols}) * inv_n);
+  out.metrics.set(metric::rewards_chosen, Be::sum(n, detail::ranked_first<T, Rows>{rows}) * inv_n);
+  out.metrics.set(metric::rewards_rejected, Be::sum(n, detail::ranked_last<T, Rows>{rows, len, cols}) * inv_n);
+  out.metrics.set(metric::rewards_margins, Be::sum(n, detail::ranked_spread<T, Rows>{rows, len, cols}) * inv_n);
   return out;
 }
 
