@@ -161,7 +161,7 @@ TEST_CASE("gpt: the forward/backward contract is checked") {
   const Mat d = Mat::Ones(batch.batch, batch.time);
   CHECK_THROWS_WITH_AS(model.backward(batch, d), doctest::Contains("no forward pass"), rlhf::value_error);
   model.log_probs(batch);
-  CHECK_THROWS_WITH_AS(model.backward(batch, Mat::Ones(batch.batch, batch.time + 1)), doctest::Contains("d_logps"),
+  CHECK_THROWS_WITH_AS(model.backward(batch, Mat::Ones(batch.batch, batch.time + 1)), doctest::Contains("d_logp"),
                        rlhf::shape_error);
   const auto other = rlhf::testing::pad_rows({rows[0], rows[1]}, Pad::right);
   CHECK_THROWS_WITH_AS(model.backward(other, Mat::Ones(other.batch, other.time)),
@@ -171,7 +171,7 @@ TEST_CASE("gpt: the forward/backward contract is checked") {
   CHECK_THROWS_WITH_AS(model.backward(changed, d), doctest::Contains("differs"), rlhf::value_error);
   Mat bad = d;
   bad(0, rows[0].tokens.size() - 1) = NAN;  // row 0's last token is a response token
-  CHECK_THROWS_WITH_AS(model.backward(batch, bad), doctest::Contains("d_logps[0,"), rlhf::value_error);
+  CHECK_THROWS_WITH_AS(model.backward(batch, bad), doctest::Contains("d_logp[0,"), rlhf::value_error);
   model.backward(batch, d);
   CHECK_THROWS_WITH_AS(model.backward(batch, d), doctest::Contains("call log_probs first"), rlhf::value_error);
 }

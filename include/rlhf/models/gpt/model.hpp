@@ -97,17 +97,17 @@ class Gpt {
   // when [B, T] differs from the last forward pass's, value_error when there was none, when the tokens or either
   // mask differ, or when no log_probs on this batch has run since the last backward (values or scores on the
   // same batch in between keep the logits; a forward on another batch, or a logits() call, in between makes it
-  // throw). Also value_error for a non-finite d_logps at a response token.
-  void backward(const TokenBatch& batch, const matrix& d_logps) {
+  // throw). Also value_error for a non-finite d_logp at a response token.
+  void backward(const TokenBatch& batch, const matrix& d_logp) {
     constexpr const char* fn = "rlhf::Gpt::backward";
     scored_.require_logits(batch, fn);
-    detail::require_shape<backend>(fn, "d_logps", d_logps, batch.batch, batch.time, "the batch [B, T]");
+    detail::require_shape<backend>(fn, "d_logp", d_logp, batch.batch, batch.time, "the batch [B, T]");
     for (std::size_t m = 0; m < scored_.rows; ++m)
-      if (!std::isfinite(double(d_logps.data()[scored_.dst[m]])))
-        fail<value_error>(fn, ": d_logps[", scored_.dst[m] / batch.time, ",", scored_.dst[m] % batch.time, "] is ",
-                          d_logps.data()[scored_.dst[m]], " at a response token");
+      if (!std::isfinite(double(d_logp.data()[scored_.dst[m]])))
+        fail<value_error>(fn, ": d_logp[", scored_.dst[m] / batch.time, ",", scored_.dst[m] % batch.time, "] is ",
+                          d_logp.data()[scored_.dst[m]], " at a response token");
     scored_.logits_ready = false;
-    const T* d = d_logps.data();
+    const T* d = d_logp.data();
     backward_parts(batch.batch, [&](std::size_t b0, std::size_t b1, const GptTensors<T>& g) {
       lm_head_backward(b0, b1, d, g);
       trunk_backward(b0, b1, g);
@@ -374,10 +374,10 @@ class Gpt {
 
   // d logits in place (one backward per log_probs), then d lnf for sequences [b0, b1) into act_.d_ln and
   // d wte += d logitsᵀ · lnf rows.
-  void lm_head_backward(std::size_t b0, std::size_t b1, const T* d_logps, const GptTensors<T>& g) {
+  void lm_head_backward(std::size_t b0, std::size_t b1, const T* d_logp, const GptTensors<T>& g) {
     const std::size_t C = config_.channels, V = config_.vocab_size, Tn = scored_.batch.time;
     const std::size_t m0 = scored_.row_begin[b0], m1 = scored_.row_begin[b1], M = m1 - m0;
-    logprob_rows_backward(m0, m1, d_logps);
+    logprob_rows_backward(m0, m1, d_logp);
     const gpt::ConstMatrixMap<T> dlogits(logits_.data() + m0 * V, gpt::ix(M), gpt::ix(V));
     T* d_rows = act_.d_atty + b0 * Tn * C;  // [M, C] within this block's rows of a scratch buffer not yet in use
     gpt::MatrixMap<T>(d_rows, gpt::ix(M), gpt::ix(C)).noalias() =
@@ -451,10 +451,10 @@ class Gpt {
     const std::int32_t* targets;
     const std::size_t* dst;
     std::size_t vocab;
-    const T *d_logps, *row_max, *row_log_sum;
+    const T *d_logp, *row_max, *row_log_sum;
     void operator()(std::size_t m) const {
       T* x = logits + m * vocab;
-      row_logprob_backward<backend>(x, x, vocab, targets[m], row_max[m], row_log_sum[m], d_logps[dst[m]], false);
+      row_logprob_backward<backend>(x, x, vocab, targets[m], row_max[m], row_log_sum[m], d_logp[dst[m]], false);
     }
   };
   void logprob_rows_forward(std::size_t m0, std::size_t m1, T* out) {
@@ -465,11 +465,11 @@ class Gpt {
                                          row_log_sum_.data() + m0},
                       2 * V);
   }
-  void logprob_rows_backward(std::size_t m0, std::size_t m1, const T* d_logps) {
+  void logprob_rows_backward(std::size_t m0, std::size_t m1, const T* d_logp) {
     const std::size_t V = config_.vocab_size;
     backend::for_each(m1 - m0,
                       LogprobBackwardRows{logits_.data() + m0 * V, scored_.targets.data() + m0,
-                                          scored_.dst.data() + m0, V, d_logps, row_max_.data() + m0,
+                                          scored_.dst.data() + m0, V, d_logp, row_max_.data() + m0,
                                           row_log_sum_.data() + m0},
                       2 * V);
   }

@@ -126,14 +126,14 @@ class GptCuda {
   // activations and consumes its logits, one backward per log_probs. Gpt<T>::backward's checks, on the host
   // (ScoredBatch::require_logits, gpt_host/scoring.hpp): a shape_error for another [B, T]; a value_error for no
   // forward pass, other tokens or masks, or no unconsumed log_probs on this batch (values or scores in between
-  // keep it); a value_error for a non-finite d_logps at a response token.
-  void backward(const TokenBatch& batch, const matrix& d_logps) {
+  // keep it); a value_error for a non-finite d_logp at a response token.
+  void backward(const TokenBatch& batch, const matrix& d_logp) {
     constexpr const char* fn = "rlhf::GptCuda::backward";
     scored_.require_logits(batch, fn);
-    detail::require_shape<backend>(fn, "d_logps", d_logps, batch.batch, batch.time, "the batch [B, T]");
+    detail::require_shape<backend>(fn, "d_logp", d_logp, batch.batch, batch.time, "the batch [B, T]");
     const std::size_t C = config_.channels, V = config_.vocab_size, M = scored_.rows, N = batch.batch * batch.time;
-    require_finite_at(fn, "d_logps", backend::data(d_logps), batch.time);
-    gpt_cuda::logprob_backward(logits_.data(), d_targets_.data(), d_dst_.data(), backend::data(d_logps),
+    require_finite_at(fn, "d_logp", backend::data(d_logp), batch.time);
+    gpt_cuda::logprob_backward(logits_.data(), d_targets_.data(), d_dst_.data(), backend::data(d_logp),
                                row_max_.data(), row_log_sum_.data(), M, V);  // logits_ now holds d logits [M, V]
     scored_.logits_ready = false;
     float* d_rows = act_.d_atty;  // [M, C], free until the trunk backward

@@ -117,19 +117,19 @@ class BanditPolicy {
     return out;
   }
 
-  // θ[x, :] += d · (onehot(y) − π(· | x)) for every row; d = d_logps at the response token.
-  void backward(const TokenBatch& batch, const matrix& d_logps) {
+  // θ[x, :] += d · (onehot(y) − π(· | x)) for every row; d = d_logp at the response token.
+  void backward(const TokenBatch& batch, const matrix& d_logp) {
     constexpr const char* fn = "rlhf::toy::BanditPolicy::backward";
     detail::require_batch_buffers(fn, batch);
-    if (static_cast<std::size_t>(d_logps.rows()) != batch.batch ||
-        static_cast<std::size_t>(d_logps.cols()) != batch.time)
-      rlhf::fail<shape_error>(fn, ": 'd_logps' is [", d_logps.rows(), ", ", d_logps.cols(), "] but the batch is [",
+    if (static_cast<std::size_t>(d_logp.rows()) != batch.batch ||
+        static_cast<std::size_t>(d_logp.cols()) != batch.time)
+      rlhf::fail<shape_error>(fn, ": 'd_logp' is [", d_logp.rows(), ", ", d_logp.cols(), "] but the batch is [",
                               batch.batch, ", ", batch.time, "]");
     auto probs = detail::log_softmax_rows(theta_, P_, N_);
     for (auto& p : probs) p = std::exp(p);
     for (std::size_t b = 0; b < batch.batch; ++b) {
       const auto row = detail::bandit_row(fn, batch, b, P_, N_);
-      const T d = d_logps(b, row.position);
+      const T d = d_logp(b, row.position);
       T* g = grad_.data() + row.prompt * N_;
       const T* pi = probs.data() + row.prompt * N_;
       for (std::size_t j = 0; j < N_; ++j) g[j] -= d * pi[j];
