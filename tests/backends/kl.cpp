@@ -23,6 +23,18 @@ void check_estimate(std::size_t rows, std::size_t cols, const std::vector<double
     check_tensor<Be>("per_token", got.per_token, want.per_token);
     check_tensor<Be>("d_logp", got.d_logp, want.d_logp);
     check_tensor<Be>("d_ref_logp", got.d_ref_logp, want.d_ref_logp);
+    for (const auto how : {Aggregation::token_mean, Aggregation::sequence_mean})  // with OpenRLHF's clamp
+      for (const double clamp : {0.0, 10.0}) {
+        const KlConfig c{.estimator = k, .aggregation = how, .clamp = clamp};
+        const auto got_c = kl_estimate(to_backend<Be>(rows, cols, logp), to_backend<Be>(rows, cols, ref),
+                                       to_backend<Be>(rows, cols, mask), c);
+        const auto want_c = kl_estimate(to_backend<Ref>(rows, cols, logp), to_backend<Ref>(rows, cols, ref),
+                                        to_backend<Ref>(rows, cols, mask), c);
+        check_close<Be>("mean (config)", got_c.mean, want_c.mean);
+        check_tensor<Be>("per_token (config)", got_c.per_token, want_c.per_token);
+        check_tensor<Be>("d_logp (config)", got_c.d_logp, want_c.d_logp);
+        check_tensor<Be>("d_ref_logp (config)", got_c.d_ref_logp, want_c.d_ref_logp);
+      }
   }
 }
 
@@ -45,8 +57,9 @@ TEST_CASE_TEMPLATE_DEFINE("backends/kl: the estimators agree with Eigen", Be, kl
   for (const std::uint64_t seed : {1u, 2u, 3u}) {
     CAPTURE(seed);
     const std::size_t rows = 10 + seed, cols = 30;
-    check_estimate<Be>(rows, cols, uniform(rows * cols, -8, 0, seed), uniform(rows * cols, -8, 0, seed + 9),
-                       response_mask(rows, cols, seed));
+    auto mask = response_mask(rows, cols, seed);
+    for (std::size_t t = 0; t < cols; ++t) mask[cols + t] = 0;  // an empty row
+    check_estimate<Be>(rows, cols, uniform(rows * cols, -16, 0, seed), uniform(rows * cols, -16, 0, seed + 9), mask);
   }
   // Log-probs near −1e4 with log-ratios of ±60 (past the k3 cap in float) and ±1e4.
   const std::size_t rows = 6, cols = 8;

@@ -108,6 +108,50 @@ TEST_CASE("kl: estimator gradients match finite differences and vanish where mas
   }
 }
 
+TEST_CASE("kl: the token-mean and sequence-mean reductions and the clamp match their definitions and gradients") {
+  // Log-ratios up to ±14 so that the clamp at 10 is active for some tokens of every estimator.
+  mat logp = random_matrix(4, 6, -16, -0.1, 41), ref = random_matrix(4, 6, -16, -0.1, 42);
+  mat mask = random_mask(4, 6, 43);
+  mask.row(2).setZero();  // an empty row
+  for (const auto k : estimators)
+    for (const auto how : {Aggregation::sequence_sum, Aggregation::token_mean, Aggregation::sequence_mean})
+      for (const double clamp : {0.0, 10.0}) {
+        CAPTURE(static_cast<int>(k));
+        CAPTURE(static_cast<int>(how));
+        CAPTURE(clamp);
+        const KlConfig c{.estimator = k, .aggregation = how, .clamp = clamp};
+        const auto r = kl_estimate(logp, ref, mask, c);
+        double total = 0, n = 0, clamped = 0;
+        std::vector<double> row_sum(4, 0.0), row_n(4, 0.0);
+        for (Eigen::Index b = 0; b < 4; ++b)
+          for (Eigen::Index t = 0; t < 6; ++t) {
+            if (mask(b, t) == 0) continue;
+            double v = reference_k(k, logp(b, t), ref(b, t));
+            if (clamp > 0 && std::abs(v) > clamp) v = v > 0 ? clamp : -clamp, clamped += 1;
+            CHECK(r.per_token(b, t) == doctest::Approx(v).epsilon(1e-12));
+            total += v, n += 1, row_sum[b] += v, row_n[b] += 1;
+          }
+        double want = 0;
+        if (how == Aggregation::sequence_sum) want = total / 4;
+        if (how == Aggregation::token_mean) want = total / n;
+        if (how == Aggregation::sequence_mean)
+          for (int b = 0; b < 4; ++b) want += row_n[b] > 0 ? row_sum[b] / row_n[b] / 4 : 0.0;
+        CHECK(r.mean == doctest::Approx(want).epsilon(1e-12));
+        if (clamp > 0) CHECK(clamped > 0);
+        const auto mean = [&] { return kl_estimate(logp, ref, mask, c).mean; };
+        const double tol = k == KlEstimator::k3 && clamp == 0 ? 1e-6 : 1e-7;  // terms of e^16 cost digits
+        CHECK(max_relative_error(r.d_logp, numeric_gradient(mean, logp)) < tol);
+        CHECK(max_relative_error(r.d_ref_logp, numeric_gradient(mean, ref)) < tol);
+      }
+  // A mask with no token at all: a token mean of 0, not NaN.
+  const auto none = kl_estimate(logp, ref, mat(mat::Zero(4, 6)), {.aggregation = Aggregation::token_mean});
+  CHECK(none.mean == 0.0);
+  CHECK(none.d_logp.isZero(0));
+  // The old call and the config with only the estimator set agree.
+  CHECK(kl_estimate(logp, ref, mask, KlEstimator::k3).mean ==
+        kl_estimate(logp, ref, mask, {.estimator = KlEstimator::k3}).mean);
+}
+
 TEST_CASE("kl: a row with no token contributes 0 but still counts, and padding holds anything") {
   mat logp = random_matrix(2, 3, -5, -0.1, 21), ref = random_matrix(2, 3, -5, -0.1, 22);
   mat mask = mat::Ones(2, 3);
@@ -169,6 +213,10 @@ TEST_CASE("kl: bad estimator input names the argument") {
                        value_error);
   CHECK_THROWS_WITH_AS(kl_estimate(logp, ref, mask, static_cast<KlEstimator>(3)), doctest::Contains("estimator"),
                        config_error);
+  CHECK_THROWS_WITH_AS(kl_estimate(logp, ref, mask, {.clamp = -1}), doctest::Contains("clamp must be finite and >= 0"),
+                       config_error);
+  CHECK_THROWS_WITH_AS(kl_estimate(logp, ref, mask, {.aggregation = static_cast<Aggregation>(9)}),
+                       doctest::Contains("aggregation must be"), config_error);
 }
 
 // ---- exact KL from logits --------------------------------------------------------------------------

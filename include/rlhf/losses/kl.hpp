@@ -6,7 +6,10 @@
 //      k1 = −r              unbiased, high variance, can be negative
 //      k2 = r² / 2          biased, low variance, ≥ 0
 //      k3 = (e^r − 1) − r   unbiased, low variance, ≥ 0
-//    per_sequence[b] = Σ_t m[b,t] k[b,t];  mean = (1/B) Σ_b per_sequence[b].
+//    per_sequence[b] = Σ_t m[b,t] k[b,t];  mean = (1/B) Σ_b per_sequence[b] by default, or the token mean
+//    Σ m k / Σ m, or the mean of the rows' token means (KlConfig::aggregation, aggregation.hpp).
+//    KlConfig::clamp > 0 clamps each token's estimate to [−clamp, clamp] (OpenRLHF: 10); its gradient is 0
+//    where the clamp is active.
 //    k3 reads r as min(r, kl_k3_max_log_ratio<T>) (44 in float, 354 in double: about half of
 //    log(max)), so e^r stays below √max and sums of many tokens stay finite; above the cap the value
 //    and gradient are those at the cap.
@@ -23,10 +26,17 @@
 #include "rlhf/core/concepts.hpp"
 #include "rlhf/core/math.hpp"
 #include "rlhf/core/validate.hpp"
+#include "rlhf/losses/aggregation.hpp"
 
 namespace rlhf {
 
 enum class KlEstimator { k1, k2, k3 };
+
+struct KlConfig {
+  KlEstimator estimator = KlEstimator::k1;
+  Aggregation aggregation = Aggregation::sequence_sum;  // kl_estimate's mean: (1/B) Σ_b Σ_t m k (TRL's objective/kl)
+  double clamp = 0.0;  // > 0: each token's estimate is clamped to [−clamp, clamp] (OpenRLHF: 10); 0 = off
+};
 
 // The largest log-ratio r that k3 exponentiates, per scalar type.
 template <class T>
@@ -34,7 +44,7 @@ inline constexpr T kl_k3_max_log_ratio = sizeof(T) >= 8 ? T(354) : T(44);
 
 template <class Matrix, class Vector>
 struct KlResult {
-  double mean = 0;            // mean over rows of the per-sequence sum
+  double mean = 0;            // aggregated as KlConfig::aggregation says (default: mean over rows of per_sequence)
   Vector per_sequence;        // [B] Σ_t m k
   Matrix per_token;           // [B, T] k, zero where masked
   Matrix d_logp, d_ref_logp;  // [B, T] d mean / d log π and d mean / d log π_ref; zero where masked
@@ -48,22 +58,31 @@ struct ExactKlResult {
 };
 
 // One token's estimate and its derivatives with respect to log π and log π_ref, in the wide type W (double
-// for float: r of log-probs ±3e38 stays finite; the caller checks the results fit T).
+// for float: r of log-probs ±3e38 stays finite; the caller checks the results fit T). clamp > 0 bounds the
+// estimate to [−clamp, clamp], with gradient 0 strictly outside (at the bound it passes, as torch.clamp's does).
 template <class W>
 struct KlToken {
   W value, d_logp, d_ref_logp;
 };
 
 template <class T, class W = math::wide_t<T>>
-RLHF_HOST_DEVICE inline KlToken<W> kl_token(KlEstimator estimator, T logp, T ref_logp) {
+RLHF_HOST_DEVICE inline KlToken<W> kl_token(KlEstimator estimator, T logp, T ref_logp, double clamp = 0.0) {
   using std::expm1;
   const W r = W(ref_logp) - W(logp);
-  if (estimator == KlEstimator::k1) return {-r, W(1), W(-1)};
-  if (estimator == KlEstimator::k2) return {r * r / W(2), -r, r};
-  const W cap = W(kl_k3_max_log_ratio<T>);
-  const W rc = r < cap ? r : cap;
-  const W e = expm1(rc);  // d k3 / d r = e^r − 1
-  return {e - rc, -e, e};
+  KlToken<W> k;
+  if (estimator == KlEstimator::k1) {
+    k = {-r, W(1), W(-1)};
+  } else if (estimator == KlEstimator::k2) {
+    k = {r * r / W(2), -r, r};
+  } else {
+    const W cap = W(kl_k3_max_log_ratio<T>);
+    const W rc = r < cap ? r : cap;
+    const W e = expm1(rc);  // d k3 / d r = e^r − 1
+    k = {e - rc, -e, e};
+  }
+  if (clamp > 0.0 && (k.value > W(clamp) || k.value < -W(clamp)))
+    k = {k.value > W(0) ? W(clamp) : -W(clamp), W(0), W(0)};
+  return k;
 }
 
 // KL(p ‖ q) of one row of logits [V]; writes d[v] = scale · d KL / d zp[v]. Three passes over the row
@@ -97,29 +116,49 @@ RLHF_HOST_DEVICE inline double exact_kl_row(const T* zp, const T* zq, std::size_
 }
 
 namespace detail::kl {
+// One row: its tokens' estimates, their sum, and the gradients of the mean (the row's weight, aggregation.hpp,
+// times each token's derivatives).
 template <class T>
 struct KlEstimateKernel {
-  KlEstimator estimator;
-  const T *logp, *ref_logp, *mask;  // [B, T]
-  std::size_t cols;                 // T
-  T inv_batch;
+  KlConfig config;
+  aggregation::Weights weights;
+  const T *logp, *ref_logp, *mask;     // [B, T]
+  std::size_t cols;                    // T
   T *per_token, *d_logp, *d_ref_logp;  // [B, T]
   T* per_sequence;                     // [B]
 
   RLHF_HOST_DEVICE void operator()(std::size_t i) const {
+    using W = math::wide_t<T>;
+    const W w = W(aggregation::row_weight(weights, aggregation::row_tokens(mask, i, cols)));
     double total = 0;
     for (std::size_t j = i * cols; j < (i + 1) * cols; ++j) {
       if (mask[j] != T(0)) {
-        const auto k = kl_token<T>(estimator, logp[j], ref_logp[j]);
+        const auto k = kl_token<T>(config.estimator, logp[j], ref_logp[j], config.clamp);
         total += static_cast<double>(k.value);
         per_token[j] = T(k.value);
-        d_logp[j] = T(k.d_logp * inv_batch);
-        d_ref_logp[j] = T(k.d_ref_logp * inv_batch);
+        d_logp[j] = T(k.d_logp * w);
+        d_ref_logp[j] = T(k.d_ref_logp * w);
       } else {
         per_token[j] = d_logp[j] = d_ref_logp[j] = T(0);
       }
     }
     per_sequence[i] = T(total);
+  }
+};
+
+// One row's share of the mean: its weight times the sum of its tokens' estimates (in double).
+template <class T>
+struct KlRowMean {
+  KlConfig config;
+  aggregation::Weights weights;
+  const T *logp, *ref_logp, *mask;
+  std::size_t cols;
+  RLHF_HOST_DEVICE double operator()(std::size_t i) const {
+    double total = 0;
+    for (std::size_t j = i * cols; j < (i + 1) * cols; ++j)
+      if (mask[j] != T(0))
+        total += static_cast<double>(kl_token<T>(config.estimator, logp[j], ref_logp[j], config.clamp).value);
+    return total * aggregation::row_weight(weights, aggregation::row_tokens(mask, i, cols));
   }
 };
 
@@ -162,6 +201,15 @@ struct non_finite_in_masked_row_count {
   }
 };
 
+inline void require_config(const char* fn, const KlConfig& c) {
+  if (c.estimator != KlEstimator::k1 && c.estimator != KlEstimator::k2 && c.estimator != KlEstimator::k3)
+    fail<config_error>(fn, ": estimator must be KlEstimator::k1, ::k2 or ::k3 (got ", static_cast<int>(c.estimator),
+                       ")");
+  aggregation::require_valid(fn, c.aggregation, 1.0, "");
+  if (!(c.clamp >= 0.0) || !std::isfinite(c.clamp))
+    fail<config_error>(fn, ": clamp must be finite and >= 0 (0 = off) (got ", c.clamp, ")");
+}
+
 template <Backend Be>
 void require_finite_in_masked_rows(const char* fn, const char* arg, const typename Be::matrix& x,
                                    const typename Be::vector& mask) {
@@ -176,11 +224,10 @@ void require_finite_in_masked_rows(const char* fn, const char* arg, const typena
 // token set contributes 0 (it still counts in B).
 template <class Matrix, class Be = backend_of_t<Matrix>>
 KlResult<Matrix, typename Be::vector> kl_estimate(const Matrix& logp, const Matrix& ref_logp, const Matrix& mask,
-                                                  KlEstimator estimator = KlEstimator::k1) {
+                                                  const KlConfig& config) {
   using T = typename Be::scalar;
   constexpr const char* fn = "rlhf::kl_estimate";
-  if (estimator != KlEstimator::k1 && estimator != KlEstimator::k2 && estimator != KlEstimator::k3)
-    fail<config_error>(fn, ": estimator must be KlEstimator::k1, ::k2 or ::k3 (got ", static_cast<int>(estimator), ")");
+  detail::kl::require_config(fn, config);
   const std::size_t rows = Be::rows(logp), cols = Be::cols(logp), n = rows * cols;
   require_nonempty(fn, "logp", rows);
   detail::require_shape<Be>(fn, "ref_logp", ref_logp, rows, cols, "'logp'");
@@ -194,17 +241,27 @@ KlResult<Matrix, typename Be::vector> kl_estimate(const Matrix& logp, const Matr
   out.per_token = Be::matrix_of(rows, cols);
   out.d_logp = Be::matrix_of(rows, cols);
   out.d_ref_logp = Be::matrix_of(rows, cols);
+  const double tokens = Be::sum(n, detail::kl::kl_element<T>{Be::data(mask)});
+  const detail::aggregation::Weights weights{config.aggregation, tokens, double(rows), 1.0};
   Be::for_each(rows,
-               detail::kl::KlEstimateKernel<T>{estimator, Be::data(logp), Be::data(ref_logp), Be::data(mask), cols,
-                                               T(1) / T(rows), Be::data(out.per_token), Be::data(out.d_logp),
+               detail::kl::KlEstimateKernel<T>{config, weights, Be::data(logp), Be::data(ref_logp), Be::data(mask),
+                                               cols, Be::data(out.per_token), Be::data(out.d_logp),
                                                Be::data(out.d_ref_logp), Be::data(out.per_sequence)},
                cols);
   constexpr const char* cause = "'ref_logp' − 'logp' is too large in magnitude";
   detail::require_representable<Be>(fn, "per_token", Be::data(out.per_token), n, cause);
   detail::require_representable<Be>(fn, "per_sequence", Be::data(out.per_sequence), rows, cause);
   detail::require_representable<Be>(fn, "d_logp", Be::data(out.d_logp), n, cause);
-  out.mean = Be::sum(rows, detail::kl::kl_element<T>{Be::data(out.per_sequence)}) / static_cast<double>(rows);
+  out.mean = Be::sum(
+      rows, detail::kl::KlRowMean<T>{config, weights, Be::data(logp), Be::data(ref_logp), Be::data(mask), cols}, cols);
   return out;
+}
+
+// The same with only the estimator chosen (the other settings at their defaults).
+template <class Matrix, class Be = backend_of_t<Matrix>>
+KlResult<Matrix, typename Be::vector> kl_estimate(const Matrix& logp, const Matrix& ref_logp, const Matrix& mask,
+                                                  KlEstimator estimator = KlEstimator::k1) {
+  return kl_estimate(logp, ref_logp, mask, KlConfig{.estimator = estimator});
 }
 
 // logits_p, logits_q: [N, V] unnormalised log-probabilities of p and q (e.g. policy and reference at N

@@ -1,0 +1,63 @@
+#pragma once
+// How the per-token values x of a batch [B, T] with a 0/1 mask m become one number, in the three conventions
+// of the PPO and policy-gradient losses (and of kl_estimate's mean). Each is one weight per row:
+//
+//   result = Σ_b w_b Σ_t m[b,t] x[b,t]        d result / d x[b,t] = w_b m[b,t]
+//
+//   token_mean     w_b = 1 / Σ m              every token alike (0 when the batch holds no token)
+//   sequence_mean  w_b = 1 / (B · n_b)        every row alike, its tokens averaged (0 for a row with no token,
+//                                             which still counts in B)
+//   sequence_sum   w_b = 1 / (B · L)          L a constant: Dr. GRPO's fixed normaliser (L = 1: the mean over
+//                                             rows of each row's sum)
+// docs/losses/ppo.md#aggregation names the peers' option for each.
+#include <cmath>
+#include <cstddef>
+#include <string_view>
+
+#include "rlhf/core/error.hpp"
+#include "rlhf/core/math.hpp"
+
+namespace rlhf {
+
+enum class Aggregation { token_mean, sequence_mean, sequence_sum };
+
+namespace detail::aggregation {
+
+// The batch-wide numbers a row's weight depends on, gathered once on the host.
+struct Weights {
+  Aggregation how;
+  double tokens;    // Σ m over the batch
+  double rows;      // B
+  double constant;  // L of sequence_sum
+};
+
+RLHF_HOST_DEVICE inline double row_weight(const Weights& w, double row_tokens) {
+  switch (w.how) {
+    case Aggregation::token_mean:
+      return w.tokens > 0 ? 1.0 / w.tokens : 0.0;
+    case Aggregation::sequence_mean:
+      return row_tokens > 0 ? 1.0 / (w.rows * row_tokens) : 0.0;
+    case Aggregation::sequence_sum:
+      return 1.0 / (w.rows * w.constant);
+  }
+  return 0.0;
+}
+
+// Response tokens in row b of a [B, cols] mask.
+template <class T>
+RLHF_HOST_DEVICE inline double row_tokens(const T* mask, std::size_t b, std::size_t cols) {
+  double n = 0;
+  for (std::size_t i = b * cols; i < (b + 1) * cols; ++i) n += mask[i] != T(0) ? 1.0 : 0.0;
+  return n;
+}
+
+inline void require_valid(std::string_view fn, Aggregation how, double constant, std::string_view constant_name) {
+  if (how != Aggregation::token_mean && how != Aggregation::sequence_mean && how != Aggregation::sequence_sum)
+    fail<config_error>(fn, ": aggregation must be Aggregation::token_mean, ::sequence_mean or ::sequence_sum (got ",
+                       static_cast<int>(how), ")");
+  if (!(constant > 0) || !std::isfinite(constant))
+    fail<config_error>(fn, ": ", constant_name, " must be finite and > 0 (got ", constant, ")");
+}
+
+}  // namespace detail::aggregation
+}  // namespace rlhf
