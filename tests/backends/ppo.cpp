@@ -52,7 +52,11 @@ typename Be::matrix on(const Rollout& r, const std::vector<double>& h) {
 template <class Be>
 void check_policy(const Rollout& r) {
   using Ref = reference_of<Be>;
-  const PpoConfig configs[] = {{}, {.clip = 0.1f, .dual_clip = 3.0f}};
+  const PpoConfig configs[] = {
+      {},
+      {.clip = 0.1f, .dual_clip = 3.0f},
+      {.clip_low = 0.1, .clip_high = 0.28, .aggregation = Aggregation::sequence_mean},
+      {.clip_high = 0.3, .dual_clip = 2.0, .aggregation = Aggregation::sequence_sum, .max_tokens = 32}};
   for (const auto& c : configs) {
     const auto got =
         ppo_policy_loss(on<Be>(r, r.logp), on<Be>(r, r.old_logp), on<Be>(r, r.advantages), on<Be>(r, r.mask), c);
@@ -62,7 +66,9 @@ void check_policy(const Rollout& r) {
     check_tensor<Be>("d_logp", got.d_logp, want.d_logp);
     check_metrics<Be>(got.metrics, want.metrics);
   }
-  for (const ValueLossConfig c : {ValueLossConfig{}, ValueLossConfig{.clip = 0.0f}}) {
+  for (const ValueLossConfig c : {ValueLossConfig{}, ValueLossConfig{.clip = 0.0f},
+                                  ValueLossConfig{.clip = 0.5, .aggregation = Aggregation::sequence_mean},
+                                  ValueLossConfig{.aggregation = Aggregation::sequence_sum, .max_tokens = 32}}) {
     const auto got =
         ppo_value_loss(on<Be>(r, r.values), on<Be>(r, r.old_values), on<Be>(r, r.returns), on<Be>(r, r.mask), c);
     const auto want =
@@ -81,6 +87,12 @@ void check_rewards(const Rollout& r) {
   const auto want = kl_penalized_rewards(to_backend<Ref>(r.scores), on<Ref>(r, r.logp), on<Ref>(r, r.ref_logp),
                                          on<Ref>(r, r.mask), 0.05f);
   check_tensor<Be>("rewards", got, want);
+  const KlConfig k3{.estimator = KlEstimator::k3, .clamp = 10};  // OpenRLHF's clamped estimate
+  check_tensor<Be>("rewards (k3, clamp 10)",
+                   kl_penalized_rewards(to_backend<Be>(r.scores), on<Be>(r, r.logp), on<Be>(r, r.ref_logp),
+                                        on<Be>(r, r.mask), 0.05, k3),
+                   kl_penalized_rewards(to_backend<Ref>(r.scores), on<Ref>(r, r.logp), on<Ref>(r, r.ref_logp),
+                                        on<Ref>(r, r.mask), 0.05, k3));
   const GaeConfig gc{.gamma = 0.99f, .lambda = 0.9f};
   const auto got_gae = gae(got, on<Be>(r, r.values), on<Be>(r, r.mask), gc);
   const auto want_gae = gae(want, on<Ref>(r, r.values), on<Ref>(r, r.mask), gc);
@@ -90,6 +102,13 @@ void check_rewards(const Rollout& r) {
     check_tensor<Be>("whitened", whiten(got_gae.advantages, on<Be>(r, r.mask), shift),
                      whiten(want_gae.advantages, on<Ref>(r, r.mask), shift));
   }
+  const WhitenConfig open_rlhf{.unbiased = false, .eps_as_floor = true, .zero_outside_mask = false};
+  check_tensor<Be>("whitened (OpenRLHF)", whiten(got_gae.advantages, on<Be>(r, r.mask), open_rlhf),
+                   whiten(want_gae.advantages, on<Ref>(r, r.mask), open_rlhf));
+  const auto got_stats = whiten_stats(got_gae.advantages, on<Be>(r, r.mask), open_rlhf);
+  const auto want_stats = whiten_stats(want_gae.advantages, on<Ref>(r, r.mask), open_rlhf);
+  check_close<Be>("whiten mean", got_stats.mean, want_stats.mean);
+  check_close<Be>("whiten variance", got_stats.variance, want_stats.variance);
 }
 
 }  // namespace
@@ -101,6 +120,10 @@ TEST_CASE_TEMPLATE_DEFINE("backends/ppo: policy and value losses agree with Eige
   }
   check_policy<Be>(rollout(400, 200, 4));  // above the parallel threshold
   check_policy<Be>(extreme_rollout(8, 12, 5));
+  auto empty = rollout(9, 16, 6);  // empty completions: rows 0 and 4
+  for (std::size_t t = 0; t < 16; ++t) empty.mask[t] = empty.mask[4 * 16 + t] = 0;
+  check_policy<Be>(empty);
+  check_rewards<Be>(empty);
 }
 TEST_CASE_TEMPLATE_APPLY(ppo_agrees, backends_under_test);
 

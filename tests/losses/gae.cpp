@@ -191,6 +191,75 @@ TEST_CASE("whiten: mean 0 and unbiased variance 1 over the masked entries") {
   CHECK(w2(0, 2) == 0.0);
 }
 
+TEST_CASE("kl_penalized_rewards and gae: a row with no response token gets zeros and changes no other row") {
+  const mat mask = response_mask(T, starts, lengths);
+  mat with_empty = mask;
+  with_empty.row(2).setZero();
+  const mat logp = random_matrix(4, T, -6, -0.1, 21), ref = random_matrix(4, T, -6, -0.1, 22);
+  const mat values = random_matrix(4, T, -1, 1, 23);
+  const vec scores = random_vector(4, -3, 3, 24);
+  const mat r_all = kl_penalized_rewards(scores, logp, ref, mask, 0.1),
+            r = kl_penalized_rewards(scores, logp, ref, with_empty, 0.1);
+  const auto g_all = gae(r_all, values, mask), g = gae(r, values, with_empty);
+  CHECK(r.row(2).isZero(0));  // the score of row 2 has no token to land on
+  CHECK(g.advantages.row(2).isZero(0));
+  CHECK(g.returns.row(2).isZero(0));
+  for (const Eigen::Index b : {0, 1, 3}) {
+    CHECK(r.row(b) == r_all.row(b));
+    CHECK(g.advantages.row(b) == g_all.advantages.row(b));
+  }
+  const mat nothing = mat::Zero(4, T);  // a batch of empty responses
+  CHECK(kl_penalized_rewards(scores, logp, ref, nothing, 0.1).isZero(0));
+  CHECK(gae(r, values, nothing).returns.isZero(0));
+}
+
+TEST_CASE("kl_penalized_rewards: the KL estimate is selectable (k1, k2, k3) and clampable per token (OpenRLHF)") {
+  mat logp(1, 4), ref(1, 4), mask = mat::Ones(1, 4);
+  logp << -1.0, -2.0, -30.0, -0.5;
+  ref << -1.5, -1.0, -1.0, -20.0;
+  const vec score = vec::Constant(1, 2.0);
+  const double kappa = 0.1;
+  for (const auto k : {KlEstimator::k1, KlEstimator::k2, KlEstimator::k3})
+    for (const double clamp : {0.0, 10.0}) {
+      const mat r = kl_penalized_rewards(score, logp, ref, mask, kappa, {.estimator = k, .clamp = clamp});
+      for (Eigen::Index t = 0; t < 4; ++t) {
+        const double lr = ref(0, t) - logp(0, t);  // log π_ref − log π
+        double est = k == KlEstimator::k1 ? -lr : k == KlEstimator::k2 ? 0.5 * lr * lr : std::exp(lr) - 1 - lr;
+        if (clamp > 0) est = std::min(std::max(est, -clamp), clamp);
+        const double want = -kappa * est + (t == 3 ? 2.0 : 0.0);
+        CHECK(r(0, t) == doctest::Approx(want).epsilon(1e-13));
+      }
+    }
+}
+
+TEST_CASE("whiten: OpenRLHF's form (variance over n, 1 / sqrt(max(var, eps)), padding transformed); the statistics") {
+  const mat mask = response_mask(T, starts, lengths);
+  const mat x = random_matrix(4, T, -3, 8, 25);
+  double n = 0, s = 0;
+  for (Eigen::Index i = 0; i < x.size(); ++i)
+    if (mask.data()[i] == 1) n += 1, s += x.data()[i];
+  const double mean = s / n;
+  double ss = 0;
+  for (Eigen::Index i = 0; i < x.size(); ++i)
+    if (mask.data()[i] == 1) ss += (x.data()[i] - mean) * (x.data()[i] - mean);
+  const WhitenConfig open_rlhf{.unbiased = false, .eps_as_floor = true, .zero_outside_mask = false};
+  const auto stats = whiten_stats(x, mask, open_rlhf);
+  CHECK(stats.count == n);
+  CHECK(stats.mean == doctest::Approx(mean).epsilon(1e-14));
+  CHECK(stats.variance == doctest::Approx(ss / n).epsilon(1e-13));
+  CHECK(stats.inv_std == doctest::Approx(1 / std::sqrt(ss / n)).epsilon(1e-13));
+  CHECK(whiten_stats(x, mask).variance == doctest::Approx(ss / (n - 1)).epsilon(1e-13));
+  const mat w = whiten(x, mask, open_rlhf);
+  for (Eigen::Index i = 0; i < x.size(); ++i)  // every entry, masked or not
+    CHECK(w.data()[i] == doctest::Approx((x.data()[i] - mean) / std::sqrt(ss / n)).epsilon(1e-12));
+  // A spread below eps: the floor gives (x − mean) / sqrt(eps), the sum (x − mean) / sqrt(var + eps).
+  mat tiny(1, 2), both = mat::Ones(1, 2);
+  tiny << 1.0, 1.0 + 2e-5;  // biased variance 1e-10
+  const double d = -1e-5;
+  CHECK(whiten(tiny, both, {.unbiased = false, .eps_as_floor = true})(0, 0) == doctest::Approx(d / 1e-4).epsilon(1e-6));
+  CHECK(whiten(tiny, both, {.unbiased = false})(0, 0) == doctest::Approx(d / std::sqrt(1e-10 + 1e-8)).epsilon(1e-6));
+}
+
 TEST_CASE("rewards, gae and whiten stay finite at extreme inputs, in float") {
   fmat mask = response_mask(T, starts, lengths).cast<float>();
   fmat logp = fmat::Constant(4, T, -1e4f), ref = fmat::Constant(4, T, -1e4f);
@@ -231,10 +300,6 @@ TEST_CASE("rewards, gae and whiten: bad input names the argument") {
                        doctest::Contains("'scores' holds 1 NaN or Inf"), value_error);
   CHECK_THROWS_WITH_AS(kl_penalized_rewards(vec(), mat(), mat(), mat(), 0.1f), doctest::Contains("empty batch"),
                        shape_error);
-  mat empty_row = mask;
-  empty_row.row(2).setZero();
-  CHECK_THROWS_WITH_AS(kl_penalized_rewards(scores, x, x, empty_row, 0.1f),
-                       doctest::Contains("1 row(s) of 4 with no response token"), value_error);
   CHECK_THROWS_WITH_AS(kl_penalized_rewards(scores, x, x, mask, -0.1f),
                        doctest::Contains("kl_coef must be >= 0 (got -0.1)"), config_error);
   CHECK_THROWS_AS(kl_penalized_rewards(scores, x, x, mask, NAN), config_error);
@@ -247,7 +312,6 @@ TEST_CASE("rewards, gae and whiten: bad input names the argument") {
                        shape_error);
   CHECK_THROWS_WITH_AS(gae(x, nan, mask), doctest::Contains("'values' holds 1 NaN"), value_error);
   CHECK_THROWS_WITH_AS(gae(mat(), mat(), mat()), doctest::Contains("empty batch"), shape_error);
-  CHECK_THROWS_WITH_AS(gae(x, x, empty_row), doctest::Contains("no response token"), value_error);
   mat gapped = mask;
   gapped(2, 3) = 0;  // row 2 covers the whole row; a hole in the middle
   CHECK_THROWS_WITH_AS(gae(x, x, gapped), doctest::Contains("not contiguous"), value_error);
@@ -263,8 +327,19 @@ TEST_CASE("rewards, gae and whiten: bad input names the argument") {
   CHECK_THROWS_WITH_AS(whiten(mat(), mat()), doctest::Contains("empty batch"), shape_error);
   mat single = mat::Zero(4, 7);
   single(1, 1) = 1;
-  CHECK_THROWS_WITH_AS(whiten(x, single), doctest::Contains("selects 1 entries; the variance needs at least 2"),
+  CHECK_THROWS_WITH_AS(whiten(x, single),
+                       doctest::Contains("selects 1 entries; the unbiased variance needs at least 2"), value_error);
+  CHECK(whiten_stats(x, single, {.unbiased = false}).variance == 0.0);  // n: one entry is enough
+  CHECK_THROWS_WITH_AS(whiten(x, mat(mat::Zero(4, 7)), {.unbiased = false}),
+                       doctest::Contains("selects 0 entries; the variance needs at least 1"), value_error);
+  CHECK_THROWS_WITH_AS(whiten(x, mask, {.eps = 0}), doctest::Contains("eps must be finite and > 0"), config_error);
+  mat padded_nan = x;
+  padded_nan(0, 0) = NAN;  // under a 0 of the mask: read only when the padding is transformed too
+  CHECK(all_finite(whiten(padded_nan, mask)));
+  CHECK_THROWS_WITH_AS(whiten(padded_nan, mask, {.zero_outside_mask = false}), doctest::Contains("'x' holds 1 NaN"),
                        value_error);
+  CHECK_THROWS_WITH_AS(kl_penalized_rewards(scores, x, x, mask, 0.1, {.clamp = -1}),
+                       doctest::Contains("clamp must be finite and >= 0"), config_error);
   CHECK_THROWS_WITH_AS(whiten(x, fuzzy), doctest::Contains("other than 0 and 1"), value_error);
 }
 

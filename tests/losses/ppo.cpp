@@ -27,10 +27,13 @@ mat test_mask() {
   return m;
 }
 
+double clip_low(const PpoConfig& c) { return c.clip_low > 0 ? c.clip_low : c.clip; }
+double clip_high(const PpoConfig& c) { return c.clip_high > 0 ? c.clip_high : c.clip; }
+
 // Textbook per-token losses, written independently of the kernels (no clamp: inputs stay within ±20).
 double surrogate(const PpoConfig& c, double logp, double old, double a) {
   const double ratio = std::exp(logp - old);
-  const double clipped_ratio = std::min(std::max(ratio, 1.0 - c.clip), 1.0 + c.clip);
+  const double clipped_ratio = std::min(std::max(ratio, 1.0 - clip_low(c)), 1.0 + clip_high(c));
   double loss = -std::min(a * ratio, a * clipped_ratio);
   if (c.dual_clip > 0 && a < 0) loss = std::min(loss, -double(c.dual_clip) * a);
   return loss;
@@ -57,7 +60,7 @@ struct PolicyInputs {
 PolicyInputs policy_inputs(const PpoConfig& c, std::uint64_t seed, double gap = 1e-3) {
   PolicyInputs in{random_matrix(B, T, -4, -0.5, seed), mat(), random_matrix(B, T, -2, 2, seed + 1)};
   in.old_logp = in.logp + random_matrix(B, T, -0.6, 0.6, seed + 2);
-  std::vector<double> kinks{1 - c.clip, 1 + c.clip};
+  std::vector<double> kinks{1 - clip_low(c), 1 + clip_high(c)};
   if (c.dual_clip > 0) kinks.push_back(c.dual_clip);
   for (Eigen::Index i = 0; i < in.logp.size(); ++i)
     for (int tries = 0; tries < 100; ++tries) {
@@ -68,8 +71,12 @@ PolicyInputs policy_inputs(const PpoConfig& c, std::uint64_t seed, double gap = 
   return in;
 }
 
-const PpoConfig policy_configs[] = {
-    {}, {.clip = 0.1f}, {.clip = 0.3f, .dual_clip = 1.5f}, {.clip = 0.2f, .dual_clip = 1.3f}};
+const PpoConfig policy_configs[] = {{},
+                                    {.clip = 0.1f},
+                                    {.clip = 0.3f, .dual_clip = 1.5f},
+                                    {.clip = 0.2f, .dual_clip = 1.3f},
+                                    {.clip_low = 0.1, .clip_high = 0.28},  // DAPO's clip-higher
+                                    {.clip_high = 0.35, .dual_clip = 1.3}};
 const ValueLossConfig value_configs[] = {{}, {.clip = 0.0f}, {.clip = 0.5f}};
 
 }  // namespace
@@ -85,21 +92,24 @@ TEST_CASE("ppo_policy_loss: matches the textbook surrogate and its metrics") {
                     })).epsilon(1e-12));
     const double clipfrac = masked_mean(mask, [&](Eigen::Index i) {
       const double ratio = std::exp(at(in.logp, i) - at(in.old_logp, i)), a = at(in.advantages, i);
-      return (a > 0 && ratio > 1 + c.clip) || (a < 0 && ratio < 1 - c.clip) ? 1.0 : 0.0;
+      return (a > 0 && ratio > 1 + clip_high(c)) || (a < 0 && ratio < 1 - clip_low(c)) ? 1.0 : 0.0;
     });
     const double dual_clipfrac = masked_mean(mask, [&](Eigen::Index i) {
       const double ratio = std::exp(at(in.logp, i) - at(in.old_logp, i));
       return c.dual_clip > 0 && at(in.advantages, i) < 0 && ratio > c.dual_clip ? 1.0 : 0.0;
     });
-    CHECK(r.metrics["policy/clipfrac"] == doctest::Approx(clipfrac).epsilon(1e-12));
-    CHECK(r.metrics["policy/dual_clipfrac"] == doctest::Approx(dual_clipfrac).epsilon(1e-12));
-    CHECK(r.metrics["policy/approx_kl"] == doctest::Approx(masked_mean(mask, [&](Eigen::Index i) {
-                                             const double d = at(in.logp, i) - at(in.old_logp, i);
-                                             return std::exp(d) - 1 - d;
-                                           })).epsilon(1e-12));
-    CHECK(r.metrics["policy/ratio_mean"] == doctest::Approx(masked_mean(mask, [&](Eigen::Index i) {
-                                              return std::exp(at(in.logp, i) - at(in.old_logp, i));
-                                            })).epsilon(1e-12));
+    CHECK(r.metrics[metric::policy_clipfrac_avg] == doctest::Approx(clipfrac).epsilon(1e-12));
+    CHECK(r.metrics[metric::policy_dual_clipfrac_avg] == doctest::Approx(dual_clipfrac).epsilon(1e-12));
+    CHECK(r.metrics[metric::policy_approxkl_avg] == doctest::Approx(masked_mean(mask, [&](Eigen::Index i) {
+                                                      const double d = at(in.logp, i) - at(in.old_logp, i);
+                                                      return std::exp(d) - 1 - d;
+                                                    })).epsilon(1e-12));
+    CHECK(r.metrics[metric::policy_ppo_kl_avg] == doctest::Approx(masked_mean(mask, [&](Eigen::Index i) {
+                                                    return at(in.old_logp, i) - at(in.logp, i);
+                                                  })).epsilon(1e-12));
+    CHECK(r.metrics[metric::val_ratio] == doctest::Approx(masked_mean(mask, [&](Eigen::Index i) {
+                                            return std::exp(at(in.logp, i) - at(in.old_logp, i));
+                                          })).epsilon(1e-12));
     // Both branches occur, so the checks above cover clipped and unclipped tokens.
     CHECK(clipfrac > 0.05);
     CHECK(clipfrac < 0.95);
@@ -119,9 +129,9 @@ TEST_CASE("ppo_policy_loss: hand-computed tokens") {
   CHECK(r.d_logp(0, 1) == 0.0);
   CHECK(r.d_logp(0, 2) == doctest::Approx(-2.0 * 1.1 / 4));
   CHECK(r.d_logp(0, 3) == 0.0);
-  CHECK(r.metrics["policy/clipfrac"] == 0.5);
-  CHECK(r.metrics["policy/dual_clipfrac"] == 0.25);
-  CHECK(r.metrics["policy/ratio_mean"] == doctest::Approx((1.5 + 0.5 + 1.1 + 5.0) / 4));
+  CHECK(r.metrics[metric::policy_clipfrac_avg] == 0.5);
+  CHECK(r.metrics[metric::policy_dual_clipfrac_avg] == 0.25);
+  CHECK(r.metrics[metric::val_ratio] == doctest::Approx((1.5 + 0.5 + 1.1 + 5.0) / 4));
   // Without the dual clip the last token costs 5.
   CHECK(ppo_policy_loss(logp, old, adv, mask).loss == doctest::Approx((-1.2 + 0.8 - 2.2 + 5.0) / 4).epsilon(1e-7));
 }
@@ -133,7 +143,7 @@ TEST_CASE("ppo_policy_loss: gradient matches finite differences away from the cl
     const auto r = ppo_policy_loss(in.logp, in.old_logp, in.advantages, mask, c);
     const auto loss = [&] { return ppo_policy_loss(in.logp, in.old_logp, in.advantages, mask, c).loss; };
     CHECK(max_relative_error(r.d_logp, numeric_gradient(loss, in.logp)) < 1e-7);
-    CHECK(r.metrics["policy/clipfrac"] > 0);
+    CHECK(r.metrics[metric::policy_clipfrac_avg] > 0);
     for (Eigen::Index i = 0; i < mask.size(); ++i)
       if (mask.data()[i] == 0) CHECK(r.d_logp.data()[i] == 0.0);
   }
@@ -159,19 +169,89 @@ TEST_CASE("ppo_value_loss: matches the textbook formula, its metrics and finite 
     CHECK(r.loss == doctest::Approx(masked_mean(mask, [&](Eigen::Index i) {
                       return value_error_term(c, at(v, i), at(old, i), at(ret, i));
                     })).epsilon(1e-12));
-    CHECK(r.metrics["value/mse"] == doctest::Approx(masked_mean(mask, [&](Eigen::Index i) {
-                                      return std::pow(at(v, i) - at(ret, i), 2);
-                                    })).epsilon(1e-12));
+    CHECK(r.metrics[metric::val_mse_avg] == doctest::Approx(masked_mean(mask, [&](Eigen::Index i) {
+                                              return std::pow(at(v, i) - at(ret, i), 2);
+                                            })).epsilon(1e-12));
     const double clipfrac = masked_mean(mask, [&](Eigen::Index i) {
       return 2 * value_error_term(c, at(v, i), at(old, i), at(ret, i)) > std::pow(at(v, i) - at(ret, i), 2) ? 1.0 : 0.0;
     });
-    CHECK(r.metrics["value/clipfrac"] == doctest::Approx(clipfrac).epsilon(1e-12));
+    CHECK(r.metrics[metric::val_clipfrac_avg] == doctest::Approx(clipfrac).epsilon(1e-12));
     if (c.clip > 0) CHECK(clipfrac > 0.05);
     if (c.clip == 0) CHECK(clipfrac == 0);
     const auto loss = [&] { return ppo_value_loss(v, old, ret, mask, c).loss; };
     CHECK(max_relative_error(r.d_values, numeric_gradient(loss, v)) < 1e-7);
     for (Eigen::Index i = 0; i < mask.size(); ++i)
       if (mask.data()[i] == 0) CHECK(r.d_values.data()[i] == 0.0);
+  }
+}
+
+// Σ_b w_b Σ_t ℓ[b, t] with each convention's row weight, written from the definitions (aggregation.hpp).
+template <class F>
+double aggregate(const mat& mask, Aggregation how, double max_tokens, F token_loss) {
+  const double B = double(mask.rows()), n = mask.sum();
+  double total = 0;
+  for (Eigen::Index b = 0; b < mask.rows(); ++b) {
+    double row = 0;
+    const double nb = mask.row(b).sum();
+    for (Eigen::Index t = 0; t < mask.cols(); ++t)
+      if (mask(b, t) == 1) row += token_loss(b * mask.cols() + t);  // row-major index of (b, t)
+    if (how == Aggregation::token_mean) total += n > 0 ? row / n : 0;
+    if (how == Aggregation::sequence_mean) total += nb > 0 ? row / (B * nb) : 0;
+    if (how == Aggregation::sequence_sum) total += row / (B * max_tokens);
+  }
+  return total;
+}
+
+TEST_CASE("ppo losses: token, sequence-mean and sequence-sum aggregation; rows with no response token add nothing") {
+  mat mask = test_mask();
+  mask.row(1).setZero();  // an empty completion
+  const PpoConfig base{.clip = 0.2, .dual_clip = 1.5};
+  const auto in = policy_inputs(base, 81);
+  mat v = random_matrix(B, T, -2, 2, 82), old_v = v + random_matrix(B, T, -1, 1, 83);
+  const mat ret = random_matrix(B, T, -2, 2, 84);
+  for (const auto how : {Aggregation::token_mean, Aggregation::sequence_mean, Aggregation::sequence_sum}) {
+    CAPTURE(static_cast<int>(how));
+    PpoConfig c = base;
+    c.aggregation = how;
+    c.max_tokens = 16;
+    const auto r = ppo_policy_loss(in.logp, in.old_logp, in.advantages, mask, c);
+    CHECK(r.loss == doctest::Approx(aggregate(mask, how, 16, [&](Eigen::Index i) {
+                      return surrogate(c, in.logp.data()[i], in.old_logp.data()[i], in.advantages.data()[i]);
+                    })).epsilon(1e-12));
+    mat logp = in.logp;
+    const auto loss = [&] { return ppo_policy_loss(logp, in.old_logp, in.advantages, mask, c).loss; };
+    CHECK(max_relative_error(r.d_logp, numeric_gradient(loss, logp)) < 1e-7);
+    CHECK(r.d_logp.row(1).isZero(0));
+    // The metrics stay token means whatever the aggregation.
+    CHECK(r.metrics[metric::val_ratio] == doctest::Approx(masked_mean(mask, [&](Eigen::Index i) {
+                                            return std::exp(in.logp.data()[i] - in.old_logp.data()[i]);
+                                          })).epsilon(1e-12));
+
+    const ValueLossConfig vc{.clip = 0.3, .aggregation = how, .max_tokens = 16};
+    const auto rv = ppo_value_loss(v, old_v, ret, mask, vc);
+    CHECK(rv.loss == doctest::Approx(aggregate(mask, how, 16, [&](Eigen::Index i) {
+                       return value_error_term(ValueLossConfig{.clip = 0.3}, v.data()[i], old_v.data()[i],
+                                               ret.data()[i]);
+                     })).epsilon(1e-12));
+    const auto vloss = [&] { return ppo_value_loss(v, old_v, ret, mask, vc).loss; };
+    CHECK(max_relative_error(rv.d_values, numeric_gradient(vloss, v)) < 1e-7);
+  }
+  // sequence_sum with L = 1 is the mean over rows of each row's sum.
+  const auto sum_rows =
+      ppo_policy_loss(in.logp, in.old_logp, in.advantages, mask, {.aggregation = Aggregation::sequence_sum});
+  CHECK(sum_rows.loss == doctest::Approx(aggregate(mask, Aggregation::sequence_sum, 1, [&](Eigen::Index i) {
+                           return surrogate({}, in.logp.data()[i], in.old_logp.data()[i], in.advantages.data()[i]);
+                         })).epsilon(1e-12));
+  // A batch of empty completions: loss 0, gradient 0, metrics 0 (no NaN).
+  const mat none = mat::Zero(B, T);
+  for (const auto how : {Aggregation::token_mean, Aggregation::sequence_mean, Aggregation::sequence_sum}) {
+    const auto r = ppo_policy_loss(in.logp, in.old_logp, in.advantages, none, {.aggregation = how});
+    CHECK(r.loss == 0.0);
+    CHECK(r.d_logp.isZero(0));
+    for (const auto& [name, value] : r.metrics.items()) CHECK(value == 0.0);
+    const auto rv = ppo_value_loss(v, old_v, ret, none, {.aggregation = how});
+    CHECK(rv.loss == 0.0);
+    CHECK(rv.d_values.isZero(0));
   }
 }
 
@@ -187,8 +267,8 @@ TEST_CASE("ppo_value_loss: hand-computed tokens") {
   CHECK(r.d_values(0, 0) == 0.0);
   CHECK(r.d_values(0, 1) == doctest::Approx(-1.0 / 3));
   CHECK(r.d_values(0, 2) == doctest::Approx(1.5 / 3));
-  CHECK(r.metrics["value/clipfrac"] == doctest::Approx(1.0 / 3));
-  CHECK(r.metrics["value/mse"] == doctest::Approx((1.0 + 1.0 + 2.25) / 3));
+  CHECK(r.metrics[metric::val_clipfrac_avg] == doctest::Approx(1.0 / 3));
+  CHECK(r.metrics[metric::val_mse_avg] == doctest::Approx((1.0 + 1.0 + 2.25) / 3));
   CHECK(ppo_value_loss(v, old, ret, mask, {.clip = 0.0f}).loss == doctest::Approx(0.5 * (1.0 + 1.0 + 2.25) / 3));
 }
 
@@ -273,7 +353,7 @@ TEST_CASE("ppo losses: finite values and gradients at extreme inputs, in float")
   CHECK(ppo_policy_loss(big, zero, neg, one, {.dual_clip = 3.f}).loss == doctest::Approx(3.0));
   const auto vanished = ppo_policy_loss(fmat(-big), zero, one, one);
   CHECK(vanished.loss == doctest::Approx(-std::exp(-20.0)).epsilon(1e-6));
-  CHECK(std::isfinite(vanished.metrics["policy/approx_kl"]));
+  CHECK(std::isfinite(vanished.metrics[metric::policy_approxkl_avg]));
   // Just inside the clamp the gradient is the ordinary −A·ρ.
   const fmat inside = fmat::Constant(1, 1, 19.f);
   CHECK(ppo_policy_loss(inside, zero, neg, one).d_logp(0, 0) == doctest::Approx(std::exp(19.0)).epsilon(1e-5));
@@ -283,7 +363,7 @@ TEST_CASE("ppo losses: finite values and gradients at extreme inputs, in float")
                                   fmat(fmat::Constant(B, T, -1e4f)), mask, c);
     CHECK(std::isfinite(r.loss));
     CHECK(all_finite(r.d_values));
-    CHECK(std::isfinite(r.metrics["value/mse"]));
+    CHECK(std::isfinite(r.metrics[metric::val_mse_avg]));
   }
 }
 
@@ -319,12 +399,12 @@ TEST_CASE("ppo losses: inputs of ±3e38 in float give finite values, or a named 
     CHECK(r.loss == doctest::Approx(0.5 * 3.6e77).epsilon(1e-5));
     CHECK(all_finite(r.d_values));
     CHECK(r.d_values(0, 0) == doctest::Approx(3e38).epsilon(1e-6));
-    CHECK(std::isfinite(r.metrics["value/mse"]));
+    CHECK(std::isfinite(r.metrics[metric::val_mse_avg]));
   }
   // One token: d/dV = 6e38 is past float: a named error.
-  CHECK_THROWS_WITH_AS(ppo_value_loss(fmat(v.leftCols(1)), fmat(v.leftCols(1)), fmat(ret.leftCols(1)),
-                                      fmat(one.leftCols(1))),
-                       doctest::Contains("'values' − 'returns'"), value_error);
+  CHECK_THROWS_WITH_AS(
+      ppo_value_loss(fmat(v.leftCols(1)), fmat(v.leftCols(1)), fmat(ret.leftCols(1)), fmat(one.leftCols(1))),
+      doctest::Contains("'values' − 'returns'"), value_error);
 }
 
 TEST_CASE("ppo losses: bad input names the argument") {
@@ -334,8 +414,6 @@ TEST_CASE("ppo losses: bad input names the argument") {
   nan(1, 6) = std::nan("");
   mat inf = x;
   inf(0, 3) = INFINITY;
-  mat empty_row = mask;
-  empty_row.row(3).setZero();
   // policy
   CHECK_THROWS_WITH_AS(ppo_policy_loss(x, mat(mat::Zero(B, T - 1)), x, mask),
                        doctest::Contains("'old_logp' is 4x8 but 'logp' is 4x9"), shape_error);
@@ -346,8 +424,6 @@ TEST_CASE("ppo losses: bad input names the argument") {
   CHECK_THROWS_WITH_AS(ppo_policy_loss(x, x, inf, mask), doctest::Contains("'advantages' holds 1 NaN or Inf"),
                        value_error);
   CHECK_THROWS_WITH_AS(ppo_policy_loss(mat(), mat(), mat(), mat()), doctest::Contains("empty batch"), shape_error);
-  CHECK_THROWS_WITH_AS(ppo_policy_loss(x, x, x, empty_row), doctest::Contains("1 row(s) of 4 with no response token"),
-                       value_error);
   mat fuzzy = mask;
   fuzzy(2, 2) = 2;
   CHECK_THROWS_WITH_AS(ppo_policy_loss(x, x, x, fuzzy), doctest::Contains("other than 0 and 1"), value_error);
@@ -362,6 +438,16 @@ TEST_CASE("ppo losses: bad input names the argument") {
                        config_error);
   CHECK_THROWS_AS(ppo_policy_loss(x, x, x, mask, {.dual_clip = NAN}), config_error);
   CHECK_THROWS_WITH_AS(ppo_policy_loss(x, x, x, mask, {.clip = NAN}), doctest::Contains("clip"), config_error);
+  CHECK_THROWS_WITH_AS(ppo_policy_loss(x, x, x, mask, {.clip_low = -0.1}), doctest::Contains("clip_low must be >= 0"),
+                       config_error);
+  CHECK_THROWS_WITH_AS(ppo_policy_loss(x, x, x, mask, {.clip_high = INFINITY}), doctest::Contains("clip_high"),
+                       config_error);
+  CHECK_THROWS_WITH_AS(ppo_policy_loss(x, x, x, mask, {.aggregation = static_cast<Aggregation>(7)}),
+                       doctest::Contains("aggregation must be"), config_error);
+  CHECK_THROWS_WITH_AS(ppo_policy_loss(x, x, x, mask, {.aggregation = Aggregation::sequence_sum, .max_tokens = 0}),
+                       doctest::Contains("max_tokens must be finite and > 0"), config_error);
+  CHECK_THROWS_WITH_AS(ppo_value_loss(x, x, x, mask, {.max_tokens = -1}), doctest::Contains("max_tokens"),
+                       config_error);
   CHECK_THROWS_WITH_AS(ppo_value_loss(x, x, x, mask, {.clip = NAN}), doctest::Contains("clip"), config_error);
   // value
   CHECK_THROWS_WITH_AS(ppo_value_loss(x, x, mat(mat::Zero(B, 3)), mask),
@@ -370,7 +456,6 @@ TEST_CASE("ppo losses: bad input names the argument") {
                        value_error);
   CHECK_THROWS_WITH_AS(ppo_value_loss(x, x, inf, mask), doctest::Contains("'returns' holds 1 NaN or Inf"), value_error);
   CHECK_THROWS_WITH_AS(ppo_value_loss(mat(), mat(), mat(), mat()), doctest::Contains("empty batch"), shape_error);
-  CHECK_THROWS_WITH_AS(ppo_value_loss(x, x, x, empty_row), doctest::Contains("no response token"), value_error);
   CHECK_THROWS_WITH_AS(ppo_value_loss(x, x, x, mask, {.clip = -0.1f}), doctest::Contains("clip must be >= 0"),
                        config_error);
   CHECK_THROWS_AS(ppo_value_loss(x, x, x, mask, {.clip = INFINITY}), config_error);

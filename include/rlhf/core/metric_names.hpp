@@ -29,6 +29,7 @@ inline constexpr const char* objective_non_score_reward = "objective/non_score_r
 inline constexpr const char* objective_rlhf_reward = "objective/rlhf_reward";            // scores − κ · kl
 inline constexpr const char* tokens_response_mean = "tokens/responses_len_mean";
 inline constexpr const char* policy_approxkl_avg = "policy/approxkl_avg";  // see docs/losses/ppo.md for which estimator
+inline constexpr const char* policy_ppo_kl_avg = "policy/ppo_kl_avg";      // k1 = mean −log ρ (OpenRLHF's ppo_kl)
 inline constexpr const char* policy_clipfrac_avg = "policy/clipfrac_avg";
 inline constexpr const char* policy_dual_clipfrac_avg = "policy/dual_clipfrac_avg";
 inline constexpr const char* val_ratio = "val/ratio";  // mean π / π_old

@@ -1,14 +1,17 @@
 #pragma once
 // The reward side of PPO, on per-token tensors [B, T] with a 0/1 response mask:
 //
-//   kl_penalized_rewards : r_t = −κ (log π(y_t) − log π_ref(y_t))   on every response token (k1 estimate)
-//                          r_last += score                           on the last response token of the row
+//   kl_penalized_rewards : r_t = −κ k(t)          on every response token (k: a KL estimate, kl.hpp; k1 by default)
+//                          r_last += score         on the last response token of the row
 //   gae                  : δ_t = r_t + γ V_{t+1} − V_t,  A_t = δ_t + γλ A_{t+1},  R_t = A_t + V_t
 //                          (t runs over the row's response tokens; after the last one V = A = 0)
 //   whiten               : (x − mean) / sqrt(var + 1e-8) over the masked entries of the whole batch
-//                          (unbiased variance, n − 1)
-// Inputs must be finite where the mask is 1; entries under a 0 are never read (padding may hold -inf or NaN).
-// Every output is 0 where the mask is 0. docs/losses/gae.md has the settings and the papers.
+//                          (unbiased variance, n − 1; WhitenConfig offers OpenRLHF's biased variance and max(var, ε))
+// A row with no response token is accepted and gets zeros (its score has no token to land on). Inputs must be
+// finite where the mask is 1; entries under a 0 are never read (padding may hold -inf or NaN). Every output is 0
+// where the mask is 0 (whiten: unless told otherwise). None of them has a gradient: every peer computes them
+// without one (under torch.no_grad, or detached) and so does this library. docs/losses/gae.md.
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <string_view>
@@ -18,6 +21,7 @@
 #include "rlhf/core/error.hpp"
 #include "rlhf/core/math.hpp"
 #include "rlhf/core/validate.hpp"
+#include "rlhf/losses/kl.hpp"
 
 namespace rlhf {
 
@@ -30,6 +34,22 @@ template <class Matrix>
 struct GaeResult {
   Matrix advantages;  // [B, T], 0 where mask is 0
   Matrix returns;     // [B, T], advantages + values, 0 where mask is 0
+};
+
+struct WhitenConfig {
+  bool shift_mean = true;         // false: the mean is added back (only the spread is normalised)
+  bool unbiased = true;           // variance over n − 1 (TRL's masked_var) or n (OpenRLHF)
+  double eps = 1e-8;              // ε > 0 below
+  bool eps_as_floor = false;      // false: 1 / sqrt(var + ε) (TRL); true: 1 / sqrt(max(var, ε)) (OpenRLHF)
+  bool zero_outside_mask = true;  // false: entries under a 0 are transformed too (and must be finite), as OpenRLHF
+};
+
+// The numbers whiten uses, over the masked entries of the batch.
+struct WhitenStats {
+  double mean = 0;
+  double variance = 0;  // as WhitenConfig::unbiased says
+  double inv_std = 0;   // the scale applied: 1 / sqrt(var + ε) or 1 / sqrt(max(var, ε))
+  double count = 0;     // masked entries
 };
 
 // Checks and small reductions shared by gae.hpp and ppo.hpp. Their own namespace keeps them apart from
@@ -64,12 +84,11 @@ struct not_binary_count {  // entries other than exactly 0 or 1 (NaN included)
   RLHF_HOST_DEVICE double operator()(std::size_t i) const { return x[i] == T(0) || x[i] == T(1) ? 0.0 : 1.0; }
 };
 
-// Per row of a 0/1 mask: 1 if the row has no response token (empty) or more than one run of them (gapped).
+// Per row of a 0/1 mask: 1 if the row has more than one run of response tokens (gapped).
 template <class T>
 struct mask_row_flag {
   const T* mask;
   std::size_t cols;
-  bool gapped;  // false: flag empty rows
   RLHF_HOST_DEVICE double operator()(std::size_t b) const {
     std::size_t runs = 0;
     bool previous = false;
@@ -78,7 +97,7 @@ struct mask_row_flag {
       if (on && !previous) ++runs;
       previous = on;
     }
-    return (gapped ? runs > 1 : runs == 0) ? 1.0 : 0.0;
+    return runs > 1 ? 1.0 : 0.0;
   }
 };
 
@@ -109,9 +128,8 @@ void require_tokens(std::string_view fn, std::string_view arg, const typename Be
 }
 
 enum class MaskRule {
-  any,            // 0/1 only
-  nonempty_rows,  // and at least one response token per row
-  one_run,        // and exactly one contiguous run of response tokens per row
+  any,      // 0/1 only
+  one_run,  // and at most one contiguous run of response tokens per row
 };
 
 template <Backend Be>
@@ -123,10 +141,7 @@ void require_mask(std::string_view fn, const typename Be::matrix& mask, std::siz
   const double bad = Be::sum(rows * cols, not_binary_count<T>{m});
   if (bad > 0) fail<value_error>(fn, ": 'mask' holds ", bad, " value(s) other than 0 and 1 among ", rows * cols);
   if (rule == MaskRule::any) return;
-  const double empty = Be::sum(rows, mask_row_flag<T>{m, cols, false});
-  if (empty > 0) fail<value_error>(fn, ": 'mask' has ", empty, " row(s) of ", rows, " with no response token");
-  if (rule == MaskRule::nonempty_rows) return;
-  const double gapped = Be::sum(rows, mask_row_flag<T>{m, cols, true});
+  const double gapped = Be::sum(rows, mask_row_flag<T>{m, cols});
   if (gapped > 0)
     fail<value_error>(fn, ": 'mask' has ", gapped, " row(s) of ", rows,
                       " whose response tokens are not contiguous (a gap of 0s inside the response)");
@@ -135,12 +150,14 @@ void require_mask(std::string_view fn, const typename Be::matrix& mask, std::siz
 template <class T>
 struct kl_reward_row {
   T kl_coef;
+  KlConfig kl;                               // the estimator and its clamp
   const T *scores, *logp, *ref_logp, *mask;  // [B], [B, T] x 3
   std::size_t cols;
   T* rewards;  // [B, T]
 
   RLHF_HOST_DEVICE void operator()(std::size_t b) const {
     using W = math::wide_t<T>;
+    bool any = false;
     std::size_t last = 0;
     for (std::size_t t = 0; t < cols; ++t) {
       const std::size_t i = b * cols + t;
@@ -148,10 +165,12 @@ struct kl_reward_row {
         rewards[i] = T(0);
         continue;
       }
-      rewards[i] = T(-W(kl_coef) * (W(logp[i]) - W(ref_logp[i])));  // the difference in double for float
+      // the estimate in double for float
+      rewards[i] = T(-W(kl_coef) * kl_token<T>(kl.estimator, logp[i], ref_logp[i], kl.clamp).value);
       last = i;
+      any = true;
     }
-    rewards[last] = T(W(rewards[last]) + W(scores[b]));  // validation guarantees every row has a response token
+    if (any) rewards[last] = T(W(rewards[last]) + W(scores[b]));
   }
 };
 
@@ -186,20 +205,23 @@ template <class T>
 struct whiten_kernel {
   const T *x, *mask;
   double mean, inv_std, offset;  // offset: 0, or the mean when it is kept; in double, so x − mean of ±3e38 is finite
+  bool zero_outside_mask;
   T* out;
   RLHF_HOST_DEVICE void operator()(std::size_t i) const {
     using W = math::wide_t<T>;
-    out[i] = mask[i] != T(0) ? T((W(x[i]) - W(mean)) * W(inv_std) + W(offset)) : T(0);
+    out[i] = mask[i] != T(0) || !zero_outside_mask ? T((W(x[i]) - W(mean)) * W(inv_std) + W(offset)) : T(0);
   }
 };
 
 }  // namespace detail::ppo
 
-// Per-token rewards for PPO: −kl_coef · (logp − ref_logp) on every response token, plus the sequence score
-// on the last response token of each row, wherever the padding is. scores [B]; the rest [B, T]. Returns [B, T].
+// Per-token rewards for PPO: −kl_coef · k on every response token (k the estimate `kl` selects, of
+// KL(π ‖ π_ref); k1 = logp − ref_logp by default), plus the sequence score on the last response token of each row,
+// wherever the padding is. A row with no response token gets zeros. scores [B]; the rest [B, T]. Returns [B, T].
+// kl.aggregation is not used.
 template <class Matrix, class Vector, class Be = backend_of_t<Matrix>>
 Matrix kl_penalized_rewards(const Vector& scores, const Matrix& logp, const Matrix& ref_logp, const Matrix& mask,
-                            double kl_coef) {
+                            double kl_coef, const KlConfig& kl = {}) {
   static_assert(std::is_same_v<backend_of_t<Vector>, Be>,
                 "rlhf::kl_penalized_rewards: 'scores' and 'logp' must "
                 "come from the same backend and scalar type");
@@ -209,16 +231,18 @@ Matrix kl_penalized_rewards(const Vector& scores, const Matrix& logp, const Matr
   require_nonempty(fn, "logp", B);
   if (!(kl_coef >= 0.0) || !std::isfinite(kl_coef))
     fail<config_error>(fn, ": kl_coef must be >= 0 (got ", kl_coef, ")");
+  detail::kl::require_config(fn, kl);
   detail::require_rows<Be>(fn, "scores", scores, B);
-  detail::ppo::require_mask<Be>(fn, mask, B, Tn, "logp", detail::ppo::MaskRule::nonempty_rows);
+  detail::ppo::require_mask<Be>(fn, mask, B, Tn, "logp", detail::ppo::MaskRule::any);
   detail::ppo::require_tokens<Be>(fn, "logp", logp, mask, "logp");
   detail::ppo::require_tokens<Be>(fn, "ref_logp", ref_logp, mask, "logp");
 
   Matrix rewards = Be::matrix_of(B, Tn);
-  Be::for_each(B, detail::ppo::kl_reward_row<T>{T(kl_coef), Be::data(scores), Be::data(logp), Be::data(ref_logp),
+  Be::for_each(B, detail::ppo::kl_reward_row<T>{T(kl_coef), kl, Be::data(scores), Be::data(logp), Be::data(ref_logp),
                                                 Be::data(mask), Tn, Be::data(rewards)});
-  detail::require_representable<Be>(fn, "the rewards", Be::data(rewards), B * Tn,
-                                    "kl_coef · ('logp' − 'ref_logp') plus 'scores' is too large in magnitude");
+  detail::require_representable<Be>(
+      fn, "the rewards", Be::data(rewards), B * Tn,
+      "kl_coef times the KL estimate of 'logp' and 'ref_logp', plus 'scores', is too large in magnitude");
   return rewards;
 }
 
@@ -244,27 +268,51 @@ GaeResult<Matrix> gae(const Matrix& rewards, const Matrix& values, const Matrix&
   return out;
 }
 
-// Standardises x over the masked entries of the whole batch: (x − mean) / sqrt(var + 1e-8), var unbiased
-// (divided by n − 1). shift_mean = false adds the mean back (rescales only). 0 where mask is 0.
+// The mean, variance and scale whiten(x, mask, config) uses: over the masked entries of the whole batch.
 template <class Matrix, class Be = backend_of_t<Matrix>>
-Matrix whiten(const Matrix& x, const Matrix& mask, bool shift_mean = true) {
+WhitenStats whiten_stats(const Matrix& x, const Matrix& mask, const WhitenConfig& config = {}) {
   using T = typename Be::scalar;
   constexpr const char* fn = "rlhf::whiten";
   const std::size_t B = Be::rows(x), Tn = Be::cols(x), n = B * Tn;
   require_nonempty(fn, "x", B);
+  if (!(config.eps > 0.0) || !std::isfinite(config.eps))
+    fail<config_error>(fn, ": eps must be finite and > 0 (got ", config.eps, ")");
   detail::ppo::require_mask<Be>(fn, mask, B, Tn, "x", detail::ppo::MaskRule::any);
-  detail::ppo::require_tokens<Be>(fn, "x", x, mask, "x");
+  if (config.zero_outside_mask)
+    detail::ppo::require_tokens<Be>(fn, "x", x, mask, "x");
+  else
+    detail::require_finite<Be>(fn, "x", Be::data(x), n);  // every entry is transformed
   const T *px = Be::data(x), *pm = Be::data(mask);
-  const double count = Be::sum(n, detail::ppo::element_value<T>{pm});
-  if (count < 2) fail<value_error>(fn, ": 'mask' selects ", count, " entries; the variance needs at least 2");
-  const double mean = Be::sum(n, detail::ppo::masked_element<T>{px, pm}) / count;
-  const double var = Be::sum(n, detail::ppo::masked_square_deviation<T>{px, pm, mean}) / (count - 1);
-  const double inv_std = 1.0 / std::sqrt(var + 1e-8);
+  WhitenStats s;
+  s.count = Be::sum(n, detail::ppo::element_value<T>{pm});
+  const double needed = config.unbiased ? 2 : 1;
+  if (s.count < needed)
+    fail<value_error>(fn, ": 'mask' selects ", s.count, " entries; the ", config.unbiased ? "unbiased " : "",
+                      "variance needs at least ", needed);
+  s.mean = Be::sum(n, detail::ppo::masked_element<T>{px, pm}) / s.count;
+  s.variance =
+      Be::sum(n, detail::ppo::masked_square_deviation<T>{px, pm, s.mean}) / (config.unbiased ? s.count - 1 : s.count);
+  s.inv_std = 1.0 / std::sqrt(config.eps_as_floor ? std::max(s.variance, config.eps) : s.variance + config.eps);
+  return s;
+}
 
-  Matrix out = Be::matrix_of(B, Tn);
-  Be::for_each(n,
-               detail::ppo::whiten_kernel<T>{px, pm, mean, inv_std, shift_mean ? 0.0 : mean, Be::data(out)});
+// Standardises x over the masked entries of the whole batch: (x − mean) · inv_std (whiten_stats), the mean added
+// back when config.shift_mean is false; 0 where the mask is 0 unless config.zero_outside_mask is false.
+template <class Matrix, class Be = backend_of_t<Matrix>>
+Matrix whiten(const Matrix& x, const Matrix& mask, const WhitenConfig& config) {
+  const WhitenStats s = whiten_stats(x, mask, config);
+  Matrix out = Be::matrix_of(Be::rows(x), Be::cols(x));
+  Be::for_each(Be::rows(x) * Be::cols(x),
+               detail::ppo::whiten_kernel<typename Be::scalar>{Be::data(x), Be::data(mask), s.mean, s.inv_std,
+                                                               config.shift_mean ? 0.0 : s.mean,
+                                                               config.zero_outside_mask, Be::data(out)});
   return out;
+}
+
+// TRL's masked_whiten: unbiased variance, 1 / sqrt(var + 1e-8), 0 outside the mask.
+template <class Matrix, class Be = backend_of_t<Matrix>>
+Matrix whiten(const Matrix& x, const Matrix& mask, bool shift_mean = true) {
+  return whiten(x, mask, WhitenConfig{.shift_mean = shift_mean});
 }
 
 }  // namespace rlhf

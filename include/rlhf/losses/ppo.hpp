@@ -2,45 +2,54 @@
 // Proximal Policy Optimization losses, on per-token tensors [B, T] with a 0/1 response mask.
 //
 //   policy : ρ = exp(clamp(log π − log π_old, ±20))
-//            ℓ = max(−A ρ, −A clip(ρ, 1 − ε, 1 + ε))            (clipped surrogate)
+//            ℓ = max(−A ρ, −A clip(ρ, 1 − ε_low, 1 + ε_high))     (clipped surrogate; ε_low = ε_high = ε by default)
 //            ℓ = min(ℓ, −c A)  when A < 0 and c > 0                (dual clip)
 //   value  : ℓ = ½ max((V − R)², (clip(V, V_old − ε, V_old + ε) − R)²)   (ε = 0: ½ (V − R)²)
-// Each loss is the mean of ℓ over the masked tokens of the whole batch; its gradient is exact, so it is 0
-// wherever a clip (or the ±20 clamp on the log-ratio) is active. docs/losses/ppo.md has the settings and papers.
-// Inputs must be finite where the mask is 1; entries under a 0 are never read. Includes gae.hpp: rewards, advantages
-// and whitening come with the losses.
+// Each loss aggregates ℓ over the masked tokens of the batch (aggregation.hpp: a token mean by default, or a mean
+// of the rows' token means, or the rows' sums over a constant); its gradient is exact, so it is 0 wherever a clip
+// (or the ±20 clamp on the log-ratio) is active. A row with no response token contributes nothing.
+// docs/losses/ppo.md has the settings, the peers' conventions and the papers. Inputs must be finite where the mask
+// is 1; entries under a 0 are never read. Includes gae.hpp: rewards, advantages and whitening come with the losses.
 #include <cmath>
 #include <cstddef>
 
 #include "rlhf/core/concepts.hpp"
 #include "rlhf/core/math.hpp"
 #include "rlhf/core/metrics.hpp"
+#include "rlhf/core/metric_names.hpp"
 #include "rlhf/core/validate.hpp"
+#include "rlhf/losses/aggregation.hpp"
 #include "rlhf/losses/gae.hpp"
 
 namespace rlhf {
 
 struct PpoConfig {
   double clip = 0.2;       // ε: the ratio is clipped to [1 − ε, 1 + ε]
+  double clip_low = 0.0;   // > 0: replaces ε below 1, the ratio's floor is 1 − clip_low; 0 = ε
+  double clip_high = 0.0;  // > 0: replaces ε above 1, the ratio's ceiling is 1 + clip_high; 0 = ε (DAPO: 0.28)
   double dual_clip = 0.0;  // c: 0 = off; else c > 1 bounds the loss of a negative-advantage token by −c A
+  Aggregation aggregation = Aggregation::token_mean;  // how the tokens' losses make the loss (aggregation.hpp)
+  double max_tokens = 1.0;  // L of Aggregation::sequence_sum (Dr. GRPO: the longest completion allowed)
 };
 
 template <class Matrix>
 struct PpoPolicyResult {
-  double loss = 0;  // mean over masked tokens
+  double loss = 0;  // aggregated as PpoConfig::aggregation says
   Matrix d_logp;    // [B, T], d loss / d logp, 0 where mask is 0
-  Metrics metrics;  // policy/{clipfrac, dual_clipfrac, approx_kl, ratio_mean}
+  Metrics metrics;  // policy/{clipfrac_avg, dual_clipfrac_avg, approxkl_avg, ppo_kl_avg}, val/ratio: token means
 };
 
 struct ValueLossConfig {
   double clip = 0.2;  // ε: the new value may move at most ε from the old one; 0 = unclipped
+  Aggregation aggregation = Aggregation::token_mean;
+  double max_tokens = 1.0;  // L of Aggregation::sequence_sum
 };
 
 template <class Matrix>
 struct ValueLossResult {
-  double loss = 0;  // mean over masked tokens
+  double loss = 0;  // aggregated as ValueLossConfig::aggregation says
   Matrix d_values;  // [B, T], d loss / d values, 0 where mask is 0
-  Metrics metrics;  // value/{clipfrac, mse}
+  Metrics metrics;  // val/{clipfrac_avg, mse_avg}: token means
 };
 
 // |log π − log π_old| is clamped here before exp: e^20 ≈ 4.9e8 keeps ρ, ρ·A and the gradient finite in
@@ -67,11 +76,11 @@ RLHF_HOST_DEVICE inline PpoToken<W> ppo_token(const PpoConfig& c, T logp, T old_
   const W bound = W(ppo_max_log_ratio);
   const W ratio = exp(math::clamp(log_ratio, -bound, bound));
   const W d_ratio = (log_ratio >= -bound && log_ratio <= bound) ? ratio : W(0);  // d ρ / d log π
-  const W eps = W(c.clip);
+  const W low = W(c.clip_low > 0.0 ? c.clip_low : c.clip), high = W(c.clip_high > 0.0 ? c.clip_high : c.clip);
   const W unclipped = -advantage * ratio;
-  const W clipped = -advantage * math::clamp(ratio, W(1) - eps, W(1) + eps);
+  const W clipped = -advantage * math::clamp(ratio, W(1) - low, W(1) + high);
   PpoToken<W> out{unclipped, -advantage * d_ratio, ratio, false, false};
-  if (clipped > unclipped) out = {clipped, W(0), ratio, true, false};  // ρ is outside [1 − ε, 1 + ε] here
+  if (clipped > unclipped) out = {clipped, W(0), ratio, true, false};  // ρ is outside the clip range here
   if (c.dual_clip > 0.0 && advantage < W(0)) {
     const W floor = -W(c.dual_clip) * advantage;
     if (out.loss > floor) out = {floor, W(0), ratio, false, true};
@@ -104,20 +113,38 @@ RLHF_HOST_DEVICE inline ValueToken<W> value_token(const ValueLossConfig& c, T va
 
 namespace detail::ppo {
 
+// One row of the policy loss: its weight (aggregation.hpp) times each token's gradient. Run once per row.
 template <class T>
-struct policy_kernel {
+struct policy_row {
   PpoConfig config;
+  aggregation::Weights weights;
   const T *logp, *old_logp, *advantages, *mask;  // [B, T] x 4
-  double inv_tokens;
+  std::size_t cols;
   T* d_logp;  // [B, T]
-  RLHF_HOST_DEVICE void operator()(std::size_t i) const {
+  RLHF_HOST_DEVICE void operator()(std::size_t b) const {
     using W = math::wide_t<T>;
-    d_logp[i] =
-        mask[i] != T(0) ? T(ppo_token<T>(config, logp[i], old_logp[i], advantages[i]).d_logp * W(inv_tokens)) : T(0);
+    const W w = W(aggregation::row_weight(weights, aggregation::row_tokens(mask, b, cols)));
+    for (std::size_t i = b * cols; i < (b + 1) * cols; ++i)
+      d_logp[i] = mask[i] != T(0) ? T(ppo_token<T>(config, logp[i], old_logp[i], advantages[i]).d_logp * w) : T(0);
   }
 };
 
-enum class PolicyStat { loss, clipped, dual_clipped, approx_kl, ratio };
+// One row's share of the loss: its weight times the sum of its tokens' losses.
+template <class T>
+struct policy_row_loss {
+  PpoConfig config;
+  aggregation::Weights weights;
+  const T *logp, *old_logp, *advantages, *mask;
+  std::size_t cols;
+  RLHF_HOST_DEVICE double operator()(std::size_t b) const {
+    double total = 0;
+    for (std::size_t i = b * cols; i < (b + 1) * cols; ++i)
+      if (mask[i] != T(0)) total += static_cast<double>(ppo_token<T>(config, logp[i], old_logp[i], advantages[i]).loss);
+    return total * aggregation::row_weight(weights, aggregation::row_tokens(mask, b, cols));
+  }
+};
+
+enum class PolicyStat { clipped, dual_clipped, approx_kl_k3, approx_kl_k1, ratio };
 
 // Σ over masked tokens of one per-token quantity, recomputed from the token formula.
 template <class T>
@@ -127,41 +154,56 @@ struct policy_stat {
   PolicyStat stat;
   RLHF_HOST_DEVICE double operator()(std::size_t i) const {
     if (mask[i] == T(0)) return 0.0;
-    const auto p = ppo_token<T>(config, logp[i], old_logp[i], advantages[i]);
+    const double b = ppo_max_log_ratio;
+    const double d = math::clamp(static_cast<double>(logp[i]) - old_logp[i], -b, b);  // log ρ, clamped
     switch (stat) {
-      case PolicyStat::loss:
-        return static_cast<double>(p.loss);
       case PolicyStat::clipped:
-        return p.clipped ? 1.0 : 0.0;
+        return ppo_token<T>(config, logp[i], old_logp[i], advantages[i]).clipped ? 1.0 : 0.0;
       case PolicyStat::dual_clipped:
-        return p.dual_clipped ? 1.0 : 0.0;
+        return ppo_token<T>(config, logp[i], old_logp[i], advantages[i]).dual_clipped ? 1.0 : 0.0;
       case PolicyStat::ratio:
-        return static_cast<double>(p.ratio);
-      case PolicyStat::approx_kl: {  // k3 = (ρ − 1) − log ρ ≥ 0, an unbiased estimate of KL(π_old ‖ π)
-        const double b = ppo_max_log_ratio;
-        const double d = math::clamp(static_cast<double>(logp[i]) - old_logp[i], -b, b);
+        return std::exp(d);
+      case PolicyStat::approx_kl_k3:  // (ρ − 1) − log ρ ≥ 0: unbiased for KL(π_old ‖ π) on tokens drawn from π_old
         return std::expm1(d) - d;
-      }
+      case PolicyStat::approx_kl_k1:  // −log ρ: unbiased too, either sign (OpenRLHF's ppo_kl)
+        return -d;
     }
     return 0.0;
   }
 };
 
 template <class T>
-struct value_kernel {
+struct value_row {
   ValueLossConfig config;
+  aggregation::Weights weights;
   const T *values, *old_values, *returns, *mask;  // [B, T] x 4
-  double inv_tokens;
+  std::size_t cols;
   T* d_values;  // [B, T]
-  RLHF_HOST_DEVICE void operator()(std::size_t i) const {
+  RLHF_HOST_DEVICE void operator()(std::size_t b) const {
     using W = math::wide_t<T>;
-    d_values[i] = mask[i] != T(0)
-                      ? T(value_token<T>(config, values[i], old_values[i], returns[i]).d_value * W(inv_tokens))
-                      : T(0);
+    const W w = W(aggregation::row_weight(weights, aggregation::row_tokens(mask, b, cols)));
+    for (std::size_t i = b * cols; i < (b + 1) * cols; ++i)
+      d_values[i] =
+          mask[i] != T(0) ? T(value_token<T>(config, values[i], old_values[i], returns[i]).d_value * w) : T(0);
   }
 };
 
-enum class ValueStat { loss, clipped, squared_error };
+template <class T>
+struct value_row_loss {
+  ValueLossConfig config;
+  aggregation::Weights weights;
+  const T *values, *old_values, *returns, *mask;
+  std::size_t cols;
+  RLHF_HOST_DEVICE double operator()(std::size_t b) const {
+    double total = 0;
+    for (std::size_t i = b * cols; i < (b + 1) * cols; ++i)
+      if (mask[i] != T(0))
+        total += static_cast<double>(value_token<T>(config, values[i], old_values[i], returns[i]).loss);
+    return total * aggregation::row_weight(weights, aggregation::row_tokens(mask, b, cols));
+  }
+};
+
+enum class ValueStat { clipped, squared_error };
 
 template <class T>
 struct value_stat {
@@ -171,10 +213,13 @@ struct value_stat {
   RLHF_HOST_DEVICE double operator()(std::size_t i) const {
     if (mask[i] == T(0)) return 0.0;
     if (stat == ValueStat::squared_error) return math::square(static_cast<double>(values[i]) - returns[i]);
-    const auto v = value_token<T>(config, values[i], old_values[i], returns[i]);
-    return stat == ValueStat::loss ? static_cast<double>(v.loss) : (v.clipped ? 1.0 : 0.0);
+    return value_token<T>(config, values[i], old_values[i], returns[i]).clipped ? 1.0 : 0.0;
   }
 };
+
+inline void require_clip_range(const char* fn, const char* name, double x) {
+  if (!(x >= 0.0) || !std::isfinite(x)) fail<config_error>(fn, ": ", name, " must be >= 0 (0 = clip) (got ", x, ")");
+}
 
 }  // namespace detail::ppo
 
@@ -188,31 +233,36 @@ PpoPolicyResult<Matrix> ppo_policy_loss(const Matrix& logp, const Matrix& old_lo
   const std::size_t B = Be::rows(logp), Tn = Be::cols(logp), n = B * Tn;
   require_nonempty(fn, "logp", B);
   require_positive(fn, "clip", config.clip);
+  detail::ppo::require_clip_range(fn, "clip_low", config.clip_low);
+  detail::ppo::require_clip_range(fn, "clip_high", config.clip_high);
   if (!(config.dual_clip == 0.0 || (config.dual_clip > 1.0 && std::isfinite(config.dual_clip))))
     fail<config_error>(fn, ": dual_clip must be 0 (off) or > 1 (got ", config.dual_clip, ")");
-  detail::ppo::require_mask<Be>(fn, mask, B, Tn, "logp", detail::ppo::MaskRule::nonempty_rows);
+  detail::aggregation::require_valid(fn, config.aggregation, config.max_tokens, "max_tokens");
+  detail::ppo::require_mask<Be>(fn, mask, B, Tn, "logp", detail::ppo::MaskRule::any);
   detail::ppo::require_tokens<Be>(fn, "logp", logp, mask, "logp");
   detail::ppo::require_tokens<Be>(fn, "old_logp", old_logp, mask, "logp");
   detail::ppo::require_tokens<Be>(fn, "advantages", advantages, mask, "logp");
 
   const T *lp = Be::data(logp), *old = Be::data(old_logp), *adv = Be::data(advantages), *m = Be::data(mask);
   const double tokens = Be::sum(n, detail::ppo::element_value<T>{m});
+  const detail::aggregation::Weights weights{config.aggregation, tokens, double(B), config.max_tokens};
   PpoPolicyResult<Matrix> out;
   out.d_logp = Be::matrix_of(B, Tn);
-  Be::for_each(n, detail::ppo::policy_kernel<T>{config, lp, old, adv, m, 1.0 / tokens, Be::data(out.d_logp)});
+  Be::for_each(B, detail::ppo::policy_row<T>{config, weights, lp, old, adv, m, Tn, Be::data(out.d_logp)}, Tn);
   detail::require_representable<Be>(fn, "d_logp", Be::data(out.d_logp), n,
                                     "'advantages' (times the ratio, up to e^20) are too large in magnitude");
-  using S = detail::ppo::PolicyStat;
-  const auto mean = [&](S stat) {
-    return Be::sum(n, detail::ppo::policy_stat<T>{config, lp, old, adv, m, stat}) / tokens;
-  };
-  out.loss = mean(S::loss);
+  out.loss = Be::sum(B, detail::ppo::policy_row_loss<T>{config, weights, lp, old, adv, m, Tn}, Tn);
   if (!std::isfinite(out.loss))
     fail<value_error>(fn, ": the loss (", out.loss, ") is beyond the range of double: 'advantages' are too large");
-  out.metrics.set("policy/clipfrac", mean(S::clipped));
-  out.metrics.set("policy/dual_clipfrac", mean(S::dual_clipped));
-  out.metrics.set("policy/approx_kl", mean(S::approx_kl));
-  out.metrics.set("policy/ratio_mean", mean(S::ratio));
+  using S = detail::ppo::PolicyStat;
+  const auto mean = [&](S stat) {  // over the batch's response tokens, whatever the aggregation (as every peer logs)
+    return tokens > 0 ? Be::sum(n, detail::ppo::policy_stat<T>{config, lp, old, adv, m, stat}) / tokens : 0.0;
+  };
+  out.metrics.set(metric::policy_clipfrac_avg, mean(S::clipped));
+  out.metrics.set(metric::policy_dual_clipfrac_avg, mean(S::dual_clipped));
+  out.metrics.set(metric::policy_approxkl_avg, mean(S::approx_kl_k3));
+  out.metrics.set(metric::policy_ppo_kl_avg, mean(S::approx_kl_k1));
+  out.metrics.set(metric::val_ratio, mean(S::ratio));
   return out;
 }
 
@@ -227,27 +277,30 @@ ValueLossResult<Matrix> ppo_value_loss(const Matrix& values, const Matrix& old_v
   require_nonempty(fn, "values", B);
   if (!(config.clip >= 0.0) || !std::isfinite(config.clip))
     fail<config_error>(fn, ": clip must be >= 0 (0 = unclipped) (got ", config.clip, ")");
-  detail::ppo::require_mask<Be>(fn, mask, B, Tn, "values", detail::ppo::MaskRule::nonempty_rows);
+  detail::aggregation::require_valid(fn, config.aggregation, config.max_tokens, "max_tokens");
+  detail::ppo::require_mask<Be>(fn, mask, B, Tn, "values", detail::ppo::MaskRule::any);
   detail::ppo::require_tokens<Be>(fn, "values", values, mask, "values");
   detail::ppo::require_tokens<Be>(fn, "old_values", old_values, mask, "values");
   detail::ppo::require_tokens<Be>(fn, "returns", returns, mask, "values");
 
   const T *v = Be::data(values), *old = Be::data(old_values), *ret = Be::data(returns), *m = Be::data(mask);
   const double tokens = Be::sum(n, detail::ppo::element_value<T>{m});
+  const detail::aggregation::Weights weights{config.aggregation, tokens, double(B), config.max_tokens};
   ValueLossResult<Matrix> out;
   out.d_values = Be::matrix_of(B, Tn);
-  Be::for_each(n, detail::ppo::value_kernel<T>{config, v, old, ret, m, 1.0 / tokens, Be::data(out.d_values)});
+  Be::for_each(B, detail::ppo::value_row<T>{config, weights, v, old, ret, m, Tn, Be::data(out.d_values)}, Tn);
   detail::require_representable<Be>(fn, "d_values", Be::data(out.d_values), n,
                                     "'values' − 'returns' is too large in magnitude");
+  out.loss = Be::sum(B, detail::ppo::value_row_loss<T>{config, weights, v, old, ret, m, Tn}, Tn);
+  if (!std::isfinite(out.loss))
+    fail<value_error>(fn, ": the loss (", out.loss,
+                      ") is beyond the range of double: 'values' − 'returns' is too large");
   using S = detail::ppo::ValueStat;
   const auto mean = [&](S stat) {
-    return Be::sum(n, detail::ppo::value_stat<T>{config, v, old, ret, m, stat}) / tokens;
+    return tokens > 0 ? Be::sum(n, detail::ppo::value_stat<T>{config, v, old, ret, m, stat}) / tokens : 0.0;
   };
-  out.loss = mean(S::loss);
-  if (!std::isfinite(out.loss))
-    fail<value_error>(fn, ": the loss (", out.loss, ") is beyond the range of double: 'values' − 'returns' is too large");
-  out.metrics.set("value/clipfrac", mean(S::clipped));
-  out.metrics.set("value/mse", mean(S::squared_error));
+  out.metrics.set(metric::val_clipfrac_avg, mean(S::clipped));
+  out.metrics.set(metric::val_mse_avg, mean(S::squared_error));
   return out;
 }
 
