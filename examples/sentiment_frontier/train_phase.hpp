@@ -158,7 +158,7 @@ inline void train_ppo(Context& ctx, const RunSpec& run, const SftOutput& sft, co
     const auto r = rlhf::ppo_step(rlhf::PpoModels{.policy = policy, .reference = reference, .value_model = value_model, .reward = reward},
                        rlhf::PpoOptimizers{.policy = policy_opt, .value = value_opt}, kl,
                        prompt_batch(prompts, 0, prompts.size()), rng, config);
-    progress.update(s + 1, "reward", r.metrics["env/reward_mean"]);
+    progress.update(s + 1, "reward", r.metrics[rlhf::metric::objective_scores]);
     if ((s + 1) % t.ppo_checkpoint_every == 0 || s + 1 == t.ppo_steps) {
       saved.push_back({run, s + 1, checkpoint_path(entry, s + 1)});
       rlhf::save_checkpoint(policy, saved.back().path);

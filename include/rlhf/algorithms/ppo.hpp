@@ -5,14 +5,14 @@
 //   rollout  y ~ π(·|x)                                    policy.sample
 //            log π_old, log π_ref, V_old  [B, T]           policy / reference / value_model, no gradient
 //            score [B]                                    reward(batch) or reward_model.scores(batch)
-//            r_t = −κ (log π_old − log π_ref) (+ score on the last response token)   kl_penalized_rewards
-//            A, R = GAE(r, V_old);  A ← whiten(A)                                    gae, whiten
+//            r_t = −κ k_t (+ score on the last response token)   kl_penalized_rewards (k: config.kl, k1 by default)
+//            A, R = GAE(r, V_old);  A ← whiten(A)                 gae, whiten (config.advantage_whitening)
 //   update   `epochs` passes over the rollout, each in `minibatches` shuffled row blocks; per block one
 //            optimizer step of the clipped surrogate (policy) and one of the clipped value loss (critic)
 //   control  κ ← kl_controller.update(observed KL per sequence, B)
 //
-// Its models and optimizers come by name (PpoModels, PpoOptimizers). ppo_rollout and ppo_update are the two halves of ppo_step,
-// public for trainers that schedule them differently. docs/algorithms/ppo.md.
+// Its models and optimizers come by name (PpoModels, PpoOptimizers). ppo_rollout and ppo_update are the two halves of
+// ppo_step, public for trainers that schedule them differently. docs/algorithms/ppo.md.
 #include <cmath>
 #include <concepts>
 #include <cstddef>
@@ -24,6 +24,7 @@
 
 #include "rlhf/algorithms/sequence.hpp"
 #include "rlhf/core/concepts.hpp"
+#include "rlhf/core/metric_names.hpp"
 #include "rlhf/core/rng.hpp"
 #include "rlhf/losses/gae.hpp"
 #include "rlhf/losses/ppo.hpp"
@@ -35,10 +36,12 @@ struct PpoStepConfig {
   std::size_t minibatches = 1;    // optimizer steps per pass (row blocks of the rollout)
   bool shuffle = true;            // a new row order for every pass
   bool whiten_advantages = true;  // advantages ← (A − mean) / std over the rollout's response tokens
-  PpoConfig policy{};             // clip ε, dual clip
-  ValueLossConfig value{};        // value clip
+  PpoConfig policy{};             // clip ε (or clip_low, clip_high), dual clip, aggregation
+  ValueLossConfig value{};        // value clip, aggregation
   GaeConfig gae{};                // γ, λ
-  SampleOptions sample{};         // passed to policy.sample
+  KlConfig kl{};                  // the per-token KL of the rewards and of objective/kl: estimator, clamp, aggregation
+  WhitenConfig advantage_whitening{};  // variance (n − 1 or n), ε inside or as a floor, zeros outside the mask
+  SampleOptions sample{};              // passed to policy.sample
 };
 
 // One rollout, everything the update needs. Per-token tensors are [B, T], 0 where mask is 0.
@@ -48,7 +51,7 @@ struct PpoRollout {
   typename Be::matrix mask, logp, ref_logp, values, rewards, advantages, returns;
   typename Be::vector scores;  // [B] the reward of each sequence, before the KL penalty
   double kl_coef = 0;          // κ used for `rewards`
-  Metrics metrics;             // env/reward_mean, objective/{kl, kl_coef, non_score_reward}, ...
+  Metrics metrics;             // objective/{scores, kl, kl_coef, non_score_reward, rlhf_reward}, tokens/...
 };
 
 struct PpoStepResult {
@@ -117,9 +120,8 @@ inline void validate_ppo(const char* fn, const PpoStepConfig& c) {
 
 // Samples continuations of `prompts` with the policy, scores them and computes advantages and returns.
 template <class P, class Ref, class Vm, class Reward>
-PpoRollout<typename P::backend> ppo_rollout(const PpoModels<P, Ref, Vm, Reward>& models,
-                                            const PromptBatch& prompts, Rng& rng, double kl_coef,
-                                            const PpoStepConfig& config = {}) {
+PpoRollout<typename P::backend> ppo_rollout(const PpoModels<P, Ref, Vm, Reward>& models, const PromptBatch& prompts,
+                                            Rng& rng, double kl_coef, const PpoStepConfig& config = {}) {
   RLHF_REQUIRE_POLICY(P, "rlhf::ppo_rollout");
   RLHF_REQUIRE_SAMPLING_POLICY(P, "rlhf::ppo_rollout");
   RLHF_REQUIRE_POLICY(Ref, "rlhf::ppo_rollout (reference)");
@@ -144,24 +146,23 @@ PpoRollout<typename P::backend> ppo_rollout(const PpoModels<P, Ref, Vm, Reward>&
   out.scores = detail::score_batch<Be>(models.reward, out.batch);
   require_size(fn, "reward(batch)", Be::size(out.scores), B, "the number of sampled sequences");
   out.kl_coef = kl_coef;
-  out.rewards = kl_penalized_rewards(out.scores, out.logp, out.ref_logp, out.mask, kl_coef);
+  out.rewards = kl_penalized_rewards(out.scores, out.logp, out.ref_logp, out.mask, kl_coef, config.kl);
   auto g = gae(out.rewards, out.values, out.mask, config.gae);
-  out.advantages = config.whiten_advantages ? whiten(g.advantages, out.mask) : std::move(g.advantages);
+  out.advantages =
+      config.whiten_advantages ? whiten(g.advantages, out.mask, config.advantage_whitening) : std::move(g.advantages);
   out.returns = std::move(g.returns);
 
-  // KL per sequence (k1, Σ_t log π − log π_ref) and the rewards, averaged over the rollout.
+  // The KL (by default k1 summed over each response, TRL's kl.sum(1).mean()) and the scores, over the rollout.
   const T* m = Be::data(out.mask);
   const double inv_b = 1.0 / static_cast<double>(B);
-  const double kl = (Be::sum(B * Tn, detail::masked_value<T>{Be::data(out.logp), m}) -
-                     Be::sum(B * Tn, detail::masked_value<T>{Be::data(out.ref_logp), m})) *
-                    inv_b;
+  const double kl = kl_estimate(out.logp, out.ref_logp, out.mask, config.kl).mean;
   const double score = Be::sum(B, detail::vector_value<T>{Be::data(out.scores)}) * inv_b;
-  out.metrics.set("env/reward_mean", score);
-  out.metrics.set("objective/kl", kl);
-  out.metrics.set("objective/kl_coef", kl_coef);
-  out.metrics.set("objective/non_score_reward", -kl_coef * kl);
-  out.metrics.set("objective/rlhf_reward", score - kl_coef * kl);
-  out.metrics.set("tokens/responses_len_mean", Be::sum(B * Tn, detail::masked_count<T>{m}) * inv_b);
+  out.metrics.set(metric::objective_scores, score);
+  out.metrics.set(metric::objective_kl, kl);
+  out.metrics.set(metric::objective_kl_coef, kl_coef);
+  out.metrics.set(metric::objective_non_score_reward, -kl_coef * kl);
+  out.metrics.set(metric::objective_rlhf_reward, score - kl_coef * kl);
+  out.metrics.set(metric::tokens_response_mean, Be::sum(B * Tn, detail::masked_count<T>{m}) * inv_b);
   return out;
 }
 
@@ -218,8 +219,8 @@ PpoStepResult ppo_update(const PpoModels<P, Ref, Vm, Reward>& models, const PpoO
       losses.combine(v.metrics, weight);
     }
   }
-  out.metrics.set("loss/policy", out.policy_loss);
-  out.metrics.set("loss/value", out.value_loss);
+  out.metrics.set(metric::loss_policy_avg, out.policy_loss);
+  out.metrics.set(metric::loss_value_avg, out.value_loss);
   for (const auto& [name, value] : losses.items()) out.metrics.set(name, value);
   return out;
 }
@@ -239,7 +240,7 @@ PpoStepResult ppo_step(const PpoModels<P, Ref, Vm, Reward>& models, const PpoOpt
       "see docs/algorithms/kl_control.md");
   const auto rollout = ppo_rollout(models, prompts, rng, static_cast<double>(kl_controller.value()), config);
   PpoStepResult out = ppo_update(models, optimizers, rollout, rng, config);
-  kl_controller.update(rollout.metrics["objective/kl"], rollout.batch.batch);
+  kl_controller.update(rollout.metrics[metric::objective_kl], rollout.batch.batch);
   return out;
 }
 
