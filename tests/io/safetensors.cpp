@@ -7,6 +7,8 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
+#include <vector>
 #include <fstream>
 #include <sstream>
 
@@ -155,6 +157,38 @@ TEST_CASE("safetensors: a failed save throws and leaves the existing file and no
     CHECK(read_bytes(p) == before);
     CHECK(no_temporaries_in(dir.path));
   }
+}
+
+TEST_CASE("safetensors: any dtype is written from its raw bytes and read back bit for bit") {
+  TempDir dir;
+  const auto p = dir / "raw.safetensors";
+  const std::vector<double> d = {0.1, -0.0, 1e-310, NAN};
+  const std::vector<std::uint64_t> u = {0, 1, 0xffffffffffffffffull};
+  const std::vector<std::int32_t> i = {-7, 7};
+  const std::vector<float> f = {1.5f};
+  save_safetensors(p, std::vector<TensorView>{{.name = "d", .dtype = Dtype::f64, .shape = {2, 2}, .bytes = d.data()},
+                                              {.name = "u", .dtype = Dtype::u64, .shape = {3}, .bytes = u.data()},
+                                              {.name = "i", .dtype = Dtype::i32, .shape = {2}, .bytes = i.data()},
+                                              {.name = "f", .shape = {1}, .data = f.data()},
+                                              {.name = "none", .dtype = Dtype::f64, .shape = {0}}});
+  const auto st = Safetensors::load(p);
+  CHECK(st.info("d").dtype == Dtype::f64);
+  CHECK(st.info("d").shape == std::vector<std::size_t>{2, 2});
+  CHECK(st.info("u").dtype == Dtype::u64);
+  CHECK(st.info("i").dtype == Dtype::i32);
+  CHECK(st.info("none").numel() == 0);
+  const auto same = [&](const char* name, const void* want, std::size_t n) {
+    const auto b = st.bytes(name);
+    return b.size() == n && std::memcmp(b.data(), want, n) == 0;
+  };
+  CHECK(same("d", d.data(), 4 * sizeof(double)));
+  CHECK(same("u", u.data(), 3 * sizeof(std::uint64_t)));
+  CHECK(same("i", i.data(), 2 * sizeof(std::int32_t)));
+  CHECK(same("f", f.data(), sizeof(float)));
+  const std::vector<TensorView> both = {{.name = "x", .shape = {1}, .data = f.data(), .bytes = f.data()}};
+  CHECK_THROWS_WITH_AS(save_safetensors(p, both), doctest::Contains("gives both 'data' and 'bytes'"), io_error);
+  const std::vector<TensorView> none = {{.name = "x", .dtype = Dtype::u64, .shape = {3}}};
+  CHECK_THROWS_WITH_AS(save_safetensors(p, none), doctest::Contains("null pointer"), io_error);
 }
 
 TEST_CASE("safetensors: reads F16, BF16 and F64 as float32, with special values") {

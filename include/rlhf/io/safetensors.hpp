@@ -1,5 +1,6 @@
 #pragma once
-// Checkpoints in the safetensors format: read any file the format allows, write float32 tensors.
+// Checkpoints in the safetensors format: read any file the format allows; write float32 tensors, or any dtype's
+// raw bytes.
 //
 //   [u64 little-endian N][N bytes of JSON header, space-padded][data buffer]
 //   header: {"__metadata__": {str: str}, "<name>": {"dtype": "F32", "shape": [..], "data_offsets": [b, e]}, ...}
@@ -76,12 +77,14 @@ constexpr std::optional<Dtype> parse_dtype(std::string_view name) {
   return std::nullopt;
 }
 
-// One float32 tensor to write. `data` holds product(shape) values, row-major.
+// One tensor to write, row-major: float32 values in `data` (dtype f32), or, for any dtype, the values'
+// little-endian bytes in `bytes` (product(shape) · dtype_size(dtype) of them; `data` then stays null).
 struct TensorView {
   std::string name;
-  Dtype dtype = Dtype::f32;  // only f32 is written
+  Dtype dtype = Dtype::f32;
   std::vector<std::size_t> shape;
   const float* data = nullptr;
+  const void* bytes = nullptr;
 };
 
 // One tensor of a loaded file; [begin, end) are byte offsets into the data buffer.
@@ -395,7 +398,7 @@ inline void Safetensors::read_f32(std::string_view name, std::span<const std::si
   }
 }
 
-// Writes `tensors` (float32 only) and `metadata` to `path` atomically (io/atomic_file.hpp).
+// Writes `tensors` and `metadata` to `path` atomically (io/atomic_file.hpp).
 // The header is space-padded so the data buffer starts at a multiple of 8 bytes.
 inline void save_safetensors(const std::filesystem::path& path, std::span<const TensorView> tensors,
                              const std::map<std::string, std::string>& metadata = {}) {
@@ -409,12 +412,17 @@ inline void save_safetensors(const std::filesystem::path& path, std::span<const 
   for (const auto& t : tensors) {
     if (t.name == "__metadata__") fail_save("'__metadata__' cannot name a tensor");
     if (!names.insert(t.name).second) fail_save("tensor name '", t.name, "' appears twice");
-    if (t.dtype != Dtype::f32)
-      fail_save("tensor '", t.name, "' has dtype ", dtype_name(t.dtype), "; only F32 tensors are written");
-    const auto bytes = detail::checked_numel(t.shape, sizeof(float));
+    if (t.data != nullptr && t.bytes != nullptr)
+      fail_save("tensor '", t.name, "' gives both 'data' and 'bytes'; give one");
+    if (t.data != nullptr && t.dtype != Dtype::f32)
+      fail_save("tensor '", t.name, "' has dtype ", dtype_name(t.dtype),
+                "; only F32 tensors are written from 'data' (give another dtype's values in 'bytes')");
+    const auto bytes = detail::checked_numel(t.shape, dtype_size(t.dtype));
     if (!bytes) fail_save("tensor '", t.name, "': shape ", detail::shape_str(t.shape), " is too large");
-    if (*bytes > 0 && t.data == nullptr) fail_save("tensor '", t.name, "' has no data (null pointer)");
-    header[t.name] = {{"dtype", "F32"}, {"shape", t.shape}, {"data_offsets", {offset, offset + *bytes}}};
+    if (*bytes > 0 && t.data == nullptr && t.bytes == nullptr)
+      fail_save("tensor '", t.name, "' has no data (null pointer)");
+    header[t.name] = {
+        {"dtype", std::string(dtype_name(t.dtype))}, {"shape", t.shape}, {"data_offsets", {offset, offset + *bytes}}};
     offset += *bytes;
   }
   std::string text;
@@ -431,7 +439,9 @@ inline void save_safetensors(const std::filesystem::path& path, std::span<const 
       [&](AtomicFileSink& out) {
         out.write(&n, sizeof n);
         out.write(text);
-        for (const auto& t : tensors) out.write(t.data, *detail::checked_numel(t.shape, sizeof(float)));
+        for (const auto& t : tensors)
+          out.write(t.bytes != nullptr ? t.bytes : static_cast<const void*>(t.data),
+                    *detail::checked_numel(t.shape, dtype_size(t.dtype)));
       },
       "save_safetensors");
 }
