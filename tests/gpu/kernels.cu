@@ -310,6 +310,36 @@ TEST_CASE("gpt_cuda kernels: CudaAdamW takes the steps of rlhf::AdamW") {
   CHECK_THROWS_AS(rlhf::CudaAdamW({.beta1 = 1.5f}), rlhf::config_error);
 }
 
+TEST_CASE("gpt_cuda kernels: CudaAdamW's state restores into a fresh CudaAdamW (bit for bit) and into rlhf::AdamW") {
+  const std::size_t n = 1000;
+  const rlhf::AdamWConfig config{.learning_rate = 0.01f, .beta2 = 0.99f, .weight_decay = 0.1f};
+  auto d_a = to_device(uniform(n, -1, 1, 50));
+  rlhf::CudaAdamW a(config);
+  for (std::uint64_t step = 0; step < 2; ++step) {
+    auto d_g = to_device(uniform(n, -1, 1, 51 + step));
+    a.step({d_a.data(), n}, {d_g.data(), n});
+  }
+  auto d_b = to_device(to_host(d_a, n));
+  rlhf::CudaAdamW b({.learning_rate = 0.5f});
+  b.restore(a.state());
+  CHECK(b.steps() == 2);
+  CHECK(b.config().beta2 == 0.99f);
+  rlhf::AdamW<float> cpu;
+  cpu.restore(b.state());  // the same value type: either optimizer resumes from the other's state
+  CHECK(cpu.steps() == 2);
+  for (std::uint64_t step = 2; step < 5; ++step) {
+    auto d_g = to_device(uniform(n, -1, 1, 51 + step));
+    a.step({d_a.data(), n}, {d_g.data(), n});
+    b.step({d_b.data(), n}, {d_g.data(), n});
+  }
+  CHECK(to_host(d_a, n) == to_host(d_b, n));
+  CHECK(a.second_moment() == b.second_moment());
+  auto bad = a.state();
+  bad.exp_avg[7] = NAN;
+  CHECK_THROWS_AS(b.restore(bad), rlhf::value_error);
+  CHECK(b.steps() == 5);
+}
+
 TEST_CASE("gpt_cuda kernels: KV-cache writes + one-row attention equal the full causal attention") {
   const std::size_t B = 2, T = 10, C = 16, NH = 2, N = B * T;
   const auto qkv = uniform(N * 3 * C, -1.5, 1.5, 42);

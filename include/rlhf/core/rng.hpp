@@ -1,13 +1,21 @@
 #pragma once
 // A small, fast, seedable generator (SplitMix64 seeding + xoshiro256**), identical on every platform,
-// so a seed gives the same samples with any standard library.
+// so a seed gives the same samples with any standard library. Its whole state is four 64-bit words: state()
+// reads them and restore() puts them back, so a resumed run draws what the uninterrupted one would have
+// (docs/optim/state.md; files: optim/state_file.hpp).
+#include <array>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
+
+#include "rlhf/core/error.hpp"
 
 namespace rlhf {
 
 class Rng {
  public:
+  using State = std::array<std::uint64_t, 4>;  // xoshiro256**'s s[0..3]
+
   explicit Rng(std::uint64_t seed = 0x5eed) {
     for (auto& s : state_) {
       seed += 0x9e3779b97f4a7c15ULL;
@@ -28,6 +36,17 @@ class Rng {
     state_[3] = rotl(state_[3], 45);
     return result;
   }
+  // The generator's state: a copy restored later continues the same stream of numbers.
+  State state() const { return state_; }
+  // Continues from `s`, a state() of some Rng. The all-zero state is refused (value_error): xoshiro would
+  // stay there, drawing 0 for ever, and no seed ever leads to it.
+  void restore(const State& s) {
+    if (s == State{})
+      fail<value_error>("rlhf::Rng::restore: the state is all zero, which no generator ever reaches (it would only "
+                        "ever draw 0); the generator is unchanged");
+    state_ = s;
+  }
+
   double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }  // [0, 1)
   std::size_t below(std::size_t n) { return static_cast<std::size_t>(uniform() * static_cast<double>(n)); }
   double normal() {  // Box–Muller
@@ -49,7 +68,7 @@ class Rng {
 
  private:
   static std::uint64_t rotl(std::uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-  std::uint64_t state_[4]{};
+  State state_{};
 };
 
 }  // namespace rlhf

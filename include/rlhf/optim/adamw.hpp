@@ -7,15 +7,19 @@
 //   p ← p − lr · (m / (1 − β1^t)) / (√(v / (1 − β2^t)) + ε)
 //
 // docs/optim/adamw.md. Satisfies rlhf::OptimizerFor<AdamW<T>, P> for every P whose parameters() and
-// gradients() convert to std::span<T> and std::span<const T>.
+// gradients() convert to std::span<T> and std::span<const T>. state() and restore() carry everything a resumed
+// run needs to take the same steps, bit for bit (AdamWState; files: optim/state_file.hpp; docs/optim/state.md).
 #include <cmath>
 #include <cstddef>
 #include <limits>
 #include <span>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "rlhf/core/error.hpp"
 #include "rlhf/optim/clip.hpp"
+#include "rlhf/optim/state.hpp"
 
 namespace rlhf {
 
@@ -27,14 +31,36 @@ struct AdamWConfig {
   float weight_decay = 0.01f;  // decoupled: p ← p − lr·wd·p, independent of the gradient
 };
 
+// Everything an AdamW holds between steps (torch.optim.AdamW's state_dict names): with the same parameters and
+// gradients, an AdamW restored from it takes the same steps as the one it was read from, bit for bit.
+template <class T>
+struct AdamWState {
+  AdamWConfig config;          // as it is now: learning_rate is the one a schedule set last
+  std::size_t step = 0;        // t, the updates taken (the bias corrections use it)
+  std::vector<T> exp_avg;      // m [n]; empty before the first step
+  std::vector<T> exp_avg_sq;   // v [n]
+};
+
 namespace detail {
-inline void validate_adamw(const AdamWConfig& c) {
-  constexpr const char* fn = "rlhf::AdamW";
+inline void validate_adamw(const AdamWConfig& c, std::string_view fn = "rlhf::AdamW") {
   require_in_range(fn, "learning_rate", c.learning_rate, 0.0, std::numeric_limits<double>::max());
   require_in_range(fn, "beta1", c.beta1, 0.0, 0.999999);
   require_in_range(fn, "beta2", c.beta2, 0.0, 0.999999999);
   require_positive(fn, "epsilon", c.epsilon);
   require_in_range(fn, "weight_decay", c.weight_decay, 0.0, std::numeric_limits<double>::max());
+}
+
+// A state some AdamW can be in: a valid config (config_error), moments of one size, empty at step 0
+// (shape_error), every value finite and v ≥ 0 (value_error). Messages begin with `fn`.
+template <class T>
+void validate_adamw_state(std::string_view fn, const AdamWState<T>& s) {
+  validate_adamw(s.config, fn);
+  require_size(fn, "exp_avg_sq", s.exp_avg_sq.size(), s.exp_avg.size(), "the size of 'exp_avg'");
+  if (s.step == 0 && !s.exp_avg.empty())
+    fail<shape_error>(fn, ": step is 0 but the moments hold ", s.exp_avg.size(),
+                      " values; an AdamW sizes them at its first step");
+  require_finite_state(fn, "exp_avg", std::span<const T>(s.exp_avg));
+  require_finite_state(fn, "exp_avg_sq", std::span<const T>(s.exp_avg_sq), /*nonnegative=*/true);
 }
 }  // namespace detail
 
@@ -81,6 +107,19 @@ class AdamW {
   std::size_t steps() const { return t_; }
   std::span<const T> first_moment() const { return m_; }   // [n], empty before the first step
   std::span<const T> second_moment() const { return v_; }  // [n]
+
+  // A copy of everything the next step depends on.
+  AdamWState<T> state() const { return {config_, t_, m_, v_}; }
+  // Continues from `s` (config, learning rate, step and moments); the next step must be on as many parameters as
+  // the moments hold. Throws (validate_adamw_state) before anything changes.
+  void restore(AdamWState<T> s) {
+    detail::validate_adamw_state("rlhf::AdamW::restore", s);
+    config_ = s.config;
+    t_ = s.step;
+    m_ = std::move(s.exp_avg);
+    v_ = std::move(s.exp_avg_sq);
+  }
+
   void reset() {
     m_.clear();
     v_.clear();

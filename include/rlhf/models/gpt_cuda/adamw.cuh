@@ -2,10 +2,13 @@
 // AdamW on the GPU: rlhf::AdamW's update (optim/adamw.hpp, the CPU reference) on device spans, one thread per
 // parameter, moments in device memory. Satisfies rlhf::OptimizerFor<CudaAdamW, GptCuda>:
 //   opt.step(model.parameters(), model.gradients())   // std::span<float>, std::span<const float>, device memory
+// state() and restore() go through rlhf::AdamWState<float> on the host, the same value (and, through
+// optim/state_file.hpp, the same file) as rlhf::AdamW<float>'s, so either optimizer resumes from the other's state.
 #include <cmath>
 #include <cstddef>
 #include <limits>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "rlhf/models/gpt_cuda/common.cuh"
@@ -69,6 +72,22 @@ class CudaAdamW {
   // Host copies of the moments [n] (empty before the first step).
   std::vector<float> first_moment() const { return to_host(m_); }
   std::vector<float> second_moment() const { return to_host(v_); }
+
+  // A host copy of everything the next step depends on.
+  AdamWState<float> state() const { return {config_, t_, first_moment(), second_moment()}; }
+  // Continues from `s` (validated as rlhf::AdamW::restore does, before anything changes); the moments are
+  // uploaded to new device buffers, so a failed upload leaves this optimizer as it was.
+  void restore(const AdamWState<float>& s) {
+    detail::validate_adamw_state("rlhf::CudaAdamW::restore", s);
+    const std::size_t n = s.exp_avg.size();
+    gpt_cuda::device_buffer<float> m(n), v(n);
+    m.upload(s.exp_avg.data(), n);
+    v.upload(s.exp_avg_sq.data(), n);
+    m_ = std::move(m), v_ = std::move(v);
+    n_ = n, t_ = s.step;
+    config_ = s.config;
+  }
+
   void reset() {
     m_ = {}, v_ = {};
     n_ = t_ = 0;
