@@ -7,9 +7,13 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
+#include "rlhf/io/gpt2_bpe.hpp"
 #include "rlhf/io/reference_cache.hpp"
 #include "rlhf/io/tokenizer.hpp"
 #include "rlhf/models/gpt/checkpoint.hpp"
+#include "rlhf/optim/state_file.hpp"
 
 namespace fs = std::filesystem;
 
@@ -97,6 +101,78 @@ int main(int argc, char** argv) {
     put(out / "tokenizer" / "bpe.model", get(tmp / "bpe.model"));
     put(out / "tokenizer" / "unigram.model", get(tmp / "unigram.model"));
     fs::remove_all(tmp);
+  }
+  // gpt2_bpe: the 256 byte tokens and a few merges, as a tokenizer.json and as vocab.json, a NUL, merges.txt.
+  {
+    using io::detail::gpt2_byte_piece;
+    nlohmann::json vocab = nlohmann::json::object(), merge_list = nlohmann::json::array();
+    for (int b = 0; b < 256; ++b) vocab[gpt2_byte_piece(std::string(1, char(b)))] = b;
+    std::string merges_txt = "#version: 0.2\n";
+    for (const auto& [a, b] : std::vector<std::pair<std::string, std::string>>{
+             {" ", "t"}, {"h", "e"}, {" t", "he"}, {"i", "n"}, {"e", "r"}, {" ", "a"}, {"\n", "\n"}}) {
+      const std::size_t id = vocab.size();
+      vocab[gpt2_byte_piece(a + b)] = id;
+      merge_list.push_back(gpt2_byte_piece(a) + " " + gpt2_byte_piece(b));
+      merges_txt += gpt2_byte_piece(a) + " " + gpt2_byte_piece(b) + "\n";
+    }
+    const std::string text = " the inner\n\nthe<|endoftext|>";
+    vocab["<|endoftext|>"] = vocab.size();
+    put(out / "gpt2_bpe" / "vocab_merges", vocab.dump() + std::string(1, '\0') + merges_txt);
+    vocab.erase("<|endoftext|>");
+    const nlohmann::json doc = {
+        {"version", "1.0"},
+        {"added_tokens", {{{"id", vocab.size()}, {"content", "<|endoftext|>"}, {"special", true}}}},
+        {"normalizer", nullptr},
+        {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}},
+        {"post_processor", {{"type", "ByteLevel"}}},
+        {"decoder", {{"type", "ByteLevel"}}},
+        {"model", {{"type", "BPE"}, {"dropout", nullptr}, {"vocab", vocab}, {"merges", merge_list}}}};
+    put(out / "gpt2_bpe" / "tokenizer.json", doc.dump() + std::string(1, '\0') + text);
+    // merges as ["a", "b"] pairs (tokenizers >= 0.20)
+    nlohmann::json pairs = doc;
+    for (auto& m : pairs["model"]["merges"]) {
+      const std::string s = m.get<std::string>();
+      m = nlohmann::json::array({s.substr(0, s.find(' ')), s.substr(s.find(' ') + 1)});
+    }
+    put(out / "gpt2_bpe" / "tokenizer_pairs.json", pairs.dump());
+  }
+  // datasets: JSON Lines of every format, standard and conversational.
+  put(out / "datasets" / "preference.jsonl",
+      "{\"prompt\": \"How many legs?\", \"chosen\": \" Eight.\", \"rejected\": \" Six.\", \"margin\": 1.5}\n"
+      "{\"prompt\": \"Sky?\", \"chosen\": \" Blue.\", \"rejected\": \"\", \"margin\": -0.5}\r\n");
+  put(out / "datasets" / "implicit.jsonl",
+      "\xef\xbb\xbf{\"chosen\": \"Q: sky? A: blue\", \"rejected\": \"Q: sky? A: green\"}\n  \t\n"
+      "{\"chosen\": \"same\", \"rejected\": \"same\"}\n");
+  put(out / "datasets" / "language_modeling.jsonl", "{\"text\": \"One line of text.\"}\n{\"text\": \"\"}\n");
+  put(out / "datasets" / "prompt_only.jsonl", "{\"prompt\": \"Tell me a story\"}\n{\"prompt\": \"\"}\n");
+  put(out / "datasets" / "prompt_completion.jsonl",
+      "{\"prompt\": \"2+2=\", \"completion\": \"4\"}\n{\"prompt\": \"\\u00e9\", \"completion\": \"\"}\n");
+  put(out / "datasets" / "ranked.jsonl",
+      "{\"prompt\": \"Best?\", \"completions\": [\"a\", \"bb\", \"ccc\"], \"scores\": [0.5, 2, -1]}\n"
+      "{\"prompt\": \"Two\", \"completions\": [\"x\", \"y\"], \"scores\": [1, 1]}\n");
+  put(out / "datasets" / "conversational.jsonl",
+      R"({"prompt": [{"role": "user", "content": "Sky?"}], "chosen": [{"role": "assistant", "content": "Blue."}], )"
+      R"("rejected": [{"role": "assistant", "content": "Green."}]})" "\n");
+  put(out / "datasets" / "messages.jsonl",
+      R"({"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}, )"
+      R"({"role": "assistant", "content": "Hello."}]})" "\n");
+  // optim_state: the library's own state files.
+  {
+    fs::create_directories(out / "optim_state");
+    AdamWState<float> adamw{{.learning_rate = 3e-4f, .weight_decay = 0.1f}, 7, {0.5f, -1.0f, 2.0f}, {0.25f, 1.0f, 4.0f}};
+    save_optimizer_state(out / "optim_state" / "adamw_f32.safetensors", adamw);
+    AdamWState<double> adamw64{{}, 1, {1e-300, -2.5}, {0.0, 1e300}};
+    save_optimizer_state(out / "optim_state" / "adamw_f64.safetensors", adamw64);
+    save_optimizer_state(out / "optim_state" / "adamw_fresh.safetensors", AdamWState<float>{});
+    RmspropState<float> rms{{.momentum = 0.9f, .centered = true}, 3, {1.0f, 2.0f}, {0.5f, -0.5f}, {0.1f, 0.2f}};
+    save_optimizer_state(out / "optim_state" / "rmsprop_centered.safetensors", rms);
+    RmspropState<double> plain{{}, 2, {1.0, 2.0, 3.0}, {}, {}};
+    save_optimizer_state(out / "optim_state" / "rmsprop_f64.safetensors", plain);
+    Rng rng(42);
+    save_rng_state(out / "optim_state" / "rng.safetensors", rng);
+    save_schedule_state(out / "optim_state" / "schedule.safetensors",
+                        ScheduleState{{.peak_learning_rate = 1e-3f, .warmup_steps = 10, .total_steps = 100,
+                                       .decay = Decay::linear, .final_fraction = 0.1f}, 42});
   }
   return 0;
 }
