@@ -13,12 +13,14 @@
 #include <thread>
 
 #include "support/temp_dir.hpp"
+#include "support/text.hpp"
 
 using namespace rlhf;
 using namespace rlhf::io;
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 using rlhf::test::TempDir;
+using rlhf::test::has;
 using words = std::vector<std::string_view>;
 using ids = std::vector<token_id>;
 
@@ -95,8 +97,6 @@ std::string io_error_of(const std::function<void()>& f) {
   }
   return "no exception";
 }
-
-bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
 }  // namespace
 
@@ -418,6 +418,11 @@ TEST_CASE("Gpt2Tokenizer: a tokenizer.json of another kind, or malformed, is an 
   j = base;
   j["added_tokens"].push_back({{"id", 264}, {"content", "<|endoftext|>"}, {"special", true}});
   check(j, "listed twice");
+  // A merge into an added token's text: Hugging Face refuses it, and it would break decode(encode(s)) == s.
+  j = base;
+  j["added_tokens"].push_back({{"id", t_eot + 1}, {"content", "qq"}, {"special", false}});
+  j["model"]["merges"].push_back("q q");
+  check(j, "the merge of 'q' and 'q', 'qq', is not in the vocabulary");
   j = base;
   j["added_tokens"].push_back({{"id", 264}, {"content", "<a>"}});
   j["added_tokens"].push_back({{"id", 264}, {"content", "<b>"}});

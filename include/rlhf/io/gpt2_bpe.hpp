@@ -596,10 +596,6 @@ inline Gpt2Tokenizer Gpt2Tokenizer::load_json(const std::filesystem::path& token
   f.check_dense(*m, used, "model.vocab and added_tokens");
   f.find_bytes(*m);
   m->special.assign(m->bytes.size(), 0);
-  for (auto& p : pending) {
-    f.add_special(*m, p.content, p.id, p.special);
-    m->piece_ids.emplace(std::move(p.content), p.id);  // a vocabulary piece of the same text keeps its id
-  }
 
   const json& merges = field(model, "merges");
   if (!merges.is_array()) f.bad("model.merges is ", detail::json_brief(merges), ", not an array");
@@ -615,6 +611,12 @@ inline Gpt2Tokenizer Gpt2Tokenizer::load_json(const std::filesystem::path& token
     } else {
       f.bad(where, " is ", detail::json_brief(e), ", not \"a b\" or [\"a\", \"b\"]");
     }
+  }
+  // Added tokens join the pieces only now: a merge must join vocabulary pieces into a vocabulary piece, never
+  // into an added token's text (which is not in the byte-level alphabet and would decode as itself).
+  for (auto& p : pending) {
+    f.add_special(*m, p.content, p.id, p.special);
+    m->piece_ids.emplace(std::move(p.content), p.id);  // a vocabulary piece of the same text keeps its id
   }
   f.finish(*m, options);
   return Gpt2Tokenizer(std::move(m), options.cache_words);
