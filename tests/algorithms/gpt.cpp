@@ -15,30 +15,15 @@
 #include "rlhf/models/gpt/model.hpp"
 #include "rlhf/optim/adamw.hpp"
 #include "support/max_abs_difference.hpp"
+#include "support/tiny_gpt.hpp"
 
 using namespace rlhf;
 using rlhf::test::max_abs_difference;
 
 namespace {
 
-const GptConfig tiny{.vocab_size = 8, .max_seq_len = 8, .channels = 16, .layers = 1, .heads = 2};
-
-// Row b: prompt [1 + b % 3, 2], then a response of 1 to 3 tokens; responses differ between the two sides and
-// are padded on the right to T = 5.
-TokenBatch responses(std::size_t B, std::uint64_t seed) {
-  Rng rng(seed);
-  TokenBatch out = TokenBatch::zeros(B, 5);
-  for (std::size_t b = 0; b < B; ++b) {
-    out.token(b, 0) = static_cast<token_id>(1 + b % 3);
-    out.token(b, 1) = 2;
-    const std::size_t n = 1 + rng.below(3);
-    for (std::size_t t = 2; t < 2 + n; ++t) {
-      out.token(b, t) = static_cast<token_id>(rng.below(8));
-      out.mask(b, t) = 1;
-    }
-  }
-  return out;
-}
+const GptConfig& tiny = rlhf::test::tiny_gpt;
+TokenBatch responses(std::size_t B, std::uint64_t seed) { return rlhf::test::short_responses(B, seed); }
 
 PreferenceBatch pairs(std::size_t B) { return {responses(B, 1), responses(B, 2), {}, {}}; }
 

