@@ -136,9 +136,10 @@ inline float simd_exp(float x) {
 inline double simd_exp(double x) { return std::exp(x); }  // double: the accurate scalar exp
 
 template <class F>
-struct as_double {  // the reduction's value type is double, whatever f returns
+struct store_as_double {  // out[i] = f(i)
   F f;
-  RLHF_HOST_DEVICE double operator()(std::size_t i) const { return static_cast<double>(f(i)); }
+  double* out;
+  RLHF_HOST_DEVICE void operator()(std::size_t i) const { out[i] = static_cast<double>(f(i)); }
 };
 
 template <class F>
@@ -235,8 +236,13 @@ struct thrust_backend {
       for (const double p : partial) total += p;
       return total;
     } else {
-      return ::thrust::transform_reduce(System::policy(), counting(0), counting(n), detail::as_double<F>{f}, 0.0,
-                                        ::thrust::plus<double>());
+      // f into a buffer by one for_each, then one reduce of plain doubles shared by every f. A transform_reduce
+      // would inline f (for a loss, a row's loop over its tokens) into each variant of the reduce kernels, with
+      // their unrolling: that made the PTX of a few losses tens of MB and ptxas take minutes per file.
+      typename System::template vector<double> values(n);  // [n]
+      ::thrust::for_each(System::policy(), counting(0), counting(n),
+                         detail::store_as_double<F>{f, ::thrust::raw_pointer_cast(values.data())});
+      return ::thrust::reduce(System::policy(), values.begin(), values.end(), 0.0, ::thrust::plus<double>());
     }
   }
 
