@@ -42,6 +42,7 @@ struct PpoStepConfig {
   KlConfig kl{};                  // the per-token KL of the rewards and of objective/kl: estimator, clamp, aggregation
   WhitenConfig advantage_whitening{};  // variance (n − 1 or n), ε inside or as a floor, zeros outside the mask
   SampleOptions sample{};              // passed to policy.sample
+  double max_grad_norm = 0;            // > 0: each model's gradient clipped to this global norm (StepOptions)
 };
 
 // One rollout, everything the update needs. Per-token tensors are [B, T], 0 where mask is 0.
@@ -189,6 +190,7 @@ PpoStepResult ppo_update(const PpoModels<P, Ref, Vm, Reward>& models, const PpoO
   std::vector<std::size_t> order(B);
   std::iota(order.begin(), order.end(), std::size_t{0});
   const double weight = 1.0 / static_cast<double>(config.epochs * config.minibatches);
+  double grad_norm = 0, value_grad_norm = 0;  // means over the minibatch steps
   for (std::size_t e = 0; e < config.epochs; ++e) {
     if (config.shuffle)
       for (std::size_t i = B; i-- > 1;) std::swap(order[i], order[rng.below(i + 1)]);
@@ -200,13 +202,14 @@ PpoStepResult ppo_update(const PpoModels<P, Ref, Vm, Reward>& models, const PpoO
       const std::size_t n = hi - lo;
 
       // One optimizer step of each model on the minibatch, whole (one micro-batch).
-      const auto p = training_step(fn, models.policy, optimizers.policy, n, {}, [&](auto, auto, double) {
+      const StepOptions step{.max_grad_norm = config.max_grad_norm};
+      const auto p = training_step(fn, models.policy, optimizers.policy, n, step, [&](auto, auto, double) {
         auto r = ppo_policy_loss(models.policy.log_probs(part), gather_rows(rollout.logp, rows),
                                  gather_rows(rollout.advantages, rows), mask, config.policy);
         models.policy.backward(part, r.d_logp);
         return r;
       });
-      const auto v = training_step(fn, models.value_model, optimizers.value, n, {}, [&](auto, auto, double) {
+      const auto v = training_step(fn, models.value_model, optimizers.value, n, step, [&](auto, auto, double) {
         auto r = ppo_value_loss(models.value_model.values(part), gather_rows(rollout.values, rows),
                                 gather_rows(rollout.returns, rows), mask, config.value);
         models.value_model.backward_values(part, r.d_values);
@@ -217,10 +220,14 @@ PpoStepResult ppo_update(const PpoModels<P, Ref, Vm, Reward>& models, const PpoO
       out.value_loss += weight * v.loss;
       losses.combine(p.metrics, weight);  // each minibatch step counts alike
       losses.combine(v.metrics, weight);
+      grad_norm += weight * p.grad_norm;
+      value_grad_norm += weight * v.grad_norm;
     }
   }
   out.metrics.set(metric::loss_policy_avg, out.policy_loss);
   out.metrics.set(metric::loss_value_avg, out.value_loss);
+  out.metrics.set(metric::grad_norm, grad_norm);
+  out.metrics.set(metric::value_grad_norm, value_grad_norm);
   for (const auto& [name, value] : losses.items()) out.metrics.set(name, value);
   return out;
 }

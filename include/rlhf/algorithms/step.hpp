@@ -4,17 +4,24 @@
 //   model.zero_grad()
 //   for each micro-batch, rows [lo, hi) of B:   r = body(lo, hi, share)      share = (hi − lo) / B
 //       the body scores its rows, takes its loss, runs model.backward with d loss scaled by `share`
+//   grad_norm = ‖gradients‖₂; if max_grad_norm > 0 and grad_norm > max_grad_norm, scale the gradients down to it
 //   optimizer.step(model.parameters(), model.gradients())
 //
+// A non-finite loss or gradient throws rlhf::value_error before the optimizer step, so the parameters and the
+// optimizer's state stay as they were (a trainer stops there and keeps its last good checkpoint).
 // Because each micro-batch's loss is a mean over its rows, the scaled gradients add up to the gradient of
 // the whole batch's mean loss: M micro-batches give the step of one. A method is its loss plus a body.
+#include <cmath>
 #include <cstddef>
+#include <limits>
+#include <span>
 #include <string_view>
 #include <utility>
 
 #include "rlhf/core/batch.hpp"
 #include "rlhf/core/error.hpp"
 #include "rlhf/core/metrics.hpp"
+#include "rlhf/optim/clip.hpp"
 
 namespace rlhf {
 
@@ -22,11 +29,14 @@ struct StepOptions {
   // M ≥ 1: the batch is split into M row blocks (sizes differing by at most one) whose gradients are
   // accumulated before the one optimizer step; the step equals the step on the whole batch.
   std::size_t micro_batches = 1;
+  // > 0: clip the gradient to this global L2 norm before the optimizer step (TRL's max_grad_norm); 0: no clipping.
+  double max_grad_norm = 0;
 };
 
 struct StepResult {
   double loss = 0;  // the loss of the whole batch, as the loss function defines it (a mean)
   Metrics metrics;  // the loss's metrics over the whole batch (each combined by its own rule)
+  double grad_norm = std::numeric_limits<double>::quiet_NaN();  // ‖g‖₂ before clipping; NaN for device gradients
 };
 
 namespace detail {
@@ -75,6 +85,32 @@ inline std::size_t require_ranked_batch(std::string_view fn, const RankedBatch& 
   return B;
 }
 
+// A model whose gradients() are device memory says so (static constexpr bool gradients_on_device = true): the
+// host cannot read them, so its steps measure no norm and cannot clip.
+template <class Model>
+constexpr bool gradients_on_device() {
+  if constexpr (requires { Model::gradients_on_device; })
+    return Model::gradients_on_device;
+  else
+    return false;
+}
+
+// Measures the gradient's global norm and clips it when options.max_grad_norm > 0; throws value_error on NaN or Inf.
+template <class Model>
+double measure_and_clip(std::string_view fn, Model& model, const StepOptions& options) {
+  if (options.max_grad_norm < 0 || !std::isfinite(options.max_grad_norm))
+    fail<config_error>(fn, ": max_grad_norm must be >= 0 and finite (got ", options.max_grad_norm, ")");
+  if constexpr (gradients_on_device<Model>()) {
+    if (options.max_grad_norm > 0)
+      fail<config_error>(fn, ": max_grad_norm needs gradients in host memory; this model keeps them on the device");
+    return std::numeric_limits<double>::quiet_NaN();
+  } else {
+    std::span grads{model.gradients()};
+    if (options.max_grad_norm > 0) return clip_gradient_norm(grads, options.max_grad_norm);
+    return require_finite_gradient(fn, "gradients", std::span<const typename decltype(grads)::value_type>(grads));
+  }
+}
+
 }  // namespace detail
 
 // The step above for any model with zero_grad / parameters / gradients and any optimizer. `body(lo, hi,
@@ -93,6 +129,9 @@ StepResult training_step(std::string_view fn, Model& model, Optimizer& optimizer
     out.loss += share * part.loss;
     out.metrics.combine(part.metrics, share);
   }
+  if (!std::isfinite(out.loss))
+    fail<value_error>(fn, ": the loss is ", out.loss, "; the step is refused and nothing is changed");
+  out.grad_norm = detail::measure_and_clip(fn, model, options);
   optimizer.step(model.parameters(), model.gradients());
   return out;
 }

@@ -21,6 +21,10 @@ inline constexpr const char* logps_sequence = "logps/sequence";
 inline constexpr const char* logps_token = "logps/token";
 inline constexpr const char* tokens_response = "tokens/response";
 
+// ---- every step (algorithms/step.hpp) -------------------------------------------------------------------
+inline constexpr const char* grad_norm = "grad_norm";              // ‖g‖₂ before clipping (TRL's name)
+inline constexpr const char* value_grad_norm = "val/grad_norm";    // PPO's critic, likewise (ours)
+
 // ---- PPO: the rollout (objective/*) and the update (policy/*, val/*, loss/*) -----------------------------
 inline constexpr const char* objective_scores = "objective/scores";  // mean reward-model score per sequence
 inline constexpr const char* objective_kl = "objective/kl";          // mean Σ_t (log π − log π_ref) per sequence

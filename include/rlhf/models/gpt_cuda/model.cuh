@@ -67,6 +67,8 @@ class GptCuda {
     initialize(seed);
   }
 
+  static constexpr bool gradients_on_device = true;  // the steps measure no gradient norm on the host (step.hpp)
+
   const GptConfig& config() const { return config_; }
   const GptCudaOptions& options() const { return options_; }
   std::span<float> parameters() { return {params_.data(), params_.size()}; }  // device memory
