@@ -1,0 +1,100 @@
+#pragma once
+// What a checkpoint-<step>/ folder holds, and putting it back:
+//
+//   config.json, model.safetensors, tokenizer files   the model, loadable as model_name_or_path
+//   optimizer.safetensors                              AdamW's step count and moments (optim/state_file.hpp)
+//   scheduler.safetensors, rng_state.safetensors       the schedule's step, the sampling RNG
+//   trainer_state.json                                 global_step (the data position), epoch, kl_coef, the data's shape
+//   value_model/, value_optimizer.safetensors          PPO's critic and its AdamW
+//   trainer_config.json                                the settings of the run that wrote it
+#include <cstdio>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "checkpoint_folders.hpp"
+#include "rlhf/optim/state_file.hpp"
+#include "session.hpp"
+
+namespace trainer {
+
+inline void fill_checkpoint(const Session& s, std::size_t step, const fs::path& folder) {
+  save_model_folder(*s.policy, s.codec, folder);
+  rlhf::save_optimizer_state(folder / "optimizer.safetensors", *s.optimizer);
+  rlhf::save_schedule_state(folder / "scheduler.safetensors", *s.schedule);
+  rlhf::save_rng_state(folder / "rng_state.safetensors", s.rng);
+  if (s.value) {
+    save_model_folder(*s.value, TextCodec{}, folder / "value_model");
+    rlhf::save_optimizer_state(folder / "value_optimizer.safetensors", *s.value_optimizer);
+  }
+  const nlohmann::json state = {{"method", name_of(s.cfg.method)},
+                                {"global_step", step},
+                                {"total_steps", s.total_steps},
+                                {"epoch", double(step) / double(s.steps_per_epoch)},
+                                {"kl_coef", s.kl_coef},
+                                {"seed", s.cfg.seed},
+                                {"train_rows", s.train.size()},
+                                {"rows_per_step", s.rows_per_step}};
+  rlhf::io::write_file_atomic(folder / "trainer_state.json", state.dump(2) + "\n");
+  rlhf::io::write_file_atomic(folder / "trainer_config.json", to_json(s.cfg));
+}
+
+namespace detail {
+
+template <class T>
+T state_value(const nlohmann::json& state, const fs::path& file, const char* key) {
+  const auto it = state.find(key);
+  if (it == state.end()) rlhf::fail<rlhf::io_error>("'", file.string(), "': missing key '", key, "'");
+  try {
+    return it->get<T>();
+  } catch (const nlohmann::json::exception&) {
+    rlhf::fail<rlhf::io_error>("'", file.string(), "': key '", key, "' has the wrong type (", it->dump(), ")");
+  }
+}
+
+inline void restore_model(Model& model, const fs::path& folder) {
+  rlhf::GptConfig saved = read_model_config(folder / "config.json");
+  if (saved != model.config())
+    rlhf::fail<rlhf::config_error>("resume_from_checkpoint: the model in '", folder.string(),
+                                   "' has another shape than the run's model (model_name_or_path / model_config changed?)");
+  rlhf::load_parameters(model, rlhf::io::Safetensors::load(folder / "model.safetensors"));
+}
+
+}  // namespace detail
+
+// Puts the checkpoint's state into a freshly made session; returns the step to continue from. Refuses (naming the
+// setting) a checkpoint of another method, seed or data shape, with which the continuation would not be exact.
+inline std::size_t restore_checkpoint(Session& s, const fs::path& folder) {
+  const fs::path state_file = folder / "trainer_state.json";
+  const auto state = read_json_file(state_file);
+  const auto method = detail::state_value<std::string>(state, state_file, "method");
+  if (method != name_of(s.cfg.method))
+    rlhf::fail<rlhf::config_error>("resume_from_checkpoint: '", folder.string(), "' was written by rlhf-train ", method,
+                                   ", not ", name_of(s.cfg.method));
+  const auto same = [&](const char* key, std::uint64_t now, const char* setting) {
+    const auto then = detail::state_value<std::uint64_t>(state, state_file, key);
+    if (then != now)
+      rlhf::fail<rlhf::config_error>("resume_from_checkpoint: ", setting, " differs from the checkpoint's run (", key, " ",
+                                     then, " then, ", now, " now); an exact resume needs the same");
+  };
+  same("seed", s.cfg.seed, "seed");
+  same("train_rows", s.train.size(), "train_file");
+  same("rows_per_step", s.rows_per_step, "per_device_train_batch_size x gradient_accumulation_steps");
+  const auto step = detail::state_value<std::size_t>(state, state_file, "global_step");
+
+  detail::restore_model(*s.policy, folder);
+  rlhf::load_optimizer_state(folder / "optimizer.safetensors", *s.optimizer, s.policy->parameters().size());
+  const auto schedule = rlhf::load_schedule_state(folder / "scheduler.safetensors");
+  s.schedule->restore({s.schedule->config(), schedule.step});  // the step; the config is this run's (max_steps may grow)
+  rlhf::load_rng_state(folder / "rng_state.safetensors", s.rng);
+  s.kl_coef = detail::state_value<double>(state, state_file, "kl_coef");
+  if (s.value) {
+    detail::restore_model(*s.value, folder / "value_model");
+    rlhf::load_optimizer_state(folder / "value_optimizer.safetensors", *s.value_optimizer, s.value->parameters().size());
+  }
+  if (step != schedule.step)
+    rlhf::fail<rlhf::io_error>("'", folder.string(), "': global_step ", step, " but the scheduler is at step ", schedule.step);
+  return step;
+}
+
+}  // namespace trainer

@@ -1,0 +1,182 @@
+// The training loop of rlhf-train: for each step, the rows of the step (session.hpp), the learning rate of the
+// schedule, the method's step (methods.hpp); then logging, evaluation and checkpoints on their steps, and a
+// checkpoint before stopping on SIGINT/SIGTERM. A step that meets a non-finite loss or gradient changes nothing
+// and stops the run; the last checkpoint stays as it was.
+#include "run.hpp"
+
+#include <cstdio>
+#include <cstdlib>
+#include <limits>
+#include <map>
+#include <string>
+
+#include "console.hpp"
+#include "methods.hpp"
+#include "metrics_log.hpp"
+#include "resume.hpp"
+
+namespace trainer {
+
+namespace {
+
+// Means of each metric over the steps since the last log line.
+class Window {
+ public:
+  void add(const StepOutcome& o, double learning_rate) {
+    add("loss", o.result.loss);
+    add("grad_norm", o.result.grad_norm);
+    add("learning_rate", learning_rate);
+    for (const auto& [name, value] : o.result.metrics.items()) add(name, value);
+    tokens_ += o.tokens;
+  }
+  Record take(std::size_t step, double epoch, double seconds) {
+    Record r{{"step", double(step)}, {"epoch", epoch}};
+    for (const auto& name : order_) r.emplace_back(name, sums_[name].first / double(sums_[name].second));
+    r.emplace_back("tokens_per_second", seconds > 0 ? tokens_ / seconds : 0);
+    order_.clear(), sums_.clear(), tokens_ = 0;
+    return r;
+  }
+
+ private:
+  void add(const std::string& name, double v) {
+    auto& [sum, count] = sums_[name];
+    if (count == 0 && std::find(order_.begin(), order_.end(), name) == order_.end()) order_.push_back(name);
+    sum += v, count += 1;
+  }
+  std::vector<std::string> order_;
+  std::map<std::string, std::pair<double, std::size_t>> sums_;
+  double tokens_ = 0;
+};
+
+std::string summary_of(const Record& r, Method m) {
+  std::string s;
+  char buf[64];
+  for (const auto& [name, value] : r) {
+    const bool show = name == "loss" || name == "learning_rate" ||
+                      (m == Method::dpo && name == "rewards/accuracies") || (m == Method::reward && name == "accuracy") ||
+                      (m == Method::ppo && (name == "objective/scores" || name == "objective/kl"));
+    if (!show) continue;
+    std::snprintf(buf, sizeof buf, "%s%s %.4g", s.empty() ? "" : "  ", name == "learning_rate" ? "lr" : name.c_str(), value);
+    s += buf;
+  }
+  return s;
+}
+
+void print_start(const Session& s, std::size_t start, const fs::path& out) {
+  const auto& g = s.policy->config();
+  std::printf("rlhf-train %s: %s data '%s': %s\n", name_of(s.cfg.method), rlhf::io::to_string(s.train.format).c_str(),
+              s.cfg.train_file.c_str(), s.train.stats.summary().c_str());
+  if (s.eval.size()) std::printf("  eval '%s': %s\n", s.cfg.eval_file.c_str(), s.eval.stats.summary().c_str());
+  std::printf("  model: %zu parameters (vocab_size %zu, n_positions %zu, n_embd %zu, n_layer %zu, n_head %zu%s), "
+              "tokenizer %s\n",
+              s.policy->parameters().size(), g.vocab_size, g.max_seq_len, g.channels, g.layers, g.heads,
+              g.scalar_head ? ", scalar head" : "", s.codec.kind.c_str());
+  std::printf("  %zu steps of %zu rows (%zu micro-batches of %zu), %zu steps per epoch%s; output: %s\n", s.total_steps,
+              s.rows_per_step, s.cfg.gradient_accumulation_steps, s.cfg.per_device_train_batch_size, s.steps_per_epoch,
+              start ? (", resuming at step " + std::to_string(start)).c_str() : "", out.string().c_str());
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int run(const Config& config) {
+  Session s = make_session(config);
+  const fs::path out = config.output_dir;
+  fs::create_directories(out);
+
+  std::size_t start = 0;
+  std::string last_checkpoint = "none";
+  if (!config.resume_from_checkpoint.empty()) {
+    const fs::path from = resolve_checkpoint(config.resume_from_checkpoint, out);
+    start = restore_checkpoint(s, from);
+    last_checkpoint = from.string();
+    if (start > s.total_steps)
+      rlhf::fail<rlhf::config_error>("resume_from_checkpoint: the checkpoint is at step ", start, ", past this run's ",
+                                     s.total_steps, " steps (raise max_steps or num_train_epochs)");
+  }
+  rlhf::io::write_file_atomic(out / "trainer_config.json", to_json(s.cfg));
+  precompute_reference(s);
+  print_start(s, start, out);
+
+  MetricsLog log(out, config.resume_from_checkpoint.empty() ? -1 : static_cast<long long>(start));
+  install_stop_handlers();
+  Progress progress(start, s.total_steps, config.disable_tqdm);
+  Window window;
+  double window_start = progress.seconds();
+  Record shown;
+
+  const auto save = [&](std::size_t step) {
+    const auto path = write_checkpoint(out, step, [&](const fs::path& f) { fill_checkpoint(s, step, f); });
+    rotate_checkpoints(out, config.save_total_limit);
+    last_checkpoint = path.string();
+    return path;
+  };
+  const auto evaluate_now = [&](std::size_t step) {
+    if (!s.eval.size()) return;
+    double loss = 0;
+    const auto metrics = evaluation_pass(s, step, loss);
+    Record r{{"step", double(step)}, {"epoch", double(step) / double(s.steps_per_epoch)}, {"eval_loss", loss}};
+    for (const auto& [name, value] : metrics.items()) r.emplace_back("eval_" + name, value);
+    log.append(r);
+    progress.break_line();
+    std::printf("eval at step %zu: %s\n", step, summary_of({{"loss", loss}}, config.method).c_str());
+  };
+
+  // A test hook (docs/trainer.md#testing): RLHF_TRAIN_FAULT_NAN_STEP=k puts a NaN into the weights before step k,
+  // so that the divergence path runs on a real model.
+  const char* fault = std::getenv("RLHF_TRAIN_FAULT_NAN_STEP");
+  const std::size_t nan_step = fault ? std::strtoull(fault, nullptr, 10) : 0;
+
+  for (std::size_t g = start; g < s.total_steps; ++g) {
+    const auto rows = rows_of_step(s, g);
+    if (g + 1 == nan_step) s.policy->parameters()[0] = std::numeric_limits<float>::quiet_NaN();
+    const float lr = s.schedule->learning_rate();
+    s.optimizer->set_learning_rate(lr);
+    const rlhf::StepOptions options{.micro_batches = std::min(config.gradient_accumulation_steps, rows.size()),
+                                    .max_grad_norm = config.max_grad_norm};
+    StepOutcome o;
+    try {
+      o = config.method == Method::ppo ? ppo_iteration(s, rows)
+                                       : method_step(s, *s.policy, *s.optimizer, s.train, rows, false, options);
+    } catch (const rlhf::value_error& e) {
+      progress.break_line();
+      std::fprintf(stderr,
+                   "rlhf-train: stopped at step %zu of %zu: %s\n  nothing of step %zu was applied; the last good "
+                   "checkpoint is %s\n",
+                   g + 1, s.total_steps, e.what(), g + 1, last_checkpoint.c_str());
+      return 1;
+    }
+    s.schedule->advance();
+    const std::size_t done = g + 1;
+    window.add(o, lr);
+
+    const bool log_now = done % config.logging_steps == 0 || done == s.total_steps;
+    if (log_now) {
+      const double now = progress.seconds();
+      shown = window.take(done, double(done) / double(s.steps_per_epoch), now - window_start);
+      window_start = now;
+      log.append(shown);
+    }
+    progress.update(done, summary_of(shown, config.method), log_now);
+    if (done == s.total_steps) break;
+    if (config.eval_steps && done % config.eval_steps == 0) evaluate_now(done);
+    if (config.save_steps && done % config.save_steps == 0) save(done);
+    if (stop_signal) {
+      progress.break_line();
+      const auto path = save(done);
+      std::printf("stopped by signal %d after step %zu of %zu; wrote %s (resume with --resume_from_checkpoint %s)\n",
+                  int(stop_signal), done, s.total_steps, path.string().c_str(), path.string().c_str());
+      return 128 + int(stop_signal);
+    }
+  }
+
+  evaluate_now(s.total_steps);
+  const auto path = save(s.total_steps);
+  save_model_folder(*s.policy, s.codec, out);
+  std::printf("wrote %s (the last checkpoint), the model in %s (config.json, model.safetensors, tokenizer files; "
+              "loadable as model_name_or_path), and the metrics in %s and %s\n",
+              path.string().c_str(), out.string().c_str(), log.jsonl().string().c_str(), log.csv().string().c_str());
+  return 0;
+}
+
+}  // namespace trainer

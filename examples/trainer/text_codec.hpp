@@ -1,0 +1,76 @@
+#pragma once
+// The run's tokenizer, whichever kind the files are: GPT-2 byte-level BPE (tokenizer.json, vocab.json +
+// merges.txt, or OpenAI's encoder.json + vocab.bpe) or a SentencePiece .model. The trainer needs only encode,
+// decode, the end-of-sequence id, and the files to copy into every folder it writes, so that each is loadable
+// as model_name_or_path on its own.
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "rlhf/core/error.hpp"
+#include "rlhf/io/gpt2_bpe.hpp"
+#ifdef RLHF_TRAINER_SENTENCEPIECE
+#include "rlhf/io/tokenizer.hpp"
+#endif
+
+namespace trainer {
+
+namespace fs = std::filesystem;
+
+struct TextCodec {
+  std::function<std::vector<rlhf::token_id>(std::string_view)> encode;
+  std::function<std::string(std::span<const rlhf::token_id>)> decode;
+  rlhf::token_id eos = -1;
+  std::string kind;               // "gpt2-bpe" or "sentencepiece", for the log
+  std::vector<fs::path> files;    // copied into saved model folders
+
+  std::vector<rlhf::token_id> operator()(std::string_view text) const { return encode(text); }
+};
+
+inline TextCodec wrap_gpt2(std::shared_ptr<const rlhf::io::Gpt2Tokenizer> t, std::vector<fs::path> files) {
+  return {[t](std::string_view s) { return t->encode(s); },
+          [t](std::span<const rlhf::token_id> ids) { return t->decode(ids, true); },
+          t->eos(),
+          "gpt2-bpe",
+          std::move(files)};
+}
+
+// `where`: a folder or a .model file. Throws rlhf::io_error naming what it looked for.
+inline TextCodec load_text_codec(const fs::path& where) {
+  using rlhf::io::Gpt2Tokenizer;
+  std::error_code ec;
+  if (fs::is_regular_file(where, ec) && where.extension() == ".model") {
+#ifdef RLHF_TRAINER_SENTENCEPIECE
+    auto t = std::make_shared<const rlhf::io::Tokenizer>(rlhf::io::Tokenizer::load(where));
+    return {[t](std::string_view s) { return t->encode(s); },
+            [t](std::span<const rlhf::token_id> ids) { return t->decode(ids); },
+            t->eos(),
+            "sentencepiece",
+            {where}};
+#else
+    rlhf::fail<rlhf::io_error>("tokenizer '", where.string(),
+                               "' is a SentencePiece model, but rlhf-train was built without SentencePiece "
+                               "(apt-get install libsentencepiece-dev, then rebuild)");
+#endif
+  }
+  if (!fs::is_directory(where, ec))
+    rlhf::fail<rlhf::io_error>("tokenizer '", where.string(), "' is neither a folder nor a SentencePiece .model file");
+  if (fs::exists(where / "tokenizer.json", ec))
+    return wrap_gpt2(std::make_shared<const Gpt2Tokenizer>(Gpt2Tokenizer::load_json(where / "tokenizer.json")),
+                     {where / "tokenizer.json"});
+  if (fs::exists(where / "vocab.json", ec) && fs::exists(where / "merges.txt", ec))
+    return wrap_gpt2(std::make_shared<const Gpt2Tokenizer>(Gpt2Tokenizer::load(where / "vocab.json", where / "merges.txt")),
+                     {where / "vocab.json", where / "merges.txt"});
+  if (fs::exists(where / "encoder.json", ec) && fs::exists(where / "vocab.bpe", ec))  // OpenAI's names for the same
+    return wrap_gpt2(std::make_shared<const Gpt2Tokenizer>(Gpt2Tokenizer::load(where / "encoder.json", where / "vocab.bpe")),
+                     {where / "encoder.json", where / "vocab.bpe"});
+  for (const auto& entry : fs::directory_iterator(where, ec))
+    if (entry.path().extension() == ".model") return load_text_codec(entry.path());
+  rlhf::fail<rlhf::io_error>("tokenizer folder '", where.string(),
+                             "' holds none of tokenizer.json, vocab.json + merges.txt, encoder.json + vocab.bpe, *.model");
+}
+
+}  // namespace trainer
