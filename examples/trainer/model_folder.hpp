@@ -55,6 +55,12 @@ inline rlhf::GptConfig read_model_config(const fs::path& path) {
     if (!e->is_number()) rlhf::fail<rlhf::io_error>("'", path.string(), "': layer_norm_epsilon must be a number");
     c.layer_norm_eps = e->get<float>();
   }
+  // The bundled GPT is GPT-2's block: a 4C MLP with the tanh GELU. A config that says otherwise is refused.
+  if (auto n = doc.find("n_inner"); n != doc.end() && !n->is_null() && *n != 4 * c.channels)
+    rlhf::fail<rlhf::io_error>("'", path.string(), "': n_inner ", n->dump(), " is not 4 * n_embd; the GPT here has a 4C MLP");
+  if (auto f = doc.find("activation_function"); f != doc.end() && *f != "gelu_new")
+    rlhf::fail<rlhf::io_error>("'", path.string(), "': activation_function ", f->dump(),
+                               " is not \"gelu_new\" (GPT-2's tanh GELU, the one the GPT here computes)");
   if (auto a = doc.find("architectures"); a != doc.end() && a->is_array())
     for (const auto& name : *a) c.scalar_head |= name == "GPT2ForSequenceClassification";
   c.validate(("'" + path.string() + "'").c_str());
@@ -71,6 +77,7 @@ inline std::string model_config_json(const rlhf::GptConfig& c, const TextCodec& 
                         {"n_layer", c.layers},
                         {"n_head", c.heads},
                         {"layer_norm_epsilon", c.layer_norm_eps},
+                        {"activation_function", "gelu_new"},
                         {"torch_dtype", "float32"}};
   if (c.scalar_head) doc["num_labels"] = 1;
   if (codec.eos >= 0) doc["eos_token_id"] = codec.eos, doc["bos_token_id"] = codec.eos;

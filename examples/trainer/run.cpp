@@ -53,7 +53,7 @@ std::string summary_of(const Record& r, Method m) {
   char buf[64];
   for (const auto& [name, value] : r) {
     const bool show = name == "loss" || name == "learning_rate" ||
-                      (m == Method::dpo && name == "rewards/accuracies") || (m == Method::reward && name == "accuracy") ||
+                      ((m == Method::dpo || m == Method::reward) && name == "rewards/accuracies") ||
                       (m == Method::ppo && (name == "objective/scores" || name == "objective/kl"));
     if (!show) continue;
     std::snprintf(buf, sizeof buf, "%s%s %.4g", s.empty() ? "" : "  ", name == "learning_rate" ? "lr" : name.c_str(), value);
