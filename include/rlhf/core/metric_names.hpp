@@ -42,4 +42,12 @@ inline constexpr const char* val_mse_avg = "val/mse_avg";
 inline constexpr const char* loss_policy_avg = "loss/policy_avg";
 inline constexpr const char* loss_value_avg = "loss/value_avg";
 
+// ---- KTO and ORPO (losses/kto.hpp, losses/orpo.hpp): TRL's KTOTrainer and ORPOTrainer names ---------------
+inline constexpr const char* kl = "kl";                          // KTO's reference point z0 (a mean log-ratio)
+inline constexpr const char* count_chosen = "count/chosen";      // KTO: desirable examples in the batch (a sum)
+inline constexpr const char* count_rejected = "count/rejected";  // KTO: undesirable examples (a sum)
+inline constexpr const char* nll_loss = "nll_loss";              // ORPO's NLL term: chosen-token mean
+inline constexpr const char* log_odds_ratio = "log_odds_ratio";  // ORPO: mean log σ(log odds(y_w) − log odds(y_l))
+inline constexpr const char* log_odds_chosen = "log_odds_chosen";  // ORPO: mean log odds(y_w) − log odds(y_l)
+
 }  // namespace rlhf::metric
