@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <limits>
 #include <sstream>
 #include <stdexcept>
@@ -42,7 +43,8 @@ struct Refusal : std::runtime_error {
 
 std::vector<Key> keys_of(Config& c) {
   using M = Method;
-  const std::vector<M> dpo{M::dpo}, ppo{M::ppo}, pairs{M::dpo, M::unlikelihood, M::reward};
+  const std::vector<M> dpo{M::dpo}, ppo{M::ppo}, online{M::ppo, M::grpo, M::rloo, M::reinforce_pp},
+      critic_free{M::grpo, M::rloo, M::reinforce_pp};
   return {
       {"model_name_or_path", Kind::text, &c.model_name_or_path, "model folder: config.json + model.safetensors"},
       {"model_config", Kind::text, &c.model_config, "a GPT-2 config.json, to train a fresh model instead"},
@@ -82,8 +84,10 @@ std::vector<Key> keys_of(Config& c) {
       {"max_completion_length", Kind::count, &c.max_completion_length, "completion tokens kept; 0: no limit", 0, 1 << 20},
       {"truncation_mode", Kind::choice, &c.truncation_mode, "which end of a long prompt is kept", 0, 0,
        {"keep_end", "keep_start"}},
-      {"beta", Kind::real, &c.beta, "DPO's beta", 1e-12, 1e6, {}, false, dpo},
-      {"loss_type", Kind::choice, &c.loss_type, "DPO loss", 0, 0, {"sigmoid", "robust", "hinge", "ipo"}, false, dpo},
+      {"beta", Kind::real, &c.beta, "DPO's beta; GRPO's KL coefficient (k3 loss term; 0: no reference)", 0, 1e6, {},
+       false, {M::dpo, M::grpo}},
+      {"loss_type", Kind::choice, &c.loss_type, "dpo: sigmoid robust hinge ipo; grpo: grpo bnpo dr_grpo", 0, 0,
+       {"sigmoid", "robust", "hinge", "ipo", "grpo", "bnpo", "dr_grpo"}, false, {M::dpo, M::grpo}},
       {"label_smoothing", Kind::real, &c.label_smoothing, "assumed label-flip probability", 0, 0.4999, {}, false,
        {M::dpo, M::reward}},
       {"precompute_ref_log_probs", Kind::boolean, &c.precompute_ref_log_probs,
@@ -93,21 +97,33 @@ std::vector<Key> keys_of(Config& c) {
       {"center_rewards_coefficient", Kind::real, &c.center_rewards_coefficient, "weight of (r_w + r_l)^2", 0, 1e6, {},
        false, {M::reward}},
       {"alpha", Kind::real, &c.alpha, "weight of the unlikelihood term", 0, 1e6, {}, false, {M::unlikelihood}},
-      {"reward_model_path", Kind::text, &c.reward_model_path, "reward-model folder, or 'vader'", 0, 0, {}, false, ppo},
-      {"vader_lexicon", Kind::text, &c.vader_lexicon, "VADER's vader_lexicon.txt", 0, 0, {}, false, ppo},
+      {"reward_model_path", Kind::text, &c.reward_model_path, "reward-model folder, or 'vader'", 0, 0, {}, false, online},
+      {"vader_lexicon", Kind::text, &c.vader_lexicon, "VADER's vader_lexicon.txt", 0, 0, {}, false, online},
       {"num_ppo_epochs", Kind::count, &c.num_ppo_epochs, "passes over each rollout", 1, 1e6, {}, false, ppo},
-      {"num_mini_batches", Kind::count, &c.num_mini_batches, "optimizer steps per pass", 1, 1e6, {}, false, ppo},
-      {"kl_coef", Kind::real, &c.kl_coef, "KL penalty coefficient (the start, when adaptive)", 0, 1e6, {}, false, ppo},
+      {"num_mini_batches", Kind::count, &c.num_mini_batches, "optimizer steps per pass", 1, 1e6, {}, false, online},
+      {"kl_coef", Kind::real, &c.kl_coef, "KL coefficient in the reward (ppo: the start, when adaptive)", 0, 1e6, {},
+       false, {M::ppo, M::rloo, M::reinforce_pp}},
       {"adaptive_kl", Kind::boolean, &c.adaptive_kl, "steer kl_coef towards kl_target", 0, 0, {}, false, ppo},
       {"kl_target", Kind::real, &c.kl_target, "the adaptive controller's KL target (nats)", 1e-12, 1e6, {}, false, ppo},
       {"kl_horizon", Kind::real, &c.kl_horizon, "the adaptive controller's horizon", 1, 1e12, {}, false, ppo},
       {"kl_estimator", Kind::choice, &c.kl_estimator, "per-token KL estimator", 0, 0, {"k1", "k3"}, false, ppo},
       {"cliprange", Kind::real, &c.cliprange, "PPO's policy clip", 1e-12, 10, {}, false, ppo},
       {"cliprange_value", Kind::real, &c.cliprange_value, "value clip; 0: none", 0, 1e6, {}, false, ppo},
-      {"gamma", Kind::real, &c.gamma, "discount", 0, 1, {}, false, ppo},
+      {"gamma", Kind::real, &c.gamma, "discount", 0, 1, {}, false, {M::ppo, M::reinforce_pp}},
       {"lam", Kind::real, &c.lam, "GAE lambda", 0, 1, {}, false, ppo},
-      {"response_length", Kind::count, &c.response_length, "tokens sampled per prompt", 1, 1 << 20, {}, false, ppo},
-      {"temperature", Kind::real, &c.temperature, "sampling temperature", 1e-6, 1e3, {}, false, ppo},
+      {"response_length", Kind::count, &c.response_length, "tokens sampled per prompt", 1, 1 << 20, {}, false, online},
+      {"temperature", Kind::real, &c.temperature, "sampling temperature", 1e-6, 1e3, {}, false, online},
+      {"num_generations", Kind::count, &c.num_generations, "completions sampled per prompt (G)", 1, 1 << 16, {}, false,
+       critic_free},
+      {"scale_rewards", Kind::boolean, &c.scale_rewards, "GRPO: divide advantages by the group's std", 0, 0, {}, false,
+       {M::grpo}},
+      {"epsilon", Kind::real, &c.epsilon, "clip of the ratio below 1 (and above, unless epsilon_high)", 1e-12, 10, {},
+       false, critic_free},
+      {"epsilon_high", Kind::real, &c.epsilon_high, "clip above 1 (DAPO's clip-higher); 0: epsilon", 0, 10, {}, false,
+       critic_free},
+      {"num_iterations", Kind::count, &c.num_iterations, "passes over each rollout (mu)", 1, 1e6, {}, false, critic_free},
+      {"drop_uniform_groups", Kind::boolean, &c.drop_uniform_groups,
+       "skip groups whose rewards are all equal (DAPO's dynamic sampling)", 0, 0, {}, false, critic_free},
   };
 }
 
@@ -240,10 +256,17 @@ void check_combinations(const Config& c) {
   if (c.output_dir.empty()) refuse("output_dir", "must not be empty");
   if (c.max_steps == 0) refuse("max_steps", "must be > 0, or -1 to use num_train_epochs");
   if (c.max_steps < 0 && !(c.num_train_epochs > 0)) refuse("num_train_epochs", "must be > 0 when max_steps is -1");
-  if (c.max_prompt_length >= c.max_length && c.max_prompt_length != 0 && c.method != Method::ppo)
+  if (c.max_prompt_length >= c.max_length && c.max_prompt_length != 0 && !is_online(c.method))
     refuse("max_prompt_length", "must be below max_length (" + std::to_string(c.max_length) + ") to leave room for a completion");
-  if (c.method == Method::ppo && c.reward_model_path.empty())
-    refuse("reward_model_path", "is required for ppo: a reward-model folder or 'vader'");
+  if (is_online(c.method) && c.reward_model_path.empty())
+    refuse("reward_model_path", std::string("is required for ") + name_of(c.method) + ": a reward-model folder or 'vader'");
+  if (c.method == Method::dpo && (c.loss_type == "grpo" || c.loss_type == "bnpo" || c.loss_type == "dr_grpo"))
+    refuse("loss_type", "'" + c.loss_type + "' is a GRPO loss; dpo takes sigmoid, robust, hinge or ipo");
+  if (c.method == Method::grpo && c.loss_type != "grpo" && c.loss_type != "bnpo" && c.loss_type != "dr_grpo")
+    refuse("loss_type", "'" + c.loss_type + "' is not a GRPO loss: grpo, bnpo or dr_grpo");
+  if (c.method == Method::rloo && c.num_generations < 2)
+    refuse("num_generations", "rloo's leave-one-out baseline needs at least 2 completions per prompt");
+  if (c.method == Method::dpo && c.beta <= 0) refuse("beta", "must be > 0 for dpo");
   if (c.method == Method::ppo && c.num_mini_batches > c.per_device_train_batch_size * c.gradient_accumulation_steps)
     refuse("num_mini_batches", "must be at most the prompts per step (per_device_train_batch_size x "
                                "gradient_accumulation_steps = " +
@@ -255,11 +278,11 @@ void check_combinations(const Config& c) {
 void print_help(const Config& c, const std::vector<Key>& keys) {
   std::printf(
       "rlhf-train %s: train the bundled GPT on JSON Lines data in TRL's formats.\n\n"
-      "usage: rlhf-train {sft,dpo,reward,ppo,unlikelihood} [--config FILE.json] [--key value ...]\n\n"
+      "usage: rlhf-train METHOD [--config FILE.json] [--key value ...]\n  METHOD: %s\n\n"
       "Settings come from FILE.json (one object) and then from --key value (or --key=value) pairs, which win.\n"
       "Every key is checked before any work; an unknown key or a bad value exits with status 2.\n"
       "docs/trainer.md lists each key beside TRL's.\n\n  --help  this text\n  --config FILE.json\n",
-      name_of(c.method));
+      name_of(c.method), method_list);
   Config defaults;
   defaults.method = c.method;
   apply_method_defaults(defaults);
@@ -297,8 +320,18 @@ void apply_method_defaults(Config& c) {
       case Method::reward: c.learning_rate = 1e-5; break;
       case Method::unlikelihood: c.learning_rate = 1e-5; break;
       case Method::ppo: c.learning_rate = 3e-6; break;
+      case Method::grpo:
+      case Method::rloo:
+      case Method::reinforce_pp: c.learning_rate = 1e-6; break;
     }
   }
+  if (c.method == Method::grpo) {
+    if (!c.was_set("beta")) c.beta = 0.04;
+    if (!c.was_set("loss_type")) c.loss_type = "grpo";
+  }
+  if (c.method == Method::rloo && !c.was_set("num_generations")) c.num_generations = 4;
+  if (c.method == Method::reinforce_pp && !c.was_set("num_generations")) c.num_generations = 1;
+  if (c.method == Method::reinforce_pp && !c.was_set("kl_coef")) c.kl_coef = 0.01;
   if (c.method == Method::sft && !c.was_set("max_prompt_length")) c.max_prompt_length = 0;
 }
 
@@ -310,18 +343,19 @@ Parsed parse_arguments(int argc, char** argv) {
     out.exit_code = bad_usage;
     return out;
   };
-  if (argc < 2) return fail("the first argument must be the method: sft, dpo, reward, ppo or unlikelihood (--help)");
+  if (argc < 2) return fail(std::string("the first argument must be the method: ") + method_list + " (--help)");
   const std::string method = argv[1];
   if (method == "--help" || method == "-h") {
-    std::printf("usage: rlhf-train {sft,dpo,reward,ppo,unlikelihood} [--config FILE.json] [--key value ...]\n"
-                "rlhf-train METHOD --help lists the settings of that method; docs/trainer.md describes them.\n");
+    std::printf("usage: rlhf-train METHOD [--config FILE.json] [--key value ...]\n  METHOD: %s\n"
+                "rlhf-train METHOD --help lists the settings of that method; docs/trainer.md describes them.\n",
+                method_list);
     out.exit_code = 0;
     return out;
   }
   bool known = false;
-  for (int m = 0; m < 5; ++m)
+  for (int m = 0; m < int(std::size(method_names)); ++m)
     if (method == method_names[m]) c.method = static_cast<Method>(m), known = true;
-  if (!known) return fail("unknown method '" + method + "': use sft, dpo, reward, ppo or unlikelihood");
+  if (!known) return fail("unknown method '" + method + "': use " + method_list);
 
   const auto keys = keys_of(c);
   try {

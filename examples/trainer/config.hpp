@@ -9,9 +9,13 @@
 
 namespace trainer {
 
-enum class Method { sft, dpo, reward, ppo, unlikelihood };
-inline constexpr const char* method_names[] = {"sft", "dpo", "reward", "ppo", "unlikelihood"};
+enum class Method { sft, dpo, reward, ppo, unlikelihood, grpo, rloo, reinforce_pp };
+inline constexpr const char* method_names[] = {"sft", "dpo", "reward", "ppo", "unlikelihood", "grpo", "rloo", "reinforce_pp"};
+inline constexpr const char* method_list = "sft, dpo, reward, ppo, unlikelihood, grpo, rloo or reinforce_pp";
 inline const char* name_of(Method m) { return method_names[static_cast<int>(m)]; }
+// The methods that sample from the policy and score with a reward (PPO and the critic-free ones).
+inline bool is_online(Method m) { return m == Method::ppo || m == Method::grpo || m == Method::rloo || m == Method::reinforce_pp; }
+inline bool is_critic_free(Method m) { return m == Method::grpo || m == Method::rloo || m == Method::reinforce_pp; }
 
 struct Config {
   Method method = Method::sft;
@@ -56,7 +60,7 @@ struct Config {
 
   // ---- DPO ----
   double beta = 0.1;
-  std::string loss_type = "sigmoid";    // sigmoid | robust | hinge | ipo
+  std::string loss_type = "sigmoid";    // dpo: sigmoid | robust | hinge | ipo; grpo: grpo | bnpo | dr_grpo
   double label_smoothing = 0.0;
   bool precompute_ref_log_probs = false;
   bool reference_free = false;
@@ -81,6 +85,13 @@ struct Config {
   double gamma = 1.0, lam = 0.95;
   std::size_t response_length = 53;
   double temperature = 0.7;
+
+  // ---- GRPO, RLOO, REINFORCE++ (algorithms/critic_free.hpp) ----
+  std::size_t num_generations = 8;      // G completions per prompt
+  bool scale_rewards = true;            // GRPO: divide by the group's std
+  double epsilon = 0.2, epsilon_high = 0.0;  // the ratio's clip below / above 1 (0: epsilon)
+  std::size_t num_iterations = 1;       // μ: passes over each rollout
+  bool drop_uniform_groups = false;     // DAPO's dynamic sampling
 
   std::vector<std::string> set_keys;    // the keys the file or the command line gave, in order
   bool was_set(const std::string& key) const;

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "rlhf/algorithms/critic_free.hpp"
 #include "rlhf/algorithms/dpo.hpp"
 #include "rlhf/algorithms/evaluate.hpp"
 #include "rlhf/algorithms/kl_control.hpp"
@@ -112,7 +113,11 @@ StepOutcome method_step(Session& s, M& model, O& optimizer, const TokenizedDatas
       out.result = rlhf::unlikelihood_step(model, optimizer, collate_preferences(data.rows, rows), {.alpha = c.alpha},
                                            options);
       break;
-    case Method::ppo: rlhf::fail<rlhf::error>("method_step: PPO has its own step (ppo_iteration)");
+    case Method::ppo:
+    case Method::grpo:
+    case Method::rloo:
+    case Method::reinforce_pp:
+      rlhf::fail<rlhf::error>("method_step: ", name_of(c.method), " samples; its step is online_iteration");
   }
   return out;
 }
@@ -172,6 +177,51 @@ inline StepOutcome ppo_iteration(Session& s, Rows rows) {
   return out;
 }
 
+inline rlhf::CriticFreeConfig critic_free_config(const Session& s) {
+  const Config& c = s.cfg;
+  rlhf::CriticFreeConfig f;
+  switch (c.method) {
+    case Method::grpo:
+      f = rlhf::CriticFreeConfig::grpo(c.num_generations, c.beta);
+      f.scale_rewards = c.scale_rewards;
+      // TRL's loss_type: grpo averages each completion's tokens, bnpo every token of the batch alike, dr_grpo
+      // each completion's token sum over the longest completion allowed.
+      f.policy.aggregation = c.loss_type == "bnpo"      ? rlhf::Aggregation::token_mean
+                             : c.loss_type == "dr_grpo" ? rlhf::Aggregation::sequence_sum
+                                                        : rlhf::Aggregation::sequence_mean;
+      f.policy.max_tokens = double(c.response_length);
+      break;
+    case Method::rloo: f = rlhf::CriticFreeConfig::rloo(c.num_generations, c.kl_coef); break;
+    default: f = rlhf::CriticFreeConfig::reinforce_pp(c.kl_coef, c.num_generations); f.gamma = c.gamma; break;
+  }
+  f.policy.clip = c.epsilon;
+  if (c.epsilon_high > 0) f.policy.clip_low = c.epsilon, f.policy.clip_high = c.epsilon_high;
+  f.iterations = c.num_iterations;
+  f.minibatches = c.num_mini_batches;
+  f.drop_uniform_groups = c.drop_uniform_groups;
+  f.sample = {.max_new_tokens = c.response_length, .temperature = float(c.temperature), .stop_token = s.codec.eos};
+  f.max_grad_norm = c.max_grad_norm;
+  return f;
+}
+
+// One GRPO / RLOO / REINFORCE++ iteration on the prompts of `rows`.
+inline StepOutcome critic_free_iteration(Session& s, Rows rows) {
+  auto reward = [&](const rlhf::TokenBatch& b) { return ppo_scores(s, b); };
+  Model& reference = s.reference ? *s.reference : *s.policy;  // unused when the KL coefficient is 0
+  rlhf::CriticFreeModels models{.policy = *s.policy, .reference = reference, .reward = reward};
+  const auto config = critic_free_config(s);
+  StepOutcome out;
+  out.result = rlhf::critic_free_step(models, *s.optimizer, rlhf::io::collate_prompts(s.train.rows, rows), s.rng, config);
+  for (const auto i : rows) out.tokens += double(s.train.rows[i].prompt.size() * config.group_size);
+  out.tokens += out.result.metrics["completions/mean_length"] * double(rows.size() * config.group_size);
+  return out;
+}
+
+// Any method that samples: PPO or a critic-free one.
+inline StepOutcome online_iteration(Session& s, Rows rows) {
+  return s.cfg.method == Method::ppo ? ppo_iteration(s, rows) : critic_free_iteration(s, rows);
+}
+
 // The evaluation pass over eval_file: every row once, in file order, in batches of per_device_eval_batch_size;
 // metrics combined over the batches by their own rules. PPO samples from the eval prompts with its own RNG
 // (seeded by the step), so the training RNG's stream is untouched.
@@ -190,6 +240,15 @@ inline rlhf::Metrics evaluation_pass(Session& s, std::size_t step, double& loss)
       const auto rollout = rlhf::ppo_rollout(models, rlhf::io::collate_prompts(s.eval.rows, rows), rng, s.kl_coef, ppo_config(s));
       total.combine(rollout.metrics, share);
       loss -= share * rollout.metrics[rlhf::metric::objective_rlhf_reward];  // eval_loss: − the KL-penalised reward
+    } else if (is_critic_free(s.cfg.method)) {
+      auto reward = [&](const rlhf::TokenBatch& b) { return ppo_scores(s, b); };
+      Model& reference = s.reference ? *s.reference : *s.policy;
+      rlhf::CriticFreeModels models{.policy = *s.policy, .reference = reference, .reward = reward};
+      rlhf::Rng rng(s.cfg.seed ^ (0xd1b54a32d192ed03ULL * (step + 1)));
+      const auto rollout =
+          rlhf::critic_free_rollout(models, rlhf::io::collate_prompts(s.eval.rows, rows), rng, critic_free_config(s));
+      total.combine(rollout.metrics, share);
+      loss -= share * rollout.metrics["reward"];  // eval_loss: − the mean reward
     } else {
       const auto r = rlhf::evaluate(*s.policy, [&](auto& frozen, auto& no_update) {
         return method_step(s, frozen, no_update, s.eval, rows, true, {}).result;

@@ -54,7 +54,8 @@ std::string summary_of(const Record& r, Method m) {
   for (const auto& [name, value] : r) {
     const bool show = name == "loss" || name == "learning_rate" ||
                       ((m == Method::dpo || m == Method::reward) && name == "rewards/accuracies") ||
-                      (m == Method::ppo && (name == "objective/scores" || name == "objective/kl"));
+                      (m == Method::ppo && (name == "objective/scores" || name == "objective/kl")) ||
+                      (is_critic_free(m) && (name == "reward" || name == "kl"));
     if (!show) continue;
     std::snprintf(buf, sizeof buf, "%s%s %.4g", s.empty() ? "" : "  ", name == "learning_rate" ? "lr" : name.c_str(), value);
     s += buf;
@@ -136,8 +137,8 @@ int run(const Config& config) {
                                     .max_grad_norm = config.max_grad_norm};
     StepOutcome o;
     try {
-      o = config.method == Method::ppo ? ppo_iteration(s, rows)
-                                       : method_step(s, *s.policy, *s.optimizer, s.train, rows, false, options);
+      o = is_online(config.method) ? online_iteration(s, rows)
+                                   : method_step(s, *s.policy, *s.optimizer, s.train, rows, false, options);
     } catch (const rlhf::value_error& e) {
       progress.break_line();
       std::fprintf(stderr,

@@ -45,7 +45,14 @@ struct Session {
 
   bool ranked() const { return train.format.type == DatasetType::ranked; }
   bool uses_reference() const {
-    return (cfg.method == Method::dpo && !cfg.reference_free) || cfg.method == Method::ppo;
+    switch (cfg.method) {
+      case Method::dpo: return !cfg.reference_free;
+      case Method::ppo: return true;
+      case Method::grpo: return cfg.beta > 0;
+      case Method::rloo:
+      case Method::reinforce_pp: return cfg.kl_coef > 0;
+      default: return false;
+    }
   }
 };
 
@@ -74,7 +81,7 @@ inline TokenizedDataset load_data(const Config& c, const TextCodec& codec, const
   rlhf::io::TokenizeConfig t;
   t.truncation_mode = c.truncation_mode == "keep_start" ? rlhf::io::TruncationMode::keep_start
                                                         : rlhf::io::TruncationMode::keep_end;
-  if (c.method == Method::ppo) {  // prompts only; the sampled response must fit after them
+  if (is_online(c.method)) {  // prompts only; the sampled response must fit after them
     if (c.response_length >= n_positions)
       rlhf::fail<rlhf::config_error>("response_length (", c.response_length, ") must be below the model's n_positions (",
                                      n_positions, ")");
@@ -98,6 +105,9 @@ inline TokenizedDataset load_data(const Config& c, const TextCodec& codec, const
     case Method::reward: require_type(c, data, {T::preference, T::implicit_preference, T::ranked}, "preference pairs or rankings"); break;
     case Method::unlikelihood: require_type(c, data, {T::preference, T::implicit_preference}, "preference pairs"); break;
     case Method::ppo:
+    case Method::grpo:
+    case Method::rloo:
+    case Method::reinforce_pp:
       require_type(c, data, {T::prompt_only, T::prompt_completion, T::preference, T::ranked}, "rows with a prompt");
       break;
   }
@@ -140,7 +150,7 @@ inline Session make_session(const Config& cfg) {
   const bool head = cfg.method == Method::reward;
   s.policy.emplace(initial_model(cfg, head, cfg.seed));
   const rlhf::GptConfig& g = s.policy->config();
-  if (cfg.method != Method::ppo && s.cfg.max_length > g.max_seq_len) {
+  if (!is_online(cfg.method) && s.cfg.max_length > g.max_seq_len) {
     std::printf("note: max_length %zu is above the model's n_positions %zu; using %zu\n", s.cfg.max_length,
                 g.max_seq_len, g.max_seq_len);
     s.cfg.max_length = g.max_seq_len;
@@ -157,20 +167,21 @@ inline Session make_session(const Config& cfg) {
   }
 
   if (s.uses_reference()) s.reference.emplace(initial_model(cfg, false, cfg.seed));
-  if (cfg.method == Method::ppo) {
+  if (is_online(cfg.method)) {
+    const bool critic = cfg.method == Method::ppo;
     if (cfg.reward_model_path == "vader") {
       const std::string lexicon = cfg.vader_lexicon.empty()
                                       ? std::string(RLHF_SOURCE_DIR) + "/third_party/npm/node_modules/vader-sentiment/vader_lexicon.txt"
                                       : cfg.vader_lexicon;
       s.vader = rlhf::eval::Vader::load(lexicon);
       // The critic starts from the policy's trunk and a fresh head.
-      s.value.emplace(initial_model(cfg, true, cfg.seed + 1));
+      if (critic) s.value.emplace(initial_model(cfg, true, cfg.seed + 1));
     } else {
       if (!read_model_config(fs::path(cfg.reward_model_path) / "config.json").scalar_head)
         rlhf::fail<rlhf::io_error>("reward_model_path '", cfg.reward_model_path,
                                    "' is a language model; train one with rlhf-train reward, or use 'vader'");
       s.reward_model.emplace(load_model_folder(cfg.reward_model_path, true, cfg.seed));
-      s.value.emplace(load_model_folder(cfg.reward_model_path, true, cfg.seed));  // as TRL: the critic starts as the RM
+      if (critic) s.value.emplace(load_model_folder(cfg.reward_model_path, true, cfg.seed));  // as TRL: the critic starts as the RM
       if (s.reward_model->config().vocab_size != g.vocab_size)
         rlhf::fail<rlhf::config_error>("reward_model_path '", cfg.reward_model_path, "' has vocab_size ",
                                        s.reward_model->config().vocab_size, ", the policy ", g.vocab_size);

@@ -58,6 +58,10 @@ resume)
     ppo) args+=(--reward_model_path vader --response_length 5 --num_ppo_epochs 2 --num_mini_batches 2
                 --adaptive_kl true --kl_horizon 100) ;;
     dpo) args+=(--precompute_ref_log_probs true) ;;
+    grpo) args+=(--reward_model_path vader --response_length 5 --num_generations 4 --num_iterations 2
+                 --num_mini_batches 2 --epsilon_high 0.28 --loss_type dr_grpo) ;;
+    rloo) args+=(--reward_model_path vader --response_length 5 --num_generations 3) ;;
+    reinforce_pp) args+=(--reward_model_path vader --response_length 5 --num_generations 2 --kl_coef 0.05) ;;
   esac
   "$bin" "$method" "${args[@]}" --output_dir "$work/straight" > /dev/null
   mkdir -p "$work/resumed"
