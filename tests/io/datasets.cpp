@@ -82,13 +82,14 @@ TEST_CASE("detect_format: the type from the keys, standard or conversational fro
   CHECK(f(R"({"prompt":"p"})") == DatasetFormat{DatasetType::prompt_only, false});
   CHECK(f(R"({"prompt":[{"role":"user","content":"x"}]})") == DatasetFormat{DatasetType::prompt_only, true});
   CHECK(f(R"({"prompt":"p","completions":["a","b"]})") == DatasetFormat{DatasetType::ranked, false});
+  CHECK(f(R"({"prompt":"p","completion":"c","label":true})") == DatasetFormat{DatasetType::unpaired_preference, false});
+  CHECK(f(R"({"prompt":[],"completion":[],"label":false})") == DatasetFormat{DatasetType::unpaired_preference, true});
   CHECK(f(R"({"prompt":[],"chosen":[],"rejected":[]})") == DatasetFormat{DatasetType::preference, true});
   CHECK(f(R"({"id":7,"prompt":"p","chosen":"a","rejected":"b","score":1})") ==
         DatasetFormat{DatasetType::preference, false});  // other keys are ignored
 
   const auto bad = [&](const char* s) { return error_message<io_error>([&] { f(s); }); };
   CHECK(has(bad(R"({"prompt":"p","chosen":"a"})"), "has \"chosen\" but no \"rejected\""));
-  CHECK(has(bad(R"({"prompt":"p","completion":"c","label":true})"), "KTO"));
   CHECK(has(bad(R"({"question":"q","answer":"a"})"), "its keys: answer, question"));
   CHECK(has(bad(R"([1,2])"), "not an object"));
   CHECK(has(bad(R"({"completions":["a","b"]})"), "no \"prompt\""));
@@ -147,6 +148,28 @@ TEST_CASE("standard formats: each parses into rows of prompt and completions, in
     REQUIRE(t.rows.size() == 2);
     CHECK(t.rows[1].completions[0] == "b");
   }
+}
+
+TEST_CASE("unpaired preference (TRL's KTO format): prompt, completion and a true/false label per row") {
+  TempDir dir;
+  const auto t = read_text_dataset(jsonl(dir, R"({"prompt":"Q","completion":" yes","label":true}
+{"prompt":"Q","completion":" no","label":false}
+)"));
+  CHECK(t.format == DatasetFormat{DatasetType::unpaired_preference, false});
+  REQUIRE(t.rows.size() == 2);
+  CHECK(t.rows[0].completions == std::vector<std::string>{" yes"});
+  CHECK(t.rows[0].label == true);
+  CHECK(t.rows[1].label == false);
+  const auto d = tokenize_dataset(t, ByteTokenizer{});
+  CHECK(d.rows[1].label == false);
+  const auto bad = error_message<io_error>([&] {
+    read_text_dataset(jsonl(dir, R"({"prompt":"Q","completion":" yes","label":true}
+{"prompt":"Q","completion":" no","label":"bad"}
+)"));
+  });
+  CHECK(has(bad, "line 2"));
+  CHECK(has(bad, "\"label\" is"));
+  CHECK(has(bad, "not true or false"));
 }
 
 TEST_CASE("implicit prompt: the longest common token prefix of chosen and rejected; eos after each completion") {

@@ -9,6 +9,7 @@
 //   preference           {"prompt","chosen","rejected"}    the same keys
 //   implicit_preference  {"chosen","rejected"}             the same keys
 //   ranked               {"prompt","completions"[,"scores"]}  (this library's, for Plackett–Luce)
+//   unpaired_preference  {"prompt","completion","label"}   the same keys (label: true = desirable; KTO)
 //
 // Every record of a file has the type of the first; other keys are ignored. Every problem is an rlhf::io_error
 // naming the file, the line and the problem: a line that is not JSON or not an object, a missing key, a field of
@@ -33,7 +34,15 @@
 
 namespace rlhf::io {
 
-enum class DatasetType { language_modeling, prompt_only, prompt_completion, preference, implicit_preference, ranked };
+enum class DatasetType {
+  language_modeling,
+  prompt_only,
+  prompt_completion,
+  preference,
+  implicit_preference,
+  ranked,
+  unpaired_preference
+};
 
 inline std::string_view to_string(DatasetType t) {
   switch (t) {
@@ -43,6 +52,7 @@ inline std::string_view to_string(DatasetType t) {
     case DatasetType::preference: return "preference";
     case DatasetType::implicit_preference: return "implicit-prompt preference";
     case DatasetType::ranked: return "ranked";
+    case DatasetType::unpaired_preference: return "unpaired preference";
   }
   return "?";
 }
@@ -66,12 +76,14 @@ inline std::string to_string(const DatasetFormat& f) {
 //   implicit_preference: prompt "" (standard: found when tokenized as the longest common token prefix;
 //                        conversational: the common leading messages), completions {chosen, rejected}
 //   ranked:              prompt,           completions best first (sorted by "scores" when given)
+//   unpaired_preference: prompt,           completions {completion}, label
 struct TextRow {
   std::size_t line = 0;  // 1-based line of the file
   std::string prompt;
   std::vector<std::string> completions;
   std::vector<double> scores;   // ranked with "scores": one per completion, best first (descending); else empty
   std::optional<double> margin;  // preference types: the record's "margin" (TRL's reward-model margin), if any
+  std::optional<bool> label;     // unpaired_preference: true when the completion is desirable
 };
 
 struct TextDataset {
@@ -109,6 +121,7 @@ inline std::vector<std::string_view> required_keys(DatasetFormat f) {
     case DatasetType::preference: return {"prompt", "chosen", "rejected"};
     case DatasetType::implicit_preference: return {"chosen", "rejected"};
     case DatasetType::ranked: return {"prompt", "completions"};
+    case DatasetType::unpaired_preference: return {"prompt", "completion", "label"};
   }
   return {};
 }
@@ -129,10 +142,8 @@ DatasetFormat detect_format(const nlohmann::json& r, const Bad& bad) {
     if (!rejected) bad("has \"chosen\" but no \"rejected\"");
     type = prompt ? DatasetType::preference : DatasetType::implicit_preference, first = "chosen";
   } else if (has_key(r, "completion")) {
-    if (has_key(r, "label"))
-      bad("has \"completion\" and \"label\": unpaired preference (TRL's KTO format) is not read by this library");
     if (!prompt) bad("has \"completion\" but no \"prompt\"");
-    type = DatasetType::prompt_completion, first = "prompt";
+    type = has_key(r, "label") ? DatasetType::unpaired_preference : DatasetType::prompt_completion, first = "prompt";
   } else if (has_key(r, "messages")) {
     return {DatasetType::language_modeling, true};
   } else if (has_key(r, "text")) {
@@ -246,6 +257,14 @@ struct TextRowParser {
         }
         break;
       case DatasetType::ranked: ranked(r, row); break;
+      case DatasetType::unpaired_preference: {
+        row.prompt = prompt(field(r, "prompt"));
+        row.completions.push_back(completion(field(r, "completion"), "\"completion\""));
+        const auto& label = field(r, "label");
+        if (!label.is_boolean()) bad("\"label\" is ", json_brief(label), ", not true or false");
+        row.label = label.get<bool>();
+        break;
+      }
     }
     if (format->type == DatasetType::preference || format->type == DatasetType::implicit_preference) margin(r, row);
     return row;

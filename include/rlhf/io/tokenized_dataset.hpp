@@ -114,6 +114,7 @@ struct TokenizedRow {
   std::vector<std::vector<token_id>> completions;
   std::vector<double> scores;    // ranked with scores, best first
   std::optional<double> margin;  // preference with "margin"
+  std::optional<bool> label;     // unpaired preference: true = desirable
 };
 
 struct TokenizedDataset {
@@ -175,6 +176,7 @@ TokenizedDataset tokenize_dataset(const TextDataset& text, const E& encoder, con
     row.line = r.line;
     row.scores = r.scores;
     row.margin = r.margin;
+    row.label = r.label;
     if (!r.prompt.empty()) row.prompt = encode_text(encoder, r.prompt);
     for (const auto& c : r.completions) row.completions.push_back(encode_text(encoder, c));
     if (text.implicit_prompt && row.completions.size() == 2) {
