@@ -84,8 +84,11 @@ std::vector<Key> keys_of(Config& c) {
       {"max_completion_length", Kind::count, &c.max_completion_length, "completion tokens kept; 0: no limit", 0, 1 << 20},
       {"truncation_mode", Kind::choice, &c.truncation_mode, "which end of a long prompt is kept", 0, 0,
        {"keep_end", "keep_start"}},
-      {"beta", Kind::real, &c.beta, "DPO's beta; GRPO's KL coefficient (k3 loss term; 0: no reference)", 0, 1e6, {},
-       false, {M::dpo, M::grpo}},
+      {"beta", Kind::real, &c.beta,
+       "dpo, kto: beta; orpo: the weight of the odds-ratio term (lambda); grpo: the KL coefficient (k3 loss term)", 0,
+       1e6, {}, false, {M::dpo, M::grpo, M::kto, M::orpo}},
+      {"desirable_weight", Kind::real, &c.desirable_weight, "KTO's lambda_D", 0, 1e6, {}, false, {M::kto}},
+      {"undesirable_weight", Kind::real, &c.undesirable_weight, "KTO's lambda_U", 0, 1e6, {}, false, {M::kto}},
       {"loss_type", Kind::choice, &c.loss_type, "dpo: sigmoid robust hinge ipo; grpo: grpo bnpo dr_grpo", 0, 0,
        {"sigmoid", "robust", "hinge", "ipo", "grpo", "bnpo", "dr_grpo"}, false, {M::dpo, M::grpo}},
       {"label_smoothing", Kind::real, &c.label_smoothing, "assumed label-flip probability", 0, 0.4999, {}, false,
@@ -266,7 +269,11 @@ void check_combinations(const Config& c) {
     refuse("loss_type", "'" + c.loss_type + "' is not a GRPO loss: grpo, bnpo or dr_grpo");
   if (c.method == Method::rloo && c.num_generations < 2)
     refuse("num_generations", "rloo's leave-one-out baseline needs at least 2 completions per prompt");
-  if (c.method == Method::dpo && c.beta <= 0) refuse("beta", "must be > 0 for dpo");
+  if ((c.method == Method::dpo || c.method == Method::kto) && c.beta <= 0)
+    refuse("beta", std::string("must be > 0 for ") + name_of(c.method));
+  if (c.method == Method::kto && c.per_device_train_batch_size * c.gradient_accumulation_steps < 2)
+    refuse("per_device_train_batch_size", "kto needs at least 2 rows per step (its reference point pairs each "
+                                          "prompt with another row's completion)");
   if (c.method == Method::ppo && c.num_mini_batches > c.per_device_train_batch_size * c.gradient_accumulation_steps)
     refuse("num_mini_batches", "must be at most the prompts per step (per_device_train_batch_size x "
                                "gradient_accumulation_steps = " +
@@ -322,7 +329,9 @@ void apply_method_defaults(Config& c) {
       case Method::ppo: c.learning_rate = 3e-6; break;
       case Method::grpo:
       case Method::rloo:
-      case Method::reinforce_pp: c.learning_rate = 1e-6; break;
+      case Method::reinforce_pp:
+      case Method::kto:
+      case Method::orpo: c.learning_rate = 1e-6; break;
     }
   }
   if (c.method == Method::grpo) {

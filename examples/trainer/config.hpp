@@ -9,9 +9,10 @@
 
 namespace trainer {
 
-enum class Method { sft, dpo, reward, ppo, unlikelihood, grpo, rloo, reinforce_pp };
-inline constexpr const char* method_names[] = {"sft", "dpo", "reward", "ppo", "unlikelihood", "grpo", "rloo", "reinforce_pp"};
-inline constexpr const char* method_list = "sft, dpo, reward, ppo, unlikelihood, grpo, rloo or reinforce_pp";
+enum class Method { sft, dpo, reward, ppo, unlikelihood, grpo, rloo, reinforce_pp, kto, orpo };
+inline constexpr const char* method_names[] = {"sft",  "dpo",  "reward",       "ppo", "unlikelihood",
+                                               "grpo", "rloo", "reinforce_pp", "kto", "orpo"};
+inline constexpr const char* method_list = "sft, dpo, reward, ppo, unlikelihood, grpo, rloo, reinforce_pp, kto or orpo";
 inline const char* name_of(Method m) { return method_names[static_cast<int>(m)]; }
 // The methods that sample from the policy and score with a reward (PPO and the critic-free ones).
 inline bool is_online(Method m) { return m == Method::ppo || m == Method::grpo || m == Method::rloo || m == Method::reinforce_pp; }
@@ -65,6 +66,9 @@ struct Config {
   bool precompute_ref_log_probs = false;
   bool reference_free = false;
   double rpo_alpha = 0.0;               // weight of the NLL of the chosen response (0: off)
+
+  // ---- KTO (beta above is KTO's too; ORPO's beta is its λ) ----
+  double desirable_weight = 1.0, undesirable_weight = 1.0;
 
   // ---- reward model ----
   double center_rewards_coefficient = 0.0;

@@ -10,6 +10,8 @@
 #include "rlhf/algorithms/critic_free.hpp"
 #include "rlhf/algorithms/dpo.hpp"
 #include "rlhf/algorithms/evaluate.hpp"
+#include "rlhf/algorithms/kto.hpp"
+#include "rlhf/algorithms/orpo.hpp"
 #include "rlhf/algorithms/kl_control.hpp"
 #include "rlhf/algorithms/ppo.hpp"
 #include "rlhf/algorithms/reward_model.hpp"
@@ -112,6 +114,17 @@ StepOutcome method_step(Session& s, M& model, O& optimizer, const TokenizedDatas
       out.tokens = detail::sequence_tokens(data, rows, true);
       out.result = rlhf::unlikelihood_step(model, optimizer, collate_preferences(data.rows, rows), {.alpha = c.alpha},
                                            options);
+      break;
+    case Method::kto: {
+      out.tokens = detail::sequence_tokens(data, rows, true);
+      const rlhf::KtoConfig kc{.beta = c.beta, .desirable_weight = c.desirable_weight,
+                               .undesirable_weight = c.undesirable_weight};
+      out.result = rlhf::kto_step(model, *s.reference, optimizer, rlhf::io::collate_unpaired(data.rows, rows), kc, options);
+      break;
+    }
+    case Method::orpo:
+      out.tokens = detail::sequence_tokens(data, rows, true);
+      out.result = rlhf::orpo_step(model, optimizer, collate_preferences(data.rows, rows), {.lambda = c.beta}, options);
       break;
     case Method::ppo:
     case Method::grpo:
@@ -229,9 +242,11 @@ inline rlhf::Metrics evaluation_pass(Session& s, std::size_t step, double& loss)
   const std::size_t n = s.eval.size(), bs = s.cfg.per_device_eval_batch_size;
   rlhf::Metrics total;
   loss = 0;
-  for (std::size_t lo = 0; lo < n; lo += bs) {
+  for (std::size_t lo = 0, hi = 0; lo < n; lo = hi) {
+    hi = std::min(n, lo + bs);
+    if (s.cfg.method == Method::kto && n - hi == 1) hi = n;  // no batch of one row: KTO pairs rows with each other
     std::vector<std::size_t> rows;
-    for (std::size_t i = lo; i < std::min(n, lo + bs); ++i) rows.push_back(i);
+    for (std::size_t i = lo; i < hi; ++i) rows.push_back(i);
     const double share = double(rows.size()) / double(n);
     if (s.cfg.method == Method::ppo) {
       auto reward = [&](const rlhf::TokenBatch& b) { return ppo_scores(s, b); };

@@ -47,6 +47,7 @@ struct Session {
   bool uses_reference() const {
     switch (cfg.method) {
       case Method::dpo: return !cfg.reference_free;
+      case Method::kto: return true;
       case Method::ppo: return true;
       case Method::grpo: return cfg.beta > 0;
       case Method::rloo:
@@ -103,7 +104,9 @@ inline TokenizedDataset load_data(const Config& c, const TextCodec& codec, const
     case Method::sft: break;  // every type has a sequence to learn (the chosen one, the best one)
     case Method::dpo: require_type(c, data, {T::preference, T::implicit_preference, T::ranked}, "preference pairs or rankings"); break;
     case Method::reward: require_type(c, data, {T::preference, T::implicit_preference, T::ranked}, "preference pairs or rankings"); break;
-    case Method::unlikelihood: require_type(c, data, {T::preference, T::implicit_preference}, "preference pairs"); break;
+    case Method::unlikelihood:
+    case Method::orpo: require_type(c, data, {T::preference, T::implicit_preference}, "preference pairs"); break;
+    case Method::kto: require_type(c, data, {T::unpaired_preference}, "unpaired preference rows ({prompt, completion, label})"); break;
     case Method::ppo:
     case Method::grpo:
     case Method::rloo:
@@ -198,6 +201,11 @@ inline Session make_session(const Config& cfg) {
 
   s.rows_per_step = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps;
   s.steps_per_epoch = (s.train.size() + s.rows_per_step - 1) / s.rows_per_step;
+  if (cfg.method == Method::kto && s.train.size() % s.rows_per_step == 1) {  // a last step of one row has no mismatch
+    if (s.steps_per_epoch == 1) rlhf::fail<rlhf::io_error>("'", cfg.train_file, "': kto needs at least 2 rows");
+    s.steps_per_epoch -= 1;
+    std::printf("note: each epoch leaves out its last row (kto cannot take a step of one row)\n");
+  }
   s.total_steps = cfg.max_steps > 0 ? std::size_t(cfg.max_steps)
                                     : std::size_t(std::ceil(cfg.num_train_epochs * double(s.steps_per_epoch)));
   s.total_steps = std::max<std::size_t>(s.total_steps, 1);

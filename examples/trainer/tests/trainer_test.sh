@@ -61,6 +61,8 @@ resume)
     grpo) args+=(--reward_model_path vader --response_length 5 --num_generations 4 --num_iterations 2
                  --num_mini_batches 2 --epsilon_high 0.28 --loss_type dr_grpo) ;;
     rloo) args+=(--reward_model_path vader --response_length 5 --num_generations 3) ;;
+    kto) args+=(--train_file "$root/tests/data/tiny_unpaired.jsonl" --desirable_weight 1.5) ;;
+    orpo) args+=(--beta 0.5) ;;
     reinforce_pp) args+=(--reward_model_path vader --response_length 5 --num_generations 2 --kl_coef 0.05) ;;
   esac
   "$bin" "$method" "${args[@]}" --output_dir "$work/straight" > /dev/null

@@ -23,6 +23,7 @@
 
 #include "rlhf/core/batch.hpp"  // token_id, TokenBatch, PreferenceBatch, RankedBatch, PromptBatch
 #include "rlhf/core/error.hpp"
+#include "rlhf/core/unpaired_batch.hpp"
 #include "rlhf/io/dataset_formats.hpp"  // TextDataset, read_text_dataset
 
 namespace rlhf::io {
@@ -295,6 +296,24 @@ inline TokenBatch collate_sft(std::span<const TokenizedRow> rows, std::span<cons
     seqs.emplace_back(&rows[i].prompt, &rows[i].completions[0]);
   }
   return detail::pack(seqs);
+}
+
+// Unpaired examples for KTO: prompt + completion per row with its label, and KTO's mismatched rows (each prompt
+// with the previous row's completion, rlhf::mismatched_rows); needs at least 2 rows.
+inline UnpairedBatch collate_unpaired(std::span<const TokenizedRow> rows, std::span<const std::size_t> indices) {
+  constexpr std::string_view fn = "collate_unpaired";
+  detail::check_indices(fn, rows, indices);
+  std::vector<std::pair<const std::vector<token_id>*, const std::vector<token_id>*>> seqs;
+  UnpairedBatch b;
+  for (const auto i : indices) {
+    detail::need_completions(fn, rows[i], i, 1, "an unpaired example needs a completion");
+    if (!rows[i].label) fail<value_error>(fn, ": row ", i, " (line ", rows[i].line, ") has no label");
+    seqs.emplace_back(&rows[i].prompt, &rows[i].completions[0]);
+    b.desirable.push_back(*rows[i].label ? 1 : 0);
+  }
+  b.sequences = detail::pack(seqs);
+  b.mismatched = mismatched_rows(b.sequences);
+  return b;
 }
 
 // The prompts alone, for a SamplingPolicy (PPO), left-aligned and right-padded with id 0.
