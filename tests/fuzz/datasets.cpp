@@ -28,6 +28,7 @@ void collate_all(const rlhf::io::TokenizedDataset& ds) {
     fuzz::refuse_or_accept([&] { (void)collate_ranked(rows, indices); });
     fuzz::refuse_or_accept([&] { (void)collate_sft(rows, indices); });
     fuzz::refuse_or_accept([&] { (void)collate_prompts(rows, indices); });
+    fuzz::refuse_or_accept([&] { (void)collate_unpaired(rows, indices); });
   }
 }
 

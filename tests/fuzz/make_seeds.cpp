@@ -147,6 +147,9 @@ int main(int argc, char** argv) {
   put(out / "datasets" / "prompt_only.jsonl", "{\"prompt\": \"Tell me a story\"}\n{\"prompt\": \"\"}\n");
   put(out / "datasets" / "prompt_completion.jsonl",
       "{\"prompt\": \"2+2=\", \"completion\": \"4\"}\n{\"prompt\": \"\\u00e9\", \"completion\": \"\"}\n");
+  put(out / "datasets" / "unpaired.jsonl",
+      "{\"prompt\": \"Q\", \"completion\": \" yes\", \"label\": true}\n"
+      "{\"prompt\": \"Q\", \"completion\": \"\", \"label\": false}\n{\"prompt\": \"R\", \"completion\": \"z\", \"label\": true}\n");
   put(out / "datasets" / "ranked.jsonl",
       "{\"prompt\": \"Best?\", \"completions\": [\"a\", \"bb\", \"ccc\"], \"scores\": [0.5, 2, -1]}\n"
       "{\"prompt\": \"Two\", \"completions\": [\"x\", \"y\"], \"scores\": [1, 1]}\n");

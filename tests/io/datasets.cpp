@@ -162,6 +162,13 @@ TEST_CASE("unpaired preference (TRL's KTO format): prompt, completion and a true
   CHECK(t.rows[1].label == false);
   const auto d = tokenize_dataset(t, ByteTokenizer{});
   CHECK(d.rows[1].label == false);
+  const auto batch = collate_unpaired(d.rows, std::vector<std::size_t>{1, 0});
+  CHECK(batch.desirable == std::vector<std::uint8_t>{0, 1});
+  CHECK(batch.sequences.batch == 2);
+  REQUIRE(batch.mismatched.batch == 2);
+  CHECK(batch.mismatched.response_length(0) == 4);  // " yes": row 0's prompt with row 1's completion
+  CHECK(batch.mismatched.response_length(1) == 3);  // " no"
+  CHECK(has(error_message<shape_error>([&] { collate_unpaired(d.rows, std::vector<std::size_t>{0}); }), "at least 2"));
   const auto bad = error_message<io_error>([&] {
     read_text_dataset(jsonl(dir, R"({"prompt":"Q","completion":" yes","label":true}
 {"prompt":"Q","completion":" no","label":"bad"}
