@@ -48,6 +48,10 @@ struct TrainSettings {
   // PPO: a fixed KL coefficient κ per run (the reward is in [0, 1]; the learned one is standardised).
   std::vector<float> ppo_rm_kl_coefs{0.05f, 0.2f};
   std::vector<float> ppo_gt_kl_coefs{0.05f, 0.2f};
+  // GRPO (β·k3 as a loss term) and RLOO (KL in the reward) with the ground-truth reward, G samples per prompt
+  // (pairs.completions) and ppo_batch / G prompts per step: the same samples per step as PPO, no critic.
+  std::vector<float> grpo_gt_betas{0.05f, 0.2f};
+  std::vector<float> rloo_gt_kl_coefs{0.05f, 0.2f};
   std::size_t ppo_steps = 48, ppo_batch = 16, ppo_epochs = 2, ppo_checkpoint_every = 12;
   float ppo_learning_rate = 5e-4f;
   std::size_t reward_model_steps = 150;
@@ -91,6 +95,8 @@ inline SweepConfig full_config() {
   c.train.dpo_betas = {0.05f, 0.1f, 0.3f, 1.0f, 2.0f, 5.0f};
   c.train.ppo_rm_kl_coefs = {0.02f, 0.05f, 0.1f, 0.2f, 0.5f};
   c.train.ppo_gt_kl_coefs = {0.02f, 0.05f, 0.1f, 0.2f, 0.5f};
+  c.train.grpo_gt_betas = {0.02f, 0.05f, 0.1f, 0.2f, 0.5f};
+  c.train.rloo_gt_kl_coefs = {0.02f, 0.05f, 0.1f, 0.2f, 0.5f};
   c.train.ppo_steps = 150;
   c.train.ppo_checkpoint_every = 25;
   c.train.reward_model_steps = 600;
@@ -117,6 +123,8 @@ inline SweepConfig tiny_config() {
   c.train.unlikelihood_alphas = {0.5f};
   c.train.ppo_rm_kl_coefs = {0.1f};
   c.train.ppo_gt_kl_coefs = {0.1f};
+  c.train.grpo_gt_betas = {0.1f};
+  c.train.rloo_gt_kl_coefs = {0.1f};
   c.train.ppo_steps = 2;
   c.train.ppo_batch = 3;
   c.train.ppo_epochs = 1;

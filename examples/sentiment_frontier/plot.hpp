@@ -51,7 +51,9 @@ inline std::vector<fs::path> draw_plots(const std::vector<EvalResult>& rows, con
      << "set ylabel 'mean VADER reward in [0, 1]'\n"
      << "plot ";
   const char* styles[] = {"pt 9 ps 2.2 lc rgb 'black'", "pt 7 ps 1.1 lc rgb '#1f77b4'", "pt 5 ps 1.0 lc rgb '#2ca02c'",
-                          "pt 11 ps 1.3 lc rgb '#9467bd'", "pt 13 ps 1.3 lc rgb '#ff7f0e'", "pt 3 ps 1.3 lc rgb '#d62728'"};
+                          "pt 11 ps 1.3 lc rgb '#9467bd'", "pt 13 ps 1.3 lc rgb '#ff7f0e'", "pt 3 ps 1.3 lc rgb '#d62728'",
+                          "pt 15 ps 1.3 lc rgb '#8c564b'", "pt 4 ps 1.3 lc rgb '#e377c2'"};
+  static_assert(sizeof styles / sizeof styles[0] >= 8, "one style per method of method_order()");
   for (std::size_t i = 0; i < present.size(); ++i) {
     std::size_t style = 0;
     for (std::size_t k = 0; k < method_order().size(); ++k)

@@ -17,7 +17,8 @@
 namespace sentiment {
 
 inline const std::vector<std::string>& method_order() {
-  static const std::vector<std::string> m{"sft", "dpo", "unlikelihood", "preferred_ft", "ppo_rm", "ppo_gt"};
+  static const std::vector<std::string> m{"sft",    "dpo",     "unlikelihood", "preferred_ft",
+                                          "ppo_rm", "ppo_gt",  "grpo_gt",      "rloo_gt"};
   return m;
 }
 

@@ -6,6 +6,8 @@
 //   preferred_ft  rlhf::sft_step on the chosen completions
 //   ppo_rm        rlhf::ppo_step, fixed κ, the learned reward (standardised), on the training prompts
 //   ppo_gt        rlhf::ppo_step, fixed κ, the ground-truth VADER reward in [0, 1]
+//   grpo_gt       rlhf::critic_free_step (GRPO: β·k3 as a loss term, std-scaled group advantages), ground truth
+//   rloo_gt       rlhf::critic_free_step (RLOO: κ·KL in the reward, leave-one-out baseline), ground truth
 // Each run is one cache entry: a finished run is skipped; an interrupted one starts over.
 #include <cstddef>
 #include <cstdint>
@@ -20,6 +22,7 @@
 #include "pairs_phase.hpp"
 #include "progress.hpp"
 #include "reward_model_phase.hpp"
+#include "rlhf/algorithms/critic_free.hpp"
 #include "rlhf/algorithms/dpo.hpp"
 #include "rlhf/algorithms/kl_control.hpp"
 #include "rlhf/algorithms/ppo.hpp"
@@ -49,6 +52,8 @@ struct RunSpec {
     return text.append(" seed ").append(std::to_string(seed));
   }
   bool is_ppo() const { return method == "ppo_rm" || method == "ppo_gt"; }
+  bool is_critic_free() const { return method == "grpo_gt" || method == "rloo_gt"; }
+  bool is_online() const { return is_ppo() || is_critic_free(); }
 };
 
 struct SavedCheckpoint {
@@ -70,6 +75,8 @@ inline std::vector<RunSpec> sweep_runs(const SweepConfig& c) {
     if (c.train.preferred_ft) runs.push_back({"preferred_ft", 0, seed});
     for (const float k : c.train.ppo_rm_kl_coefs) runs.push_back({"ppo_rm", k, seed});
     for (const float k : c.train.ppo_gt_kl_coefs) runs.push_back({"ppo_gt", k, seed});
+    for (const float b : c.train.grpo_gt_betas) runs.push_back({"grpo_gt", b, seed});
+    for (const float k : c.train.rloo_gt_kl_coefs) runs.push_back({"rloo_gt", k, seed});
   }
   return runs;
 }
@@ -166,6 +173,51 @@ inline void train_ppo(Context& ctx, const RunSpec& run, const SftOutput& sft, co
   }
 }
 
+// GRPO and RLOO with the ground-truth reward: each step ppo_batch / G training prompts, G samples each, then
+// ppo_epochs passes (μ) of clipped updates; no value model.
+inline void train_critic_free(Context& ctx, const RunSpec& run, const SftOutput& sft, const PairsOutput& data,
+                              rlhf::Gpt<float>& policy, const CacheEntry& entry, std::vector<SavedCheckpoint>& saved) {
+  const auto& t = ctx.config.train;
+  auto reference = rlhf::load_checkpoint<float>(sft.checkpoint);
+  const auto reward = [&](const rlhf::TokenBatch& batch) {
+    std::vector<double> out(batch.batch);
+    for (std::size_t b = 0; b < batch.batch; ++b)
+      out[b] = reward_of_text(ctx, sequence_text(*ctx.tokenizer, row_sequence(batch, b).tokens));
+    return out;
+  };
+  const std::size_t G = ctx.config.pairs.completions;
+  auto config = run.method == "grpo_gt" ? rlhf::CriticFreeConfig::grpo(G, run.hyper)
+                                        : rlhf::CriticFreeConfig::rloo(G, run.hyper);
+  config.iterations = t.ppo_epochs;
+  config.sample = {.max_new_tokens = ctx.config.pairs.max_new_tokens, .temperature = 1.0f,
+                   .stop_token = ctx.tokenizer->eos()};
+  rlhf::AdamW<float> opt({.learning_rate = t.ppo_learning_rate, .weight_decay = 0.0f});
+  rlhf::Rng rng(run.seed * 1000 + 17);
+  const std::size_t per_step = std::max<std::size_t>(1, t.ppo_batch / G);
+  std::vector<std::size_t> order(data.prompts.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::size_t next = order.size();
+  Progress progress(run.label(), t.ppo_steps, ctx.quiet);
+  for (std::size_t s = 0; s < t.ppo_steps; ++s) {
+    std::vector<std::vector<rlhf::token_id>> prompts;
+    while (prompts.size() < std::min(per_step, order.size())) {
+      if (next == order.size()) {
+        for (std::size_t i = order.size(); i-- > 1;) std::swap(order[i], order[rng.below(i + 1)]);
+        next = 0;
+      }
+      prompts.push_back(data.prompts[order[next++]]);
+    }
+    const auto r = rlhf::critic_free_step(
+        rlhf::CriticFreeModels{.policy = policy, .reference = reference, .reward = reward}, opt,
+        prompt_batch(prompts, 0, prompts.size()), rng, config);
+    progress.update(s + 1, "reward", r.metrics["reward"]);
+    if ((s + 1) % t.ppo_checkpoint_every == 0 || s + 1 == t.ppo_steps) {
+      saved.push_back({run, s + 1, checkpoint_path(entry, s + 1)});
+      rlhf::save_checkpoint(policy, saved.back().path);
+    }
+  }
+}
+
 }  // namespace detail
 
 inline RunOutput run_training(Context& ctx, const RunSpec& run, const SftOutput& sft, const PairsOutput& data,
@@ -173,7 +225,7 @@ inline RunOutput run_training(Context& ctx, const RunSpec& run, const SftOutput&
   const auto& t = ctx.config.train;
   CacheKey key("run");
   key.add("method", run.method).add("hyper", run.hyper).add("seed", run.seed).add("pairs", data.key.hex());
-  if (run.is_ppo()) {
+  if (run.is_online()) {
     key.add("steps", t.ppo_steps).add("batch", t.ppo_batch).add("epochs", t.ppo_epochs)
         .add("every", t.ppo_checkpoint_every).add("lr", t.ppo_learning_rate);
     if (run.method == "ppo_rm") key.add("rm", rm.key.hex());
@@ -184,8 +236,8 @@ inline RunOutput run_training(Context& ctx, const RunSpec& run, const SftOutput&
   RunOutput out{run, {}};
   const auto t0 = Clock::now();
   if (entry.done()) {
-    const std::size_t steps = run.is_ppo() ? t.ppo_steps : t.steps;
-    const std::size_t every = run.is_ppo() ? t.ppo_checkpoint_every : t.checkpoint_every;
+    const std::size_t steps = run.is_online() ? t.ppo_steps : t.steps;
+    const std::size_t every = run.is_online() ? t.ppo_checkpoint_every : t.checkpoint_every;
     for (std::size_t s = 1; s <= steps; ++s)
       if (s % every == 0 || s == steps) out.checkpoints.push_back({run, s, detail::checkpoint_path(entry, s)});
     ctx.record("train " + run.label(), seconds_since(t0), true);
@@ -193,7 +245,9 @@ inline RunOutput run_training(Context& ctx, const RunSpec& run, const SftOutput&
   }
   entry.begin();
   auto policy = rlhf::load_checkpoint<float>(sft.checkpoint);
-  if (run.is_ppo())
+  if (run.is_critic_free())
+    detail::train_critic_free(ctx, run, sft, data, policy, entry, out.checkpoints);
+  else if (run.is_ppo())
     detail::train_ppo(ctx, run, sft, data, run.method == "ppo_rm" ? &rm : nullptr, policy, entry, out.checkpoints);
   else
     detail::train_on_pairs(ctx, run, data, policy, entry, out.checkpoints);

@@ -66,7 +66,8 @@ TEST_CASE("sentiment_frontier: the tiny sweep runs end to end, and a re-run is s
   REQUIRE(csv.size() >= 2);
   CHECK(csv[0] == std::vector<std::string>{"method", "hyperparameter", "step", "reward", "kl", "seed"});
   const auto runs = sentiment::sweep_runs(config);
-  CHECK(runs.size() == 2 + 1 + 1 + 1 + 1);  // DPO β ∈ {0.1, 1}, unlikelihood, preferred-FT, PPO-RM, PPO-GT
+  CHECK(runs.size() == 2 + 1 + 1 + 1 + 1 + 1 + 1);  // DPO β ∈ {0.1, 1}, unlikelihood, preferred-FT, PPO-RM, PPO-GT,
+                                                   // GRPO-GT, RLOO-GT
   CHECK(csv.size() == 1 + 1 + 2 * runs.size());
   std::set<std::string> methods;
   for (std::size_t i = 1; i < csv.size(); ++i) {
@@ -77,7 +78,8 @@ TEST_CASE("sentiment_frontier: the tiny sweep runs end to end, and a re-run is s
     CHECK(reward <= 1.0);
     CHECK(kl >= -1e-6);
   }
-  CHECK(methods == std::set<std::string>{"sft", "dpo", "unlikelihood", "preferred_ft", "ppo_rm", "ppo_gt"});
+  CHECK(methods == std::set<std::string>{"sft", "dpo", "unlikelihood", "preferred_ft", "ppo_rm", "ppo_gt", "grpo_gt",
+                                         "rloo_gt"});
   CHECK(csv[1][0] == "sft");
   CHECK(std::abs(std::stod(csv[1][4])) < 1e-6);  // π = π_ref: no KL
   CHECK(csv[2][0] == "dpo");
