@@ -56,6 +56,7 @@ struct CriticFreeConfig {
   PpoConfig policy{};              // clip, clip_low / clip_high, aggregation, max_tokens
   SampleOptions sample{};
   double max_grad_norm = 0;        // > 0: clip the gradient to this norm (StepOptions)
+  Communicator* communicator = nullptr;  // data parallel: metrics, token whitening and gradients over the ranks
 
   // The methods' usual settings; each field can be changed after.
   static CriticFreeConfig grpo(std::size_t group_size = 8, double beta = 0.04) {
@@ -121,6 +122,9 @@ inline void validate_critic_free(const char* fn, const CriticFreeConfig& c) {
   if (c.advantage == AdvantageEstimator::leave_one_out && c.group_size < 2)
     fail<config_error>(fn, ": leave_one_out needs group_size >= 2 (got ", c.group_size, ")");
   if (!(c.gamma >= 0 && c.gamma <= 1)) fail<config_error>(fn, ": gamma must be in [0, 1] (got ", c.gamma, ")");
+  if (c.drop_uniform_groups && c.communicator && c.communicator->size() > 1)
+    fail<config_error>(fn, ": drop_uniform_groups is not supported with several ranks (each would keep a different "
+                           "number of rows)");
 }
 
 inline PromptBatch repeat_prompts(const PromptBatch& prompts, std::size_t G) {
@@ -193,7 +197,7 @@ CriticFreeRollout<typename P::backend> critic_free_rollout(const CriticFreeModel
     const auto token_rewards =
         kl_penalized_rewards(score_v, out.logp, use_reference ? out.ref_logp : out.logp, out.mask, coef, k1);
     const auto returns = gae(token_rewards, Be::matrix_of(N, Tn), out.mask, {.gamma = config.gamma, .lambda = 1.0});
-    out.advantages = whiten(returns.advantages, out.mask);
+    out.advantages = detail::whiten_over_ranks(fn, returns.advantages, out.mask, WhitenConfig{}, config.communicator);
   } else {
     std::vector<double> R(N);
     for (std::size_t i = 0; i < N; ++i) R[i] = out.scores[i] - (config.kl_in_reward ? config.beta * kl[i] : 0.0);
@@ -207,6 +211,7 @@ CriticFreeRollout<typename P::backend> critic_free_rollout(const CriticFreeModel
   length = Be::sum(N * Tn, detail::masked_count<T>{Be::data(out.mask)}) / double(N);
   out.metrics.set("kl", kl_mean);
   out.metrics.set("completions/mean_length", length);
+  if (config.communicator) reduce_step_result(*config.communicator, N, double(N), 0.0, out.metrics);
   return out;
 }
 
@@ -243,7 +248,10 @@ StepResult critic_free_update(const CriticFreeModels<P, Ref, Reward>& models, O&
       const std::span<const std::size_t> rows(order.data() + lo, hi - lo);
       const TokenBatch part = gather_rows(rollout.batch, rows);
       const auto mask = gather_rows(rollout.mask, rows);
-      const StepOptions step{.max_grad_norm = config.max_grad_norm};
+      const double tokens = Be::sum((hi - lo) * Be::cols(mask), detail::masked_count<T>{Be::data(mask)});
+      const StepOptions step{.max_grad_norm = config.max_grad_norm,
+                             .communicator = config.communicator,
+                             .rank_weight = config.policy.aggregation == Aggregation::token_mean ? tokens : 0.0};
       const auto r = training_step(fn, models.policy, optimizer, hi - lo, step, [&](auto, auto, double) {
         const auto logp = models.policy.log_probs(part);
         auto p = ppo_policy_loss(logp, gather_rows(rollout.logp, rows), gather_rows(rollout.advantages, rows), mask,

@@ -26,6 +26,7 @@
 #include "rlhf/core/concepts.hpp"
 #include "rlhf/core/metric_names.hpp"
 #include "rlhf/core/rng.hpp"
+#include "rlhf/distributed/communicator.hpp"
 #include "rlhf/losses/gae.hpp"
 #include "rlhf/losses/ppo.hpp"
 
@@ -43,6 +44,7 @@ struct PpoStepConfig {
   WhitenConfig advantage_whitening{};  // variance (n − 1 or n), ε inside or as a floor, zeros outside the mask
   SampleOptions sample{};              // passed to policy.sample
   double max_grad_norm = 0;            // > 0: each model's gradient clipped to this global norm (StepOptions)
+  Communicator* communicator = nullptr;  // data parallel: global whitening, metrics and gradients (StepOptions)
 };
 
 // One rollout, everything the update needs. Per-token tensors are [B, T], 0 where mask is 0.
@@ -112,6 +114,32 @@ typename Be::vector score_batch(Reward& reward, const TokenBatch& batch) {
   }
 }
 
+// whiten(x, mask, config) with the mean and variance over every rank's masked entries: the counts, sums and sums
+// of squared deviations of the ranks, joined (Chan et al.'s parallel variance).
+template <class Matrix, class Be = backend_of_t<Matrix>>
+Matrix whiten_over_ranks(const char* fn, const Matrix& x, const Matrix& mask, const WhitenConfig& config,
+                         Communicator* communicator) {
+  if (!communicator || communicator->size() == 1) return whiten(x, mask, config);
+  using T = typename Be::scalar;
+  const std::size_t n = Be::rows(x) * Be::cols(x);
+  const T *px = Be::data(x), *pm = Be::data(mask);
+  const double count = Be::sum(n, detail::ppo::element_value<T>{pm});
+  const double sum = Be::sum(n, detail::ppo::masked_element<T>{px, pm});
+  const double mean = count > 0 ? sum / count : 0.0;
+  const double m2 = count > 0 ? Be::sum(n, detail::ppo::masked_square_deviation<T>{px, pm, mean}) : 0.0;
+  double totals[3] = {count, sum, m2 + count * mean * mean};
+  communicator->all_reduce_sum(std::span<double>(totals, 3));
+  WhitenStats s;
+  s.count = totals[0];
+  const double needed = config.unbiased ? 2 : 1;
+  if (s.count < needed)
+    fail<value_error>(fn, ": the ranks' masks select ", s.count, " entries; the variance needs at least ", needed);
+  s.mean = totals[1] / s.count;
+  s.variance = std::max(0.0, totals[2] - s.count * s.mean * s.mean) / (config.unbiased ? s.count - 1 : s.count);
+  s.inv_std = 1.0 / std::sqrt(config.eps_as_floor ? std::max(s.variance, config.eps) : s.variance + config.eps);
+  return whiten(x, mask, config, s);
+}
+
 inline void validate_ppo(const char* fn, const PpoStepConfig& c) {
   if (c.epochs == 0) fail<config_error>(fn, ": epochs must be >= 1 (got 0)");
   if (c.minibatches == 0) fail<config_error>(fn, ": minibatches must be >= 1 (got 0)");
@@ -149,8 +177,9 @@ PpoRollout<typename P::backend> ppo_rollout(const PpoModels<P, Ref, Vm, Reward>&
   out.kl_coef = kl_coef;
   out.rewards = kl_penalized_rewards(out.scores, out.logp, out.ref_logp, out.mask, kl_coef, config.kl);
   auto g = gae(out.rewards, out.values, out.mask, config.gae);
-  out.advantages =
-      config.whiten_advantages ? whiten(g.advantages, out.mask, config.advantage_whitening) : std::move(g.advantages);
+  out.advantages = config.whiten_advantages ? detail::whiten_over_ranks(fn, g.advantages, out.mask,
+                                                                       config.advantage_whitening, config.communicator)
+                                           : std::move(g.advantages);
   out.returns = std::move(g.returns);
 
   // The KL (by default k1 summed over each response, TRL's kl.sum(1).mean()) and the scores, over the rollout.
@@ -164,6 +193,7 @@ PpoRollout<typename P::backend> ppo_rollout(const PpoModels<P, Ref, Vm, Reward>&
   out.metrics.set(metric::objective_non_score_reward, -kl_coef * kl);
   out.metrics.set(metric::objective_rlhf_reward, score - kl_coef * kl);
   out.metrics.set(metric::tokens_response_mean, Be::sum(B * Tn, detail::masked_count<T>{m}) * inv_b);
+  if (config.communicator) reduce_step_result(*config.communicator, B, double(B), 0.0, out.metrics);  // all rollouts
   return out;
 }
 
@@ -202,14 +232,21 @@ PpoStepResult ppo_update(const PpoModels<P, Ref, Vm, Reward>& models, const PpoO
       const std::size_t n = hi - lo;
 
       // One optimizer step of each model on the minibatch, whole (one micro-batch).
-      const StepOptions step{.max_grad_norm = config.max_grad_norm};
+      using T = typename Be::scalar;
+      const double tokens = Be::sum(n * Be::cols(mask), detail::masked_count<T>{Be::data(mask)});
+      const auto weight_of = [&](Aggregation a) { return a == Aggregation::token_mean ? tokens : double(n); };
+      const StepOptions step{.max_grad_norm = config.max_grad_norm,
+                             .communicator = config.communicator,
+                             .rank_weight = weight_of(config.policy.aggregation)};
+      StepOptions value_step = step;
+      value_step.rank_weight = weight_of(config.value.aggregation);
       const auto p = training_step(fn, models.policy, optimizers.policy, n, step, [&](auto, auto, double) {
         auto r = ppo_policy_loss(models.policy.log_probs(part), gather_rows(rollout.logp, rows),
                                  gather_rows(rollout.advantages, rows), mask, config.policy);
         models.policy.backward(part, r.d_logp);
         return r;
       });
-      const auto v = training_step(fn, models.value_model, optimizers.value, n, step, [&](auto, auto, double) {
+      const auto v = training_step(fn, models.value_model, optimizers.value, n, value_step, [&](auto, auto, double) {
         auto r = ppo_value_loss(models.value_model.values(part), gather_rows(rollout.values, rows),
                                 gather_rows(rollout.returns, rows), mask, config.value);
         models.value_model.backward_values(part, r.d_values);

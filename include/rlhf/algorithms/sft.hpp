@@ -22,7 +22,14 @@ StepResult sft_step(P& policy, O& optimizer, const TokenBatch& batch, const SftC
   using Be = typename P::backend;
   constexpr const char* fn = "rlhf::sft_step";
   detail::require_token_batch(fn, "batch", batch);
-  return training_step(fn, policy, optimizer, batch.batch, options, [&](std::size_t lo, std::size_t hi, double share) {
+  StepOptions step = options;
+  if (options.communicator && options.communicator->size() > 1) {
+    if (config.batch_reduction == BatchReduction::sum_rows)
+      fail<config_error>(fn, ": batch_reduction sum_rows has no mean to take over ranks; use mean_rows or mean_tokens");
+    if (config.batch_reduction == BatchReduction::mean_tokens && step.rank_weight == 0)
+      for (std::size_t r = 0; r < batch.batch; ++r) step.rank_weight += double(batch.response_length(r));
+  }
+  return training_step(fn, policy, optimizer, batch.batch, step, [&](std::size_t lo, std::size_t hi, double share) {
     const TokenBatch part = slice_rows(batch, lo, hi);
     auto r = sft_loss(policy.log_probs(part), mask_matrix<Be>(part), config);
     policy.backward(part, detail::scaled<Be>(r.d_logp, share));

@@ -21,6 +21,7 @@
 #include "rlhf/core/batch.hpp"
 #include "rlhf/core/error.hpp"
 #include "rlhf/core/metrics.hpp"
+#include "rlhf/distributed/communicator.hpp"
 #include "rlhf/optim/clip.hpp"
 
 namespace rlhf {
@@ -31,6 +32,12 @@ struct StepOptions {
   std::size_t micro_batches = 1;
   // > 0: clip the gradient to this global L2 norm before the optimizer step (TRL's max_grad_norm); 0: no clipping.
   double max_grad_norm = 0;
+  // Data parallel: this rank's rows are its part of the global batch; the gradient, the loss and the metrics
+  // become the global batch's before the optimizer step (distributed/communicator.hpp). nullptr: one process.
+  Communicator* communicator = nullptr;
+  // This rank's weight in the global mean: its rows (0, the default) for a loss that is a mean over rows; its
+  // token count for a token mean (sft_step and the PPO-family steps set it themselves).
+  double rank_weight = 0;
 };
 
 struct StepResult {
@@ -128,6 +135,14 @@ StepResult training_step(std::string_view fn, Model& model, Optimizer& optimizer
     const auto part = body(lo, hi, share);
     out.loss += share * part.loss;
     out.metrics.combine(part.metrics, share);
+  }
+  if (options.communicator && options.communicator->size() > 1) {
+    Communicator& c = *options.communicator;
+    const double weight = options.rank_weight > 0 ? options.rank_weight : static_cast<double>(rows);
+    out.loss = reduce_step_result(c, rows, weight, out.loss, out.metrics);  // the same on every rank
+    if (!std::isfinite(out.loss))
+      fail<value_error>(fn, ": the loss over the ranks is ", out.loss, "; the step is refused and nothing is changed");
+    weighted_gradient_mean(c, std::span{model.gradients()}, weight, detail::gradients_on_device<Model>());
   }
   if (!std::isfinite(out.loss))
     fail<value_error>(fn, ": the loss is ", out.loss, "; the step is refused and nothing is changed");

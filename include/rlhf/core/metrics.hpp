@@ -42,6 +42,12 @@ class Metrics {
     if (i == items_.size()) fail<error>("Metrics: no metric named '", name, "'");
     return rules_[i].rule;
   }
+  // The token count a token_mean metric is a mean over (0 for the other rules).
+  double tokens(std::string_view name) const {
+    const std::size_t i = find(name);
+    if (i == items_.size()) fail<error>("Metrics: no metric named '", name, "'");
+    return rules_[i].tokens;
+  }
   const std::vector<std::pair<std::string, double>>& items() const { return items_; }
 
   // Adds one part's metrics to these, each by its rule; `row_share` is the part's share of the rows (for

@@ -298,15 +298,19 @@ WhitenStats whiten_stats(const Matrix& x, const Matrix& mask, const WhitenConfig
 
 // Standardises x over the masked entries of the whole batch: (x − mean) · inv_std (whiten_stats), the mean added
 // back when config.shift_mean is false; 0 where the mask is 0 unless config.zero_outside_mask is false.
+// (With `s` given: statistics computed elsewhere, over every rank's tokens in data-parallel training.)
 template <class Matrix, class Be = backend_of_t<Matrix>>
-Matrix whiten(const Matrix& x, const Matrix& mask, const WhitenConfig& config) {
-  const WhitenStats s = whiten_stats(x, mask, config);
+Matrix whiten(const Matrix& x, const Matrix& mask, const WhitenConfig& config, const WhitenStats& s) {
   Matrix out = Be::matrix_of(Be::rows(x), Be::cols(x));
   Be::for_each(Be::rows(x) * Be::cols(x),
                detail::ppo::whiten_kernel<typename Be::scalar>{Be::data(x), Be::data(mask), s.mean, s.inv_std,
                                                                config.shift_mean ? 0.0 : s.mean,
                                                                config.zero_outside_mask, Be::data(out)});
   return out;
+}
+template <class Matrix, class Be = backend_of_t<Matrix>>
+Matrix whiten(const Matrix& x, const Matrix& mask, const WhitenConfig& config) {
+  return whiten(x, mask, config, whiten_stats(x, mask, config));
 }
 
 // TRL's masked_whiten: unbiased variance, 1 / sqrt(var + 1e-8), 0 outside the mask.
