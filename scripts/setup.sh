@@ -4,7 +4,8 @@ set -euo pipefail
 
 packages=(cmake g++ make pkg-config libeigen3-dev doctest-dev libbenchmark-dev nlohmann-json3-dev xtensor-dev libxsimd-dev
           libthrust-dev libcli11-dev fortunes libsentencepiece-dev gnuplot-nox python3
-          clang-14 libclang-rt-14-dev)  # clang: the fuzzers (scripts/check.sh)
+          clang-14 libclang-rt-14-dev  # clang: the fuzzers (scripts/check.sh)
+          libopenmpi-dev openmpi-bin)  # data-parallel ranks (docs/distributed.md)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -38,12 +38,13 @@ inline std::string clock_text(double seconds) {
 class Progress {
  public:
   using Clock = std::chrono::steady_clock;
-  Progress(std::size_t first_step, std::size_t total, bool plain)
-      : first_(first_step), total_(total), tty_(!plain && isatty(STDOUT_FILENO)), start_(Clock::now()) {}
+  Progress(std::size_t first_step, std::size_t total, bool plain, bool silent = false)
+      : first_(first_step), total_(total), tty_(!plain && isatty(STDOUT_FILENO)), silent_(silent), start_(Clock::now()) {}
 
   // After step `done` (1-based); `summary` is the metrics to show. On a terminal the line is redrawn at most
   // 4 times a second; otherwise a line is printed when `log_line` (the logging steps) and at the end.
   void update(std::size_t done, const std::string& summary, bool log_line) {
+    if (silent_) return;
     const double elapsed = seconds();
     const bool last = done == total_;
     if (tty_ && !last && elapsed - last_draw_ < 0.25) return;
@@ -58,6 +59,7 @@ class Progress {
   }
   // Before printing any other line, so that it does not land on the progress line.
   void break_line() {
+    if (silent_) return;
     if (tty_ && last_draw_ > 0) std::printf("\n");
     last_draw_ = 0;
   }
@@ -65,7 +67,7 @@ class Progress {
 
  private:
   std::size_t first_, total_;
-  bool tty_;
+  bool tty_, silent_;
   Clock::time_point start_;
   double last_draw_ = 0;
 };

@@ -1,23 +1,62 @@
-// rlhf-train {sft,dpo,reward,ppo,unlikelihood} [--config FILE.json] [--key value ...]: the library's methods on
-// JSON Lines data in TRL's formats, with a GPT-2 model folder or a fresh model, evaluation, metrics files,
-// checkpoints and an exact resume. docs/trainer.md.
+// rlhf-train METHOD [--config FILE.json] [--key value ...]: the library's methods on JSON Lines data in TRL's
+// formats, with a GPT-2 model folder or a fresh model, evaluation, metrics files, checkpoints and an exact resume.
+// Started by mpirun, it trains data-parallel over the ranks (docs/distributed.md). docs/trainer.md.
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 
 #include "config.hpp"
 #include "rlhf/core/error.hpp"
+#include "rlhf/distributed/communicator.hpp"
 #include "run.hpp"
+#ifdef RLHF_TRAINER_MPI
+#include "rlhf/distributed/mpi.hpp"
+#endif
+
+namespace {
+
+// Runs and turns an error into a message and exit status 1; with several ranks the others are stopped too, since
+// they would wait for this one forever.
+int run_or_report(const trainer::Config& config, rlhf::Communicator& comm) {
+  const auto report = [&](const char* what) {
+    if (comm.size() > 1)
+      std::fprintf(stderr, "rlhf-train (rank %d of %d): %s\n", comm.rank(), comm.size(), what);
+    else
+      std::fprintf(stderr, "rlhf-train: %s\n", what);
+#ifdef RLHF_TRAINER_MPI
+    if (comm.size() > 1) MPI_Abort(MPI_COMM_WORLD, 1);
+#endif
+    return 1;
+  };
+  try {
+    return trainer::run(config, comm);
+  } catch (const rlhf::error& e) {
+    return report(e.what());
+  } catch (const std::exception& e) {
+    return report(e.what());
+  }
+}
+
+bool started_by_mpirun() {
+  return std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMI_SIZE") || std::getenv("PMIX_RANK");
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   const auto parsed = trainer::parse_arguments(argc, argv);
   if (parsed.exit_code >= 0) return parsed.exit_code;
-  try {
-    return trainer::run(parsed.config);
-  } catch (const rlhf::error& e) {
-    std::fprintf(stderr, "rlhf-train: %s\n", e.what());
+  if (started_by_mpirun()) {
+#ifdef RLHF_TRAINER_MPI
+    rlhf::MpiSession mpi(argc, argv);
+    rlhf::MpiCommunicator world;
+    return run_or_report(parsed.config, world);
+#else
+    std::fprintf(stderr, "rlhf-train: started by mpirun, but built without MPI (apt-get install libopenmpi-dev "
+                         "openmpi-bin, then rebuild)\n");
     return 1;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "rlhf-train: %s\n", e.what());
-    return 1;
+#endif
   }
+  rlhf::SingleProcess one;
+  return run_or_report(parsed.config, one);
 }

@@ -162,6 +162,7 @@ inline rlhf::PpoStepConfig ppo_config(const Session& s) {
   p.kl.estimator = c.kl_estimator == "k3" ? rlhf::KlEstimator::k3 : rlhf::KlEstimator::k1;
   p.sample = {.max_new_tokens = c.response_length, .temperature = float(c.temperature), .stop_token = s.codec.eos};
   p.max_grad_norm = c.max_grad_norm;
+  p.communicator = s.comm;
   return p;
 }
 
@@ -214,6 +215,7 @@ inline rlhf::CriticFreeConfig critic_free_config(const Session& s) {
   f.drop_uniform_groups = c.drop_uniform_groups;
   f.sample = {.max_new_tokens = c.response_length, .temperature = float(c.temperature), .stop_token = s.codec.eos};
   f.max_grad_norm = c.max_grad_norm;
+  f.communicator = s.comm;
   return f;
 }
 

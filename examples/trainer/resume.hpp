@@ -18,11 +18,31 @@
 
 namespace trainer {
 
-inline void fill_checkpoint(const Session& s, std::size_t step, const fs::path& folder) {
+// The sampling RNG of rank r is in rng_state.safetensors (r = 0) or rng_state_rank<r>.safetensors.
+inline std::string rng_file(int rank) {
+  return rank == 0 ? "rng_state.safetensors" : "rng_state_rank" + std::to_string(rank) + ".safetensors";
+}
+
+// Every rank's RNG state, on every rank (each rank broadcasts its own in turn).
+inline std::vector<rlhf::Rng::State> gather_rng_states(const Session& s) {
+  std::vector<rlhf::Rng::State> out(std::size_t(s.ranks()));
+  for (int r = 0; r < s.ranks(); ++r) {
+    if (r == s.rank()) out[std::size_t(r)] = s.rng.state();
+    s.comm->broadcast(std::as_writable_bytes(std::span(out[std::size_t(r)])), r);
+  }
+  return out;
+}
+
+inline void fill_checkpoint(const Session& s, std::size_t step, const fs::path& folder,
+                            const std::vector<rlhf::Rng::State>& rngs) {
   save_model_folder(*s.policy, s.codec, folder);
   rlhf::save_optimizer_state(folder / "optimizer.safetensors", *s.optimizer);
   rlhf::save_schedule_state(folder / "scheduler.safetensors", *s.schedule);
-  rlhf::save_rng_state(folder / "rng_state.safetensors", s.rng);
+  for (std::size_t r = 0; r < rngs.size(); ++r) {
+    rlhf::Rng rng;
+    rng.restore(rngs[r]);
+    rlhf::save_rng_state(folder / rng_file(int(r)), rng);
+  }
   if (s.value) {
     save_model_folder(*s.value, TextCodec{}, folder / "value_model");
     rlhf::save_optimizer_state(folder / "value_optimizer.safetensors", *s.value_optimizer);
@@ -34,7 +54,8 @@ inline void fill_checkpoint(const Session& s, std::size_t step, const fs::path& 
                                 {"kl_coef", s.kl_coef},
                                 {"seed", s.cfg.seed},
                                 {"train_rows", s.train.size()},
-                                {"rows_per_step", s.rows_per_step}};
+                                {"rows_per_step", s.rows_per_step},
+                                {"ranks", s.ranks()}};
   rlhf::io::write_file_atomic(folder / "trainer_state.json", state.dump(2) + "\n");
   rlhf::io::write_file_atomic(folder / "trainer_config.json", to_json(s.cfg));
 }
@@ -79,14 +100,15 @@ inline std::size_t restore_checkpoint(Session& s, const fs::path& folder) {
   };
   same("seed", s.cfg.seed, "seed");
   same("train_rows", s.train.size(), "train_file");
-  same("rows_per_step", s.rows_per_step, "per_device_train_batch_size x gradient_accumulation_steps");
+  same("rows_per_step", s.rows_per_step, "per_device_train_batch_size x gradient_accumulation_steps x ranks");
+  if (state.contains("ranks")) same("ranks", std::uint64_t(s.ranks()), "the number of ranks (mpirun -np)");
   const auto step = detail::state_value<std::size_t>(state, state_file, "global_step");
 
   detail::restore_model(*s.policy, folder);
   rlhf::load_optimizer_state(folder / "optimizer.safetensors", *s.optimizer, s.policy->parameters().size());
   const auto schedule = rlhf::load_schedule_state(folder / "scheduler.safetensors");
   s.schedule->restore({s.schedule->config(), schedule.step});  // the step; the config is this run's (max_steps may grow)
-  rlhf::load_rng_state(folder / "rng_state.safetensors", s.rng);
+  rlhf::load_rng_state(folder / rng_file(s.rank()), s.rng);
   s.kl_coef = detail::state_value<double>(state, state_file, "kl_coef");
   if (s.value) {
     detail::restore_model(*s.value, folder / "value_model");

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <limits>
 #include <map>
+#include <optional>
 #include <string>
 
 #include "console.hpp"
@@ -80,10 +81,11 @@ void print_start(const Session& s, std::size_t start, const fs::path& out) {
 
 }  // namespace
 
-int run(const Config& config) {
-  Session s = make_session(config);
+int run(const Config& config, rlhf::Communicator& comm) {
+  Session s = make_session(config, comm);
   const fs::path out = config.output_dir;
-  fs::create_directories(out);
+  if (s.writes()) fs::create_directories(out);
+  comm.barrier();
 
   std::size_t start = 0;
   std::string last_checkpoint = "none";
@@ -95,20 +97,27 @@ int run(const Config& config) {
       rlhf::fail<rlhf::config_error>("resume_from_checkpoint: the checkpoint is at step ", start, ", past this run's ",
                                      s.total_steps, " steps (raise max_steps or num_train_epochs)");
   }
-  rlhf::io::write_file_atomic(out / "trainer_config.json", to_json(s.cfg));
+  if (s.writes()) rlhf::io::write_file_atomic(out / "trainer_config.json", to_json(s.cfg));
   precompute_reference(s);
-  print_start(s, start, out);
+  if (s.writes()) print_start(s, start, out);
 
-  MetricsLog log(out, config.resume_from_checkpoint.empty() ? -1 : static_cast<long long>(start));
+  // Rank 0 writes and prints; the others train in step with it.
+  std::optional<MetricsLog> log;
+  if (s.writes()) log.emplace(out, config.resume_from_checkpoint.empty() ? -1 : static_cast<long long>(start));
   install_stop_handlers();
-  Progress progress(start, s.total_steps, config.disable_tqdm);
+  Progress progress(start, s.total_steps, config.disable_tqdm || !s.writes(), !s.writes());
   Window window;
   double window_start = progress.seconds();
   Record shown;
 
   const auto save = [&](std::size_t step) {
-    const auto path = write_checkpoint(out, step, [&](const fs::path& f) { fill_checkpoint(s, step, f); });
-    rotate_checkpoints(out, config.save_total_limit);
+    const auto rngs = gather_rng_states(s);  // every rank takes part
+    fs::path path = out / ("checkpoint-" + std::to_string(step));
+    if (s.writes()) {
+      path = write_checkpoint(out, step, [&](const fs::path& f) { fill_checkpoint(s, step, f, rngs); });
+      rotate_checkpoints(out, config.save_total_limit);
+    }
+    comm.barrier();  // the checkpoint is whole before any rank goes on
     last_checkpoint = path.string();
     return path;
   };
@@ -118,7 +127,8 @@ int run(const Config& config) {
     const auto metrics = evaluation_pass(s, step, loss);
     Record r{{"step", double(step)}, {"epoch", double(step) / double(s.steps_per_epoch)}, {"eval_loss", loss}};
     for (const auto& [name, value] : metrics.items()) r.emplace_back("eval_" + name, value);
-    log.append(r);
+    if (!s.writes()) return;
+    log->append(r);
     progress.break_line();
     std::printf("eval at step %zu: %s\n", step, summary_of({{"loss", loss}}, config.method).c_str());
   };
@@ -134,7 +144,8 @@ int run(const Config& config) {
     const float lr = s.schedule->learning_rate();
     s.optimizer->set_learning_rate(lr);
     const rlhf::StepOptions options{.micro_batches = std::min(config.gradient_accumulation_steps, rows.size()),
-                                    .max_grad_norm = config.max_grad_norm};
+                                    .max_grad_norm = config.max_grad_norm,
+                                    .communicator = &comm};
     StepOutcome o;
     try {
       o = is_online(config.method) ? online_iteration(s, rows)
@@ -156,13 +167,16 @@ int run(const Config& config) {
       const double now = progress.seconds();
       shown = window.take(done, double(done) / double(s.steps_per_epoch), now - window_start);
       window_start = now;
-      log.append(shown);
+      if (s.writes()) log->append(shown);
     }
     progress.update(done, summary_of(shown, config.method), log_now);
     if (done == s.total_steps) break;
     if (config.eval_steps && done % config.eval_steps == 0) evaluate_now(done);
     if (config.save_steps && done % config.save_steps == 0) save(done);
-    if (stop_signal) {
+    // Every rank stops after the same step: a signal seen by any rank stops them all.
+    const double signal = comm.size() > 1 ? rlhf::all_reduce_sum(comm, double(stop_signal)) : double(stop_signal);
+    if (signal > 0) {
+      if (!stop_signal) stop_signal = SIGTERM;  // this rank heard of it from another
       progress.break_line();
       const auto path = save(done);
       std::printf("stopped by signal %d after step %zu of %zu; wrote %s (resume with --resume_from_checkpoint %s)\n",
@@ -173,10 +187,11 @@ int run(const Config& config) {
 
   evaluate_now(s.total_steps);
   const auto path = save(s.total_steps);
+  if (!s.writes()) return 0;
   save_model_folder(*s.policy, s.codec, out);
   std::printf("wrote %s (the last checkpoint), the model in %s (config.json, model.safetensors, tokenizer files; "
               "loadable as model_name_or_path), and the metrics in %s and %s\n",
-              path.string().c_str(), out.string().c_str(), log.jsonl().string().c_str(), log.csv().string().c_str());
+              path.string().c_str(), out.string().c_str(), log->jsonl().string().c_str(), log->csv().string().c_str());
   return 0;
 }
 

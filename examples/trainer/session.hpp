@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "config.hpp"
+#include "rlhf/distributed/communicator.hpp"
 #include "model_folder.hpp"
 #include "rlhf/core/rng.hpp"
 #include "rlhf/eval/vader.hpp"
@@ -31,6 +32,7 @@ using rlhf::io::TokenizedDataset;
 
 struct Session {
   Config cfg;
+  rlhf::Communicator* comm = nullptr;  // never null once made: SingleProcess, or the MPI ranks (mpirun)
   TextCodec codec;
   TokenizedDataset train, eval;  // eval: empty without eval_file
   std::optional<Model> policy, reference, value, reward_model;  // policy: the reward model itself for `reward`
@@ -41,7 +43,11 @@ struct Session {
   double kl_coef = 0;
   // precompute_ref_log_probs: Σ log π_ref of each row's chosen and rejected response, per dataset row.
   std::vector<double> train_ref_chosen, train_ref_rejected, eval_ref_chosen, eval_ref_rejected;
-  std::size_t rows_per_step = 0, steps_per_epoch = 0, total_steps = 0;
+  std::size_t rows_per_step = 0, steps_per_epoch = 0, total_steps = 0;  // rows_per_step: over every rank
+
+  int rank() const { return comm->rank(); }
+  int ranks() const { return comm->size(); }
+  bool writes() const { return comm->rank() == 0; }  // rank 0 writes the logs, checkpoints and the model
 
   bool ranked() const { return train.format.type == DatasetType::ranked; }
   bool uses_reference() const {
@@ -57,7 +63,8 @@ struct Session {
   }
 };
 
-// The rows of step g (0-based), in the order the step takes them.
+// This rank's rows of step g (0-based), in the order the step takes them: the step's block of the epoch's
+// permutation, cut into one equal slice per rank (several ranks take only whole blocks).
 inline std::vector<std::size_t> rows_of_step(const Session& s, std::size_t g) {
   const std::size_t n = s.train.size(), epoch = g / s.steps_per_epoch, block = g % s.steps_per_epoch;
   std::vector<std::size_t> order(n);
@@ -65,7 +72,9 @@ inline std::vector<std::size_t> rows_of_step(const Session& s, std::size_t g) {
   rlhf::Rng shuffle(s.cfg.seed ^ (0x9e3779b97f4a7c15ULL * (epoch + 1)));
   for (std::size_t i = n; i-- > 1;) std::swap(order[i], order[shuffle.below(i + 1)]);
   const std::size_t lo = block * s.rows_per_step, hi = std::min(n, lo + s.rows_per_step);
-  return {order.begin() + std::ptrdiff_t(lo), order.begin() + std::ptrdiff_t(hi)};
+  const std::size_t R = std::size_t(s.ranks()), r = std::size_t(s.rank()), part = (hi - lo) / R;
+  const std::size_t mine = R == 1 ? lo : lo + r * part, end = R == 1 ? hi : mine + part;
+  return {order.begin() + std::ptrdiff_t(mine), order.begin() + std::ptrdiff_t(end)};
 }
 
 namespace detail {
@@ -142,10 +151,11 @@ inline Model initial_model(const Config& c, bool scalar_head, std::uint64_t seed
 }
 
 // Builds the session of a fresh run (resume.hpp then overwrites what a checkpoint holds).
-inline Session make_session(const Config& cfg) {
+inline Session make_session(const Config& cfg, rlhf::Communicator& comm) {
   Session s;
   s.cfg = cfg;
-  s.rng = rlhf::Rng(cfg.seed);
+  s.comm = &comm;
+  s.rng = rlhf::Rng(cfg.seed + 0x632be59bd9b4e019ULL * std::uint64_t(comm.rank()));  // each rank samples its own
   s.kl_coef = cfg.kl_coef;
   const std::string tokenizer = cfg.tokenizer_name_or_path.empty() ? cfg.model_name_or_path : cfg.tokenizer_name_or_path;
   s.codec = load_text_codec(tokenizer);
@@ -199,8 +209,17 @@ inline Session make_session(const Config& cfg) {
   s.optimizer.emplace(adam);
   if (s.value) s.value_optimizer.emplace(adam);
 
-  s.rows_per_step = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps;
+  s.rows_per_step = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * std::size_t(comm.size());
   s.steps_per_epoch = (s.train.size() + s.rows_per_step - 1) / s.rows_per_step;
+  if (comm.size() > 1) {  // whole blocks only, so that every rank has its share of every step
+    s.steps_per_epoch = s.train.size() / s.rows_per_step;
+    if (s.steps_per_epoch == 0)
+      rlhf::fail<rlhf::config_error>("'", cfg.train_file, "' has ", s.train.size(), " rows, fewer than one step of ",
+                                     s.rows_per_step, " over ", comm.size(), " ranks");
+    if (s.train.size() % s.rows_per_step && comm.rank() == 0)
+      std::printf("note: each epoch leaves out its last %zu rows (%zu ranks take whole steps of %zu rows)\n",
+                  s.train.size() % s.rows_per_step, std::size_t(comm.size()), s.rows_per_step);
+  }
   if (cfg.method == Method::kto && s.train.size() % s.rows_per_step == 1) {  // a last step of one row has no mismatch
     if (s.steps_per_epoch == 1) rlhf::fail<rlhf::io_error>("'", cfg.train_file, "': kto needs at least 2 rows");
     s.steps_per_epoch -= 1;
