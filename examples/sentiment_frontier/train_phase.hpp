@@ -83,6 +83,31 @@ inline std::vector<RunSpec> sweep_runs(const SweepConfig& c) {
 
 namespace detail {
 
+// The training prompts in epochs of seeded shuffles: take(n) gives the next n (at most all of them), reshuffling
+// when an epoch runs out.
+class PromptCycle {
+ public:
+  explicit PromptCycle(std::size_t n) : order_(n), next_(n) {
+    for (std::size_t i = 0; i < n; ++i) order_[i] = i;
+  }
+  std::vector<std::vector<rlhf::token_id>> take(const std::vector<std::vector<rlhf::token_id>>& prompts, std::size_t n,
+                                                rlhf::Rng& rng) {
+    std::vector<std::vector<rlhf::token_id>> out;
+    while (out.size() < std::min(n, order_.size())) {
+      if (next_ == order_.size()) {
+        for (std::size_t i = order_.size(); i-- > 1;) std::swap(order_[i], order_[rng.below(i + 1)]);
+        next_ = 0;
+      }
+      out.push_back(prompts[order_[next_++]]);
+    }
+    return out;
+  }
+
+ private:
+  std::vector<std::size_t> order_;
+  std::size_t next_;
+};
+
 inline fs::path checkpoint_path(const CacheEntry& e, std::size_t step) {
   char name[40];
   std::snprintf(name, sizeof name, "step-%06zu.safetensors", step);
@@ -149,19 +174,10 @@ inline void train_ppo(Context& ctx, const RunSpec& run, const SftOutput& sft, co
                                               .temperature = 1.0f,
                                               .stop_token = ctx.tokenizer->eos()}};
   rlhf::Rng rng(run.seed * 1000 + 13);
-  std::vector<std::size_t> order(data.prompts.size());
-  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::size_t next = order.size();
+  PromptCycle cycle(data.prompts.size());
   Progress progress(run.label(), t.ppo_steps, ctx.quiet);
   for (std::size_t s = 0; s < t.ppo_steps; ++s) {
-    std::vector<std::vector<rlhf::token_id>> prompts;
-    while (prompts.size() < std::min(t.ppo_batch, order.size())) {
-      if (next == order.size()) {
-        for (std::size_t i = order.size(); i-- > 1;) std::swap(order[i], order[rng.below(i + 1)]);
-        next = 0;
-      }
-      prompts.push_back(data.prompts[order[next++]]);
-    }
+    const auto prompts = cycle.take(data.prompts, t.ppo_batch, rng);
     const auto r = rlhf::ppo_step(rlhf::PpoModels{.policy = policy, .reference = reference, .value_model = value_model, .reward = reward},
                        rlhf::PpoOptimizers{.policy = policy_opt, .value = value_opt}, kl,
                        prompt_batch(prompts, 0, prompts.size()), rng, config);
@@ -194,19 +210,10 @@ inline void train_critic_free(Context& ctx, const RunSpec& run, const SftOutput&
   rlhf::AdamW<float> opt({.learning_rate = t.ppo_learning_rate, .weight_decay = 0.0f});
   rlhf::Rng rng(run.seed * 1000 + 17);
   const std::size_t per_step = std::max<std::size_t>(1, t.ppo_batch / G);
-  std::vector<std::size_t> order(data.prompts.size());
-  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::size_t next = order.size();
+  PromptCycle cycle(data.prompts.size());
   Progress progress(run.label(), t.ppo_steps, ctx.quiet);
   for (std::size_t s = 0; s < t.ppo_steps; ++s) {
-    std::vector<std::vector<rlhf::token_id>> prompts;
-    while (prompts.size() < std::min(per_step, order.size())) {
-      if (next == order.size()) {
-        for (std::size_t i = order.size(); i-- > 1;) std::swap(order[i], order[rng.below(i + 1)]);
-        next = 0;
-      }
-      prompts.push_back(data.prompts[order[next++]]);
-    }
+    const auto prompts = cycle.take(data.prompts, per_step, rng);
     const auto r = rlhf::critic_free_step(
         rlhf::CriticFreeModels{.policy = policy, .reference = reference, .reward = reward}, opt,
         prompt_batch(prompts, 0, prompts.size()), rng, config);

@@ -114,6 +114,49 @@ class MultiTokenBandit {
   }
 };
 
+// The true reward of a BanditProblem as a callable for PPO and the critic-free steps: r(x, y) of each row [B].
+struct TableReward {
+  const BanditProblem* problem;
+  std::vector<double> operator()(const TokenBatch& batch) const {
+    std::vector<double> out;
+    for (std::size_t b = 0; b < batch.batch; ++b)
+      out.push_back(problem->reward[batch.token(b, 0) * problem->N + batch.token(b, 1)]);
+    return out;
+  }
+};
+
+// `copies` rounds of every prompt 0 … P − 1, as a prompt batch.
+inline PromptBatch all_prompts(std::size_t P, std::size_t copies) {
+  std::vector<token_id> x;
+  for (std::size_t c = 0; c < copies; ++c)
+    for (std::size_t p = 0; p < P; ++p) x.push_back(static_cast<token_id>(p));
+  return toy::bandit_prompts(x);
+}
+
+// An optimizer that records the gradient it is handed and changes nothing.
+struct RecordingOptimizer {
+  std::vector<double> seen;
+  void step(std::span<double>, std::span<const double> grads) { seen.assign(grads.begin(), grads.end()); }
+};
+
+// Pairs of multi-token responses [x, y_1 … y_L] for MultiTokenBandit, padded to T.
+struct TokenPair {
+  token_id x;
+  std::vector<token_id> chosen, rejected;
+};
+inline PreferenceBatch token_pairs(const std::vector<TokenPair>& pairs, std::size_t T) {
+  const auto rows = [&](bool chosen) {
+    TokenBatch b = TokenBatch::zeros(pairs.size(), T);
+    for (std::size_t i = 0; i < pairs.size(); ++i) {
+      const auto& y = chosen ? pairs[i].chosen : pairs[i].rejected;
+      b.token(i, 0) = pairs[i].x;
+      for (std::size_t t = 0; t < y.size(); ++t) b.token(i, t + 1) = y[t], b.mask(i, t + 1) = 1;
+    }
+    return b;
+  };
+  return PreferenceBatch{rows(true), rows(false), {}, {}};
+}
+
 inline PreferenceBatch preference_batch(const std::vector<toy::Comparison>& data) {
   std::vector<token_id> x, w, l;
   for (const auto& c : data) {

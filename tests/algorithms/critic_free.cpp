@@ -20,23 +20,6 @@ using rlhf::test::has;
 
 namespace {
 
-struct TableReward {
-  const BanditProblem* problem;
-  std::vector<double> operator()(const TokenBatch& batch) const {
-    std::vector<double> out;
-    for (std::size_t b = 0; b < batch.batch; ++b)
-      out.push_back(problem->reward[batch.token(b, 0) * problem->N + batch.token(b, 1)]);
-    return out;
-  }
-};
-
-PromptBatch all_prompts(std::size_t P, std::size_t copies) {
-  std::vector<token_id> x;
-  for (std::size_t c = 0; c < copies; ++c)
-    for (std::size_t p = 0; p < P; ++p) x.push_back(static_cast<token_id>(p));
-  return toy::bandit_prompts(x);
-}
-
 // Trains `steps` iterations on every prompt (`copies` prompts each, G samples per prompt), learning rate decaying
 // linearly to 0; returns the policy.
 toy::BanditPolicy<double> train(const BanditProblem& problem, const CriticFreeConfig& config, std::uint64_t seed,
@@ -138,10 +121,7 @@ TEST_CASE("critic_free_update: the gradient it steps with is that of the clipped
   Rng rng(5);
   const auto rollout = critic_free_rollout(models, all_prompts(problem.P, 2), rng, config);
   // One more step of the policy makes the ratio differ from 1, so the clip and the KL both matter.
-  struct Recorder {
-    std::vector<double> seen;
-    void step(std::span<double>, std::span<const double> g) { seen.assign(g.begin(), g.end()); }
-  } recorder;
+  RecordingOptimizer recorder;
   for (auto& z : policy.parameters()) z *= 1.3;
   critic_free_update(models, recorder, rollout, rng, config);
 

@@ -140,23 +140,10 @@ TEST_CASE("dpo_step: padding on either side of a row changes nothing") {
 TEST_CASE("dpo_step: responses of several tokens, of different lengths, give the DPO loss, metrics and step written out") {
   // Pairs (prompt, chosen tokens, rejected tokens) of 1 to 4 tokens, right-padded to T = 5, on the
   // multi-token bandit: Σ_t log π(y_t | x), and d/dθ[x, :] of it is counts(y) − L·π(·|x).
-  struct Pair {
-    token_id x;
-    std::vector<token_id> chosen, rejected;
-  };
-  const std::vector<Pair> pairs = {
+  const std::vector<TokenPair> pairs = {
       {0, {1}, {2, 2, 0}}, {1, {0, 2, 2, 1}, {1, 1}}, {0, {2, 0}, {1, 0, 1, 1}}, {1, {1, 1, 1}, {0}}, {1, {2, 0}, {2}}};
   const std::size_t P = 2, N = 3, B = pairs.size(), T = 5;
-  const auto rows = [&](bool chosen) {
-    TokenBatch b = TokenBatch::zeros(B, T);
-    for (std::size_t i = 0; i < B; ++i) {
-      const auto& y = chosen ? pairs[i].chosen : pairs[i].rejected;
-      b.token(i, 0) = pairs[i].x;
-      for (std::size_t t = 0; t < y.size(); ++t) b.token(i, t + 1) = y[t], b.mask(i, t + 1) = 1;
-    }
-    return b;
-  };
-  const PreferenceBatch batch{rows(true), rows(false), {}, {}};
+  const PreferenceBatch batch = token_pairs(pairs, T);
   const MultiTokenBandit reference(P, N, moved_logits(P, N, 31));
   const auto sum_logps = [&](const std::vector<double>& table, token_id x, const std::vector<token_id>& y) {
     double s = 0;

@@ -94,23 +94,10 @@ TEST_CASE("orpo_step: one step over micro-batches equals one step on the whole b
 }
 
 TEST_CASE("orpo_step: the loss and gradient are the formula written out, on multi-token responses") {
-  struct Pair {
-    token_id x;
-    std::vector<token_id> chosen, rejected;
-  };
-  const std::vector<Pair> pairs = {{0, {1}, {2, 2, 0}}, {1, {0, 2, 2, 1}, {1, 1}}, {0, {2, 0}, {1, 0, 1, 1}},
+  const std::vector<TokenPair> pairs = {{0, {1}, {2, 2, 0}}, {1, {0, 2, 2, 1}, {1, 1}}, {0, {2, 0}, {1, 0, 1, 1}},
                                    {1, {1, 1, 1}, {0}}};
   const std::size_t P = 2, N = 3, B = pairs.size(), T = 5;
-  const auto rows = [&](bool chosen) {
-    TokenBatch b = TokenBatch::zeros(B, T);
-    for (std::size_t i = 0; i < B; ++i) {
-      const auto& y = chosen ? pairs[i].chosen : pairs[i].rejected;
-      b.token(i, 0) = pairs[i].x;
-      for (std::size_t t = 0; t < y.size(); ++t) b.token(i, t + 1) = y[t], b.mask(i, t + 1) = 1;
-    }
-    return b;
-  };
-  const PreferenceBatch batch{rows(true), rows(false), {}, {}};
+  const PreferenceBatch batch = token_pairs(pairs, T);
   MultiTokenBandit policy(P, N, moved_logits(P, N, 32));
   const auto table = policy.log_table();
   const double lambda = 0.7;

@@ -13,27 +13,6 @@ using namespace rlhf;
 using namespace rlhf::testing;
 using rlhf::test::max_abs_difference;
 
-namespace {
-
-// The true reward as a callable: r(x, y) of each row [B], as a host vector.
-struct TableReward {
-  const BanditProblem* problem;
-  std::vector<double> operator()(const TokenBatch& batch) const {
-    std::vector<double> out;
-    for (std::size_t b = 0; b < batch.batch; ++b)
-      out.push_back(problem->reward[batch.token(b, 0) * problem->N + batch.token(b, 1)]);
-    return out;
-  }
-};
-
-PromptBatch all_prompts(std::size_t P, std::size_t copies) {
-  std::vector<token_id> x;
-  for (std::size_t c = 0; c < copies; ++c)
-    for (std::size_t p = 0; p < P; ++p) x.push_back(static_cast<token_id>(p));
-  return toy::bandit_prompts(x);
-}
-
-}  // namespace
 
 TEST_CASE("ppo_step: with the true reward and KL coefficient beta, the policy converges to pi*") {
   // 384 rollouts per step, 200 steps, 4 epochs x 4 minibatches; the learning rate decays linearly to 0.

@@ -18,12 +18,6 @@ using rlhf::test::has;
 
 namespace {
 
-// Records the gradient it was handed and changes nothing.
-struct RecordingOptimizer {
-  std::vector<double> seen;
-  void step(std::span<double>, std::span<const double> grads) { seen.assign(grads.begin(), grads.end()); }
-};
-
 double norm(const std::vector<double>& g) {
   double s = 0;
   for (double x : g) s += x * x;
