@@ -269,6 +269,11 @@ void check_combinations(const Config& c) {
     refuse("loss_type", "'" + c.loss_type + "' is not a GRPO loss: grpo, bnpo or dr_grpo");
   if (c.method == Method::rloo && c.num_generations < 2)
     refuse("num_generations", "rloo's leave-one-out baseline needs at least 2 completions per prompt");
+  if (c.method == Method::grpo && c.num_generations < 2)
+    refuse("num_generations", "grpo's group baseline needs at least 2 completions per prompt (with 1 every advantage is 0)");
+  if (c.method == Method::kto && c.per_device_eval_batch_size < 2)
+    refuse("per_device_eval_batch_size", "kto needs at least 2 rows per evaluation batch (its reference point pairs "
+                                         "each prompt with another row's completion)");
   if ((c.method == Method::dpo || c.method == Method::kto) && c.beta <= 0)
     refuse("beta", std::string("must be > 0 for ") + name_of(c.method));
   if (c.method == Method::kto && c.per_device_train_batch_size * c.gradient_accumulation_steps < 2)

@@ -48,9 +48,14 @@ int main(int argc, char** argv) {
   if (parsed.exit_code >= 0) return parsed.exit_code;
   if (started_by_mpirun()) {
 #ifdef RLHF_TRAINER_MPI
-    rlhf::MpiSession mpi(argc, argv);
-    rlhf::MpiCommunicator world;
-    return run_or_report(parsed.config, world);
+    try {
+      rlhf::MpiSession mpi(argc, argv);
+      rlhf::MpiCommunicator world;
+      return run_or_report(parsed.config, world);
+    } catch (const std::exception& e) {  // MPI itself did not start
+      std::fprintf(stderr, "rlhf-train: %s\n", e.what());
+      return 1;
+    }
 #else
     std::fprintf(stderr, "rlhf-train: started by mpirun, but built without MPI (apt-get install libopenmpi-dev "
                          "openmpi-bin, then rebuild)\n");

@@ -119,7 +119,7 @@ StepOutcome method_step(Session& s, M& model, O& optimizer, const TokenizedDatas
       out.tokens = detail::sequence_tokens(data, rows, true);
       const rlhf::KtoConfig kc{.beta = c.beta, .desirable_weight = c.desirable_weight,
                                .undesirable_weight = c.undesirable_weight};
-      out.result = rlhf::kto_step(model, *s.reference, optimizer, rlhf::io::collate_unpaired(data.rows, rows), kc, options);
+      out.result = rlhf::kto_step(model, *s.reference, optimizer, rlhf::io::collate_unpaired(data.rows, rows, s.policy->config().max_seq_len), kc, options);
       break;
     }
     case Method::orpo:
@@ -253,7 +253,7 @@ inline rlhf::Metrics evaluation_pass(Session& s, std::size_t step, double& loss)
     if (s.cfg.method == Method::ppo) {
       auto reward = [&](const rlhf::TokenBatch& b) { return ppo_scores(s, b); };
       rlhf::PpoModels models{.policy = *s.policy, .reference = *s.reference, .value_model = *s.value, .reward = reward};
-      rlhf::Rng rng(s.cfg.seed ^ (0xd1b54a32d192ed03ULL * (step + 1)));
+      rlhf::Rng rng(s.cfg.seed ^ (0xd1b54a32d192ed03ULL * (step + 1)) ^ (0x9e3779b97f4a7c15ULL * (lo + 1)));
       const auto rollout = rlhf::ppo_rollout(models, rlhf::io::collate_prompts(s.eval.rows, rows), rng, s.kl_coef, ppo_config(s));
       total.combine(rollout.metrics, share);
       loss -= share * rollout.metrics[rlhf::metric::objective_rlhf_reward];  // eval_loss: − the KL-penalised reward
@@ -261,7 +261,7 @@ inline rlhf::Metrics evaluation_pass(Session& s, std::size_t step, double& loss)
       auto reward = [&](const rlhf::TokenBatch& b) { return ppo_scores(s, b); };
       Model& reference = s.reference ? *s.reference : *s.policy;
       rlhf::CriticFreeModels models{.policy = *s.policy, .reference = reference, .reward = reward};
-      rlhf::Rng rng(s.cfg.seed ^ (0xd1b54a32d192ed03ULL * (step + 1)));
+      rlhf::Rng rng(s.cfg.seed ^ (0xd1b54a32d192ed03ULL * (step + 1)) ^ (0x9e3779b97f4a7c15ULL * (lo + 1)));
       const auto rollout =
           rlhf::critic_free_rollout(models, rlhf::io::collate_prompts(s.eval.rows, rows), rng, critic_free_config(s));
       total.combine(rollout.metrics, share);

@@ -31,7 +31,7 @@ class MetricsLog {
       std::string line;
       while (std::getline(in, line)) {
         if (line.empty()) continue;
-        const auto doc = nlohmann::json::parse(line, nullptr, false);
+        const auto doc = nlohmann::ordered_json::parse(line, nullptr, false);  // keeps the record's key order
         if (doc.is_discarded() || !doc.is_object()) break;  // a line cut by the interruption ends the log
         if (auto s = doc.find("step"); s == doc.end() || !s->is_number() || s->get<double>() > double(keep_through))
           continue;

@@ -151,11 +151,15 @@ int run(const Config& config, rlhf::Communicator& comm) {
       o = is_online(config.method) ? online_iteration(s, rows)
                                    : method_step(s, *s.policy, *s.optimizer, s.train, rows, false, options);
     } catch (const rlhf::value_error& e) {
+      // With several ranks a non-finite loss is seen by all of them (it is the global batch's), but an error raised
+      // on one rank's rows alone is not: main then stops every rank (MPI_Abort) rather than leave them waiting.
       progress.break_line();
-      std::fprintf(stderr,
-                   "rlhf-train: stopped at step %zu of %zu: %s\n  nothing of step %zu was applied; the last good "
-                   "checkpoint is %s\n",
-                   g + 1, s.total_steps, e.what(), g + 1, last_checkpoint.c_str());
+      if (s.writes())
+        std::fprintf(stderr,
+                     "rlhf-train: stopped at step %zu of %zu: %s\n  nothing of step %zu is saved; the last good "
+                     "checkpoint is %s\n",
+                     g + 1, s.total_steps, e.what(), g + 1, last_checkpoint.c_str());
+      if (comm.size() > 1) throw;
       return 1;
     }
     s.schedule->advance();
@@ -172,23 +176,25 @@ int run(const Config& config, rlhf::Communicator& comm) {
     progress.update(done, summary_of(shown, config.method), log_now);
     if (done == s.total_steps) break;
     if (config.eval_steps && done % config.eval_steps == 0) evaluate_now(done);
-    if (config.save_steps && done % config.save_steps == 0) save(done);
+    const bool saved = config.save_steps && done % config.save_steps == 0;
+    if (saved) save(done);
     // Every rank stops after the same step: a signal seen by any rank stops them all.
     const double signal = comm.size() > 1 ? rlhf::all_reduce_sum(comm, double(stop_signal)) : double(stop_signal);
     if (signal > 0) {
       if (!stop_signal) stop_signal = SIGTERM;  // this rank heard of it from another
       progress.break_line();
-      const auto path = save(done);
-      std::printf("stopped by signal %d after step %zu of %zu; wrote %s (resume with --resume_from_checkpoint %s)\n",
-                  int(stop_signal), done, s.total_steps, path.string().c_str(), path.string().c_str());
+      const auto path = saved ? fs::path(last_checkpoint) : save(done);
+      if (s.writes())
+        std::printf("stopped by signal %d after step %zu of %zu; wrote %s (resume with --resume_from_checkpoint %s)\n",
+                    int(stop_signal), done, s.total_steps, path.string().c_str(), path.string().c_str());
       return 128 + int(stop_signal);
     }
   }
 
+  const auto path = save(s.total_steps);  // before the last evaluation, so that an error there loses nothing
+  if (s.writes()) save_model_folder(*s.policy, s.codec, out);
   evaluate_now(s.total_steps);
-  const auto path = save(s.total_steps);
   if (!s.writes()) return 0;
-  save_model_folder(*s.policy, s.codec, out);
   std::printf("wrote %s (the last checkpoint), the model in %s (config.json, model.safetensors, tokenizer files; "
               "loadable as model_name_or_path), and the metrics in %s and %s\n",
               path.string().c_str(), out.string().c_str(), log->jsonl().string().c_str(), log->csv().string().c_str());

@@ -164,8 +164,9 @@ inline Session make_session(const Config& cfg, rlhf::Communicator& comm) {
   s.policy.emplace(initial_model(cfg, head, cfg.seed));
   const rlhf::GptConfig& g = s.policy->config();
   if (!is_online(cfg.method) && s.cfg.max_length > g.max_seq_len) {
-    std::printf("note: max_length %zu is above the model's n_positions %zu; using %zu\n", s.cfg.max_length,
-                g.max_seq_len, g.max_seq_len);
+    if (comm.rank() == 0)
+      std::printf("note: max_length %zu is above the model's n_positions %zu; using %zu\n", s.cfg.max_length,
+                  g.max_seq_len, g.max_seq_len);
     s.cfg.max_length = g.max_seq_len;
     if (s.cfg.max_prompt_length >= s.cfg.max_length) s.cfg.max_prompt_length = s.cfg.max_length / 2;
   }
@@ -174,6 +175,8 @@ inline Session make_session(const Config& cfg, rlhf::Communicator& comm) {
   if (!cfg.eval_file.empty()) {
     s.eval = detail::load_data(s.cfg, s.codec, cfg.eval_file, g.max_seq_len);
     detail::require_vocabulary(s.eval, g.vocab_size);
+    if (cfg.method == Method::kto && s.eval.size() < 2)
+      rlhf::fail<rlhf::io_error>("eval_file '", cfg.eval_file, "': kto needs at least 2 rows to evaluate");
     if (s.eval.format.type != s.train.format.type)
       rlhf::fail<rlhf::io_error>("eval_file '", cfg.eval_file, "' is ", rlhf::io::to_string(s.eval.format),
                                  " but train_file is ", rlhf::io::to_string(s.train.format));
@@ -220,10 +223,10 @@ inline Session make_session(const Config& cfg, rlhf::Communicator& comm) {
       std::printf("note: each epoch leaves out its last %zu rows (%zu ranks take whole steps of %zu rows)\n",
                   s.train.size() % s.rows_per_step, std::size_t(comm.size()), s.rows_per_step);
   }
-  if (cfg.method == Method::kto && s.train.size() % s.rows_per_step == 1) {  // a last step of one row has no mismatch
+  if (cfg.method == Method::kto && comm.size() == 1 && s.train.size() % s.rows_per_step == 1) {  // no step of one row
     if (s.steps_per_epoch == 1) rlhf::fail<rlhf::io_error>("'", cfg.train_file, "': kto needs at least 2 rows");
     s.steps_per_epoch -= 1;
-    std::printf("note: each epoch leaves out its last row (kto cannot take a step of one row)\n");
+    if (comm.rank() == 0) std::printf("note: each epoch leaves out its last row (kto cannot take a step of one row)\n");
   }
   s.total_steps = cfg.max_steps > 0 ? std::size_t(cfg.max_steps)
                                     : std::size_t(std::ceil(cfg.num_train_epochs * double(s.steps_per_epoch)));

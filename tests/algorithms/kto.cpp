@@ -74,6 +74,17 @@ TEST_CASE("mismatched_rows: prompt i with completion i - 1, TRL's rotation; padd
       CHECK(int(m.mask(b, t)) == want_mask[b][t]);
     }
   CHECK_THROWS_WITH_AS(mismatched_rows(slice_rows(s, 0, 1)), doctest::Contains("need at least 2"), shape_error);
+
+  // max_length bounds the rows: row 0 ([7, 3] + [2, 9]) keeps [7, 3, 2]; with 2, a prompt keeps its last token.
+  const TokenBatch three = mismatched_rows(s, 3);
+  REQUIRE(three.time == 3);
+  CHECK(three.token(0, 2) == 2);
+  CHECK(three.response_length(0) == 1);
+  const TokenBatch two = mismatched_rows(s, 2);
+  REQUIRE(two.time == 2);
+  CHECK(two.token(0, 0) == 3);  // prompt [7, 3] cut to its last token
+  CHECK(two.token(0, 1) == 2);
+  CHECK(two.response_length(0) == 1);
 }
 
 TEST_CASE("kto_step: at its fixed point the bandit policy satisfies the stationarity condition derived in the docs") {
@@ -248,7 +259,7 @@ TEST_CASE("kto_step: a float policy trains through the same code; one label only
   CHECK(first == doctest::Approx(0.5));  // u = z0 = 0: 1 − σ(0)
   CHECK(last < first - 0.001);
   const auto r = kto_step(policy, reference, opt, batch);
-  CHECK(!r.metrics.has("rewards/rejected"));
+  CHECK(r.metrics.tokens("rewards/rejected") == 0.0);  // no undesirable example: weight 0
   CHECK(r.metrics["count/rejected"] == 0.0);
 }
 

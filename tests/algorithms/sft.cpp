@@ -71,6 +71,31 @@ TEST_CASE("sft_step: micro-batches equal the whole batch; the gradient is the lo
   }
 }
 
+TEST_CASE("sft_step: with a token mean over the batch, micro-batches of unequal token counts equal the whole batch") {
+  // Responses of 1 to 4 tokens: a row-share weighting of the micro-batches would not give the batch's token mean.
+  const auto batch = token_pairs({{0, {1}, {0}}, {1, {0, 2, 2, 1}, {0}}, {0, {2, 0}, {0}}, {1, {1, 1, 1}, {0}},
+                                  {0, {2, 2, 2, 2}, {0}}},
+                                 5)
+                         .chosen;
+  const SftConfig config{.batch_reduction = BatchReduction::mean_tokens};
+  MultiTokenBandit whole(2, 3, moved_logits(2, 3, 4)), split = whole;
+  Sgd sgd{0.5};
+  const auto a = sft_step(whole, sgd, batch, config);
+  const auto b = sft_step(split, sgd, batch, config, {.micro_batches = 3});
+  CHECK(b.loss == doctest::Approx(a.loss).epsilon(1e-12));
+  CHECK(b.metrics["nll/token"] == doctest::Approx(a.metrics["nll/token"]).epsilon(1e-12));
+  for (std::size_t i = 0; i < 6; ++i) CHECK(split.theta[i] == doctest::Approx(whole.theta[i]).epsilon(1e-12));
+  // and the loss is the token mean: Σ −log π over every response token / their count (14)
+  MultiTokenBandit fresh(2, 3, moved_logits(2, 3, 4));
+  const auto table = fresh.log_table();
+  double total = 0, tokens = 0;
+  for (std::size_t r = 0; r < batch.batch; ++r)
+    for (std::size_t t = 1; t < batch.time; ++t)
+      if (batch.mask(r, t)) total -= table[std::size_t(batch.token(r, 0)) * 3 + std::size_t(batch.token(r, t))], ++tokens;
+  CHECK(tokens == 14);
+  CHECK(a.loss == doctest::Approx(total / tokens).epsilon(1e-12));
+}
+
 TEST_CASE("sft_step: bad input names the problem") {
   toy::BanditPolicy<double> policy(2, 3);
   Sgd sgd;

@@ -12,6 +12,8 @@
 
 #include "rlhf/algorithms/dpo.hpp"
 #include "rlhf/algorithms/kl_control.hpp"
+#include "rlhf/algorithms/kto.hpp"
+#include "rlhf/algorithms/orpo.hpp"
 #include "rlhf/algorithms/ppo.hpp"
 #include "rlhf/algorithms/reward_model.hpp"
 #include "rlhf/algorithms/sft.hpp"
@@ -147,6 +149,43 @@ TEST_CASE("dpo: 2 ranks x b pairs equal 1 process x 2b pairs") {
     CHECK(r.metrics[metric::rewards_accuracies] == doctest::Approx(q.metrics[metric::rewards_accuracies]));
   }
   check_equal(distributed, single, "dpo");
+}
+
+TEST_CASE("orpo: 2 ranks equal 1 process (the NLL a token mean over every rank's chosen tokens)") {
+  PreferenceBatch whole{.chosen = test::short_responses(2 * rows_per_rank, 12),
+                        .rejected = test::short_responses(2 * rows_per_rank, 13)};
+  const auto part = my_part(whole);
+  Gpt<float> distributed(test::tiny_gpt, 3), single(test::tiny_gpt, 3);
+  Optimizer<float> opt_d, opt_s;
+  for (std::size_t s = 0; s < steps; ++s) {
+    orpo_step(distributed, opt_d, part, {.lambda = 0.5}, {.communicator = world});
+    orpo_step(single, opt_s, whole, {.lambda = 0.5});
+  }
+  check_equal(distributed, single, "orpo");
+}
+
+TEST_CASE("kto: 2 ranks equal 1 process (z0 over every rank's mismatched rows; one rank all desirable)") {
+  const TokenBatch sequences = test::short_responses(2 * rows_per_rank, 14);
+  const auto [lo, hi] = my_rows();
+  UnpairedBatch part{.sequences = slice_rows(sequences, lo, hi)};
+  part.desirable.assign(rows_per_rank, world->rank() == 0 ? 1 : 0);  // rank 0 desirable only, rank 1 undesirable only
+  part.mismatched = mismatched_rows(part.sequences);
+  // One process: the same examples, and as mismatched rows both ranks' (so that its z0 is over the same rows).
+  UnpairedBatch whole{.sequences = sequences};
+  whole.desirable.assign(rows_per_rank, 1);
+  whole.desirable.resize(2 * rows_per_rank, 0);
+  whole.mismatched = concat_rows(mismatched_rows(slice_rows(sequences, 0, rows_per_rank)),
+                                 mismatched_rows(slice_rows(sequences, rows_per_rank, 2 * rows_per_rank)));
+  Gpt<float> distributed(test::tiny_gpt, 3), single(test::tiny_gpt, 3), reference(test::tiny_gpt, 3);
+  Optimizer<float> opt_d, opt_s;
+  for (std::size_t s = 0; s < steps; ++s) {
+    const auto r = kto_step(distributed, reference, opt_d, part, {.beta = 0.5}, {.communicator = world});
+    const auto q = kto_step(single, reference, opt_s, whole, {.beta = 0.5});
+    CHECK(r.metrics["kl"] == doctest::Approx(q.metrics["kl"]).epsilon(1e-5));
+    CHECK(r.metrics["rewards/rejected"] == doctest::Approx(q.metrics["rewards/rejected"]).epsilon(1e-4).scale(1e-6));
+    CHECK(r.metrics["count/chosen"] == q.metrics["count/chosen"]);
+  }
+  check_equal(distributed, single, "kto");
 }
 
 TEST_CASE("reward model: 2 ranks x b pairs equal 1 process x 2b pairs") {

@@ -68,6 +68,7 @@ resume)
   "$bin" "$method" "${args[@]}" --output_dir "$work/straight" > /dev/null
   mkdir -p "$work/resumed"
   cp -r "$work/straight/checkpoint-4" "$work/resumed/"  # what a run stopped after step 4 (mid-epoch 2) leaves
+  cp "$work/straight/metrics.jsonl" "$work/resumed/"     # with a log that went on past it (steps 5-10)
   "$bin" "$method" "${args[@]}" --output_dir "$work/resumed" --resume_from_checkpoint latest > "$work/log.txt"
   grep -q "resuming at step 4" "$work/log.txt" || fail "did not resume"
   for step in 8 10; do
@@ -78,7 +79,8 @@ resume)
   [[ "$method" != ppo ]] || same "$work/straight/checkpoint-10/value_model/model.safetensors" \
                                  "$work/resumed/checkpoint-10/value_model/model.safetensors"
   same "$work/straight/model.safetensors" "$work/resumed/model.safetensors"
-  [[ $(grep -c '"step": ' "$work/resumed/metrics.jsonl") == 6 ]] || fail "the resumed log should hold steps 5..10"
+  steps=$(sed 's/^{"step": \([0-9]*\),.*/\1/' "$work/resumed/metrics.jsonl" | tr '\n' ' ')
+  [[ "$steps" == "1 2 3 4 5 6 7 8 9 10 " ]] || fail "the resumed log should hold steps 1..10 once each: $steps"
   echo "resume $method: checkpoints 8 and 10 and the final model are byte-identical"
   ;;
 sigint)
@@ -101,6 +103,10 @@ sigint)
   ! ls -d "$work/cut"/.checkpoint-* 2> /dev/null || fail "a partial checkpoint folder was left"
   "$bin" sft "${args[@]}" --output_dir "$work/cut" --resume_from_checkpoint latest > /dev/null
   same "$work/straight/model.safetensors" "$work/cut/model.safetensors"
+  # The log holds each step once, in order, keys in their first order, records after the checkpoint's step dropped.
+  steps=$(sed 's/^{"step": \([0-9]*\),.*/\1/' "$work/cut/metrics.jsonl" | tr '\n' ' ')
+  [[ "$steps" == "$(seq -s ' ' 1 400) " ]] || fail "metrics.jsonl steps after the resume: $steps"
+  head -1 "$work/cut/metrics.csv" | grep -q '^step,epoch,loss,' || fail "metrics.csv columns reordered by the resume"
   echo "sigint: checkpoint written, resumed run byte-identical to the straight one"
   ;;
 diverge)

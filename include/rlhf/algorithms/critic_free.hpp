@@ -177,7 +177,11 @@ CriticFreeRollout<typename P::backend> critic_free_rollout(const CriticFreeModel
   out.metrics.set("groups/dropped", config.drop_uniform_groups ? by_score.metrics["frac_reward_zero_std"] : 0.0);
   out.metrics.set("reward", by_score.metrics["reward"]);
   out.metrics.set("reward_std", by_score.metrics["reward_std"]);
-  if (kept.empty()) return out;  // nothing to learn from: every group was uniform
+  if (kept.empty()) {  // nothing to learn from: every group was uniform
+    out.metrics.set("kl", 0.0);
+    out.metrics.set("completions/mean_length", 0.0);
+    return out;
+  }
 
   out.batch = kept.size() == n_all ? std::move(all) : gather_rows(all, kept);
   const std::size_t N = out.batch.batch, Tn = out.batch.time;
@@ -259,9 +263,12 @@ StepResult critic_free_update(const CriticFreeModels<P, Ref, Reward>& models, O&
         if (kl_loss) {
           const auto k = kl_estimate(logp, gather_rows(rollout.ref_logp, rows), mask, kl_config);
           const std::size_t n = Be::rows(logp) * Be::cols(logp);
-          Be::for_each(n, detail::add_scaled_kernel<T>{Be::data(k.d_logp), Be::data(p.d_logp), T(config.beta)});
-          p.loss += config.beta * k.mean;
-          p.metrics.set("kl_loss", k.mean);
+          // Under Dr. GRPO's sequence_sum the surrogate's token sums are divided by the constant L; so is the KL's
+          // (kl_estimate's sequence_sum divides by the rows only).
+          const double scale = config.policy.aggregation == Aggregation::sequence_sum ? 1.0 / config.policy.max_tokens : 1.0;
+          Be::for_each(n, detail::add_scaled_kernel<T>{Be::data(k.d_logp), Be::data(p.d_logp), T(config.beta * scale)});
+          p.loss += config.beta * scale * k.mean;
+          p.metrics.set("kl_loss", scale * k.mean);
         }
         models.policy.backward(part, p.d_logp);
         return p;

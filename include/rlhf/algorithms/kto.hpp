@@ -97,10 +97,19 @@ StepResult kto_step(P& policy, Ref* reference, O& optimizer, const UnpairedBatch
     const auto sums = vector_to_host<Be>(sequence_sums(policy.log_probs(part), mask_matrix<Be>(part)));
     policy_kl.insert(policy_kl.end(), sums.begin(), sums.end());
   }
-  const V policy_kl_v = vector_from_host<Be>(policy_kl, 0, M);
-  const V reference_kl_v = vector_from_host<Be>(batch.reference_mismatched.empty() ? reference_kl
-                                                                                   : batch.reference_mismatched,
-                                                0, M);
+  V policy_kl_v = vector_from_host<Be>(policy_kl, 0, M);
+  V reference_kl_v = vector_from_host<Be>(batch.reference_mismatched.empty() ? reference_kl
+                                                                             : batch.reference_mismatched,
+                                          0, M);
+  if (options.communicator && options.communicator->size() > 1) {
+    // z0 over every rank's mismatched rows (as TRL gathers it): their mean log-ratio, passed as one row.
+    const auto& ref_kl = batch.reference_mismatched.empty() ? reference_kl : batch.reference_mismatched;
+    double totals[2] = {0, double(M)};
+    for (std::size_t i = 0; i < M; ++i) totals[0] += policy_kl[i] - ref_kl[i];
+    options.communicator->all_reduce_sum(std::span<double>(totals, 2));
+    policy_kl_v = vector_from_host<Be>(std::vector<double>{totals[0] / totals[1]}, 0, 1);
+    reference_kl_v = vector_from_host<Be>(std::vector<double>{0.0}, 0, 1);
+  }
 
   return training_step(fn, policy, optimizer, B, options, [&](std::size_t lo, std::size_t hi, double share) {
     const TokenBatch part = slice_rows(batch.sequences, lo, hi);

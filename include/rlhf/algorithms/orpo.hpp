@@ -9,6 +9,7 @@
 // The NLL term is the whole batch's chosen-token mean: every micro-batch divides by the whole batch's chosen
 // tokens per pair, so M micro-batches give the step of one. docs/algorithms/orpo.md.
 #include <cstddef>
+#include <span>
 
 #include "rlhf/algorithms/sequence.hpp"
 #include "rlhf/core/concepts.hpp"
@@ -28,7 +29,10 @@ StepResult orpo_step(P& policy, O& optimizer, const PreferenceBatch& batch, cons
   const std::size_t B = detail::require_preference_batch(fn, batch);
   double chosen_tokens = 0;
   for (std::size_t b = 0; b < B; ++b) chosen_tokens += static_cast<double>(batch.chosen.response_length(b));
-  const double tokens_per_pair = chosen_tokens / static_cast<double>(B);  // every row has a response token
+  double totals[2] = {chosen_tokens, static_cast<double>(B)};
+  if (options.communicator && options.communicator->size() > 1)  // the NLL is a token mean over every rank's pairs
+    options.communicator->all_reduce_sum(std::span<double>(totals, 2));
+  const double tokens_per_pair = totals[0] / totals[1];  // every row has a response token
 
   return training_step(fn, policy, optimizer, B, options, [&](std::size_t lo, std::size_t hi, double share) {
     const std::size_t n = hi - lo;

@@ -114,8 +114,8 @@ typename Be::vector score_batch(Reward& reward, const TokenBatch& batch) {
   }
 }
 
-// whiten(x, mask, config) with the mean and variance over every rank's masked entries: the counts, sums and sums
-// of squared deviations of the ranks, joined (Chan et al.'s parallel variance).
+// whiten(x, mask, config) with the mean and variance over every rank's masked entries, in two passes as whiten_stats
+// does: the global count and mean first, then the squared deviations from that mean.
 template <class Matrix, class Be = backend_of_t<Matrix>>
 Matrix whiten_over_ranks(const char* fn, const Matrix& x, const Matrix& mask, const WhitenConfig& config,
                          Communicator* communicator) {
@@ -123,19 +123,17 @@ Matrix whiten_over_ranks(const char* fn, const Matrix& x, const Matrix& mask, co
   using T = typename Be::scalar;
   const std::size_t n = Be::rows(x) * Be::cols(x);
   const T *px = Be::data(x), *pm = Be::data(mask);
-  const double count = Be::sum(n, detail::ppo::element_value<T>{pm});
-  const double sum = Be::sum(n, detail::ppo::masked_element<T>{px, pm});
-  const double mean = count > 0 ? sum / count : 0.0;
-  const double m2 = count > 0 ? Be::sum(n, detail::ppo::masked_square_deviation<T>{px, pm, mean}) : 0.0;
-  double totals[3] = {count, sum, m2 + count * mean * mean};
-  communicator->all_reduce_sum(std::span<double>(totals, 3));
+  double totals[2] = {Be::sum(n, detail::ppo::element_value<T>{pm}), Be::sum(n, detail::ppo::masked_element<T>{px, pm})};
+  communicator->all_reduce_sum(std::span<double>(totals, 2));
   WhitenStats s;
   s.count = totals[0];
   const double needed = config.unbiased ? 2 : 1;
   if (s.count < needed)
     fail<value_error>(fn, ": the ranks' masks select ", s.count, " entries; the variance needs at least ", needed);
   s.mean = totals[1] / s.count;
-  s.variance = std::max(0.0, totals[2] - s.count * s.mean * s.mean) / (config.unbiased ? s.count - 1 : s.count);
+  double squares = Be::sum(n, detail::ppo::masked_square_deviation<T>{px, pm, s.mean});
+  communicator->all_reduce_sum(std::span<double>(&squares, 1));
+  s.variance = squares / (config.unbiased ? s.count - 1 : s.count);
   s.inv_std = 1.0 / std::sqrt(config.eps_as_floor ? std::max(s.variance, config.eps) : s.variance + config.eps);
   return whiten(x, mask, config, s);
 }
@@ -284,7 +282,10 @@ PpoStepResult ppo_step(const PpoModels<P, Ref, Vm, Reward>& models, const PpoOpt
       "see docs/algorithms/kl_control.md");
   const auto rollout = ppo_rollout(models, prompts, rng, static_cast<double>(kl_controller.value()), config);
   PpoStepResult out = ppo_update(models, optimizers, rollout, rng, config);
-  kl_controller.update(rollout.metrics[metric::objective_kl], rollout.batch.batch);
+  // The controller's step counts every rank's samples, as one process with the whole batch would.
+  const double samples = config.communicator ? all_reduce_sum(*config.communicator, double(rollout.batch.batch))
+                                             : double(rollout.batch.batch);
+  kl_controller.update(rollout.metrics[metric::objective_kl], static_cast<std::size_t>(samples));
   return out;
 }
 

@@ -29,10 +29,21 @@ StepResult sft_step(P& policy, O& optimizer, const TokenBatch& batch, const SftC
     if (config.batch_reduction == BatchReduction::mean_tokens && step.rank_weight == 0)
       for (std::size_t r = 0; r < batch.batch; ++r) step.rank_weight += double(batch.response_length(r));
   }
+  // A token mean over the batch: each micro-batch counts by its share of the tokens, not of the rows.
+  double batch_tokens = 0;
+  if (config.batch_reduction == BatchReduction::mean_tokens)
+    for (std::size_t r = 0; r < batch.batch; ++r) batch_tokens += double(batch.response_length(r));
   return training_step(fn, policy, optimizer, batch.batch, step, [&](std::size_t lo, std::size_t hi, double share) {
     const TokenBatch part = slice_rows(batch, lo, hi);
     auto r = sft_loss(policy.log_probs(part), mask_matrix<Be>(part), config);
-    policy.backward(part, detail::scaled<Be>(r.d_logp, share));
+    double weight = share;
+    if (batch_tokens > 0) {
+      double tokens = 0;
+      for (std::size_t row = 0; row < part.batch; ++row) tokens += double(part.response_length(row));
+      weight = tokens / batch_tokens;
+      r.loss *= weight / share;  // training_step adds share · loss
+    }
+    policy.backward(part, detail::scaled<Be>(r.d_logp, weight));
     return r;
   });
 }

@@ -8,7 +8,8 @@
 //   optimizer.step(model.parameters(), model.gradients())
 //
 // A non-finite loss or gradient throws rlhf::value_error before the optimizer step, so the parameters and the
-// optimizer's state stay as they were (a trainer stops there and keeps its last good checkpoint).
+// optimizer's state stay as they were (a trainer stops there and keeps its last good checkpoint). Gradients in
+// device memory (gradients_on_device) are not read on the host: for them only the loss is checked here.
 // Because each micro-batch's loss is a mean over its rows, the scaled gradients add up to the gradient of
 // the whole batch's mean loss: M micro-batches give the step of one. A method is its loss plus a body.
 #include <cmath>

@@ -27,7 +27,9 @@ struct UnpairedBatch {
 // This is TRL KTOTrainer's KL data set (its completions moved down one place: prompt i meets completion i − 1).
 // A row's prompt is its real tokens before its first response token, its completion its response tokens; tokens
 // after the completion are dropped. Needs B ≥ 2: with one row the "mismatched" row would be the example itself.
-inline TokenBatch mismatched_rows(const TokenBatch& sequences) {
+// max_length > 0 bounds each row (a prompt and another row's completion may together be longer than either row):
+// the completion's end is cut, and a prompt that leaves no room keeps its last max_length − 1 tokens.
+inline TokenBatch mismatched_rows(const TokenBatch& sequences, std::size_t max_length = 0) {
   constexpr const char* fn = "rlhf::mismatched_rows";
   const std::size_t B = sequences.batch, T = sequences.time;
   require_size(fn, "tokens", sequences.tokens.size(), B * T, "B*T");
@@ -44,16 +46,25 @@ inline TokenBatch mismatched_rows(const TokenBatch& sequences) {
       if (sequences.mask(b, t)) completions[b].push_back(sequences.token(b, t));
     if (completions[b].empty()) fail<value_error>(fn, ": 'sequences' row ", b, " of ", B, " has no response token");
   }
+  if (max_length == 1) fail<value_error>(fn, ": max_length must be 0 (no bound) or at least 2");
+  std::vector<std::vector<token_id>> taken(B);  // the completion each row takes, cut to fit
+  for (std::size_t b = 0; b < B; ++b) {
+    taken[b] = completions[(b + B - 1) % B];
+    if (max_length == 0) continue;
+    if (prompts[b].size() >= max_length)
+      prompts[b].erase(prompts[b].begin(), prompts[b].end() - std::ptrdiff_t(max_length - 1));
+    if (prompts[b].size() + taken[b].size() > max_length) taken[b].resize(max_length - prompts[b].size());
+  }
   std::size_t width = 0;
   for (std::size_t b = 0; b < B; ++b) {
-    const std::size_t n = prompts[b].size() + completions[(b + B - 1) % B].size();
+    const std::size_t n = prompts[b].size() + taken[b].size();
     width = n > width ? n : width;
   }
   TokenBatch out = TokenBatch::zeros(B, width);
   for (std::size_t b = 0; b < B; ++b) {
     std::size_t t = 0;
     for (const token_id id : prompts[b]) out.token(b, t++) = id;
-    for (const token_id id : completions[(b + B - 1) % B]) {
+    for (const token_id id : taken[b]) {
       out.mask(b, t) = 1;
       out.token(b, t++) = id;
     }

@@ -10,7 +10,9 @@
 // metrics become the whole global batch's (reduce_step_result). PPO's and REINFORCE++'s advantage whitening
 // takes its mean and variance over every rank's tokens (ppo.hpp, critic_free.hpp). Every rank must make the same
 // calls in the same order with the same sizes, as MPI requires. docs/distributed.md.
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstddef>
 #include <span>
 #include <string>
@@ -91,10 +93,29 @@ void weighted_gradient_mean(Communicator& c, std::span<T> grads, double weight, 
 // The loss (a mean over the part, of weight `weight`: its rows or its tokens) and the metrics of every rank's
 // part, joined into the global batch's by each metric's rule: row means weighted by rows, token means by tokens,
 // sums added. Every rank gets the same numbers.
+// The ranks must hold the same metric names: they are joined in name order, after a check that fails alike on every
+// rank when the names differ (a count and a hash h < 2^20, with h² summed too, so that equal sums mean equal values;
+// exact in double up to 8192 ranks). The result keeps this rank's order of the names.
 inline double reduce_step_result(Communicator& c, std::size_t rows, double weight, double loss, Metrics& metrics) {
   if (c.size() == 1) return loss;
+  std::vector<std::string> names;
+  for (const auto& item : metrics.items()) names.push_back(item.first);
+  std::sort(names.begin(), names.end());
+  std::uint64_t h = 1469598103934665603ULL;  // FNV-1a over the names
+  for (const auto& n : names) {
+    for (const char ch : n) h = (h ^ static_cast<unsigned char>(ch)) * 1099511628211ULL;
+    h = (h ^ 0xffu) * 1099511628211ULL;
+  }
+  const double hash = static_cast<double>(h >> 44), count = static_cast<double>(names.size());
+  double check[4] = {count, count * count, hash, hash * hash};
+  c.all_reduce_sum(std::span<double>(check, 4));
+  const double R = c.size();
+  if (check[0] != R * count || check[1] != R * count * count || check[2] != R * hash || check[3] != R * hash * hash)
+    fail<error>("rlhf::reduce_step_result: the ranks' steps report different metrics (this rank: ", names.size(),
+                " names); every rank must run the same method on the same kind of batch");
   std::vector<double> buffer{static_cast<double>(rows), loss * weight, weight};
-  for (const auto& [name, value] : metrics.items()) {
+  for (const auto& name : names) {
+    const double value = metrics[name];
     const double tokens = metrics.tokens(name);
     switch (metrics.rule(name)) {
       case Combine::row_mean: buffer.push_back(value * static_cast<double>(rows)), buffer.push_back(0); break;
@@ -104,17 +125,20 @@ inline double reduce_step_result(Communicator& c, std::size_t rows, double weigh
   }
   c.all_reduce_sum(std::span<double>(buffer));
   const double total_rows = buffer[0];
-  Metrics out;
+  Metrics joined;  // in name order
   std::size_t i = 3;
-  for (const auto& [name, local] : metrics.items()) {
+  for (const auto& name : names) {
     const double value = buffer[i], tokens = buffer[i + 1];
     i += 2;
     switch (metrics.rule(name)) {
-      case Combine::row_mean: out.set(name, value / total_rows); break;
-      case Combine::token_mean: out.set(name, tokens > 0 ? value / tokens : 0.0, Combine::token_mean, tokens); break;
-      case Combine::sum: out.set(name, value, Combine::sum); break;
+      case Combine::row_mean: joined.set(name, value / total_rows); break;
+      case Combine::token_mean: joined.set(name, tokens > 0 ? value / tokens : 0.0, Combine::token_mean, tokens); break;
+      case Combine::sum: joined.set(name, value, Combine::sum); break;
     }
   }
+  Metrics out;
+  for (const auto& item : metrics.items())
+    out.set(item.first, joined[item.first], joined.rule(item.first), joined.tokens(item.first));
   metrics = std::move(out);
   return buffer[2] > 0 ? buffer[1] / buffer[2] : 0.0;
 }

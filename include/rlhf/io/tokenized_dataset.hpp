@@ -299,8 +299,10 @@ inline TokenBatch collate_sft(std::span<const TokenizedRow> rows, std::span<cons
 }
 
 // Unpaired examples for KTO: prompt + completion per row with its label, and KTO's mismatched rows (each prompt
-// with the previous row's completion, rlhf::mismatched_rows); needs at least 2 rows.
-inline UnpairedBatch collate_unpaired(std::span<const TokenizedRow> rows, std::span<const std::size_t> indices) {
+// with the previous row's completion, rlhf::mismatched_rows, each at most max_length tokens when it is > 0); needs at
+// least 2 rows.
+inline UnpairedBatch collate_unpaired(std::span<const TokenizedRow> rows, std::span<const std::size_t> indices,
+                                      std::size_t max_length = 0) {
   constexpr std::string_view fn = "collate_unpaired";
   detail::check_indices(fn, rows, indices);
   std::vector<std::pair<const std::vector<token_id>*, const std::vector<token_id>*>> seqs;
@@ -312,7 +314,7 @@ inline UnpairedBatch collate_unpaired(std::span<const TokenizedRow> rows, std::s
     b.desirable.push_back(*rows[i].label ? 1 : 0);
   }
   b.sequences = detail::pack(seqs);
-  b.mismatched = mismatched_rows(b.sequences);
+  b.mismatched = mismatched_rows(b.sequences, max_length);
   return b;
 }
 

@@ -161,16 +161,17 @@ KtoResult<Vector> kto_loss(const KtoExamples<Vector>& in, const KtoConfig& confi
   out.loss = Be::sum(n, detail::kto_element<T>{Be::data(out.losses)}) / double(n);
 
   // Means over one label's examples, weighted by their count when micro-batches are combined (TRL keeps sums and
-  // counts for the same reason). A label absent from the batch has no mean: its metrics are left out.
+  // counts for the same reason). A label absent from the batch reports 0 with weight 0, so that every batch has
+  // the same metrics (which data-parallel ranks need to join them) and the combined mean ignores it.
   using S = detail::KtoStat;
   for (const bool desirable : {true, false}) {
     const auto total = [&](S stat) { return Be::sum(n, detail::kto_label_stat<T>{kernel, desirable, stat}); };
     const double count = total(S::count);
     out.metrics.set(desirable ? metric::count_chosen : metric::count_rejected, count, Combine::sum);
-    if (count == 0) continue;
-    out.metrics.set(desirable ? metric::rewards_chosen : metric::rewards_rejected, total(S::reward) / count,
+    const double inv = count > 0 ? 1.0 / count : 0.0;
+    out.metrics.set(desirable ? metric::rewards_chosen : metric::rewards_rejected, total(S::reward) * inv,
                     Combine::token_mean, count);
-    out.metrics.set(desirable ? metric::logps_chosen : metric::logps_rejected, total(S::logp) / count,
+    out.metrics.set(desirable ? metric::logps_chosen : metric::logps_rejected, total(S::logp) * inv,
                     Combine::token_mean, count);
   }
   out.metrics.set(metric::kl, out.kl);
