@@ -23,12 +23,13 @@ case "$case" in
 run20)
   "$bin" dpo "${common[@]}" --eval_file "$data" --output_dir "$work/dpo" --max_steps 20 \
     --per_device_train_batch_size 2 --gradient_accumulation_steps 2 --logging_steps 5 --eval_steps 10 \
-    --save_steps 10 --max_grad_norm 0.5 > "$work/log.txt"
+    --save_steps 5 --save_total_limit 2 --max_grad_norm 0.5 > "$work/log.txt"
   cat "$work/log.txt"
   for f in config.json model.safetensors encoder.json vocab.bpe metrics.jsonl metrics.csv trainer_config.json \
-           checkpoint-10/optimizer.safetensors checkpoint-20/trainer_state.json; do
+           checkpoint-15/optimizer.safetensors checkpoint-20/trainer_state.json; do
     [[ -f "$work/dpo/$f" ]] || fail "missing $f"
   done
+  [[ ! -e "$work/dpo/checkpoint-5" && ! -e "$work/dpo/checkpoint-10" ]] || fail "save_total_limit 2 kept older checkpoints"
   [[ $(grep -c '"step": ' "$work/dpo/metrics.jsonl") == 6 ]] || fail "metrics.jsonl: expected 4 train + 2 eval records"
   grep -q '"grad_norm": ' "$work/dpo/metrics.jsonl" || fail "no grad_norm"
   grep -q '"eval_rewards/accuracies": ' "$work/dpo/metrics.jsonl" || fail "no eval metrics"
