@@ -1,7 +1,9 @@
 #pragma once
 // metrics.jsonl (one object per logging step or evaluation, appended) and metrics.csv (the same records, one
-// column per metric name in order of first appearance, rewritten whole after each record) in output_dir.
+// column per metric name in order of first appearance; rewritten whole only when a new column appears) in
+// output_dir.
 // On a resume from step N, records after N (written before the interruption) are dropped, so each step appears once.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -46,13 +48,17 @@ class MetricsLog {
     write_csv();
   }
 
+  // Appends to both files; metrics.csv is rewritten whole only when the record brings a new column (the first
+  // training and evaluation records), so that a long run's log costs a line per record.
   void append(const Record& r) {
     records_.push_back(r);
-    std::ofstream out(jsonl_, std::ios::app | std::ios::binary);
-    out << line_of(r);
-    if (!out) rlhf::fail<rlhf::io_error>("cannot append to '", jsonl_.string(), "'");
-    out.close();
-    write_csv();
+    append_line(jsonl_, line_of(r));
+    bool new_column = false;
+    for (const auto& [k, v] : r) new_column |= std::find(columns_.begin(), columns_.end(), k) == columns_.end();
+    if (new_column)
+      write_csv();
+    else
+      append_line(csv_, csv_row(r));
   }
 
   const fs::path& jsonl() const { return jsonl_; }
@@ -71,27 +77,35 @@ class MetricsLog {
       s += (i ? ", " : "") + nlohmann::json(r[i].first).dump() + ": " + number(r[i].second);
     return s + "}\n";
   }
-  void write_csv() const {
-    std::vector<std::string> columns;
+  static void append_line(const fs::path& path, const std::string& line) {
+    std::ofstream out(path, std::ios::app | std::ios::binary);
+    out << line;
+    if (!out) rlhf::fail<rlhf::io_error>("cannot append to '", path.string(), "'");
+  }
+  std::string csv_row(const Record& r) const {
+    std::string text;
+    for (std::size_t i = 0; i < columns_.size(); ++i) {
+      if (i) text += ",";
+      for (const auto& [k, v] : r)
+        if (k == columns_[i] && std::isfinite(v)) text += number(v);
+    }
+    return text + "\n";
+  }
+  void write_csv() {
+    columns_.clear();
     for (const auto& r : records_)
       for (const auto& [k, v] : r)
-        if (std::find(columns.begin(), columns.end(), k) == columns.end()) columns.push_back(k);
+        if (std::find(columns_.begin(), columns_.end(), k) == columns_.end()) columns_.push_back(k);
     std::string text;
-    for (std::size_t i = 0; i < columns.size(); ++i) text += (i ? "," : "") + columns[i];
+    for (std::size_t i = 0; i < columns_.size(); ++i) text += (i ? "," : "") + columns_[i];
     text += "\n";
-    for (const auto& r : records_) {
-      for (std::size_t i = 0; i < columns.size(); ++i) {
-        if (i) text += ",";
-        for (const auto& [k, v] : r)
-          if (k == columns[i] && std::isfinite(v)) text += number(v);
-      }
-      text += "\n";
-    }
+    for (const auto& r : records_) text += csv_row(r);
     rlhf::io::write_file_atomic(csv_, text);
   }
 
   fs::path jsonl_, csv_;
   std::vector<Record> records_;
+  std::vector<std::string> columns_;  // metrics.csv's header, in order of first appearance
 };
 
 }  // namespace trainer

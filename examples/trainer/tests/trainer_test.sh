@@ -34,6 +34,22 @@ run20)
   grep -q '"grad_norm": ' "$work/dpo/metrics.jsonl" || fail "no grad_norm"
   grep -q '"eval_rewards/accuracies": ' "$work/dpo/metrics.jsonl" || fail "no eval metrics"
   head -1 "$work/dpo/metrics.csv" | grep -q '^step,epoch,loss,grad_norm,learning_rate' || fail "metrics.csv header"
+  # metrics.csv (appended a row at a time) holds what metrics.jsonl holds: one column per name, blanks elsewhere.
+  python3 - "$work/dpo/metrics.jsonl" "$work/dpo/metrics.csv" <<'PY' || fail "metrics.csv does not match metrics.jsonl"
+import csv, json, sys
+records = [json.loads(line) for line in open(sys.argv[1])]
+columns = []
+for r in records:
+    columns += [k for k in r if k not in columns]
+rows = list(csv.reader(open(sys.argv[2])))
+assert rows[0] == columns, (rows[0], columns)
+assert len(rows) == len(records) + 1
+for r, row in zip(records, rows[1:]):
+    for k, cell in zip(columns, row):
+        assert (cell == "") == (k not in r or r[k] is None), (k, cell)
+        if cell:
+            assert abs(float(cell) - r[k]) <= 1e-6 * max(1.0, abs(r[k])), (k, cell, r[k])
+PY
   # The DPO loss falls from log 2 on the training pairs.
   first=$(sed -n 1p "$work/dpo/metrics.jsonl" | sed 's/.*"loss": \([0-9.e-]*\).*/\1/')
   last=$(grep '"loss"' "$work/dpo/metrics.jsonl" | tail -1 | sed 's/.*"loss": \([0-9.e-]*\).*/\1/')
