@@ -27,7 +27,8 @@ class Window {
     add("loss", o.result.loss);
     add("grad_norm", o.result.grad_norm);
     add("learning_rate", learning_rate);
-    for (const auto& [name, value] : o.result.metrics.items()) add(name, value);
+    for (const auto& [name, value] : o.result.metrics.items())
+      if (name != "grad_norm") add(name, value);  // the PPO family's metrics carry it too; counted once above
     tokens_ += o.tokens;
   }
   Record take(std::size_t step, double epoch, double seconds) {
