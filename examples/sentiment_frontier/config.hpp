@@ -60,6 +60,7 @@ struct TrainSettings {
 
 struct EvalSettings {
   std::size_t samples_per_prompt = 2;
+  std::size_t bootstrap_resamples = 2000;  // for the 95% intervals over prompts (milliseconds per checkpoint)
 };
 
 struct SweepConfig {

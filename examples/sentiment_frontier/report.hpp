@@ -1,10 +1,12 @@
 #pragma once
-// Phase 5a: the numbers. frontier.csv (one row per evaluated checkpoint), the table printed at the end, the
-// best reward each method reaches within a KL budget (the frontier, read off at a few budgets), and the
-// least-squares line of log KL against log β over the DPO runs' last checkpoints.
+// Phase 5a: the numbers. frontier.csv (one row per evaluated checkpoint, with the 95% bootstrap intervals of its
+// reward and KL), the table printed at the end, the best reward each method reaches within a KL budget (the
+// frontier, read off at a few budgets), and the least-squares line of log KL against log β over the DPO runs' last
+// checkpoints. claims.hpp reads the lecture's claims off the same rows.
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <cstdio>
 #include <map>
 #include <sstream>
@@ -24,12 +26,13 @@ inline const std::vector<std::string>& method_order() {
 
 inline std::string frontier_csv(const std::vector<EvalResult>& rows) {
   std::ostringstream s;
-  s << "method,hyperparameter,step,reward,kl,seed\n";
-  char line[160];
+  s << "method,hyperparameter,step,reward,kl,seed,reward_lo,reward_hi,kl_lo,kl_hi\n";
+  char line[240];
   for (const auto& r : rows) {
     const auto& run = r.checkpoint.run;
-    std::snprintf(line, sizeof line, "%s,%s,%zu,%.6f,%.6f,%llu\n", run.method.c_str(), run.hyper_text().c_str(),
-                  r.checkpoint.step, r.reward, r.kl, static_cast<unsigned long long>(run.seed));
+    std::snprintf(line, sizeof line, "%s,%s,%zu,%.6f,%.6f,%llu,%.6f,%.6f,%.6f,%.6f\n", run.method.c_str(),
+                  run.hyper_text().c_str(), r.checkpoint.step, r.reward, r.kl, static_cast<unsigned long long>(run.seed),
+                  r.reward_ci.lo, r.reward_ci.hi, r.kl_ci.lo, r.kl_ci.hi);
     s << line;
   }
   return s.str();
@@ -42,6 +45,15 @@ inline std::vector<EvalResult> final_checkpoints(const std::vector<EvalResult>& 
     const bool last = i + 1 == rows.size() || rows[i + 1].checkpoint.run.label() != rows[i].checkpoint.run.label();
     if (last) out.push_back(rows[i]);
   }
+  return out;
+}
+
+// The training seeds present, in order of first appearance (the SFT row is no training run).
+inline std::vector<std::uint64_t> training_seeds(const std::vector<EvalResult>& rows) {
+  std::vector<std::uint64_t> out;
+  for (const auto& r : rows)
+    if (r.checkpoint.run.method != "sft" && std::find(out.begin(), out.end(), r.checkpoint.run.seed) == out.end())
+      out.push_back(r.checkpoint.run.seed);
   return out;
 }
 
@@ -58,11 +70,8 @@ struct LineFit {
   std::size_t points = 0;
 };
 
-// log KL = a + b log β over the DPO runs' final checkpoints (runs with KL ≤ 0 are left out).
-inline LineFit dpo_log_fit(const std::vector<EvalResult>& rows) {
-  std::vector<double> x, y;
-  for (const auto& r : final_checkpoints(rows))
-    if (r.checkpoint.run.method == "dpo" && r.kl > 0) x.push_back(std::log(r.checkpoint.run.hyper)), y.push_back(std::log(r.kl));
+// The least-squares line y = a + b x and its R².
+inline LineFit line_fit(const std::vector<double>& x, const std::vector<double>& y) {
   LineFit f;
   f.points = x.size();
   if (x.size() < 2) return f;
@@ -77,6 +86,14 @@ inline LineFit dpo_log_fit(const std::vector<EvalResult>& rows) {
   f.intercept = my - f.slope * mx;
   f.r2 = syy > 0 ? sxy * sxy / (sxx * syy) : 1.0;
   return f;
+}
+
+// log KL = a + b log β over the DPO runs' final checkpoints (runs with KL ≤ 0 are left out).
+inline LineFit dpo_log_fit(const std::vector<EvalResult>& rows) {
+  std::vector<double> x, y;
+  for (const auto& r : final_checkpoints(rows))
+    if (r.checkpoint.run.method == "dpo" && r.kl > 0) x.push_back(std::log(r.checkpoint.run.hyper)), y.push_back(std::log(r.kl));
+  return line_fit(x, y);
 }
 
 // KL budgets to read the frontier at: quantiles of the KLs seen, rounded.
@@ -99,18 +116,19 @@ inline std::vector<double> kl_budgets(const std::vector<EvalResult>& rows) {
 inline std::string summary_table(const std::vector<EvalResult>& rows) {
   std::ostringstream s;
   char line[200];
-  s << "Last checkpoint of each run (reward: mean VADER reward in [0, 1]; KL: nats per completion)\n";
-  std::snprintf(line, sizeof line, "  %-13s %7s %5s %6s %8s %8s %11s\n", "method", "hyper", "seed", "step", "reward",
-                "KL", "best reward");
+  s << "Last checkpoint of each run (reward: mean VADER reward in [0, 1]; KL: nats per completion; [95% bootstrap\n"
+       "interval over the evaluation prompts])\n";
+  std::snprintf(line, sizeof line, "  %-13s %7s %5s %6s %8s %-16s %8s %-16s %11s\n", "method", "hyper", "seed", "step",
+                "reward", "", "KL", "", "best reward");
   s << line;
   for (const auto& r : final_checkpoints(rows)) {
     const auto& run = r.checkpoint.run;
     double best = -1;
     for (const auto& q : rows)
       if (q.checkpoint.run.label() == run.label()) best = std::max(best, q.reward);
-    std::snprintf(line, sizeof line, "  %-13s %7s %5llu %6zu %8.4f %8.3f %11.4f\n", run.method.c_str(),
-                  run.hyper_text().c_str(), static_cast<unsigned long long>(run.seed), r.checkpoint.step, r.reward,
-                  r.kl, best);
+    std::snprintf(line, sizeof line, "  %-13s %7s %5llu %6zu %8.4f [%6.4f, %6.4f] %8.3f [%6.3f, %6.3f] %11.4f\n",
+                  run.method.c_str(), run.hyper_text().c_str(), static_cast<unsigned long long>(run.seed),
+                  r.checkpoint.step, r.reward, r.reward_ci.lo, r.reward_ci.hi, r.kl, r.kl_ci.lo, r.kl_ci.hi, best);
     s << line;
   }
   const auto budgets = kl_budgets(rows);

@@ -64,24 +64,36 @@ TEST_CASE("sentiment_frontier: the tiny sweep runs end to end, and a re-run is s
   // frontier.csv: the header, then one row per checkpoint: the SFT model, then 2 per run (every step saved)
   const auto csv = read_csv(first.csv);
   REQUIRE(csv.size() >= 2);
-  CHECK(csv[0] == std::vector<std::string>{"method", "hyperparameter", "step", "reward", "kl", "seed"});
+  CHECK(csv[0] == std::vector<std::string>{"method", "hyperparameter", "step", "reward", "kl", "seed", "reward_lo",
+                                           "reward_hi", "kl_lo", "kl_hi"});
   const auto runs = sentiment::sweep_runs(config);
   CHECK(runs.size() == 2 + 1 + 1 + 1 + 1 + 1 + 1);  // DPO β ∈ {0.1, 1}, unlikelihood, preferred-FT, PPO-RM, PPO-GT,
                                                    // GRPO-GT, RLOO-GT
   CHECK(csv.size() == 1 + 1 + 2 * runs.size());
   std::set<std::string> methods;
   for (std::size_t i = 1; i < csv.size(); ++i) {
-    REQUIRE(csv[i].size() == 6);
+    REQUIRE(csv[i].size() == 10);
     methods.insert(csv[i][0]);
     const double reward = std::stod(csv[i][3]), kl = std::stod(csv[i][4]);
     CHECK(reward >= 0.0);
     CHECK(reward <= 1.0);
     CHECK(kl >= -1e-6);
+    // the 95% intervals hold the mean (to the csv's 6 decimals)
+    CHECK(std::stod(csv[i][6]) <= reward + 1e-6);
+    CHECK(std::stod(csv[i][7]) >= reward - 1e-6);
+    CHECK(std::stod(csv[i][8]) <= kl + 1e-6);
+    CHECK(std::stod(csv[i][9]) >= kl - 1e-6);
+  }
+  for (const auto& r : first.rows) {
+    REQUIRE(r.prompt_reward.size() == config.pairs.eval_prompts);
+    REQUIRE(r.prompt_kl.size() == config.pairs.eval_prompts);
   }
   CHECK(methods == std::set<std::string>{"sft", "dpo", "unlikelihood", "preferred_ft", "ppo_rm", "ppo_gt", "grpo_gt",
                                          "rloo_gt"});
   CHECK(csv[1][0] == "sft");
-  CHECK(std::abs(std::stod(csv[1][4])) < 1e-6);  // π = π_ref: no KL
+  CHECK(std::abs(std::stod(csv[1][4])) < 1e-6);  // π = π_ref: no KL, and a zero-width interval around it
+  CHECK(std::abs(std::stod(csv[1][8])) < 1e-6);
+  CHECK(std::abs(std::stod(csv[1][9])) < 1e-6);
   CHECK(csv[2][0] == "dpo");
   CHECK(csv[2][1] == "0.1");
   CHECK(csv[2][2] == "1");
@@ -99,6 +111,10 @@ TEST_CASE("sentiment_frontier: the tiny sweep runs end to end, and a re-run is s
   for (const auto& t : second.timings) CHECK_MESSAGE(t.cached, t.phase);
   CHECK(second.evaluations_computed == 0);
   CHECK(sentiment::read_file(second.csv) == sentiment::read_file(first.csv));
+  for (std::size_t i = 0; i < first.rows.size(); ++i) {  // per-prompt values come back from the cache exactly
+    CHECK(second.rows[i].prompt_reward == first.rows[i].prompt_reward);
+    CHECK(second.rows[i].prompt_kl == first.rows[i].prompt_kl);
+  }
 
   // corrupt cached units are recomputed, not used: a flipped byte in the SFT checkpoint, half a completions.tsv, an
   // empty reward-model normaliser file, a garbage evaluation file; and a stale temporary of a killed run is removed
@@ -174,6 +190,23 @@ TEST_CASE("sentiment_frontier: sequence KL is the sum over completion tokens of 
   CHECK(expected > 0);
   CHECK(kl == doctest::Approx(expected).epsilon(1e-4));
   CHECK(sentiment::sequence_kl(p, p, batch) == doctest::Approx(0.0).epsilon(1e-9));
+}
+
+TEST_CASE("sentiment_frontier: the evaluation's cache text round-trips and refuses the old two-number format") {
+  sentiment::EvalResult r;
+  r.reward = 0.61, r.kl = 1.5, r.reward_ci = {0.58, 0.64}, r.kl_ci = {1.2, 1.9};
+  r.prompt_reward = {0.5, 0.72, 0.1 + 0.2}, r.prompt_kl = {1.0, 2.25, 1.0 / 3};
+  sentiment::EvalResult back;
+  REQUIRE(sentiment::parse_eval_text(sentiment::eval_text(r), 3, &back));
+  CHECK(back.reward == r.reward);
+  CHECK(back.kl_ci.hi == r.kl_ci.hi);
+  CHECK(back.prompt_reward == r.prompt_reward);  // bit for bit: 17 digits
+  CHECK(back.prompt_kl == r.prompt_kl);
+  CHECK(!sentiment::parse_eval_text(sentiment::eval_text(r), 4, &back));  // another number of prompts
+  CHECK(!sentiment::parse_eval_text("0.61 1.5\n", 3, &back));               // the format before the intervals
+  CHECK(!sentiment::parse_eval_text(sentiment::eval_text(r) + "0.1 0.2\n", 3, &back));
+  r.prompt_kl[1] = std::nan("");
+  CHECK(!sentiment::parse_eval_text(sentiment::eval_text(r), 3, &back));
 }
 
 TEST_CASE("sentiment_frontier: pairs are every two completions of a prompt with different rewards, the higher chosen") {
