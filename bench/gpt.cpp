@@ -4,6 +4,7 @@
 //   dpo_step : policy fwd_bwd on 2B sequences (prompt T/2, response of T/4 … T/2 tokens), reference forward,
 //              sigmoid DPO loss, AdamW
 //   sample   : 32 new tokens for B prompts of T − 32 tokens (KV cache), temperature 1
+// The *_bf16 rows: the same steps with the model's matrix products in bf16 with float32 sums (set_matmul_precision).
 // GFLOP/s uses the peer's FLOP model (matmuls only; attention over the full T×T), so the two are comparable:
 //   N_mm = L·12·C² + C·V,  forward per token = 2·N_mm + 4·L·T·C,  training = 3 × forward.
 // For sampling the FLOPs are what a KV cache needs: per new token at position t, 2·N_mm + 4·L·t·C.
@@ -24,13 +25,17 @@ using Vec = Model::vector;
 
 struct Shape {
   std::size_t V, C, L, NH, T, B;
+  rlhf::gpt::MatmulPrecision precision = rlhf::gpt::MatmulPrecision::fp32;
 };
 constexpr Shape tiny{256, 128, 2, 4, 64, 16};
 constexpr Shape small{2048, 256, 4, 4, 128, 16};
+constexpr Shape tiny_bf16{256, 128, 2, 4, 64, 16, rlhf::gpt::MatmulPrecision::bf16};
+constexpr Shape small_bf16{2048, 256, 4, 4, 128, 16, rlhf::gpt::MatmulPrecision::bf16};
 
 Model make_model(const Shape& s) {
-  return Model(rlhf::GptConfig{.vocab_size = s.V, .max_seq_len = s.T, .channels = s.C, .layers = s.L, .heads = s.NH},
-               1);
+  Model m(rlhf::GptConfig{.vocab_size = s.V, .max_seq_len = s.T, .channels = s.C, .layers = s.L, .heads = s.NH}, 1);
+  m.set_matmul_precision(s.precision);
+  return m;
 }
 
 double forward_flop_per_token(const Shape& s) {
@@ -156,4 +161,23 @@ BENCHMARK_CAPTURE(BM_gpt_fwd_bwd, small, small)->Unit(benchmark::kMillisecond)->
 BENCHMARK_CAPTURE(BM_gpt_sft_step, small, small)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_gpt_dpo_step, small, small)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_gpt_sample, small, small)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_MAIN();
+BENCHMARK_CAPTURE(BM_gpt_forward, tiny_bf16, tiny_bf16)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_gpt_fwd_bwd, tiny_bf16, tiny_bf16)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_gpt_sft_step, tiny_bf16, tiny_bf16)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_gpt_dpo_step, tiny_bf16, tiny_bf16)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_gpt_forward, small_bf16, small_bf16)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_gpt_fwd_bwd, small_bf16, small_bf16)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_gpt_sft_step, small_bf16, small_bf16)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_gpt_dpo_step, small_bf16, small_bf16)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  // the *_bf16 rows: which bf16 product ran (the portable one multiplies at float32 speed)
+  benchmark::AddCustomContext("bf16_products", rlhf::gpt::bf16::hardware_available()
+                                                   ? "AVX-512 BF16"
+                                                   : "portable (no AVX-512 BF16 on this CPU)");
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -14,6 +14,8 @@
 #include <utility>
 #include <vector>
 
+#include "rlhf/models/gpt/bf16_matmul.hpp"
+
 namespace rlhf::gpt {
 
 template <class T>
@@ -123,6 +125,13 @@ void matmul_forward(T* out, const T* inp, const T* weight, const T* bias, std::s
   if (bias) y.rowwise() += ConstRowVectorMap<T>(bias, ix(OC));
 }
 
+// dbias [OC] += Σ_n dout [N, OC]
+template <class T>
+void bias_backward(T* dbias, const T* dout, std::size_t N, std::size_t OC) {
+  auto db = ArrayMap<T>(dbias, ix(OC));
+  for (std::size_t n = 0; n < N; ++n) db += ConstArrayMap<T>(dout + n * OC, ix(OC));
+}
+
 // dinp [N, C] = dout · weightᵀ (skipped when dinp is null); dweight [C, OC] += inpᵀ · dout; dbias [OC] += Σ_n dout
 template <class T>
 void matmul_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight, std::size_t N,
@@ -130,10 +139,22 @@ void matmul_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
   const ConstMatrixMap<T> dy(dout, ix(N), ix(OC));
   if (dinp) MatrixMap<T>(dinp, ix(N), ix(C)).noalias() = dy * ConstMatrixMap<T>(weight, ix(C), ix(OC)).transpose();
   MatrixMap<T>(dweight, ix(C), ix(OC)).noalias() += ConstMatrixMap<T>(inp, ix(N), ix(C)).transpose() * dy;
-  if (dbias) {
-    auto db = ArrayMap<T>(dbias, ix(OC));
-    for (std::size_t n = 0; n < N; ++n) db += ConstArrayMap<T>(dout + n * OC, ix(OC));
-  }
+  if (dbias) bias_backward(dbias, dout, N, OC);
+}
+
+// The same two with bf16 operands and float32 sums (bf16_matmul.hpp), the weight packed beforehand:
+// weight [C, OC] for the forward, weightᵀ [OC, C] for the backward.
+inline void matmul_forward_bf16(float* out, const float* inp, const bf16::PackedB& weight, const float* bias,
+                                std::size_t N, std::size_t C, std::size_t OC) {
+  bf16::gemm(out, OC, bf16::row_major(inp, C), weight, N, false);
+  if (bias) MatrixMap<float>(out, ix(N), ix(OC)).rowwise() += ConstRowVectorMap<float>(bias, ix(OC));
+}
+
+inline void matmul_backward_bf16(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                                 const bf16::PackedB& weight_t, std::size_t N, std::size_t C, std::size_t OC) {
+  if (dinp) bf16::gemm(dinp, C, bf16::row_major(dout, OC), weight_t, N, false);
+  bf16::gemm(dweight, OC, bf16::transposed(inp, C), bf16::row_major(dout, OC), C, OC, N, true);
+  if (dbias) bias_backward(dbias, dout, N, OC);
 }
 
 // ---- GELU, tanh approximation ---------------------------------------------------------------------------

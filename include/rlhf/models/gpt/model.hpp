@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -68,6 +69,16 @@ class Gpt {
   GptTensors<const T> gradient_tensors() const { return gpt_tensors<const T>(grads_.data(), config_); }
   void zero_grad() { std::fill(grads_.begin(), grads_.end(), T(0)); }
 
+  // The matrix products of forward and backward (not attention's, not sampling's): float32 (the default) or bf16
+  // operands with float32 sums and float32 parameters (gpt/bf16_matmul.hpp; AVX-512 BF16 where the CPU has it,
+  // float32 speed otherwise: gpt::bf16::hardware_available()). A double model refuses bf16. Copies keep it.
+  void set_matmul_precision(gpt::MatmulPrecision precision) {
+    if (precision == gpt::MatmulPrecision::bf16 && !std::is_same_v<T, float>)
+      fail<value_error>("rlhf::Gpt::set_matmul_precision: bf16 products are for a float model; this one is double");
+    precision_ = precision;
+  }
+  gpt::MatmulPrecision matmul_precision() const { return precision_; }
+
   // Overwrites the parameters with the initialisation of the constructor (gpt_host/init.hpp).
   void initialize(std::uint64_t seed) { gpt_initialize_parameters<T>(params_, config_, seed); }
 
@@ -108,6 +119,7 @@ class Gpt {
                           d_logp.data()[scored_.dst[m]], " at a response token");
     scored_.logits_ready = false;
     const T* d = d_logp.data();
+    pack_weights(true);
     backward_parts(batch.batch, [&](std::size_t b0, std::size_t b1, const GptTensors<T>& g) {
       lm_head_backward(b0, b1, d, g);
       trunk_backward(b0, b1, g);
@@ -117,10 +129,9 @@ class Gpt {
   // [B·T, V]: the logits at every position (padding included), for inspection and parity tests.
   matrix logits(const TokenBatch& batch) {
     forward_trunk(batch, "rlhf::Gpt::logits", false);
-    const std::size_t N = batch.batch * batch.time, C = config_.channels, V = config_.vocab_size;
+    const std::size_t N = batch.batch * batch.time, V = config_.vocab_size;
     matrix out(gpt::ix(N), gpt::ix(V));
-    out.noalias() = gpt::ConstMatrixMap<T>(act_.lnf, gpt::ix(N), gpt::ix(C)) *
-                    gpt::ConstMatrixMap<T>(parameter_tensors().wte, gpt::ix(V), gpt::ix(C)).transpose();
+    logits_product(out.data(), act_.lnf, N);
     scored_.trunk_ready = false;  // not a scoring forward: nothing to differentiate
     return out;
   }
@@ -145,6 +156,7 @@ class Gpt {
     for (std::size_t m = 0; m < scored_.rows; ++m) require_finite_upstream(d_values.data()[scored_.dst[m]], fn);
     std::fill_n(act_.d_ln, batch.batch * batch.time * config_.channels, T(0));
     for (std::size_t m = 0; m < scored_.rows; ++m) head_backward(scored_.src[m], d_values.data()[scored_.dst[m]]);
+    pack_weights(true);
     backward_parts(batch.batch,
                    [&](std::size_t b0, std::size_t b1, const GptTensors<T>& g) { trunk_backward(b0, b1, g); });
   }
@@ -168,6 +180,7 @@ class Gpt {
     for (std::size_t b = 0; b < batch.batch; ++b) require_finite_upstream(d_scores[gpt::ix(b)], fn);
     std::fill_n(act_.d_ln, batch.batch * batch.time * config_.channels, T(0));
     for (std::size_t b = 0; b < batch.batch; ++b) head_backward(scored_.last[b], d_scores[gpt::ix(b)]);
+    pack_weights(true);
     backward_parts(batch.batch,
                    [&](std::size_t b0, std::size_t b1, const GptTensors<T>& g) { trunk_backward(b0, b1, g); });
   }
@@ -233,6 +246,7 @@ class Gpt {
     scored_.record(batch, config_, fn, needs_response);
     const std::size_t B = batch.batch;
     reserve(B, batch.time);
+    pack_weights(false);
     for_parts(B, [&](std::size_t b0, std::size_t b1) { trunk_forward(b0, b1); });
     scored_.trunk_ready = true;
   }
@@ -323,6 +337,63 @@ class Gpt {
     }
   }
 
+  // ---- Linear layers in either precision ------------------------------------------------------------------
+  // Slots of the packed bf16 weights: layer l's qkv, attention projection, fc and fc projection at 4l … 4l + 3,
+  // then the LM head (wte). Packed at the start of each forward (W, wteᵀ) and each backward (Wᵀ, wte), while the
+  // parameters stand still, and shared by every tile.
+  std::size_t head_slot() const { return 4 * config_.layers; }
+  bool in_bf16() const {
+    if constexpr (std::is_same_v<T, float>) return precision_ == gpt::MatmulPrecision::bf16;
+    return false;
+  }
+
+  void pack_weights(bool for_backward) {
+    if constexpr (std::is_same_v<T, float>) {
+      if (!in_bf16()) return;
+      const std::size_t C = config_.channels, L = config_.layers, V = config_.vocab_size, slots = 4 * L + 1;
+      auto& packed = for_backward ? packed_backward_ : packed_forward_;
+      packed.resize(slots);
+      const auto p = parameter_tensors();
+      const std::size_t in[4] = {C, C, C, 4 * C}, out[4] = {3 * C, C, 4 * C, C};
+      const float* weight[4] = {p.qkvw, p.attprojw, p.fcw, p.fcprojw};
+#pragma omp parallel for schedule(dynamic, 1) if (!omp_in_parallel())
+      for (std::ptrdiff_t k = 0; k < std::ptrdiff_t(slots); ++k) {
+        const std::size_t slot = std::size_t(k);
+        if (slot == head_slot()) {  // logits = hidden · wteᵀ; d hidden = d logits · wte
+          if (for_backward)
+            packed[slot].pack(gpt::bf16::row_major(p.wte, C), V, C);
+          else
+            packed[slot].pack(gpt::bf16::transposed(p.wte, C), C, V);
+          continue;
+        }
+        const std::size_t l = slot / 4, j = slot % 4, I = in[j], O = out[j];
+        const float* w = weight[j] + l * I * O;  // [I, O]
+        if (for_backward)
+          packed[slot].pack(gpt::bf16::transposed(w, O), O, I);
+        else
+          packed[slot].pack(gpt::bf16::row_major(w, O), I, O);
+      }
+    } else {
+      (void)for_backward;
+    }
+  }
+
+  void linear_forward(std::size_t slot, T* out, const T* inp, const T* weight, const T* bias, std::size_t n,
+                      std::size_t C, std::size_t OC) {
+    if constexpr (std::is_same_v<T, float>) {
+      if (in_bf16()) return gpt::matmul_forward_bf16(out, inp, packed_forward_[slot], bias, n, C, OC);
+    }
+    gpt::matmul_forward(out, inp, weight, bias, n, C, OC);
+  }
+
+  void linear_backward(std::size_t slot, T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
+                       std::size_t n, std::size_t C, std::size_t OC) {
+    if constexpr (std::is_same_v<T, float>) {
+      if (in_bf16()) return gpt::matmul_backward_bf16(dinp, dweight, dbias, dout, inp, packed_backward_[slot], n, C, OC);
+    }
+    gpt::matmul_backward(dinp, dweight, dbias, dout, inp, weight, n, C, OC);
+  }
+
   // ---- The blocks, on sequences [b0, b1) ------------------------------------------------------------------
   // Embeddings, L blocks and the final LayerNorm.
   void trunk_forward(std::size_t b0, std::size_t b1) {
@@ -347,15 +418,15 @@ class Gpt {
       T* res3 = a.res3 + at * C;
       gpt::layernorm_forward(ln1, a.ln1_mean + at, a.ln1_rstd + at, res_in, p.ln1w + l * C, p.ln1b + l * C, n, C,
                              eps);
-      gpt::matmul_forward(qkv, ln1, p.qkvw + l * C * 3 * C, p.qkvb + l * 3 * C, n, C, 3 * C);
+      linear_forward(l * 4 + 0, qkv, ln1, p.qkvw + l * C * 3 * C, p.qkvb + l * 3 * C, n, C, 3 * C);
       gpt::attention_forward(atty, a.att + l * att_size + b0 * NH * Tn * Tn, qkv, scored_.real.data() + r0, B, Tn, C,
                              NH);
-      gpt::matmul_forward(res2, atty, p.attprojw + l * C * C, p.attprojb + l * C, n, C, C);
+      linear_forward(l * 4 + 1, res2, atty, p.attprojw + l * C * C, p.attprojb + l * C, n, C, C);
       gpt::residual_forward(res2, res2, res_in, n * C);
       gpt::layernorm_forward(ln2, a.ln2_mean + at, a.ln2_rstd + at, res2, p.ln2w + l * C, p.ln2b + l * C, n, C, eps);
-      gpt::matmul_forward(fch, ln2, p.fcw + l * C * 4 * C, p.fcb + l * 4 * C, n, C, 4 * C);
+      linear_forward(l * 4 + 2, fch, ln2, p.fcw + l * C * 4 * C, p.fcb + l * 4 * C, n, C, 4 * C);
       gpt::gelu_forward(fch_gelu, fch, n * 4 * C);
-      gpt::matmul_forward(res3, fch_gelu, p.fcprojw + l * 4 * C * C, p.fcprojb + l * C, n, 4 * C, C);
+      linear_forward(l * 4 + 3, res3, fch_gelu, p.fcprojw + l * 4 * C * C, p.fcprojb + l * C, n, 4 * C, C);
       gpt::residual_forward(res3, res3, res2, n * C);
     }
     gpt::layernorm_forward(a.lnf + r0 * C, a.lnf_mean + r0, a.lnf_rstd + r0, a.res3 + ((L - 1) * N + r0) * C,
@@ -366,10 +437,21 @@ class Gpt {
   void lm_head_forward(std::size_t m0, std::size_t m1, T* out) {
     const std::size_t C = config_.channels, V = config_.vocab_size, M = m1 - m0;
     for (std::size_t m = m0; m < m1; ++m) std::copy_n(act_.lnf + scored_.src[m] * C, C, lnf_rows_.data() + m * C);
-    gpt::MatrixMap<T>(logits_.data() + m0 * V, gpt::ix(M), gpt::ix(V)).noalias() =
-        gpt::ConstMatrixMap<T>(lnf_rows_.data() + m0 * C, gpt::ix(M), gpt::ix(C)) *
-        gpt::ConstMatrixMap<T>(parameter_tensors().wte, gpt::ix(V), gpt::ix(C)).transpose();
+    logits_product(logits_.data() + m0 * V, lnf_rows_.data() + m0 * C, M);
     logprob_rows_forward(m0, m1, out);
+  }
+
+  // logits [M, V] = hidden [M, C] · wteᵀ
+  void logits_product(T* logits, const T* hidden, std::size_t M) {
+    const std::size_t C = config_.channels, V = config_.vocab_size;
+    const T* wte = parameter_tensors().wte;
+    if constexpr (std::is_same_v<T, float>) {
+      if (precision_ == gpt::MatmulPrecision::bf16)
+        return gpt::bf16::gemm(logits, V, gpt::bf16::row_major(hidden, C), packed_forward_[head_slot()], M, false);
+    }
+    gpt::MatrixMap<T>(logits, gpt::ix(M), gpt::ix(V)).noalias() =
+        gpt::ConstMatrixMap<T>(hidden, gpt::ix(M), gpt::ix(C)) *
+        gpt::ConstMatrixMap<T>(wte, gpt::ix(V), gpt::ix(C)).transpose();
   }
 
   // d logits in place (one backward per log_probs), then d lnf for sequences [b0, b1) into act_.d_ln and
@@ -378,12 +460,24 @@ class Gpt {
     const std::size_t C = config_.channels, V = config_.vocab_size, Tn = scored_.batch.time;
     const std::size_t m0 = scored_.row_begin[b0], m1 = scored_.row_begin[b1], M = m1 - m0;
     logprob_rows_backward(m0, m1, d_logp);
-    const gpt::ConstMatrixMap<T> dlogits(logits_.data() + m0 * V, gpt::ix(M), gpt::ix(V));
+    const T* dlogits = logits_.data() + m0 * V;  // [M, V]
+    const T* rows = lnf_rows_.data() + m0 * C;    // [M, C]
+    const T* wte = parameter_tensors().wte;       // [V, C]
     T* d_rows = act_.d_atty + b0 * Tn * C;  // [M, C] within this block's rows of a scratch buffer not yet in use
-    gpt::MatrixMap<T>(d_rows, gpt::ix(M), gpt::ix(C)).noalias() =
-        dlogits * gpt::ConstMatrixMap<T>(parameter_tensors().wte, gpt::ix(V), gpt::ix(C));
-    gpt::MatrixMap<T>(g.wte, gpt::ix(V), gpt::ix(C)).noalias() +=
-        dlogits.transpose() * gpt::ConstMatrixMap<T>(lnf_rows_.data() + m0 * C, gpt::ix(M), gpt::ix(C));
+    bool done = false;
+    if constexpr (std::is_same_v<T, float>) {
+      if (precision_ == gpt::MatmulPrecision::bf16) {
+        gpt::bf16::gemm(d_rows, C, gpt::bf16::row_major(dlogits, V), packed_backward_[head_slot()], M, false);
+        gpt::bf16::gemm(g.wte, C, gpt::bf16::transposed(dlogits, V), gpt::bf16::row_major(rows, C), V, C, M, true);
+        done = true;
+      }
+    }
+    if (!done) {
+      const gpt::ConstMatrixMap<T> dl(dlogits, gpt::ix(M), gpt::ix(V));
+      gpt::MatrixMap<T>(d_rows, gpt::ix(M), gpt::ix(C)).noalias() = dl * gpt::ConstMatrixMap<T>(wte, gpt::ix(V), gpt::ix(C));
+      gpt::MatrixMap<T>(g.wte, gpt::ix(V), gpt::ix(C)).noalias() +=
+          dl.transpose() * gpt::ConstMatrixMap<T>(rows, gpt::ix(M), gpt::ix(C));
+    }
     std::fill_n(act_.d_ln + b0 * Tn * C, (b1 - b0) * Tn * C, T(0));
     for (std::size_t m = m0; m < m1; ++m)
       gpt::ArrayMap<T>(act_.d_ln + scored_.src[m] * C, gpt::ix(C)) +=
@@ -410,18 +504,18 @@ class Gpt {
     for (std::size_t l = L; l-- > 0;) {
       const std::size_t at = l * N + r0;
       const T* res_in = l == 0 ? a.encoded + r0 * C : a.res3 + (at - N) * C;
-      gpt::matmul_backward(d_fch, g.fcprojw + l * 4 * C * C, g.fcprojb + l * C, d_res, a.fch_gelu + at * 4 * C,
+      linear_backward(l * 4 + 3, d_fch, g.fcprojw + l * 4 * C * C, g.fcprojb + l * C, d_res, a.fch_gelu + at * 4 * C,
                            p.fcprojw + l * 4 * C * C, n, 4 * C, C);
       gpt::gelu_backward(d_fch, a.fch + at * 4 * C, d_fch, n * 4 * C);
-      gpt::matmul_backward(d_ln, g.fcw + l * C * 4 * C, g.fcb + l * 4 * C, d_fch, a.ln2 + at * C,
+      linear_backward(l * 4 + 2, d_ln, g.fcw + l * C * 4 * C, g.fcb + l * 4 * C, d_fch, a.ln2 + at * C,
                            p.fcw + l * C * 4 * C, n, C, 4 * C);
       gpt::layernorm_backward(d_res, g.ln2w + l * C, g.ln2b + l * C, d_ln, a.res2 + at * C, p.ln2w + l * C,
                               a.ln2_mean + at, a.ln2_rstd + at, n, C);
-      gpt::matmul_backward(d_atty, g.attprojw + l * C * C, g.attprojb + l * C, d_res, a.atty + at * C,
+      linear_backward(l * 4 + 1, d_atty, g.attprojw + l * C * C, g.attprojb + l * C, d_res, a.atty + at * C,
                            p.attprojw + l * C * C, n, C, C);
       gpt::attention_backward(d_qkv, d_att, d_atty, a.qkv + at * 3 * C, a.att + l * att_size + b0 * NH * Tn * Tn,
                               scored_.real.data() + r0, B, Tn, C, NH);
-      gpt::matmul_backward(d_ln, g.qkvw + l * C * 3 * C, g.qkvb + l * 3 * C, d_qkv, a.ln1 + at * C,
+      linear_backward(l * 4 + 0, d_ln, g.qkvw + l * C * 3 * C, g.qkvb + l * 3 * C, d_qkv, a.ln1 + at * C,
                            p.qkvw + l * C * 3 * C, n, C, 3 * C);
       gpt::layernorm_backward(d_res, g.ln1w + l * C, g.ln1b + l * C, d_ln, res_in, p.ln1w + l * C, a.ln1_mean + at,
                               a.ln1_rstd + at, n, C);
@@ -500,6 +594,8 @@ class Gpt {
   }
 
   GptConfig config_;
+  gpt::MatmulPrecision precision_ = gpt::MatmulPrecision::fp32;
+  std::vector<gpt::bf16::PackedB> packed_forward_, packed_backward_;  // [4L + 1] each, in bf16 only (head_slot)
   gpt::aligned_vector<T> params_, grads_;  // [gpt_param_count(config)] each; layout in gpt_host/params.hpp
   gpt::aligned_vector<T> act_buffer_;      // every activation, viewed through act_
   Activations act_{};
