@@ -57,6 +57,8 @@ int main(int argc, char** argv) {
     const auto r = sentiment::run_pipeline(config, out, quiet);
 
     std::printf("\n%s\n", sentiment::summary_table(r.rows).c_str());
+    std::printf("%s\n", sentiment::claims_text(r.rows, {.resamples = config.eval.bootstrap_resamples,
+                                                        .seed = config.data_seed + 33}).c_str());
     if (r.reward_model.train_accuracy > 0)
       std::printf("Reward model pair accuracy: %.3f train, %.3f held out; %zu pairs from %zu completions\n\n",
                   r.reward_model.train_accuracy, r.reward_model.held_out_accuracy, r.pairs, r.completions);

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "claims.hpp"
 #include "context.hpp"
 #include "data.hpp"
 #include "eval_phase.hpp"

@@ -109,7 +109,8 @@ inline std::vector<fs::path> draw_plots(const std::vector<EvalResult>& rows, con
        << "plot ";
     for (std::size_t i = 0; i < seed_lines.size(); ++i) {
       const auto& [m, seed] = seed_lines[i];
-      const std::size_t style = style_of(m), dash = std::size_t(std::find(seeds.begin(), seeds.end(), seed) - seeds.begin());
+      const std::size_t style = style_of(m);
+      const auto dash = std::size_t(std::find(seeds.begin(), seeds.end(), seed) - seeds.begin());
       const std::string name = "frontier_" + m + "_seed" + std::to_string(seed) + ".dat";
       gp << (i ? ", " : "") << q << (dir / name).string() << q << " using 1:2 with linespoints " << points[style]
          << ' ' << colours[style] << " lw 1.5 dt " << (dash % 5) + 1 << " title " << q

@@ -115,6 +115,11 @@ TEST_CASE("sentiment_frontier: the tiny sweep runs end to end, and a re-run is s
     CHECK(second.rows[i].prompt_reward == first.rows[i].prompt_reward);
     CHECK(second.rows[i].prompt_kl == first.rows[i].prompt_kl);
   }
+  const std::string claims = sentiment::claims_text(second.rows);
+  CHECK(claims.find("1. DPO's reward-KL frontier") != std::string::npos);
+  CHECK(claims.find("2. Preferred-FT and unlikelihood") != std::string::npos);
+  CHECK(claims.find("3. log KL") != std::string::npos);
+  CHECK(claims.find("=> dpo over ppo_gt: ") != std::string::npos);
 
   // corrupt cached units are recomputed, not used: a flipped byte in the SFT checkpoint, half a completions.tsv, an
   // empty reward-model normaliser file, a garbage evaluation file; and a stale temporary of a killed run is removed
@@ -207,6 +212,95 @@ TEST_CASE("sentiment_frontier: the evaluation's cache text round-trips and refus
   CHECK(!sentiment::parse_eval_text(sentiment::eval_text(r) + "0.1 0.2\n", 3, &back));
   r.prompt_kl[1] = std::nan("");
   CHECK(!sentiment::parse_eval_text(sentiment::eval_text(r), 3, &back));
+}
+
+namespace {
+
+// A checkpoint of `method` at the given KL whose per-prompt rewards are `base` shifted by `shift`.
+sentiment::EvalResult point(const std::string& method, float hyper, std::uint64_t seed, double kl,
+                            const std::vector<double>& base, double shift) {
+  sentiment::EvalResult r;
+  r.checkpoint.run = {method, hyper, seed};
+  r.checkpoint.step = 1;
+  for (const double b : base) r.prompt_reward.push_back(b + shift), r.prompt_kl.push_back(kl);
+  double sum = 0;
+  for (const double v : r.prompt_reward) sum += v;
+  r.reward = sum / double(base.size());
+  r.kl = kl;
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("sentiment_frontier: claims read verdicts off the intervals") {
+  rlhf::Rng rng(4);
+  std::vector<double> base(64);
+  for (auto& b : base) b = 0.3 + 0.4 * rng.uniform();  // prompt-to-prompt spread far above the shifts below
+  const auto noisy = [&](double shift, double sd) {
+    std::vector<double> v = base;
+    for (auto& x : v) x += shift + sd * rng.normal();
+    return v;
+  };
+  std::vector<sentiment::EvalResult> rows{point("sft", 0, 0, 0.0, base, 0.0)};
+  // DPO ahead of PPO-GT by 0.05 at every KL, paired per prompt: the paired interval excludes 0 although the
+  // marginal intervals (spread ±0.2) overlap; level with preferred-FT; behind PPO-RM
+  rows.push_back(point("dpo", 0.1f, 1, 2.0, noisy(0.10, 0.01), 0.0));
+  rows.push_back(point("ppo_gt", 0.1f, 1, 2.0, noisy(0.05, 0.01), 0.0));
+  rows.push_back(point("ppo_rm", 0.1f, 1, 2.0, noisy(0.20, 0.01), 0.0));
+  rows.push_back(point("preferred_ft", 0, 1, 2.0, noisy(0.10, 0.05), 0.0));
+  const rlhf::eval::BootstrapConfig boot{};
+  const auto vs_gt = sentiment::dpo_advantage(rows, "ppo_gt", 2.0, boot);
+  CHECK(vs_gt.seeds == 1);
+  CHECK(vs_gt.value == doctest::Approx(0.05).epsilon(0.1));
+  CHECK(vs_gt.ci.lo > 0);
+  CHECK(rlhf::eval::bootstrap_mean(rows[1].prompt_reward, boot).overlaps(
+      rlhf::eval::bootstrap_mean(rows[2].prompt_reward, boot)));
+  CHECK(sentiment::positive(vs_gt.ci) == sentiment::Verdict::holds);
+  CHECK(sentiment::positive(sentiment::dpo_advantage(rows, "ppo_rm", 2.0, boot).ci) == sentiment::Verdict::fails);
+  CHECK(sentiment::positive(sentiment::dpo_advantage(rows, "preferred_ft", 2.0, boot).ci) ==
+        sentiment::Verdict::unclear);
+  CHECK(sentiment::dpo_advantage(rows, "ppo_gt", 1.0, boot).seeds == 0);  // nothing within KL 1
+
+  const std::string text = sentiment::claims_text(rows, boot);
+  CHECK(text.find("=> dpo over ppo_gt: holds") != std::string::npos);
+  CHECK(text.find("=> dpo over ppo_rm: fails") != std::string::npos);
+  CHECK(text.find("=> dpo over preferred_ft: unclear") != std::string::npos);
+
+  // three seeds: a t-interval over the seeds' values, mean ± t(2)·s/√3
+  const std::vector<double> values{0.01, 0.03, 0.05};
+  const auto e = sentiment::over_seeds(values, {{}, {}, {}});
+  CHECK(e.value == doctest::Approx(0.03));
+  CHECK(e.ci.lo == doctest::Approx(0.03 - 4.303 * 0.02 / std::sqrt(3.0)));
+  CHECK(e.ci.hi == doctest::Approx(0.03 + 4.303 * 0.02 / std::sqrt(3.0)));
+  // two seeds: the hull of their intervals
+  const auto two = sentiment::over_seeds({0.01, 0.05}, {{0.0, 0.02}, {0.03, 0.08}});
+  CHECK(two.ci.lo == 0.0);
+  CHECK(two.ci.hi == 0.08);
+}
+
+TEST_CASE("sentiment_frontier: the log KL - log beta claim, from DPO runs whose KL follows beta^-0.6") {
+  std::vector<sentiment::EvalResult> rows;
+  rlhf::Rng rng(9);
+  for (const std::uint64_t seed : {1, 2, 3})
+    for (const float beta : {0.05f, 0.1f, 1.0f, 5.0f}) {
+      sentiment::EvalResult r;
+      r.checkpoint.run = {"dpo", beta, seed};
+      const double kl = 1.5 * std::pow(double(beta), -0.6) * (1 + 0.05 * rng.normal());
+      for (int i = 0; i < 32; ++i) r.prompt_kl.push_back(kl * (0.5 + rng.uniform())), r.prompt_reward.push_back(0.5);
+      r.kl = 0;
+      for (const double v : r.prompt_kl) r.kl += v / 32;
+      r.reward = 0.5;
+      rows.push_back(r);
+    }
+  const auto one_seed = sentiment::dpo_seed_fit(rows, 1, {});
+  CHECK(one_seed.fit.slope == doctest::Approx(-0.6).epsilon(0.1));
+  INFO(one_seed.fit.slope, " ", one_seed.slope.lo, " ", one_seed.slope.hi, " r2 ", one_seed.r2.lo, " ", one_seed.r2.hi);
+  CHECK(one_seed.slope.contains(one_seed.fit.slope));
+  CHECK(one_seed.slope.hi < 0);
+  const std::string text = sentiment::claims_text(rows);
+  CHECK(text.find("(3 seeds)") != std::string::npos);
+  CHECK(text.find("t-interval over the 3 seeds") != std::string::npos);
+  CHECK(text.find("    => holds") != std::string::npos);
 }
 
 TEST_CASE("sentiment_frontier: pairs are every two completions of a prompt with different rewards, the higher chosen") {
