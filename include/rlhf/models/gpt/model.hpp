@@ -356,7 +356,7 @@ class Gpt {
       const auto p = parameter_tensors();
       const std::size_t in[4] = {C, C, C, 4 * C}, out[4] = {3 * C, C, 4 * C, C};
       const float* weight[4] = {p.qkvw, p.attprojw, p.fcw, p.fcprojw};
-#pragma omp parallel for schedule(dynamic, 1) if (!omp_in_parallel())
+#pragma omp parallel for schedule(dynamic, 1) if (!omp_in_parallel() && params_.size() >= (std::size_t(1) << 20))
       for (std::ptrdiff_t k = 0; k < std::ptrdiff_t(slots); ++k) {
         const std::size_t slot = std::size_t(k);
         if (slot == head_slot()) {  // logits = hidden · wteᵀ; d hidden = d logits · wte
