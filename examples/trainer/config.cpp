@@ -74,6 +74,8 @@ std::vector<Key> keys_of(Config& c) {
       {"adam_beta2", Kind::real, &c.adam_beta2, "AdamW beta2", 0, 0.999999999},
       {"adam_epsilon", Kind::real, &c.adam_epsilon, "AdamW epsilon", 1e-30, 1},
       {"seed", Kind::seed, &c.seed, "seed of the model's initialisation, the data order and sampling"},
+      {"bf16", Kind::boolean, &c.bf16,
+       "matrix products in bf16 with float32 sums and float32 weights (AVX-512 BF16, else float32 speed)"},
       {"logging_steps", Kind::count, &c.logging_steps, "a metrics line every N steps", 1, 1e12},
       {"eval_steps", Kind::count, &c.eval_steps, "an evaluation every N steps; 0: only at the end", 0, 1e12},
       {"save_steps", Kind::count, &c.save_steps, "a checkpoint every N steps; 0: only the last", 0, 1e12},

@@ -52,6 +52,7 @@ struct Config {
   std::size_t save_steps = 500;         // 0: no checkpoints but the last
   std::size_t save_total_limit = 0;     // 0: keep every checkpoint
   bool disable_tqdm = false;            // true: plain lines even on a terminal
+  bool bf16 = false;                    // the models' matrix products in bf16 with float32 sums
 
   // ---- tokenisation (TRL's truncation) ----
   std::size_t max_length = 1024;

@@ -204,6 +204,16 @@ inline Session make_session(const Config& cfg, rlhf::Communicator& comm) {
     }
   }
 
+  if (cfg.bf16) {
+    for (auto* m : {&s.policy, &s.reference, &s.value, &s.reward_model})
+      if (*m) (*m)->set_matmul_precision(rlhf::gpt::MatmulPrecision::bf16);
+    if (comm.rank() == 0)
+      std::printf("bf16: matrix products in bf16 with float32 sums, %s\n",
+                  rlhf::gpt::bf16::hardware_available()
+                      ? "on AVX-512 BF16"
+                      : "portable path (this CPU has no AVX-512 BF16: bf16 rounding at float32 speed)");
+  }
+
   const rlhf::AdamWConfig adam{.learning_rate = float(cfg.learning_rate),
                                .beta1 = float(cfg.adam_beta1),
                                .beta2 = float(cfg.adam_beta2),

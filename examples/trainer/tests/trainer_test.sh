@@ -3,7 +3,7 @@
 #   run20       a 20-step run from a fresh model with GPT-2's tokenizer files: metrics, eval, checkpoints, output
 #               folder loadable as model_name_or_path for the next method
 #   resume M    method M: 2N steps straight vs N, resume, N (mid-epoch, 2 micro-batches): every byte of the
-#               model (and optimizer) files equal
+#               model (and optimizer) files equal; M = dpo_bf16: DPO with bf16 products
 #   sigint      SIGINT during a run writes a checkpoint and exits; resuming it ends on the straight run's bytes
 #   diverge     a NaN at step k stops the run naming step k; the last checkpoint is untouched and finite
 #   refuse      unknown keys and bad values, on the command line and in the config file: exit 2, the key named
@@ -81,13 +81,15 @@ resume)
     kto) args+=(--train_file "$root/tests/data/tiny_unpaired.jsonl" --desirable_weight 1.5) ;;
     orpo) args+=(--beta 0.5) ;;
     reinforce_pp) args+=(--reward_model_path vader --response_length 5 --num_generations 2 --kl_coef 0.05) ;;
+    dpo_bf16) method=dpo; args+=(--bf16 true) ;;  # bf16 products: as deterministic, so as exactly resumable
   esac
-  "$bin" "$method" "${args[@]}" --output_dir "$work/straight" > /dev/null
+  "$bin" "$method" "${args[@]}" --output_dir "$work/straight" > "$work/straight.txt"
   mkdir -p "$work/resumed"
   cp -r "$work/straight/checkpoint-4" "$work/resumed/"  # what a run stopped after step 4 (mid-epoch 2) leaves
   cp "$work/straight/metrics.jsonl" "$work/resumed/"     # with a log that went on past it (steps 5-10)
   "$bin" "$method" "${args[@]}" --output_dir "$work/resumed" --resume_from_checkpoint latest > "$work/log.txt"
   grep -q "resuming at step 4" "$work/log.txt" || fail "did not resume"
+  [[ "${4:-}" != dpo_bf16 ]] || grep -q "^bf16: matrix products in bf16" "$work/straight.txt" || fail "bf16 not on"
   for step in 8 10; do
     for f in model.safetensors optimizer.safetensors rng_state.safetensors scheduler.safetensors; do
       same "$work/straight/checkpoint-$step/$f" "$work/resumed/checkpoint-$step/$f"
