@@ -71,6 +71,7 @@ struct SweepConfig {
   TrainSettings train;
   EvalSettings eval;
   std::vector<std::uint64_t> seeds{1};  // one training run per method, setting and seed
+  bool bf16 = false;  // SFT, the reward model and every training run with bf16 products (evaluation stays float32)
   std::uint64_t data_seed = 0;          // SFT, sampling the pairs, the evaluation prompts
 
   rlhf::GptConfig gpt(std::size_t vocab) const {

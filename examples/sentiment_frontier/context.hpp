@@ -10,6 +10,7 @@
 #include "config.hpp"
 #include "rlhf/eval/vader.hpp"
 #include "rlhf/io/tokenizer.hpp"
+#include "rlhf/models/gpt/model.hpp"
 
 namespace sentiment {
 
@@ -36,6 +37,12 @@ struct Context {
     return n;
   }
 };
+
+// A model about to be trained: bf16 products when the sweep asks for them (rlhf::Gpt::set_matmul_precision).
+inline rlhf::Gpt<float>& for_training(const Context& ctx, rlhf::Gpt<float>& model) {
+  if (ctx.config.bf16) model.set_matmul_precision(rlhf::gpt::MatmulPrecision::bf16);
+  return model;
+}
 
 // Ground truth: VADER's compound score of the text, mapped to [0, 1].
 inline double reward_of_text(const Context& ctx, const std::string& text) {

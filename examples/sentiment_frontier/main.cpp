@@ -41,6 +41,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--seeds", seeds, "training seeds, comma-separated (default: the sweep's)")->delimiter(',');
   app.add_flag("--quiet", quiet, "no progress lines");
+  bool bf16 = false;
+  app.add_flag("--bf16", bf16,
+               "train with bf16 matrix products and float32 sums (AVX-512 BF16, else a portable path at float32 "
+               "speed); evaluation stays float32");
   if (const int code = examples::parse_command_line(app, argc, argv); code >= 0) return code;
   if (std::set<std::uint64_t>(seeds.begin(), seeds.end()).size() != seeds.size())
     return examples::refuse(app, "--seeds", "a seed is given twice");
@@ -51,8 +55,13 @@ int main(int argc, char** argv) {
     config.data.lexicon = lexicon;
     config.data.fortunes_dir = fortunes;
     if (!seeds.empty()) config.seeds = seeds;
+    config.bf16 = bf16;
     if (out.empty()) out = "out/sentiment/" + name;
     std::printf("sentiment_frontier: %s sweep, output in %s\n", name.c_str(), out.c_str());
+    if (bf16)
+      std::printf("bf16: training with bf16 products, %s\n",
+                  rlhf::gpt::bf16::hardware_available() ? "on AVX-512 BF16"
+                                                        : "portable path (no AVX-512 BF16 here: float32 speed)");
     const auto t0 = sentiment::Clock::now();
     const auto r = sentiment::run_pipeline(config, out, quiet);
 

@@ -69,6 +69,7 @@ inline RewardModelOutput run_reward_model_phase(Context& ctx, const SftOutput& s
   RewardModelOutput out;
   out.key.add("pairs", data.key.hex()).add("steps", t.reward_model_steps).add("batch", t.batch)
       .add("lr", t.reward_model_learning_rate).add("seed", ctx.config.data_seed);
+  if (ctx.config.bf16) out.key.add("bf16", 1);
   const CacheEntry entry(ctx.out, out.key);
   out.checkpoint = entry.file("rm.safetensors");
   const auto t0 = Clock::now();
@@ -96,6 +97,7 @@ inline RewardModelOutput run_reward_model_phase(Context& ctx, const SftOutput& s
   auto config = ctx.config.gpt(ctx.tokenizer->vocab_size());
   config.scalar_head = true;
   auto rm = rlhf::load_checkpoint<float>(sft.checkpoint, config);  // the head keeps its fresh initialisation
+  for_training(ctx, rm);
   rlhf::AdamW<float> opt({.learning_rate = t.reward_model_learning_rate});
   Progress progress("reward model", t.reward_model_steps, ctx.quiet);
   for (std::size_t s = 0; s < t.reward_model_steps; ++s) {

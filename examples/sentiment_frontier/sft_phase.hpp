@@ -81,6 +81,7 @@ inline SftOutput run_sft_phase(Context& ctx, const Texts& texts) {
       .add("batch", c.sft.batch)
       .add("lr", c.sft.learning_rate)
       .add("seed", c.data_seed);
+  if (c.bf16) out.key.add("bf16", 1);
   const CacheEntry entry(ctx.out, out.key);
   out.tokenizer_model = entry.file("tokenizer.model");
   out.checkpoint = entry.file("sft.safetensors");
@@ -105,6 +106,7 @@ inline SftOutput run_sft_phase(Context& ctx, const Texts& texts) {
     return rows;
   };
   rlhf::Gpt<float> model(c.gpt(ctx.tokenizer->vocab_size()), c.data_seed);
+  for_training(ctx, model);
   rlhf::AdamW<float> opt({.learning_rate = c.sft.learning_rate, .weight_decay = 0.01f});
   sft_stage(model, opt, encode_all(texts.fortunes), c.sft.fortune_steps, c.sft.batch, c.sft.learning_rate,
             c.data_seed + 1, "sft fortunes", ctx.quiet);

@@ -147,11 +147,13 @@ inline void train_ppo(Context& ctx, const RunSpec& run, const SftOutput& sft, co
                       std::vector<SavedCheckpoint>& saved) {
   const auto& t = ctx.config.train;
   auto reference = rlhf::load_checkpoint<float>(sft.checkpoint);
+  for_training(ctx, reference);
   auto head_config = policy.config();
   head_config.scalar_head = true;
   auto value_model = rlhf::load_checkpoint<float>(sft.checkpoint, head_config);
+  for_training(ctx, value_model);
   std::optional<rlhf::Gpt<float>> rm;
-  if (rm_out) rm.emplace(rlhf::load_checkpoint<float>(rm_out->checkpoint));
+  if (rm_out) for_training(ctx, rm.emplace(rlhf::load_checkpoint<float>(rm_out->checkpoint)));
 
   const auto reward = [&](const rlhf::TokenBatch& batch) {
     std::vector<double> out(batch.batch);
@@ -195,6 +197,7 @@ inline void train_critic_free(Context& ctx, const RunSpec& run, const SftOutput&
                               rlhf::Gpt<float>& policy, const CacheEntry& entry, std::vector<SavedCheckpoint>& saved) {
   const auto& t = ctx.config.train;
   auto reference = rlhf::load_checkpoint<float>(sft.checkpoint);
+  for_training(ctx, reference);
   const auto reward = [&](const rlhf::TokenBatch& batch) {
     std::vector<double> out(batch.batch);
     for (std::size_t b = 0; b < batch.batch; ++b)
@@ -239,6 +242,7 @@ inline RunOutput run_training(Context& ctx, const RunSpec& run, const SftOutput&
   } else {
     key.add("steps", t.steps).add("batch", t.batch).add("every", t.checkpoint_every).add("lr", t.learning_rate);
   }
+  if (ctx.config.bf16) key.add("bf16", 1);
   const CacheEntry entry(ctx.out / "runs", key);
   RunOutput out{run, {}};
   const auto t0 = Clock::now();
@@ -252,6 +256,7 @@ inline RunOutput run_training(Context& ctx, const RunSpec& run, const SftOutput&
   }
   entry.begin();
   auto policy = rlhf::load_checkpoint<float>(sft.checkpoint);
+  for_training(ctx, policy);
   if (run.is_critic_free())
     detail::train_critic_free(ctx, run, sft, data, policy, entry, out.checkpoints);
   else if (run.is_ppo())
