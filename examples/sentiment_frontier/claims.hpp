@@ -206,6 +206,10 @@ inline void dpo_versus(std::ostringstream& s, const std::vector<EvalResult>& row
     << (overall == Verdict::fails ? " (DPO behind at " + behind + ")" : std::string()) << "\n";
 }
 
+inline bool has_method(const std::vector<EvalResult>& rows, const std::string& method) {
+  return std::any_of(rows.begin(), rows.end(), [&](const auto& r) { return r.checkpoint.run.method == method; });
+}
+
 inline std::string claims_text(const std::vector<EvalResult>& rows, const rlhf::eval::BootstrapConfig& boot = {}) {
   std::ostringstream s;
   const auto seeds = training_seeds(rows);
@@ -215,7 +219,9 @@ inline std::string claims_text(const std::vector<EvalResult>& rows, const rlhf::
   const auto budgets = kl_budgets(rows);
   s << "1. DPO's reward-KL frontier dominates PPO's, even with the true reward. DPO's best reward minus the other's\n"
        "   over checkpoints with KL <= budget; holds if DPO is ahead at every budget both reach, fails if behind at one\n";
-  for (const char* other : {"ppo_rm", "ppo_gt"}) dpo_versus(s, rows, other, budgets, boot);
+  for (const char* other : {"ppo_rm", "ppo_gt", "ppo_rm_akl", "ppo_gt_akl"})
+    if (other == std::string("ppo_rm") || other == std::string("ppo_gt") || has_method(rows, other))
+      dpo_versus(s, rows, other, budgets, boot);
   s << "2. Preferred-FT and unlikelihood do worse than DPO (the same differences)\n";
   for (const char* other : {"preferred_ft", "unlikelihood"}) dpo_versus(s, rows, other, budgets, boot);
 

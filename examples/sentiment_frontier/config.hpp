@@ -2,7 +2,10 @@
 // Every setting of the sentiment-frontier sweep, and the three sizes it comes in:
 //   tiny    : seconds; the tests' configuration (a few dozen texts, a toy GPT, 2 steps per method)
 //   reduced : scripts/demo.sh; minutes on 2 CPU cores (docs/experiments/sentiment.md has the timings)
-//   full    : scripts/demo.sh --full; the lecture's whole sweep (every β and α, more PPO settings, 3 seeds)
+//   full    : scripts/demo.sh --full; the DPO paper's IMDb shape scaled to 2 CPU cores: thousands of prompts, four
+//             settings per method fixed in advance, PPO with the adaptive KL controller, a data-scaling curve, 3 seeds
+#include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -21,6 +24,7 @@ struct DataConfig {
   std::size_t max_fortunes = 0;       // 0: all of them
   std::size_t max_reviews = 0;        // 0: all of them (after the split, per side)
   double held_out_fraction = 0.3;     // reviews kept out of SFT: the prompts come from them
+  std::size_t prompt_fortunes = 0;    // fortunes kept out of SFT too, for training prompts when reviews run short
 };
 
 struct SftSettings {
@@ -30,9 +34,12 @@ struct SftSettings {
   float learning_rate = 2e-3f;
 };
 
+// Prompts are [bos] + the first 2–8 tokens of a text no model was trained on. The evaluation takes one prefix of each
+// of the first M held-out review sentences; training takes every prefix length of the other held-out sentences
+// (distinct, none equal to an evaluation prompt), then one prefix of each held-out fortune, shuffled, the first N.
 struct PairSettings {
-  std::size_t train_prompts = 256;  // N prompts, 4 completions each, 6 pairs each
-  std::size_t eval_prompts = 64;    // held-out prompts of the evaluation
+  std::size_t train_prompts = 256;  // N prompts, 4 completions each, up to 6 pairs each
+  std::size_t eval_prompts = 64;    // M held-out prompts of the evaluation
   std::size_t completions = 4;
   std::size_t min_prompt_tokens = 2, max_prompt_tokens = 8;
   std::size_t max_new_tokens = 24;
@@ -40,6 +47,11 @@ struct PairSettings {
 };
 
 struct TrainSettings {
+  // passes > 0: the step counts follow from the data (resolved_steps): DPO, unlikelihood and preferred-FT make
+  // `passes` passes over all pairs, PPO and the critic-free runs see as many prompts (samples) as DPO sees pairs,
+  // and every run saves `checkpoints` checkpoints. passes = 0: the counts below as given.
+  double passes = 0;
+  std::size_t checkpoints = 4;
   std::size_t steps = 120, batch = 16, checkpoint_every = 30;
   float learning_rate = 2.5e-4f;  // DPO, unlikelihood, preferred-FT (several passes over one fixed set of pairs)
   std::vector<float> dpo_betas{0.05f, 0.1f, 1.0f, 5.0f};
@@ -48,10 +60,19 @@ struct TrainSettings {
   // PPO: a fixed KL coefficient κ per run (the reward is in [0, 1]; the learned one is standardised).
   std::vector<float> ppo_rm_kl_coefs{0.05f, 0.2f};
   std::vector<float> ppo_gt_kl_coefs{0.05f, 0.2f};
+  // PPO with rlhf::AdaptiveKlController: a target KL in nats per sequence, κ starting at adaptive_kl_init; the
+  // horizon is short enough that κ can move by e^±2 over 10,000 samples (TRL's 10,000 would move it by e^±0.2).
+  std::vector<float> ppo_rm_kl_targets{6.0f};
+  std::vector<float> ppo_gt_kl_targets{6.0f};
+  double adaptive_kl_init = 0.1, adaptive_kl_horizon = 1000;
   // GRPO (β·k3 as a loss term) and RLOO (KL in the reward) with the ground-truth reward, G samples per prompt
   // (pairs.completions) and ppo_batch / G prompts per step: the same samples per step as PPO, no critic.
   std::vector<float> grpo_gt_betas{0.05f, 0.2f};
   std::vector<float> rloo_gt_kl_coefs{0.05f, 0.2f};
+  // The data-scaling curve: DPO at dpo_data_beta on these fractions of the pairs (the same steps: more passes over
+  // fewer pairs); the whole set is the DPO run at that β.
+  std::vector<float> dpo_data_fractions{};
+  float dpo_data_beta = 0.1f;
   std::size_t ppo_steps = 48, ppo_batch = 16, ppo_epochs = 2, ppo_checkpoint_every = 12;
   float ppo_learning_rate = 5e-4f;
   std::size_t reward_model_steps = 150;
@@ -80,30 +101,54 @@ struct SweepConfig {
   }
 };
 
+// The step counts of a sweep whose pairs phase made `pairs` pairs (TrainSettings::passes).
+inline TrainSettings resolved_steps(TrainSettings t, std::size_t pairs) {
+  if (t.passes <= 0 || pairs == 0) return t;
+  const auto up = [](double x) { return std::max<std::size_t>(1, std::size_t(std::ceil(x))); };
+  const std::size_t seen = up(t.passes * double(pairs));  // pairs one DPO run sees
+  t.steps = up(double(seen) / double(t.batch));
+  t.ppo_steps = up(double(t.steps * t.batch) / double(t.ppo_batch));
+  t.checkpoint_every = up(double(t.steps) / double(t.checkpoints));
+  t.ppo_checkpoint_every = up(double(t.ppo_steps) / double(t.checkpoints));
+  return t;
+}
+
 inline SweepConfig reduced_config() { return {}; }
 
+// Held-out review sentences: 891 (30% of the 3,000 of npm sentiment@5.0.2); 512 give the evaluation prompts, the
+// other 379 give about 2,200 distinct training prompts (every prefix length 2–8 each allows), and one prefix of each
+// of 2,400 fortunes kept out of SFT gives the rest of N = 4,096 (the pipeline prints the counts).
 inline SweepConfig full_config() {
   SweepConfig c;
   c.name = "full";
-  c.sft.channels = 192;
-  c.sft.layers = 3;
-  c.sft.heads = 6;
+  c.data.prompt_fortunes = 2400;
+  c.sft.channels = 256;
+  c.sft.layers = 4;
+  c.sft.heads = 4;
+  c.sft.max_seq_len = 64;
   c.sft.fortune_steps = 3000;
   c.sft.review_steps = 1000;
-  c.pairs.train_prompts = 700;
-  c.pairs.eval_prompts = 128;
-  c.train.steps = 400;
-  c.train.checkpoint_every = 50;
-  c.train.dpo_betas = {0.05f, 0.1f, 0.3f, 1.0f, 2.0f, 5.0f};
-  c.train.ppo_rm_kl_coefs = {0.02f, 0.05f, 0.1f, 0.2f, 0.5f};
-  c.train.ppo_gt_kl_coefs = {0.02f, 0.05f, 0.1f, 0.2f, 0.5f};
-  c.train.grpo_gt_betas = {0.02f, 0.05f, 0.1f, 0.2f, 0.5f};
-  c.train.rloo_gt_kl_coefs = {0.02f, 0.05f, 0.1f, 0.2f, 0.5f};
-  c.train.ppo_steps = 150;
-  c.train.ppo_checkpoint_every = 25;
+  c.pairs.train_prompts = 4096;
+  c.pairs.eval_prompts = 512;
+  c.train.passes = 1;
+  c.train.checkpoints = 4;
+  c.train.batch = 64;
+  c.train.learning_rate = 5e-4f;
+  c.train.dpo_betas = {0.05f, 0.1f, 1.0f, 5.0f};
+  c.train.unlikelihood_alphas = {0.05f, 0.1f, 0.5f, 1.0f};
+  c.train.ppo_rm_kl_coefs = {0.02f, 0.05f, 0.1f, 0.2f};
+  c.train.ppo_gt_kl_coefs = {0.02f, 0.05f, 0.1f, 0.2f};
+  c.train.ppo_rm_kl_targets = {3.0f, 6.0f, 9.0f, 12.0f};
+  c.train.ppo_gt_kl_targets = {3.0f, 6.0f, 9.0f, 12.0f};
+  c.train.grpo_gt_betas = {0.02f, 0.05f, 0.1f, 0.2f};
+  c.train.rloo_gt_kl_coefs = {0.02f, 0.05f, 0.1f, 0.2f};
+  c.train.dpo_data_fractions = {0.0625f, 0.25f};
+  c.train.ppo_batch = 64;
+  c.train.ppo_epochs = 1;
   c.train.reward_model_steps = 600;
-  c.eval.samples_per_prompt = 4;
+  c.eval.samples_per_prompt = 1;
   c.seeds = {1, 2, 3};
+  c.bf16 = true;
   return c;
 }
 
@@ -116,7 +161,7 @@ inline SweepConfig tiny_config() {
   // enough review steps at a high rate that the toy model repeats review words, so VADER's scores differ
   c.sft = {.vocab_size = 200, .channels = 16, .layers = 1, .heads = 2, .max_seq_len = 32,
            .fortune_steps = 4, .review_steps = 40, .batch = 8, .learning_rate = 1e-2f};
-  c.pairs = {.train_prompts = 8, .eval_prompts = 4, .completions = 4, .min_prompt_tokens = 2, .max_prompt_tokens = 4,
+  c.pairs = {.train_prompts = 16, .eval_prompts = 4, .completions = 4, .min_prompt_tokens = 2, .max_prompt_tokens = 4,
              .max_new_tokens = 10, .temperature = 1.0f};
   c.train.steps = 2;
   c.train.batch = 4;
@@ -127,6 +172,9 @@ inline SweepConfig tiny_config() {
   c.train.ppo_gt_kl_coefs = {0.1f};
   c.train.grpo_gt_betas = {0.1f};
   c.train.rloo_gt_kl_coefs = {0.1f};
+  c.train.ppo_rm_kl_targets = {2.0f};
+  c.train.ppo_gt_kl_targets = {2.0f};
+  c.train.dpo_data_fractions = {0.25f};
   c.train.ppo_steps = 2;
   c.train.ppo_batch = 3;
   c.train.ppo_epochs = 1;

@@ -1,12 +1,14 @@
 #pragma once
 // The texts of the experiment and their token batches:
-//   fortunes                 → SFT, stage 1 (pre-training text)
+//   fortunes                 → SFT, stage 1 (pre-training text), except data.prompt_fortunes of them (every k-th)
 //   reviews, train side      → SFT, stage 2 (the domain)
-//   reviews, held-out side   → prompts: the first 2–8 tokens of a sentence; the first N for the preference pairs,
-//                              the next M for the evaluation (none of them was trained on)
+//   reviews, held-out side   → prompts (make_prompt_sets): the first M sentences one evaluation prompt each, the
+//                              others the training prompts, then the held-out fortunes (none of them trained on);
+//                              and the SFT model's held-out perplexity
 // A sequence is [bos] text [eos], cut to the model's T; every token after bos is a response token for SFT.
 #include <algorithm>
 #include <cstddef>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -19,13 +21,21 @@
 namespace sentiment {
 
 struct Texts {
-  std::vector<std::string> fortunes, train_reviews, prompt_reviews;
+  std::vector<std::string> fortunes, train_reviews, prompt_reviews, prompt_fortunes;
 };
 
 inline Texts load_texts(const DataConfig& c) {
   Texts t;
   t.fortunes = rlhf::io::read_fortunes(c.fortunes_dir);
   if (c.max_fortunes && t.fortunes.size() > c.max_fortunes) t.fortunes.resize(c.max_fortunes);
+  if (c.prompt_fortunes > 0) {  // every k-th fortune, spread over all the files
+    const std::size_t k = std::max<std::size_t>(2, t.fortunes.size() / c.prompt_fortunes);
+    std::vector<std::string> kept;
+    for (std::size_t i = 0; i < t.fortunes.size(); ++i)
+      (i % k == k - 1 && t.prompt_fortunes.size() < c.prompt_fortunes ? t.prompt_fortunes : kept)
+          .push_back(std::move(t.fortunes[i]));
+    t.fortunes = std::move(kept);
+  }
   const auto split = rlhf::io::split_reviews(rlhf::io::read_reviews(c.reviews_dir),
                                              {.held_out_fraction = c.held_out_fraction, .seed = 0});
   for (const auto& r : split.train) t.train_reviews.push_back(r.text);
@@ -81,24 +91,59 @@ inline rlhf::TokenBatch response_batch(const std::vector<const Sequence*>& rows)
   return batch;
 }
 
-// Up to `count` prompts from sentences[cursor...], advancing cursor past the sentences used. A prompt is
-// [bos] + the first k tokens of a held-out sentence, k drawn in [min, max] and shorter than the sentence, so
-// that something is left to complete; sentences too short for that are passed over.
-inline std::vector<std::vector<rlhf::token_id>> make_prompts(const rlhf::io::Tokenizer& tok,
-                                                             const std::vector<std::string>& sentences,
-                                                             std::size_t& cursor, std::size_t count,
-                                                             const PairSettings& s, std::uint64_t seed) {
+using Prompt = std::vector<rlhf::token_id>;
+
+// [bos] + the first k tokens of ids; k < ids.size(), so that something is left to complete.
+inline Prompt prefix_prompt(const rlhf::io::Tokenizer& tok, const std::vector<rlhf::token_id>& ids, std::size_t k) {
+  Prompt p{tok.bos()};
+  p.insert(p.end(), ids.begin(), ids.begin() + std::ptrdiff_t(std::min(k, ids.size() - 1)));
+  return p;
+}
+
+struct PromptSets {
+  std::vector<Prompt> train, eval;
+  std::size_t eval_sentences = 0;                 // held-out sentences the evaluation prompts came from
+  std::size_t from_reviews = 0, from_fortunes = 0;  // of train
+  std::size_t review_candidates = 0;              // distinct training prefixes the other held-out sentences give
+};
+
+// Evaluation: one prefix (k drawn in [min, max]) of each held-out sentence in order, until M; sentences too short
+// are passed over. Training: every prefix length in [min, max] of every other held-out sentence, then one prefix of
+// each held-out fortune; distinct, never an evaluation prompt; each source shuffled, reviews first, the first N.
+inline PromptSets make_prompt_sets(const rlhf::io::Tokenizer& tok, const Texts& texts, const PairSettings& s,
+                                   std::uint64_t seed) {
+  PromptSets out;
   rlhf::Rng rng(seed);
-  std::vector<std::vector<rlhf::token_id>> out;
-  for (; cursor < sentences.size() && out.size() < count; ++cursor) {
-    const std::size_t i = cursor;
-    const auto ids = tok.encode(sentences[i]);
-    const std::size_t k = s.min_prompt_tokens + rng.below(s.max_prompt_tokens - s.min_prompt_tokens + 1);
-    if (ids.size() < s.min_prompt_tokens + 1) continue;
-    std::vector<rlhf::token_id> p{tok.bos()};
-    p.insert(p.end(), ids.begin(), ids.begin() + std::ptrdiff_t(std::min(k, ids.size() - 1)));
-    out.push_back(std::move(p));
+  const auto length = [&] { return s.min_prompt_tokens + rng.below(s.max_prompt_tokens - s.min_prompt_tokens + 1); };
+  std::size_t i = 0;
+  for (; i < texts.prompt_reviews.size() && out.eval.size() < s.eval_prompts; ++i) {
+    const auto ids = tok.encode(texts.prompt_reviews[i]);
+    const std::size_t k = length();
+    if (ids.size() >= s.min_prompt_tokens + 1) out.eval.push_back(prefix_prompt(tok, ids, k));
   }
+  out.eval_sentences = i;
+  std::set<Prompt> seen(out.eval.begin(), out.eval.end());
+  const auto shuffled = [&](std::vector<Prompt> v) {
+    for (std::size_t j = v.size(); j-- > 1;) std::swap(v[j], v[rng.below(j + 1)]);
+    return v;
+  };
+  std::vector<Prompt> reviews, fortunes;
+  for (; i < texts.prompt_reviews.size(); ++i) {
+    const auto ids = tok.encode(texts.prompt_reviews[i]);
+    for (std::size_t k = s.min_prompt_tokens; k <= s.max_prompt_tokens && k < ids.size(); ++k)
+      if (auto p = prefix_prompt(tok, ids, k); seen.insert(p).second) reviews.push_back(std::move(p));
+  }
+  out.review_candidates = reviews.size();
+  for (auto& p : shuffled(std::move(reviews)))
+    if (out.train.size() < s.train_prompts) out.train.push_back(std::move(p)), ++out.from_reviews;
+  for (const auto& f : texts.prompt_fortunes) {
+    const auto ids = tok.encode(f);
+    const std::size_t k = length();
+    if (ids.size() < s.min_prompt_tokens + 1) continue;
+    if (auto p = prefix_prompt(tok, ids, k); seen.insert(p).second) fortunes.push_back(std::move(p));
+  }
+  for (auto& p : shuffled(std::move(fortunes)))
+    if (out.train.size() < s.train_prompts) out.train.push_back(std::move(p)), ++out.from_fortunes;
   return out;
 }
 

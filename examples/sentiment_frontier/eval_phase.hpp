@@ -95,16 +95,13 @@ inline bool parse_eval_text(const std::string& text, std::size_t prompts, EvalRe
 
 class Evaluator {
  public:
-  Evaluator(Context& ctx, const Texts& texts, const SftOutput& sft, const PairsOutput& pairs)
+  Evaluator(Context& ctx, const SftOutput& sft, const PairsOutput& pairs)
       : ctx_(ctx), reference_(rlhf::load_checkpoint<float>(sft.checkpoint)), key_("eval") {
     const auto& c = ctx.config;
     key_.add("sft", sft.key.hex()).add("M", c.pairs.eval_prompts).add("samples", c.eval.samples_per_prompt)
         .add("new_tokens", c.pairs.max_new_tokens).add("pairs", pairs.key.hex()).add("seed", c.data_seed)
         .add("format", "per-prompt+bootstrap").add("resamples", c.eval.bootstrap_resamples);
-    // the prompts after the N training prompts' sentences: never trained on, never a training prompt
-    std::size_t cursor = pairs.sentences_used;
-    prompts_ = make_prompts(*ctx.tokenizer, texts.prompt_reviews, cursor, c.pairs.eval_prompts, c.pairs,
-                            c.data_seed + 30);
+    prompts_ = pairs.eval_prompts;  // never trained on, never a training prompt
     if (prompts_.empty()) throw std::runtime_error("no held-out review sentences are left for evaluation prompts");
   }
 

@@ -55,22 +55,23 @@ int main(int argc, char** argv) {
     config.data.lexicon = lexicon;
     config.data.fortunes_dir = fortunes;
     if (!seeds.empty()) config.seeds = seeds;
-    config.bf16 = bf16;
+    config.bf16 = config.bf16 || bf16;  // the full sweep trains with bf16 products anyway
     if (out.empty()) out = "out/sentiment/" + name;
     std::printf("sentiment_frontier: %s sweep, output in %s\n", name.c_str(), out.c_str());
-    if (bf16)
+    if (config.bf16)
       std::printf("bf16: training with bf16 products, %s\n",
                   rlhf::gpt::bf16::hardware_available() ? "on AVX-512 BF16"
                                                         : "portable path (no AVX-512 BF16 here: float32 speed)");
     const auto t0 = sentiment::Clock::now();
     const auto r = sentiment::run_pipeline(config, out, quiet);
 
-    std::printf("\n%s\n", sentiment::summary_table(r.rows).c_str());
+    std::printf("\n%s\n", sentiment::summary_table(r.rows, config.train.dpo_data_beta).c_str());
     std::printf("%s\n", sentiment::claims_text(r.rows, {.resamples = config.eval.bootstrap_resamples,
                                                         .seed = config.data_seed + 33}).c_str());
     if (r.reward_model.train_accuracy > 0)
       std::printf("Reward model pair accuracy: %.3f train, %.3f held out; %zu pairs from %zu completions\n\n",
                   r.reward_model.train_accuracy, r.reward_model.held_out_accuracy, r.pairs, r.completions);
+    std::printf("SFT model's held-out perplexity: %.2f\n\n", r.sft_perplexity);
     std::printf("%s", sentiment::timing_table(r.timings).c_str());
     std::printf("  %-22s %8.1fs\n\n", "total", sentiment::seconds_since(t0));
     std::printf("frontier table: %s\n", r.csv.c_str());

@@ -34,8 +34,9 @@ struct Pair {
 
 struct PairsOutput {
   CacheKey key{"pairs"};
-  std::vector<std::vector<rlhf::token_id>> prompts;  // the N training prompts
-  std::size_t sentences_used = 0;                     // held-out sentences they came from (the rest: evaluation)
+  std::vector<Prompt> prompts;       // the N training prompts
+  std::vector<Prompt> eval_prompts;  // the M evaluation prompts: none of them a training prompt
+  std::size_t from_reviews = 0, from_fortunes = 0, review_candidates = 0, eval_sentences = 0;
   std::vector<Completion> completions;
   std::vector<Pair> pairs;
 };
@@ -106,15 +107,21 @@ inline PairsOutput run_pairs_phase(Context& ctx, const Texts& texts, const SftOu
   PairsOutput out;
   out.key.add("sft", sft.key.hex())
       .add("prompts", hash_texts(texts.prompt_reviews))
+      .add("prompt_fortunes", hash_texts(texts.prompt_fortunes))
+      .add("prompt_sets", "eval-first+all-prefixes")
       .add("N", s.train_prompts)
+      .add("M", s.eval_prompts)
       .add("completions", s.completions)
       .add("prompt_tokens", s.min_prompt_tokens)
       .add("prompt_tokens_max", s.max_prompt_tokens)
       .add("new_tokens", s.max_new_tokens)
       .add("temperature", s.temperature)
       .add("seed", c.data_seed);
-  out.prompts = make_prompts(*ctx.tokenizer, texts.prompt_reviews, out.sentences_used, s.train_prompts, s,
-                             c.data_seed + 10);
+  auto sets = make_prompt_sets(*ctx.tokenizer, texts, s, c.data_seed + 10);
+  out.prompts = std::move(sets.train);
+  out.eval_prompts = std::move(sets.eval);
+  out.from_reviews = sets.from_reviews, out.from_fortunes = sets.from_fortunes;
+  out.review_candidates = sets.review_candidates, out.eval_sentences = sets.eval_sentences;
   const CacheEntry entry(ctx.out, out.key);
   const auto t0 = Clock::now();
   if (entry.done()) {  // verified against its done marker; still, only a whole, well-formed table is used

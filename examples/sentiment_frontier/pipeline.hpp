@@ -22,6 +22,7 @@ namespace sentiment {
 struct PipelineResult {
   std::vector<EvalResult> rows;  // every evaluated checkpoint, the SFT model first
   std::size_t pairs = 0, completions = 0;
+  double sft_perplexity = 0;  // on the held-out review sentences
   RewardModelOutput reward_model;
   std::vector<PhaseTiming> timings;
   std::size_t evaluations_computed = 0, evaluations_cached = 0;
@@ -44,28 +45,49 @@ inline PipelineResult run_pipeline(const SweepConfig& config, const fs::path& ou
   ctx.vader = rlhf::eval::Vader::load(config.data.lexicon);
   const Texts texts = load_texts(config.data);
   if (!quiet)
-    std::printf("data: %zu fortunes, %zu SFT review sentences, %zu held-out sentences for prompts\n",
-                texts.fortunes.size(), texts.train_reviews.size(), texts.prompt_reviews.size());
+    std::printf("data: %zu SFT fortunes, %zu SFT review sentences; held out for prompts: %zu review sentences, "
+                "%zu fortunes\n",
+                texts.fortunes.size(), texts.train_reviews.size(), texts.prompt_reviews.size(),
+                texts.prompt_fortunes.size());
 
   say(ctx, "phase 1: tokenizer + SFT (fortunes, then reviews)");
-  const SftOutput sft = run_sft_phase(ctx, texts);
+  SftOutput sft = run_sft_phase(ctx, texts);
+  PipelineResult result;
+  result.sft_perplexity = sft.held_out_perplexity = held_out_perplexity(ctx, texts, sft);
+  if (!quiet)
+    std::printf("  SFT model: held-out perplexity %.2f on %zu review sentences\n", result.sft_perplexity,
+                texts.prompt_reviews.size());
   say(ctx, "phase 2: sampling completions and labelling pairs with VADER");
   const PairsOutput pairs = run_pairs_phase(ctx, texts, sft);
-  PipelineResult result;
   result.pairs = pairs.pairs.size();
   result.completions = pairs.completions.size();
-  if (!quiet) std::printf("  %zu completions, %zu pairs with distinct rewards\n", result.completions, result.pairs);
+  if (!quiet) {
+    std::printf("  prompts: %zu for training (%zu review prefixes of %zu available, %zu fortune prefixes), %zu for "
+                "evaluation (one each of %zu held-out sentences)\n",
+                pairs.prompts.size(), pairs.from_reviews, pairs.review_candidates, pairs.from_fortunes,
+                pairs.eval_prompts.size(), pairs.eval_sentences);
+    std::printf("  %zu completions, %zu pairs with distinct rewards\n", result.completions, result.pairs);
+  }
   if (pairs.pairs.empty()) throw std::runtime_error("every completion of every prompt tied: no preference pairs");
+  ctx.config.train = resolved_steps(config.train, pairs.pairs.size());
+  if (!quiet) {
+    const auto& t = ctx.config.train;
+    std::printf("  steps: %zu of %zu pairs for DPO, unlikelihood, preferred-FT (%.2f passes); %zu of %zu prompts for "
+                "PPO, %zu of %zu prompts x %zu samples for GRPO/RLOO; a checkpoint every %zu / %zu steps\n",
+                t.steps, t.batch, double(t.steps * t.batch) / double(result.pairs), t.ppo_steps, t.ppo_batch,
+                t.ppo_steps, std::max<std::size_t>(1, t.ppo_batch / config.pairs.completions),
+                config.pairs.completions, t.checkpoint_every, t.ppo_checkpoint_every);
+  }
 
   say(ctx, "phase 3: training (reward model, then every method, setting and seed)");
-  const bool need_rm = !config.train.ppo_rm_kl_coefs.empty();
+  const bool need_rm = !config.train.ppo_rm_kl_coefs.empty() || !config.train.ppo_rm_kl_targets.empty();
   if (need_rm) result.reward_model = run_reward_model_phase(ctx, sft, pairs);
   std::vector<RunOutput> runs;
-  for (const auto& spec : sweep_runs(config)) runs.push_back(run_training(ctx, spec, sft, pairs, result.reward_model));
+  for (const auto& spec : sweep_runs(ctx.config)) runs.push_back(run_training(ctx, spec, sft, pairs, result.reward_model));
 
   say(ctx, "phase 4: evaluating every checkpoint on held-out prompts");
   const auto t0 = Clock::now();
-  Evaluator evaluator(ctx, texts, sft, pairs);
+  Evaluator evaluator(ctx, sft, pairs);
   std::size_t total = 1;
   for (const auto& r : runs) total += r.checkpoints.size();
   Progress progress("eval", total, quiet);
@@ -82,7 +104,7 @@ inline PipelineResult run_pipeline(const SweepConfig& config, const fs::path& ou
   say(ctx, "phase 5: frontier.csv and plots");
   result.csv = out / "frontier.csv";
   write_file_atomic(result.csv, frontier_csv(result.rows));
-  if (plots) result.plots = draw_plots(result.rows, out / "plots", config.name + " sweep");
+  if (plots) result.plots = draw_plots(result.rows, out / "plots", config.name + " sweep", config.train.dpo_data_beta);
   result.timings = ctx.timings;
   return result;
 }

@@ -24,7 +24,7 @@ namespace sentiment {
 inline bool have_gnuplot() { return std::system("command -v gnuplot >/dev/null 2>&1") == 0; }
 
 inline std::vector<fs::path> draw_plots(const std::vector<EvalResult>& rows, const fs::path& dir,
-                                        const std::string& title) {
+                                        const std::string& title, float data_beta = 0.1f) {
   if (!have_gnuplot()) {
     std::fprintf(stderr, "note: gnuplot not found (Debian gnuplot-nox; scripts/setup.sh): no plots drawn\n");
     return {};
@@ -51,6 +51,13 @@ inline std::vector<fs::path> draw_plots(const std::vector<EvalResult>& rows, con
       dpo << r.checkpoint.run.hyper << ' ' << r.kl << ' ' << r.kl_ci.lo << ' ' << r.kl_ci.hi << '\n';
   write_file_atomic(dir / "dpo_beta_kl.dat", dpo.str());
   const auto fit = dpo_log_fit(rows);
+  // fraction reward reward_lo reward_hi, one line per run
+  const auto scaling = data_scaling(rows, data_beta);
+  std::ostringstream scaled;
+  scaled.precision(9);
+  for (const auto& p : scaling)
+    scaled << p.fraction << ' ' << p.row->reward << ' ' << p.row->reward_ci.lo << ' ' << p.row->reward_ci.hi << '\n';
+  write_file_atomic(dir / "dpo_data.dat", scaled.str());
   // per method and seed: kl reward of the checkpoints on that seed's frontier, in order of KL
   const auto seeds = training_seeds(rows);
   std::vector<std::pair<std::string, std::uint64_t>> seed_lines;
@@ -83,11 +90,12 @@ inline std::vector<fs::path> draw_plots(const std::vector<EvalResult>& rows, con
      << "set ylabel 'mean VADER reward in [0, 1]'\n"
      << "set errorbars small\n"
      << "plot ";
-  const char* points[] = {"pt 9 ps 2.2", "pt 7 ps 1.1", "pt 5 ps 1.0", "pt 11 ps 1.3",
-                          "pt 13 ps 1.3", "pt 3 ps 1.3", "pt 15 ps 1.3", "pt 4 ps 1.3"};
+  const char* points[] = {"pt 9 ps 2.2", "pt 7 ps 1.1",  "pt 5 ps 1.0", "pt 11 ps 1.3", "pt 13 ps 1.3", "pt 3 ps 1.3",
+                          "pt 10 ps 1.3", "pt 12 ps 1.3", "pt 15 ps 1.3", "pt 4 ps 1.3", "pt 6 ps 1.0"};
   const char* colours[] = {"lc rgb 'black'",   "lc rgb '#1f77b4'", "lc rgb '#2ca02c'", "lc rgb '#9467bd'",
-                           "lc rgb '#ff7f0e'", "lc rgb '#d62728'", "lc rgb '#8c564b'", "lc rgb '#e377c2'"};
-  static_assert(sizeof points / sizeof points[0] >= 8 && sizeof colours / sizeof colours[0] >= 8,
+                           "lc rgb '#ff7f0e'", "lc rgb '#d62728'", "lc rgb '#bcbd22'", "lc rgb '#17becf'",
+                           "lc rgb '#8c564b'", "lc rgb '#e377c2'", "lc rgb '#7f7f7f'"};
+  static_assert(sizeof points / sizeof points[0] >= 11 && sizeof colours / sizeof colours[0] >= 11,
                 "one style per method of method_order()");
   const auto style_of = [](const std::string& m) {
     std::size_t style = 0;
@@ -130,6 +138,15 @@ inline std::vector<fs::path> draw_plots(const std::vector<EvalResult>& rows, con
        << " using 1:2:3:4 with yerrorbars pt 7 ps 1.5 title 'DPO runs (95% bootstrap interval of KL)', f(x) with lines lw 2"
           " title 'least-squares line'\n";
   }
+  const bool draw_data = !scaling.empty();
+  if (draw_data) {
+    gp << "set output " << q << (dir / "dpo_data.png").string() << q << "\n"
+       << "unset logscale\nset logscale x\nset key inside bottom right\n"
+       << "set title " << q << "DPO (beta " << data_beta << ") on a fraction of the pairs: last checkpoints" << q
+       << "\nset xlabel 'fraction of the preference pairs (log scale)'\nset ylabel 'mean VADER reward in [0, 1]'\n"
+       << "plot " << q << (dir / "dpo_data.dat").string() << q
+       << " using 1:2:3:4 with yerrorbars pt 7 ps 1.5 title 'one run per seed (95% bootstrap interval)'\n";
+  }
   write_file_atomic(dir / "plots.gp", gp.str());
   const std::string cmd = "gnuplot " + q + (dir / "plots.gp").string() + q + " 2>" + q + (dir / "gnuplot.log").string() + q;
   if (std::system(cmd.c_str()) != 0) {
@@ -139,6 +156,7 @@ inline std::vector<fs::path> draw_plots(const std::vector<EvalResult>& rows, con
   std::vector<fs::path> out{dir / "frontier.png"};
   if (draw_dpo) out.push_back(dir / "dpo_beta_kl.png");
   if (draw_seeds) out.push_back(dir / "frontier_seeds.png");
+  if (draw_data) out.push_back(dir / "dpo_data.png");
   return out;
 }
 

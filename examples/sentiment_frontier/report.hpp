@@ -19,8 +19,9 @@
 namespace sentiment {
 
 inline const std::vector<std::string>& method_order() {
-  static const std::vector<std::string> m{"sft",    "dpo",     "unlikelihood", "preferred_ft",
-                                          "ppo_rm", "ppo_gt",  "grpo_gt",      "rloo_gt"};
+  static const std::vector<std::string> m{"sft",        "dpo",        "unlikelihood", "preferred_ft", "ppo_rm",
+                                          "ppo_gt",     "ppo_rm_akl", "ppo_gt_akl",   "grpo_gt",      "rloo_gt",
+                                          "dpo_data"};
   return m;
 }
 
@@ -63,6 +64,27 @@ inline double best_within(const std::vector<EvalResult>& rows, const std::string
   for (const auto& r : rows)
     if (r.checkpoint.run.method == method && r.kl <= budget && !(r.reward <= best)) best = r.reward;
   return best;
+}
+
+// The data-scaling curve: last checkpoints of dpo_data runs, and of the DPO runs at its β as the fraction 1.
+struct DataPoint {
+  double fraction;
+  const EvalResult* row;
+};
+inline std::vector<DataPoint> data_scaling(const std::vector<EvalResult>& rows, float beta) {
+  std::vector<DataPoint> out;
+  bool any = false;
+  for (const auto& r : final_checkpoints(rows)) any = any || r.checkpoint.run.method == "dpo_data";
+  if (!any) return out;
+  for (const auto& r : rows) {
+    const auto& run = r.checkpoint.run;
+    const bool last = &r == &rows.back() || (&r + 1)->checkpoint.run.label() != run.label();
+    if (!last) continue;
+    if (run.method == "dpo_data") out.push_back({run.hyper, &r});
+    if (run.method == "dpo" && run.hyper == beta) out.push_back({1.0, &r});
+  }
+  std::stable_sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.fraction < b.fraction; });
+  return out;
 }
 
 struct LineFit {
@@ -113,7 +135,7 @@ inline std::vector<double> kl_budgets(const std::vector<EvalResult>& rows) {
   return out;
 }
 
-inline std::string summary_table(const std::vector<EvalResult>& rows) {
+inline std::string summary_table(const std::vector<EvalResult>& rows, float data_beta = 0.1f) {
   std::ostringstream s;
   char line[200];
   s << "Last checkpoint of each run (reward: mean VADER reward in [0, 1]; KL: nats per completion; [95% bootstrap\n"
@@ -130,6 +152,15 @@ inline std::string summary_table(const std::vector<EvalResult>& rows) {
                   run.method.c_str(), run.hyper_text().c_str(), static_cast<unsigned long long>(run.seed),
                   r.checkpoint.step, r.reward, r.reward_ci.lo, r.reward_ci.hi, r.kl, r.kl_ci.lo, r.kl_ci.hi, best);
     s << line;
+  }
+  if (const auto points = data_scaling(rows, data_beta); !points.empty()) {
+    s << "\nData scaling: DPO (beta " << data_beta << ") on a fraction of the pairs, the same steps; last checkpoints\n";
+    for (const auto& p : points) {
+      std::snprintf(line, sizeof line, "  fraction %-7g seed %-3llu reward %.4f [%.4f, %.4f]  KL %.3f [%.3f, %.3f]\n",
+                    p.fraction, static_cast<unsigned long long>(p.row->checkpoint.run.seed), p.row->reward,
+                    p.row->reward_ci.lo, p.row->reward_ci.hi, p.row->kl, p.row->kl_ci.lo, p.row->kl_ci.hi);
+      s << line;
+    }
   }
   const auto budgets = kl_budgets(rows);
   if (!budgets.empty()) {

@@ -14,6 +14,7 @@
 #include "context.hpp"
 #include "data.hpp"
 #include "progress.hpp"
+#include "rlhf/algorithms/sequence.hpp"
 #include "rlhf/algorithms/sft.hpp"
 #include "rlhf/models/gpt/checkpoint.hpp"
 #include "rlhf/optim/adamw.hpp"
@@ -23,6 +24,7 @@ namespace sentiment {
 struct SftOutput {
   CacheKey key{"sft"};
   fs::path tokenizer_model, checkpoint;
+  double held_out_perplexity = 0;  // on the held-out review sentences (held_out_perplexity)
 };
 
 inline std::uint64_t hash_texts(const std::vector<std::string>& texts) {
@@ -117,6 +119,23 @@ inline SftOutput run_sft_phase(Context& ctx, const Texts& texts) {
   entry.finish();
   ctx.record("sft", seconds_since(t1), false);
   return out;
+}
+
+// exp of the mean NLL per token of the SFT model on the held-out review sentences ([bos] text [eos] cut to T, every
+// token after bos scored, as in training): text it never saw, from which the prompts come. float32 products.
+inline double held_out_perplexity(const Context& ctx, const Texts& texts, const SftOutput& sft) {
+  auto model = rlhf::load_checkpoint<float>(sft.checkpoint);
+  const std::size_t T = ctx.config.sft.max_seq_len, chunk = 64;
+  double nll = 0, tokens = 0;
+  for (std::size_t lo = 0; lo < texts.prompt_reviews.size(); lo += chunk) {
+    std::vector<std::vector<rlhf::token_id>> rows;
+    for (std::size_t i = lo; i < std::min(lo + chunk, texts.prompt_reviews.size()); ++i) {
+      rows.push_back(framed(*ctx.tokenizer, texts.prompt_reviews[i], T));
+      tokens += double(rows.back().size() - 1);
+    }
+    for (const double lp : rlhf::sequence_logps(model, lm_batch(rows))) nll -= lp;
+  }
+  return tokens > 0 ? std::exp(nll / tokens) : std::nan("");
 }
 
 }  // namespace sentiment

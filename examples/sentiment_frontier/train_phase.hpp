@@ -4,11 +4,16 @@
 //   dpo           rlhf::dpo_step, β                          on the pairs (reference log-probs precomputed)
 //   unlikelihood  rlhf::unlikelihood_step, α                 on the pairs
 //   preferred_ft  rlhf::sft_step on the chosen completions
+//   dpo_data      DPO at dpo_data_beta on a fraction of the pairs (the hyperparameter), the same steps as DPO
 //   ppo_rm        rlhf::ppo_step, fixed κ, the learned reward (standardised), on the training prompts
 //   ppo_gt        rlhf::ppo_step, fixed κ, the ground-truth VADER reward in [0, 1]
+//   ppo_rm_akl    PPO-RM with rlhf::AdaptiveKlController at a target KL (nats per sequence, the hyperparameter)
+//   ppo_gt_akl    PPO-GT with the adaptive controller
 //   grpo_gt       rlhf::critic_free_step (GRPO: β·k3 as a loss term, std-scaled group advantages), ground truth
 //   rloo_gt       rlhf::critic_free_step (RLOO: κ·KL in the reward, leave-one-out baseline), ground truth
 // Each run is one cache entry: a finished run is skipped; an interrupted one starts over.
+#include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -51,7 +56,11 @@ struct RunSpec {
     if (has_hyper()) text.append(" ").append(hyper_text());
     return text.append(" seed ").append(std::to_string(seed));
   }
-  bool is_ppo() const { return method == "ppo_rm" || method == "ppo_gt"; }
+  bool is_ppo() const {
+    return method == "ppo_rm" || method == "ppo_gt" || method == "ppo_rm_akl" || method == "ppo_gt_akl";
+  }
+  bool is_adaptive() const { return method == "ppo_rm_akl" || method == "ppo_gt_akl"; }
+  bool uses_reward_model() const { return method == "ppo_rm" || method == "ppo_rm_akl"; }
   bool is_critic_free() const { return method == "grpo_gt" || method == "rloo_gt"; }
   bool is_online() const { return is_ppo() || is_critic_free(); }
 };
@@ -75,8 +84,11 @@ inline std::vector<RunSpec> sweep_runs(const SweepConfig& c) {
     if (c.train.preferred_ft) runs.push_back({"preferred_ft", 0, seed});
     for (const float k : c.train.ppo_rm_kl_coefs) runs.push_back({"ppo_rm", k, seed});
     for (const float k : c.train.ppo_gt_kl_coefs) runs.push_back({"ppo_gt", k, seed});
+    for (const float k : c.train.ppo_rm_kl_targets) runs.push_back({"ppo_rm_akl", k, seed});
+    for (const float k : c.train.ppo_gt_kl_targets) runs.push_back({"ppo_gt_akl", k, seed});
     for (const float b : c.train.grpo_gt_betas) runs.push_back({"grpo_gt", b, seed});
     for (const float k : c.train.rloo_gt_kl_coefs) runs.push_back({"rloo_gt", k, seed});
+    for (const float f : c.train.dpo_data_fractions) runs.push_back({"dpo_data", f, seed});
   }
   return runs;
 }
@@ -114,13 +126,16 @@ inline fs::path checkpoint_path(const CacheEntry& e, std::size_t step) {
   return e.file(name);
 }
 
-// DPO, unlikelihood and preferred-FT: `steps` steps over the pairs in a seeded order.
+// DPO, unlikelihood and preferred-FT: `steps` steps over the pairs in a seeded order (dpo_data: over the first
+// fraction of that order, cycled).
 inline void train_on_pairs(Context& ctx, const RunSpec& run, const PairsOutput& data, rlhf::Gpt<float>& policy,
                            const CacheEntry& entry, std::vector<SavedCheckpoint>& saved) {
   const auto& t = ctx.config.train;
   std::vector<Pair> pairs = data.pairs;
   rlhf::Rng rng(run.seed * 1000 + 7);
   for (std::size_t i = pairs.size(); i-- > 1;) std::swap(pairs[i], pairs[rng.below(i + 1)]);
+  if (run.method == "dpo_data")
+    pairs.resize(std::max<std::size_t>(1, std::size_t(std::ceil(double(run.hyper) * double(pairs.size())))));
   rlhf::AdamW<float> opt({.learning_rate = t.learning_rate, .weight_decay = 0.0f});
   Progress progress(run.label(), t.steps, ctx.quiet);
   for (std::size_t s = 0; s < t.steps; ++s) {
@@ -128,6 +143,8 @@ inline void train_on_pairs(Context& ctx, const RunSpec& run, const PairsOutput& 
     rlhf::StepResult r;
     if (run.method == "dpo") {
       r = rlhf::dpo_step(policy, opt, batch, {.beta = run.hyper});
+    } else if (run.method == "dpo_data") {
+      r = rlhf::dpo_step(policy, opt, batch, {.beta = t.dpo_data_beta});
     } else if (run.method == "unlikelihood") {
       r = rlhf::unlikelihood_step(policy, opt, batch, {.alpha = run.hyper});
     } else {
@@ -169,7 +186,9 @@ inline void train_ppo(Context& ctx, const RunSpec& run, const SftOutput& sft, co
 
   rlhf::AdamW<float> policy_opt({.learning_rate = t.ppo_learning_rate, .weight_decay = 0.0f});
   rlhf::AdamW<float> value_opt({.learning_rate = 2 * t.ppo_learning_rate, .weight_decay = 0.0f});
-  rlhf::FixedKlController kl{run.hyper};
+  rlhf::FixedKlController fixed{run.hyper};
+  rlhf::AdaptiveKlController adaptive{.coef = t.adaptive_kl_init, .target = run.hyper,
+                                      .horizon = t.adaptive_kl_horizon};
   const rlhf::PpoStepConfig config{.epochs = t.ppo_epochs,
                                    .minibatches = 1,
                                    .sample = {.max_new_tokens = ctx.config.pairs.max_new_tokens,
@@ -180,9 +199,11 @@ inline void train_ppo(Context& ctx, const RunSpec& run, const SftOutput& sft, co
   Progress progress(run.label(), t.ppo_steps, ctx.quiet);
   for (std::size_t s = 0; s < t.ppo_steps; ++s) {
     const auto prompts = cycle.take(data.prompts, t.ppo_batch, rng);
-    const auto r = rlhf::ppo_step(rlhf::PpoModels{.policy = policy, .reference = reference, .value_model = value_model, .reward = reward},
-                       rlhf::PpoOptimizers{.policy = policy_opt, .value = value_opt}, kl,
-                       prompt_batch(prompts, 0, prompts.size()), rng, config);
+    const rlhf::PpoModels models{.policy = policy, .reference = reference, .value_model = value_model, .reward = reward};
+    const rlhf::PpoOptimizers optimizers{.policy = policy_opt, .value = value_opt};
+    const auto x = prompt_batch(prompts, 0, prompts.size());
+    const auto r = run.is_adaptive() ? rlhf::ppo_step(models, optimizers, adaptive, x, rng, config)
+                                     : rlhf::ppo_step(models, optimizers, fixed, x, rng, config);
     progress.update(s + 1, "reward", r.metrics[rlhf::metric::objective_scores]);
     if ((s + 1) % t.ppo_checkpoint_every == 0 || s + 1 == t.ppo_steps) {
       saved.push_back({run, s + 1, checkpoint_path(entry, s + 1)});
@@ -238,9 +259,11 @@ inline RunOutput run_training(Context& ctx, const RunSpec& run, const SftOutput&
   if (run.is_online()) {
     key.add("steps", t.ppo_steps).add("batch", t.ppo_batch).add("epochs", t.ppo_epochs)
         .add("every", t.ppo_checkpoint_every).add("lr", t.ppo_learning_rate);
-    if (run.method == "ppo_rm") key.add("rm", rm.key.hex());
+    if (run.uses_reward_model()) key.add("rm", rm.key.hex());
+    if (run.is_adaptive()) key.add("kl_init", t.adaptive_kl_init).add("horizon", t.adaptive_kl_horizon);
   } else {
     key.add("steps", t.steps).add("batch", t.batch).add("every", t.checkpoint_every).add("lr", t.learning_rate);
+    if (run.method == "dpo_data") key.add("beta", t.dpo_data_beta);
   }
   if (ctx.config.bf16) key.add("bf16", 1);
   const CacheEntry entry(ctx.out / "runs", key);
@@ -260,7 +283,7 @@ inline RunOutput run_training(Context& ctx, const RunSpec& run, const SftOutput&
   if (run.is_critic_free())
     detail::train_critic_free(ctx, run, sft, data, policy, entry, out.checkpoints);
   else if (run.is_ppo())
-    detail::train_ppo(ctx, run, sft, data, run.method == "ppo_rm" ? &rm : nullptr, policy, entry, out.checkpoints);
+    detail::train_ppo(ctx, run, sft, data, run.uses_reward_model() ? &rm : nullptr, policy, entry, out.checkpoints);
   else
     detail::train_on_pairs(ctx, run, data, policy, entry, out.checkpoints);
   entry.finish();

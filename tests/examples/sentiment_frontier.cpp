@@ -67,8 +67,9 @@ TEST_CASE("sentiment_frontier: the tiny sweep runs end to end, and a re-run is s
   CHECK(csv[0] == std::vector<std::string>{"method", "hyperparameter", "step", "reward", "kl", "seed", "reward_lo",
                                            "reward_hi", "kl_lo", "kl_hi"});
   const auto runs = sentiment::sweep_runs(config);
-  CHECK(runs.size() == 2 + 1 + 1 + 1 + 1 + 1 + 1);  // DPO β ∈ {0.1, 1}, unlikelihood, preferred-FT, PPO-RM, PPO-GT,
-                                                   // GRPO-GT, RLOO-GT
+  // DPO β ∈ {0.1, 1}, unlikelihood, preferred-FT, PPO-RM, PPO-GT (fixed κ and adaptive), GRPO-GT, RLOO-GT, DPO on
+  // a quarter of the pairs
+  CHECK(runs.size() == 2 + 1 + 1 + 2 + 2 + 1 + 1 + 1);
   CHECK(csv.size() == 1 + 1 + 2 * runs.size());
   std::set<std::string> methods;
   for (std::size_t i = 1; i < csv.size(); ++i) {
@@ -88,8 +89,8 @@ TEST_CASE("sentiment_frontier: the tiny sweep runs end to end, and a re-run is s
     REQUIRE(r.prompt_reward.size() == config.pairs.eval_prompts);
     REQUIRE(r.prompt_kl.size() == config.pairs.eval_prompts);
   }
-  CHECK(methods == std::set<std::string>{"sft", "dpo", "unlikelihood", "preferred_ft", "ppo_rm", "ppo_gt", "grpo_gt",
-                                         "rloo_gt"});
+  CHECK(methods == std::set<std::string>{"sft", "dpo", "unlikelihood", "preferred_ft", "ppo_rm", "ppo_gt",
+                                         "ppo_rm_akl", "ppo_gt_akl", "grpo_gt", "rloo_gt", "dpo_data"});
   CHECK(csv[1][0] == "sft");
   CHECK(std::abs(std::stod(csv[1][4])) < 1e-6);  // π = π_ref: no KL, and a zero-width interval around it
   CHECK(std::abs(std::stod(csv[1][8])) < 1e-6);
@@ -98,11 +99,13 @@ TEST_CASE("sentiment_frontier: the tiny sweep runs end to end, and a re-run is s
   CHECK(csv[2][1] == "0.1");
   CHECK(csv[2][2] == "1");
   CHECK(first.pairs > 0);
+  CHECK(std::isfinite(first.sft_perplexity));
+  CHECK(first.sft_perplexity > 1.0);
   CHECK(first.completions == config.pairs.train_prompts * config.pairs.completions);
   CHECK(first.evaluations_computed == csv.size() - 1);
   for (const auto& t : first.timings) CHECK_MESSAGE(!t.cached, t.phase);
   if (sentiment::have_gnuplot()) {
-    REQUIRE(first.plots.size() == 2);
+    REQUIRE(first.plots.size() == 3);  // the frontier, DPO's KL against β, the data-scaling curve
     for (const auto& p : first.plots) CHECK(fs::file_size(p) > 1000);
   }
 
@@ -301,6 +304,47 @@ TEST_CASE("sentiment_frontier: the log KL - log beta claim, from DPO runs whose 
   CHECK(text.find("(3 seeds)") != std::string::npos);
   CHECK(text.find("t-interval over the 3 seeds") != std::string::npos);
   CHECK(text.find("    => holds") != std::string::npos);
+}
+
+TEST_CASE("sentiment_frontier: evaluation prompts come one per held-out sentence, training prompts are every other "
+          "prefix, distinct and never an evaluation prompt, then held-out fortunes") {
+  auto config = tiny();
+  config.data.prompt_fortunes = 20;
+  const auto texts = sentiment::load_texts(config.data);
+  CHECK(texts.prompt_fortunes.size() == 20);
+  CHECK(texts.fortunes.size() == 40 - 20);
+  const rlhf::test::TempDir dir("rlhf-sentiment-prompts");
+  std::vector<std::string> corpus = texts.fortunes;
+  corpus.insert(corpus.end(), texts.train_reviews.begin(), texts.train_reviews.end());
+  const auto tok = rlhf::io::Tokenizer::train(corpus, dir.path / "tok", {.vocab_size = 200, .seed = 0});
+  config.pairs.train_prompts = 10000;  // more than there are: every review prefix, then every fortune's
+  const auto sets = sentiment::make_prompt_sets(tok, texts, config.pairs, 10);
+  CHECK(sets.eval.size() == config.pairs.eval_prompts);
+  CHECK(sets.from_reviews == sets.review_candidates);
+  CHECK(sets.from_fortunes > 0);
+  CHECK(sets.train.size() == sets.from_reviews + sets.from_fortunes);
+  std::set<sentiment::Prompt> train(sets.train.begin(), sets.train.end());
+  CHECK(train.size() == sets.train.size());
+  for (const auto& p : sets.eval) CHECK(train.count(p) == 0);
+  for (const auto& p : sets.train) {
+    CHECK(p.front() == tok.bos());
+    CHECK(p.size() >= 1 + config.pairs.min_prompt_tokens);
+    CHECK(p.size() <= 1 + config.pairs.max_prompt_tokens);
+  }
+  config.pairs.train_prompts = 8;
+  CHECK(sentiment::make_prompt_sets(tok, texts, config.pairs, 10).train.size() == 8);
+}
+
+TEST_CASE("sentiment_frontier: with passes set, the step counts follow from the pairs") {
+  sentiment::TrainSettings t;
+  t.passes = 1, t.checkpoints = 4, t.batch = 64, t.ppo_batch = 32;
+  const auto r = sentiment::resolved_steps(t, 10000);
+  CHECK(r.steps == 157);  // ⌈10000 / 64⌉: one pass over every pair
+  CHECK(r.ppo_steps == 314);  // as many prompts as DPO sees pairs: 157 · 64 / 32
+  CHECK(r.checkpoint_every == 40);
+  CHECK(r.ppo_checkpoint_every == 79);
+  t.passes = 0;
+  CHECK(sentiment::resolved_steps(t, 10000).steps == t.steps);  // as given
 }
 
 TEST_CASE("sentiment_frontier: pairs are every two completions of a prompt with different rewards, the higher chosen") {
