@@ -23,6 +23,7 @@ struct PipelineResult {
   std::vector<EvalResult> rows;  // every evaluated checkpoint, the SFT model first
   std::size_t pairs = 0, completions = 0;
   double sft_perplexity = 0;  // on the held-out review sentences
+  std::string setup;          // the data, prompt, pair and step counts of this run, as printed; also setup.txt
   RewardModelOutput reward_model;
   std::vector<PhaseTiming> timings;
   std::size_t evaluations_computed = 0, evaluations_cached = 0;
@@ -32,6 +33,15 @@ struct PipelineResult {
 
 inline void say(const Context& ctx, const char* text) {
   if (!ctx.quiet) std::printf("%s\n", text), std::fflush(stdout);
+}
+
+// A line of the run's setup: printed (unless quiet) and kept.
+template <class... Args>
+void setup_line(const Context& ctx, std::string& setup, const char* format, Args... args) {
+  char line[400];
+  std::snprintf(line, sizeof line, format, args...);
+  setup += line;
+  if (!ctx.quiet) std::printf("%s", line), std::fflush(stdout);
 }
 
 // Another run holding `out` makes this one throw (a message naming it), or with wait_for_lock wait for it to end.
@@ -44,46 +54,45 @@ inline PipelineResult run_pipeline(const SweepConfig& config, const fs::path& ou
     std::printf("removed %zu temporary file(s) left by an interrupted run\n", stale);
   ctx.vader = rlhf::eval::Vader::load(config.data.lexicon);
   const Texts texts = load_texts(config.data);
-  if (!quiet)
-    std::printf("data: %zu SFT fortunes, %zu SFT review sentences; held out for prompts: %zu review sentences, "
-                "%zu fortunes\n",
-                texts.fortunes.size(), texts.train_reviews.size(), texts.prompt_reviews.size(),
-                texts.prompt_fortunes.size());
+  PipelineResult result;
+  setup_line(ctx, result.setup,
+             "data: %zu SFT fortunes, %zu SFT review sentences; held out for prompts: %zu review sentences, %zu "
+             "fortunes\n",
+             texts.fortunes.size(), texts.train_reviews.size(), texts.prompt_reviews.size(),
+             texts.prompt_fortunes.size());
 
   say(ctx, "phase 1: tokenizer + SFT (fortunes, then reviews)");
   SftOutput sft = run_sft_phase(ctx, texts);
-  PipelineResult result;
   result.sft_perplexity = sft.held_out_perplexity = held_out_perplexity(ctx, texts, sft);
-  if (!quiet)
-    std::printf("  SFT model: held-out perplexity %.2f on %zu review sentences\n", result.sft_perplexity,
-                texts.prompt_reviews.size());
+  setup_line(ctx, result.setup, "  SFT model: held-out perplexity %.2f on %zu review sentences\n",
+             result.sft_perplexity, texts.prompt_reviews.size());
   say(ctx, "phase 2: sampling completions and labelling pairs with VADER");
   const PairsOutput pairs = run_pairs_phase(ctx, texts, sft);
   result.pairs = pairs.pairs.size();
   result.completions = pairs.completions.size();
-  if (!quiet) {
-    std::printf("  prompts: %zu for training (%zu review prefixes of %zu available, %zu fortune prefixes), %zu for "
-                "evaluation (one each of %zu held-out sentences)\n",
-                pairs.prompts.size(), pairs.from_reviews, pairs.review_candidates, pairs.from_fortunes,
-                pairs.eval_prompts.size(), pairs.eval_sentences);
-    std::printf("  %zu completions, %zu pairs with distinct rewards\n", result.completions, result.pairs);
-  }
+  setup_line(ctx, result.setup,
+             "  prompts: %zu for training (%zu review prefixes of %zu available, %zu fortune prefixes), %zu for "
+             "evaluation (one each of %zu held-out sentences)\n",
+             pairs.prompts.size(), pairs.from_reviews, pairs.review_candidates, pairs.from_fortunes,
+             pairs.eval_prompts.size(), pairs.eval_sentences);
+  setup_line(ctx, result.setup, "  %zu completions, %zu pairs with distinct rewards\n", result.completions,
+             result.pairs);
   if (pairs.pairs.empty()) throw std::runtime_error("every completion of every prompt tied: no preference pairs");
   ctx.config.train = resolved_steps(config.train, pairs.pairs.size());
-  if (!quiet) {
-    const auto& t = ctx.config.train;
-    std::printf("  steps: %zu of %zu pairs for DPO, unlikelihood, preferred-FT (%.2f passes); %zu of %zu prompts for "
-                "PPO, %zu of %zu prompts x %zu samples for GRPO/RLOO; a checkpoint every %zu / %zu steps\n",
-                t.steps, t.batch, double(t.steps * t.batch) / double(result.pairs), t.ppo_steps, t.ppo_batch,
-                t.ppo_steps, std::max<std::size_t>(1, t.ppo_batch / config.pairs.completions),
-                config.pairs.completions, t.checkpoint_every, t.ppo_checkpoint_every);
-  }
+  const auto& t = ctx.config.train;
+  setup_line(ctx, result.setup,
+             "  steps: %zu of %zu pairs for DPO, unlikelihood, preferred-FT (%.2f passes); %zu of %zu prompts for "
+             "PPO, %zu of %zu prompts x %zu samples for GRPO/RLOO; a checkpoint every %zu / %zu steps\n",
+             t.steps, t.batch, double(t.steps * t.batch) / double(result.pairs), t.ppo_steps, t.ppo_batch,
+             t.ppo_steps, std::max<std::size_t>(1, t.ppo_batch / config.pairs.completions), config.pairs.completions,
+             t.checkpoint_every, t.ppo_checkpoint_every);
 
   say(ctx, "phase 3: training (reward model, then every method, setting and seed)");
   const bool need_rm = !config.train.ppo_rm_kl_coefs.empty() || !config.train.ppo_rm_kl_targets.empty();
   if (need_rm) result.reward_model = run_reward_model_phase(ctx, sft, pairs);
   std::vector<RunOutput> runs;
-  for (const auto& spec : sweep_runs(ctx.config)) runs.push_back(run_training(ctx, spec, sft, pairs, result.reward_model));
+  for (const auto& spec : sweep_runs(ctx.config))
+    runs.push_back(run_training(ctx, spec, sft, pairs, result.reward_model));
 
   say(ctx, "phase 4: evaluating every checkpoint on held-out prompts");
   const auto t0 = Clock::now();
@@ -102,6 +111,7 @@ inline PipelineResult run_pipeline(const SweepConfig& config, const fs::path& ou
   ctx.record("eval", seconds_since(t0), evaluator.computed() == 0);
 
   say(ctx, "phase 5: frontier.csv and plots");
+  write_file_atomic(out / "setup.txt", result.setup);
   result.csv = out / "frontier.csv";
   write_file_atomic(result.csv, frontier_csv(result.rows));
   if (plots) result.plots = draw_plots(result.rows, out / "plots", config.name + " sweep", config.train.dpo_data_beta);

@@ -100,6 +100,9 @@ TEST_CASE("sentiment_frontier: the tiny sweep runs end to end, and a re-run is s
   CHECK(csv[2][2] == "1");
   CHECK(first.pairs > 0);
   CHECK(std::isfinite(first.sft_perplexity));
+  CHECK(first.setup.find("held-out perplexity") != std::string::npos);
+  CHECK(first.setup.find(std::to_string(first.pairs) + " pairs with distinct rewards") != std::string::npos);
+  CHECK(sentiment::read_file(dir.path / "setup.txt") == first.setup);
   CHECK(first.sft_perplexity > 1.0);
   CHECK(first.completions == config.pairs.train_prompts * config.pairs.completions);
   CHECK(first.evaluations_computed == csv.size() - 1);
