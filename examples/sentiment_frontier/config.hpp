@@ -116,15 +116,15 @@ inline TrainSettings resolved_steps(TrainSettings t, std::size_t pairs) {
 inline SweepConfig reduced_config() { return {}; }
 
 // Held-out review sentences: 891 (30% of the 3,000 of npm sentiment@5.0.2). The first 500 give the evaluation
-// prompts; the other 391 give about 2,400 distinct training prompts (every prefix length 2–8 each allows), and one
-// prefix each of the 2,400 fortunes kept out of SFT gives the rest of N = 4,096 (the pipeline prints the counts).
-// A trial SFT model gave 3.2 pairs per prompt (ties dropped): about 13,000 pairs. One pass over them at 128 a step
-// sets every run's steps (about 100; PPO: as many prompts, GRPO/RLOO: as many samples, 32 prompts x 4 a step); at
-// 128, PPO's and GRPO's cost per sample measured 18% and 33% below that at 64, DPO's the same.
-// Fixed before any result, so that 3 seeds fit in about 70 minutes on 2 cores (docs/experiments/sentiment.md has
-// the measured cost per phase): the GPT keeps the reduced sweep's width (C 128, L 2; C 192 L 3 measured 2.2x the
-// cost per training step, C 256 L 4 4.5x) with T 64 and 5x the SFT steps; GRPO and RLOO keep two settings each
-// (four would add about 7 minutes); 3 checkpoints per run; bf16 products in training.
+// prompts; the other 391 give 2,401 distinct training prompts (every prefix length 2–8 each allows), and one prefix
+// each of the fortunes kept out of SFT gives the rest of N = 4,000 (the pipeline prints the counts). This config's
+// SFT model gave 4.1 pairs per prompt (ties dropped): about 16,500 pairs. One pass over them at 128 a step sets
+// every run's steps (about 130; PPO: as many prompts); at 128, PPO's cost per sample measured 18% below that at 64,
+// DPO's the same.
+// Fixed before any result, to come near 70 minutes on 2 cores (docs/experiments/sentiment.md has the measured cost
+// per phase): the GPT keeps the reduced sweep's width (C 128, L 2; C 192 L 3 measured 2.2x the cost per training
+// step, C 256 L 4 4.5x) with T 64 and 5x the SFT steps; 2 checkpoints per run; no GRPO or RLOO (the reduced sweep
+// has them; here they would add about 10 minutes); bf16 products in training.
 inline SweepConfig full_config() {
   SweepConfig c;
   c.name = "full";
@@ -135,10 +135,10 @@ inline SweepConfig full_config() {
   c.sft.max_seq_len = 64;
   c.sft.fortune_steps = 2000;
   c.sft.review_steps = 1000;
-  c.pairs.train_prompts = 4096;
+  c.pairs.train_prompts = 4000;
   c.pairs.eval_prompts = 500;
   c.train.passes = 1;
-  c.train.checkpoints = 3;
+  c.train.checkpoints = 2;
   c.train.batch = 128;
   c.train.learning_rate = 5e-4f;
   c.train.dpo_betas = {0.05f, 0.1f, 1.0f, 5.0f};
@@ -147,8 +147,8 @@ inline SweepConfig full_config() {
   c.train.ppo_gt_kl_coefs = {0.02f, 0.05f, 0.1f, 0.2f};
   c.train.ppo_rm_kl_targets = {3.0f, 6.0f, 9.0f, 12.0f};
   c.train.ppo_gt_kl_targets = {3.0f, 6.0f, 9.0f, 12.0f};
-  c.train.grpo_gt_betas = {0.05f, 0.2f};
-  c.train.rloo_gt_kl_coefs = {0.05f, 0.2f};
+  c.train.grpo_gt_betas = {};
+  c.train.rloo_gt_kl_coefs = {};
   c.train.dpo_data_fractions = {0.0625f, 0.25f};
   c.train.ppo_batch = 128;
   c.train.ppo_epochs = 1;
