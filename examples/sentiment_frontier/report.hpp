@@ -118,11 +118,11 @@ inline LineFit dpo_log_fit(const std::vector<EvalResult>& rows) {
   return line_fit(x, y);
 }
 
-// KL budgets to read the frontier at: quantiles of the KLs seen, rounded.
+// KL budgets to read the frontier at: quantiles of the KLs seen (not the data-scaling runs'), rounded.
 inline std::vector<double> kl_budgets(const std::vector<EvalResult>& rows) {
   std::vector<double> kls;
   for (const auto& r : rows)
-    if (r.kl > 0) kls.push_back(r.kl);
+    if (r.kl > 0 && r.checkpoint.run.method != "dpo_data") kls.push_back(r.kl);
   if (kls.empty()) return {};
   std::sort(kls.begin(), kls.end());
   std::vector<double> out;
