@@ -446,12 +446,28 @@ class Gpt {
     const std::size_t C = config_.channels, V = config_.vocab_size;
     const T* wte = parameter_tensors().wte;
     if constexpr (std::is_same_v<T, float>) {
-      if (precision_ == gpt::MatmulPrecision::bf16)
+      if (in_bf16())
         return gpt::bf16::gemm(logits, V, gpt::bf16::row_major(hidden, C), packed_forward_[head_slot()], M, false);
     }
     gpt::MatrixMap<T>(logits, gpt::ix(M), gpt::ix(V)).noalias() =
         gpt::ConstMatrixMap<T>(hidden, gpt::ix(M), gpt::ix(C)) *
         gpt::ConstMatrixMap<T>(wte, gpt::ix(V), gpt::ix(C)).transpose();
+  }
+
+  // d_rows [M, C] = d logits [M, V] · wte [V, C];  d wte [V, C] += d logitsᵀ · rows [M, C]
+  void head_gradient_products(T* d_rows, T* d_wte, const T* dlogits, const T* rows, const T* wte, std::size_t M) {
+    const std::size_t C = config_.channels, V = config_.vocab_size;
+    if constexpr (std::is_same_v<T, float>) {
+      if (in_bf16()) {
+        gpt::bf16::gemm(d_rows, C, gpt::bf16::row_major(dlogits, V), packed_backward_[head_slot()], M, false);
+        return gpt::bf16::gemm(d_wte, C, gpt::bf16::transposed(dlogits, V), gpt::bf16::row_major(rows, C), V, C, M,
+                               true);
+      }
+    }
+    const gpt::ConstMatrixMap<T> dl(dlogits, gpt::ix(M), gpt::ix(V));
+    gpt::MatrixMap<T>(d_rows, gpt::ix(M), gpt::ix(C)).noalias() = dl * gpt::ConstMatrixMap<T>(wte, gpt::ix(V), gpt::ix(C));
+    gpt::MatrixMap<T>(d_wte, gpt::ix(V), gpt::ix(C)).noalias() +=
+        dl.transpose() * gpt::ConstMatrixMap<T>(rows, gpt::ix(M), gpt::ix(C));
   }
 
   // d logits in place (one backward per log_probs), then d lnf for sequences [b0, b1) into act_.d_ln and
@@ -464,20 +480,7 @@ class Gpt {
     const T* rows = lnf_rows_.data() + m0 * C;    // [M, C]
     const T* wte = parameter_tensors().wte;       // [V, C]
     T* d_rows = act_.d_atty + b0 * Tn * C;  // [M, C] within this block's rows of a scratch buffer not yet in use
-    bool done = false;
-    if constexpr (std::is_same_v<T, float>) {
-      if (precision_ == gpt::MatmulPrecision::bf16) {
-        gpt::bf16::gemm(d_rows, C, gpt::bf16::row_major(dlogits, V), packed_backward_[head_slot()], M, false);
-        gpt::bf16::gemm(g.wte, C, gpt::bf16::transposed(dlogits, V), gpt::bf16::row_major(rows, C), V, C, M, true);
-        done = true;
-      }
-    }
-    if (!done) {
-      const gpt::ConstMatrixMap<T> dl(dlogits, gpt::ix(M), gpt::ix(V));
-      gpt::MatrixMap<T>(d_rows, gpt::ix(M), gpt::ix(C)).noalias() = dl * gpt::ConstMatrixMap<T>(wte, gpt::ix(V), gpt::ix(C));
-      gpt::MatrixMap<T>(g.wte, gpt::ix(V), gpt::ix(C)).noalias() +=
-          dl.transpose() * gpt::ConstMatrixMap<T>(rows, gpt::ix(M), gpt::ix(C));
-    }
+    head_gradient_products(d_rows, g.wte, dlogits, rows, wte, M);
     std::fill_n(act_.d_ln + b0 * Tn * C, (b1 - b0) * Tn * C, T(0));
     for (std::size_t m = m0; m < m1; ++m)
       gpt::ArrayMap<T>(act_.d_ln + scored_.src[m] * C, gpt::ix(C)) +=
