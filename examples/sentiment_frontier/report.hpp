@@ -175,7 +175,9 @@ inline std::string summary_table(const std::vector<EvalResult>& rows, float data
     }
     s << "\n";
     for (const auto& m : method_order()) {
-      if (m == "sft") continue;
+      const bool trained =
+          std::any_of(rows.begin(), rows.end(), [&](const EvalResult& r) { return r.checkpoint.run.method == m; });
+      if (m == "sft" || !trained) continue;  // a method this sweep does not train has no row
       std::snprintf(line, sizeof line, "  %-13s", m.c_str());
       s << line;
       for (const double b : budgets) {
