@@ -113,7 +113,22 @@ inline TrainSettings resolved_steps(TrainSettings t, std::size_t pairs) {
   return t;
 }
 
-inline SweepConfig reduced_config() { return {}; }
+// scripts/demo.sh's sweep: the struct defaults (the shape the tests' tiny sweep also starts from), scaled to about
+// 5 minutes on an idle 2-core machine, build included (it had taken 2.7 minutes at 256 prompts): 1,024 training
+// prompts (about 3,000 pairs), one pass over the pairs at 32 a step and as many PPO prompts, 200 evaluation prompts,
+// twice the SFT steps.
+inline SweepConfig reduced_config() {
+  SweepConfig c;
+  c.sft.fortune_steps = 800;
+  c.sft.review_steps = 400;
+  c.pairs.train_prompts = 1024;
+  c.pairs.eval_prompts = 200;
+  c.train.passes = 1;
+  c.train.batch = 32;
+  c.train.ppo_batch = 32;
+  c.train.checkpoints = 4;
+  return c;
+}
 
 // Held-out review sentences: 891 (30% of the 3,000 of npm sentiment@5.0.2). The first 500 give the evaluation
 // prompts; the other 391 give 2,401 distinct training prompts (every prefix length 2–8 each allows), and one prefix
