@@ -177,3 +177,71 @@ TEST_CASE("bf16 linear layer: forward and backward within bf16 rounding of float
     }
   CHECK(rounded_somewhere);  // bf16 did change the results: the bound was tested, not met by float32 itself
 }
+
+TEST_CASE("bf16 attention: forward within the bound bf16 rounding allows; backward close to float32") {
+  // B 3 rows of T 53 (two column panels and a ragged one), hs 40 (20 pairs); row 0 has left padding and a hole,
+  // row 2 right padding.
+  const std::size_t B = 3, T = 53, C = 80, NH = 2, hs = C / NH;
+  std::vector<std::uint8_t> real(B * T, 1);
+  for (std::size_t t = 0; t < 5; ++t) real[t] = 0;
+  real[20] = 0;
+  for (std::size_t t = 40; t < T; ++t) real[2 * T + t] = 0;
+  const auto qkv = random_values(B * T * 3 * C, 21), up = random_values(B * T * C, 22);
+  const auto P = rlhf::gpt::MatmulPrecision::bf16;
+  std::vector<float> out32(B * T * C), out16(B * T * C), att32(B * NH * T * T), att16(att32.size());
+  rlhf::gpt::attention_forward(out32.data(), att32.data(), qkv.data(), real.data(), B, T, C, NH);
+  rlhf::gpt::attention_forward(out16.data(), att16.data(), qkv.data(), real.data(), B, T, C, NH, P);
+
+  // y = Σ_k p_k v_k. Rounding p and v costs at most 2⁻⁸ Σ p_k |v_k| (+ a product's 2⁻¹⁸); rounding q and k moves
+  // each score by at most δ = 2⁻⁸ · scale · Σ_i |q_i k_i|, which moves p_k by at most p_k (e^{2δ} − 1).
+  const double scale = 1.0 / std::sqrt(double(hs));
+  bool rounded_somewhere = false;
+  for (std::size_t b = 0; b < B; ++b)
+    for (std::size_t h = 0; h < NH; ++h)
+      for (std::size_t t = 0; t < T; ++t) {
+        const float* y32 = out32.data() + (b * T + t) * C + h * hs;
+        const float* y16 = out16.data() + (b * T + t) * C + h * hs;
+        if (!real[b * T + t]) {
+          for (std::size_t i = 0; i < hs; ++i) REQUIRE(y16[i] == 0.0f);
+          continue;
+        }
+        double delta = 0;
+        for (std::size_t k = 0; k <= t; ++k) {
+          if (!real[b * T + k]) continue;
+          double s = 0;
+          for (std::size_t i = 0; i < hs; ++i)
+            s += std::abs(double(qkv[(b * T + t) * 3 * C + h * hs + i]) * qkv[(b * T + k) * 3 * C + C + h * hs + i]);
+          delta = std::max(delta, 0x1p-8 * scale * s);
+        }
+        const float* p = att32.data() + ((b * NH + h) * T + t) * T;
+        for (std::size_t i = 0; i < hs; ++i) {
+          double size = 0;
+          for (std::size_t k = 0; k <= t; ++k) size += p[k] * std::abs(double(qkv[(b * T + k) * 3 * C + 2 * C + h * hs + i]));
+          const double bound = size * (0x1p-8 + 0x1p-18 + std::expm1(2 * delta)) + 1e-6;
+          rounded_somewhere = rounded_somewhere || y16[i] != y32[i];
+          REQUIRE(std::abs(double(y16[i]) - y32[i]) <= bound);
+        }
+      }
+  CHECK(rounded_somewhere);
+
+  // The backward's four products compound; compared as a whole with float32's gradient.
+  std::vector<float> d32(B * T * 3 * C, 7.0f), d16(B * T * 3 * C, 7.0f), scratch(att32.size());
+  rlhf::gpt::attention_backward(d32.data(), scratch.data(), up.data(), qkv.data(), att32.data(), real.data(), B, T, C,
+                                NH);
+  rlhf::gpt::attention_backward(d16.data(), scratch.data(), up.data(), qkv.data(), att16.data(), real.data(), B, T, C,
+                                NH, P);
+  double diff = 0, norm = 0, dot = 0, norm16 = 0;
+  for (std::size_t i = 0; i < d32.size(); ++i) {
+    diff += (double(d16[i]) - d32[i]) * (double(d16[i]) - d32[i]);
+    norm += double(d32[i]) * d32[i], norm16 += double(d16[i]) * d16[i], dot += double(d16[i]) * d32[i];
+  }
+  MESSAGE("bf16 attention gradient: relative error " << std::sqrt(diff / norm) << ", cosine "
+                                                     << dot / std::sqrt(norm * norm16));
+  CHECK(std::sqrt(diff / norm) < 1e-2);  // a few times 2⁻⁸ per product over four products and the softmax (3e-3 measured)
+  CHECK(dot / std::sqrt(norm * norm16) > 0.9999);
+  for (std::size_t c = 0; c < 3 * C; ++c) {  // padding and the hole get no gradient
+    CHECK(d16[0 * 3 * C + c] == 0.0f);
+    CHECK(d16[20 * 3 * C + c] == 0.0f);
+    CHECK(d16[(2 * T + 45) * 3 * C + c] == 0.0f);
+  }
+}

@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -214,9 +215,13 @@ inline std::pair<std::size_t, std::size_t> real_span(const std::uint8_t* real, s
 
 // out [B, T, C]; att [B, NH, T, T] (softmax probabilities; only each row's real block is written);
 // qkv [B, T, 3C] (q, k, v side by side; head h uses channels h·hs … h·hs + hs − 1 of each).
+// precision: bf16 takes the two products (Q·Kᵀ, P·V) with bf16 operands and float32 sums (float only); the
+// softmax stays float32.
 template <class T>
 void attention_forward(T* out, T* att, const T* qkv, const std::uint8_t* real, std::size_t B, std::size_t Tn,
-                       std::size_t C, std::size_t NH) {
+                       std::size_t C, std::size_t NH, MatmulPrecision precision = MatmulPrecision::fp32) {
+  constexpr bool is_float = std::is_same_v<T, float>;
+  const bool in_bf16 = is_float && precision == MatmulPrecision::bf16;
   const std::size_t hs = C / NH, C3 = 3 * C;
   const T scale = T(1) / std::sqrt(T(hs));
 #pragma omp parallel for collapse(2) schedule(dynamic, 1) if (B * NH * Tn * Tn * hs >= parallel_work)
@@ -235,7 +240,11 @@ void attention_forward(T* out, T* att, const T* qkv, const std::uint8_t* real, s
       const ConstStridedMap<T> K(q + C, ix(n), ix(hs), Eigen::OuterStride<>(ix(C3)));
       const ConstStridedMap<T> Vv(q + 2 * C, ix(n), ix(hs), Eigen::OuterStride<>(ix(C3)));
       StridedMap<T> P(att + ((b * NH + h) * Tn + lo) * Tn + lo, ix(n), ix(n), Eigen::OuterStride<>(ix(Tn)));
-      P.noalias() = scale * (Q * K.transpose());
+      if constexpr (is_float) {
+        if (in_bf16)  // P = Q · Kᵀ, unscaled (the scale is applied row by row below)
+          bf16::gemm(P.data(), Tn, bf16::Operand{q, C3, 1}, bf16::Operand{q + C, 1, C3}, n, n, hs, false);
+      }
+      if (!in_bf16) P.noalias() = scale * (Q * K.transpose());
       for (std::size_t i = 0; i < n; ++i) {
         T* row = P.data() + i * Tn;
         if (!r[lo + i]) {
@@ -243,6 +252,7 @@ void attention_forward(T* out, T* att, const T* qkv, const std::uint8_t* real, s
           continue;
         }
         auto keys = ArrayMap<T>(row, ix(i + 1));  // keys lo … lo + i
+        if (in_bf16) keys *= scale;
         if (holes)
           for (std::size_t j = 0; j <= i; ++j)
             if (!r[lo + j]) row[j] = -std::numeric_limits<T>::infinity();
@@ -254,16 +264,26 @@ void attention_forward(T* out, T* att, const T* qkv, const std::uint8_t* real, s
         keys *= T(1) / keys.sum();
         if (i + 1 < n) ArrayMap<T>(row + i + 1, ix(n - i - 1)).setZero();
       }
-      StridedMap<T>(out + (b * Tn + lo) * C + h * hs, ix(n), ix(hs), Eigen::OuterStride<>(ix(C))).noalias() =
-          P.template triangularView<Eigen::Lower>() * Vv;
+      T* y = out + (b * Tn + lo) * C + h * hs;
+      if constexpr (is_float) {
+        if (in_bf16)  // P is zero above its diagonal: the full product is the triangular one
+          bf16::gemm(y, C, bf16::Operand{P.data(), Tn, 1}, bf16::Operand{q + 2 * C, C3, 1}, n, hs, n, false);
+      }
+      if (!in_bf16)
+        StridedMap<T>(y, ix(n), ix(hs), Eigen::OuterStride<>(ix(C))).noalias() =
+            P.template triangularView<Eigen::Lower>() * Vv;
     }
   }
 }
 
 // dqkv [B, T, 3C] = d/dqkv (overwritten); datt [B, NH, T, T] scratch; dout [B, T, C]; qkv, att as in forward.
+// precision: bf16 takes the four products (Pᵀ·dY, dY·Vᵀ, dS·K, dSᵀ·Q) with bf16 operands (float only).
 template <class T>
 void attention_backward(T* dqkv, T* datt, const T* dout, const T* qkv, const T* att, const std::uint8_t* real,
-                        std::size_t B, std::size_t Tn, std::size_t C, std::size_t NH) {
+                        std::size_t B, std::size_t Tn, std::size_t C, std::size_t NH,
+                        MatmulPrecision precision = MatmulPrecision::fp32) {
+  constexpr bool is_float = std::is_same_v<T, float>;
+  const bool in_bf16 = is_float && precision == MatmulPrecision::bf16;
   const std::size_t hs = C / NH, C3 = 3 * C;
   const T scale = T(1) / std::sqrt(T(hs));
 #pragma omp parallel for collapse(2) schedule(dynamic, 1) if (B * NH * Tn * Tn * hs >= parallel_work)
@@ -289,8 +309,17 @@ void attention_backward(T* dqkv, T* datt, const T* dout, const T* qkv, const T* 
       const ConstStridedMap<T> P(att + aoff, ix(n), ix(n), Eigen::OuterStride<>(ix(Tn)));
       StridedMap<T> dS(datt + aoff, ix(n), ix(n), Eigen::OuterStride<>(ix(Tn)));
 
-      dV.noalias() = P.template triangularView<Eigen::Lower>().transpose() * dY;
-      dS.noalias() = dY * Vv.transpose();  // dP
+      const T* dy = dout + (b * Tn + lo) * C + h * hs;
+      if constexpr (is_float) {
+        if (in_bf16) {  // P and, below, dS are zero above their diagonals
+          bf16::gemm(dV.data(), C3, bf16::Operand{P.data(), 1, Tn}, bf16::Operand{dy, C, 1}, n, hs, n, false);
+          bf16::gemm(dS.data(), Tn, bf16::Operand{dy, C, 1}, bf16::Operand{Vv.data(), 1, C3}, n, n, hs, false);
+        }
+      }
+      if (!in_bf16) {
+        dV.noalias() = P.template triangularView<Eigen::Lower>().transpose() * dY;
+        dS.noalias() = dY * Vv.transpose();  // dP
+      }
       // softmax backward: dS_ij = P_ij (dP_ij − Σ_k P_ik dP_ik), times the score scale
       for (std::size_t i = 0; i < n; ++i) {
         auto p = ConstArrayMap<T>(P.data() + i * Tn, ix(i + 1));
@@ -299,8 +328,16 @@ void attention_backward(T* dqkv, T* datt, const T* dout, const T* qkv, const T* 
         d = scale * p * (d - dot);
         if (i + 1 < n) ArrayMap<T>(dS.data() + i * Tn + i + 1, ix(n - i - 1)).setZero();
       }
-      dQ.noalias() = dS.template triangularView<Eigen::Lower>() * K;
-      dK.noalias() = dS.template triangularView<Eigen::Lower>().transpose() * Q;
+      if constexpr (is_float) {
+        if (in_bf16) {
+          bf16::gemm(dQ.data(), C3, bf16::Operand{dS.data(), Tn, 1}, bf16::Operand{K.data(), C3, 1}, n, hs, n, false);
+          bf16::gemm(dK.data(), C3, bf16::Operand{dS.data(), 1, Tn}, bf16::Operand{Q.data(), C3, 1}, n, hs, n, false);
+        }
+      }
+      if (!in_bf16) {
+        dQ.noalias() = dS.template triangularView<Eigen::Lower>() * K;
+        dK.noalias() = dS.template triangularView<Eigen::Lower>().transpose() * Q;
+      }
     }
   }
 }

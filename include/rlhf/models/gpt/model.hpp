@@ -69,7 +69,7 @@ class Gpt {
   GptTensors<const T> gradient_tensors() const { return gpt_tensors<const T>(grads_.data(), config_); }
   void zero_grad() { std::fill(grads_.begin(), grads_.end(), T(0)); }
 
-  // The matrix products of forward and backward (not attention's, not sampling's): float32 (the default) or bf16
+  // The matrix products of forward and backward (attention's included; not sampling's): float32 (the default) or bf16
   // operands with float32 sums and float32 parameters (gpt/bf16_matmul.hpp; AVX-512 BF16 where the CPU has it,
   // float32 speed otherwise: gpt::bf16::hardware_available()). A double model refuses bf16. Copies keep it.
   void set_matmul_precision(gpt::MatmulPrecision precision) {
@@ -420,7 +420,7 @@ class Gpt {
                              eps);
       linear_forward(l * 4 + 0, qkv, ln1, p.qkvw + l * C * 3 * C, p.qkvb + l * 3 * C, n, C, 3 * C);
       gpt::attention_forward(atty, a.att + l * att_size + b0 * NH * Tn * Tn, qkv, scored_.real.data() + r0, B, Tn, C,
-                             NH);
+                             NH, precision_);
       linear_forward(l * 4 + 1, res2, atty, p.attprojw + l * C * C, p.attprojb + l * C, n, C, C);
       gpt::residual_forward(res2, res2, res_in, n * C);
       gpt::layernorm_forward(ln2, a.ln2_mean + at, a.ln2_rstd + at, res2, p.ln2w + l * C, p.ln2b + l * C, n, C, eps);
@@ -517,7 +517,7 @@ class Gpt {
       linear_backward(l * 4 + 1, d_atty, g.attprojw + l * C * C, g.attprojb + l * C, d_res, a.atty + at * C,
                            p.attprojw + l * C * C, n, C, C);
       gpt::attention_backward(d_qkv, d_att, d_atty, a.qkv + at * 3 * C, a.att + l * att_size + b0 * NH * Tn * Tn,
-                              scored_.real.data() + r0, B, Tn, C, NH);
+                              scored_.real.data() + r0, B, Tn, C, NH, precision_);
       linear_backward(l * 4 + 0, d_ln, g.qkvw + l * C * 3 * C, g.qkvb + l * 3 * C, d_qkv, a.ln1 + at * C,
                            p.qkvw + l * C * 3 * C, n, C, 3 * C);
       gpt::layernorm_backward(d_res, g.ln1w + l * C, g.ln1b + l * C, d_ln, res_in, p.ln1w + l * C, a.ln1_mean + at,
