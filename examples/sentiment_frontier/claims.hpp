@@ -217,9 +217,10 @@ inline std::string claims_text(const std::vector<EvalResult>& rows, const rlhf::
   s << "The lecture's claims, with 95% intervals (" << interval_method(seeds.size(), prompts, boot.resamples)
     << ")\n";
   const auto budgets = kl_budgets(rows);
-  s << "1. DPO's reward-KL frontier dominates PPO's, even with the true reward. DPO's best reward minus the other's\n"
-       "   over checkpoints with KL <= budget; holds if DPO is ahead at every budget both reach, fails if behind at one\n";
-  for (const char* other : {"ppo_rm", "ppo_gt", "ppo_rm_akl", "ppo_gt_akl"})
+  s << "1. DPO's reward-KL frontier dominates PPO's, even with the true reward (and GRPO's and RLOO's where the sweep\n"
+       "   has them). DPO's best reward minus the other's over checkpoints with KL <= budget; holds if DPO is ahead at\n"
+       "   every budget both reach, fails if behind at one\n";
+  for (const char* other : {"ppo_rm", "ppo_gt", "ppo_rm_akl", "ppo_gt_akl", "grpo_gt", "rloo_gt"})
     if (other == std::string("ppo_rm") || other == std::string("ppo_gt") || has_method(rows, other))
       dpo_versus(s, rows, other, budgets, boot);
   s << "2. Preferred-FT and unlikelihood do worse than DPO (the same differences)\n";

@@ -80,12 +80,25 @@ inline std::vector<fs::path> draw_plots(const std::vector<EvalResult>& rows, con
         if (m == "sft") break;  // the SFT model is no training run: one point, drawn once
       }
 
+  // A run that goes far (GRPO with a small beta: hundreds of nats) would squeeze every other method against the
+  // axis: the KL axis stops at 4x the third KL budget, and the title says how many checkpoints lie beyond.
+  std::string cut_note, xrange = "set autoscale x\n";
+  if (const auto budgets = kl_budgets(rows); budgets.size() >= 3) {
+    const double cut = 4 * budgets[2];
+    const auto beyond = std::count_if(rows.begin(), rows.end(), [&](const EvalResult& r) { return r.kl > cut; });
+    if (beyond > 0) {
+      std::ostringstream value;
+      value << cut;
+      xrange = "set xrange [0:" + value.str() + "]\n";
+      cut_note = " (" + std::to_string(beyond) + " checkpoints beyond KL " + value.str() + ", off the plot)";
+    }
+  }
   const std::string q = "'";
   std::ostringstream gp;
   gp << "set terminal pngcairo size 900,640 noenhanced font ',11'\n"
-     << "set datafile separator whitespace\nset grid\nset key outside right top\n"
+     << "set datafile separator whitespace\nset grid\nset key outside right top\n" << xrange
      << "set output " << q << (dir / "frontier.png").string() << q << "\n"
-     << "set title " << q << "Reward vs KL(pi || pi_ref), " << title << q << "\n"
+     << "set title " << q << "Reward vs KL(pi || pi_ref), " << title << cut_note << q << "\n"
      << "set xlabel 'KL(pi || pi_ref), nats per completion (exact, summed over tokens)'\n"
      << "set ylabel 'mean VADER reward in [0, 1]'\n"
      << "set errorbars small\n"
@@ -113,7 +126,7 @@ inline std::vector<fs::path> draw_plots(const std::vector<EvalResult>& rows, con
   const bool draw_seeds = !seed_lines.empty();
   if (draw_seeds) {
     gp << "set output " << q << (dir / "frontier_seeds.png").string() << q << "\n"
-       << "set title " << q << "Frontier of each method per training seed, " << title << q << "\n"
+       << "set title " << q << "Frontier of each method per training seed, " << title << cut_note << q << "\n"
        << "plot ";
     for (std::size_t i = 0; i < seed_lines.size(); ++i) {
       const auto& [m, seed] = seed_lines[i];
@@ -129,7 +142,7 @@ inline std::vector<fs::path> draw_plots(const std::vector<EvalResult>& rows, con
   const bool draw_dpo = fit.points >= 2;
   if (draw_dpo) {
     gp << "set output " << q << (dir / "dpo_beta_kl.png").string() << q << "\n"
-       << "set key inside top right\nset logscale xy\n"
+       << "set autoscale x\nset key inside top right\nset logscale xy\n"
        << "set title " << q << "DPO: KL at the last checkpoint vs beta (slope " << fit.slope << ", R^2 " << fit.r2
        << ")" << q << "\n"
        << "set xlabel 'beta (log scale)'\nset ylabel 'KL(pi || pi_ref), nats (log scale)'\n"
