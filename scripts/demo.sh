@@ -5,8 +5,8 @@
 # reward) trained at several strengths, every checkpoint placed on the reward-KL frontier. Prints the frontier
 # table and the paths of the plots.
 #
-#   scripts/demo.sh           the reduced sweep (about 10 minutes on 2 cores, build included)
-#   scripts/demo.sh --full    the whole sweep (every beta and alpha, 5 PPO settings each, 3 seeds; hours)
+#   scripts/demo.sh           the reduced sweep (about 5 minutes on 2 idle cores, build included)
+#   scripts/demo.sh --full    the whole sweep (4 settings of every method, 3 seeds; about 40 minutes)
 #   scripts/demo.sh --tiny    the tests' miniature: every phase on a toy model, seconds (CI runs it)
 #
 # Further arguments go to the program (scripts/demo.sh --seeds 1,2; --help lists them). Results are cached under
