@@ -206,10 +206,6 @@ inline void dpo_versus(std::ostringstream& s, const std::vector<EvalResult>& row
     << (overall == Verdict::fails ? " (DPO behind at " + behind + ")" : std::string()) << "\n";
 }
 
-inline bool has_method(const std::vector<EvalResult>& rows, const std::string& method) {
-  return std::any_of(rows.begin(), rows.end(), [&](const auto& r) { return r.checkpoint.run.method == method; });
-}
-
 inline std::string claims_text(const std::vector<EvalResult>& rows, const rlhf::eval::BootstrapConfig& boot = {}) {
   std::ostringstream s;
   const auto seeds = training_seeds(rows);

@@ -118,6 +118,11 @@ inline LineFit dpo_log_fit(const std::vector<EvalResult>& rows) {
   return line_fit(x, y);
 }
 
+// Whether the sweep trained (and evaluated) any run of `method`.
+inline bool has_method(const std::vector<EvalResult>& rows, const std::string& method) {
+  return std::any_of(rows.begin(), rows.end(), [&](const auto& r) { return r.checkpoint.run.method == method; });
+}
+
 // KL budgets to read the frontier at: quantiles of the KLs seen (not the data-scaling runs'), rounded.
 inline std::vector<double> kl_budgets(const std::vector<EvalResult>& rows) {
   std::vector<double> kls;
@@ -175,9 +180,7 @@ inline std::string summary_table(const std::vector<EvalResult>& rows, float data
     }
     s << "\n";
     for (const auto& m : method_order()) {
-      const bool trained =
-          std::any_of(rows.begin(), rows.end(), [&](const EvalResult& r) { return r.checkpoint.run.method == m; });
-      if (m == "sft" || !trained) continue;  // a method this sweep does not train has no row
+      if (m == "sft" || !has_method(rows, m)) continue;  // a method this sweep does not train has no row
       std::snprintf(line, sizeof line, "  %-13s", m.c_str());
       s << line;
       for (const double b : budgets) {

@@ -216,7 +216,8 @@ TEST_CASE("bf16 attention: forward within the bound bf16 rounding allows; backwa
         const float* p = att32.data() + ((b * NH + h) * T + t) * T;
         for (std::size_t i = 0; i < hs; ++i) {
           double size = 0;
-          for (std::size_t k = 0; k <= t; ++k) size += p[k] * std::abs(double(qkv[(b * T + k) * 3 * C + 2 * C + h * hs + i]));
+          for (std::size_t k = 0; k <= t; ++k)
+            size += p[k] * std::abs(double(qkv[(b * T + k) * 3 * C + 2 * C + h * hs + i]));
           const double bound = size * (0x1p-8 + 0x1p-18 + std::expm1(2 * delta)) + 1e-6;
           rounded_somewhere = rounded_somewhere || y16[i] != y32[i];
           REQUIRE(std::abs(double(y16[i]) - y32[i]) <= bound);
@@ -237,7 +238,8 @@ TEST_CASE("bf16 attention: forward within the bound bf16 rounding allows; backwa
   }
   MESSAGE("bf16 attention gradient: relative error " << std::sqrt(diff / norm) << ", cosine "
                                                      << dot / std::sqrt(norm * norm16));
-  CHECK(std::sqrt(diff / norm) < 1e-2);  // a few times 2⁻⁸ per product over four products and the softmax (3e-3 measured)
+  // a few times 2⁻⁸ per product over four products and the softmax (3.4e-3 measured)
+  CHECK(std::sqrt(diff / norm) < 1e-2);
   CHECK(dot / std::sqrt(norm * norm16) > 0.9999);
   for (std::size_t c = 0; c < 3 * C; ++c) {  // padding and the hole get no gradient
     CHECK(d16[0 * 3 * C + c] == 0.0f);
