@@ -130,6 +130,8 @@ for t in $targets; do
   else
     [ "$rc" = 124 ] || [ "$rc" = 137 ] && why="timed out" || why="exit $rc"
     say "$(printf '%-18s BUILD FAILED (%s after %ss); first errors:' "$t" "$why" "$secs")"
+    rm -f "$build/$t/$t"  # an older binary left there must not run as this build's
+    failures_build=$((${failures_build:-0} + 1))
     grep -E "error|Error|undefined reference" "$build/$t.log" | head -n 6 | sed 's/^/    /' | tee -a "$summary"
   fi
 done
@@ -142,7 +144,7 @@ if [ "$generator" = Ninja ] && [ "$prebuilt" = 0 ]; then
   if [ -n "$leaked" ]; then
     say "headers read from outside $deps (FAIL):"
     echo "$leaked" | head -n 5 | sed 's/^/    /' | tee -a "$summary"
-    failures_build=1
+    failures_build=$((${failures_build:-0} + 1))
   else
     say "headers: Eigen, doctest, nlohmann, CLI11 only from $deps ($(for t in $targets; do
       [ -d "$build/$t" ] && ninja -C "$build/$t" -t deps 2>/dev/null; done | grep -c "$deps/include") reads)"

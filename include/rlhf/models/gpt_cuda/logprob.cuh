@@ -43,12 +43,13 @@ inline void scatter_add_rows(float* out, const float* rows, const std::int32_t* 
   RLHF_CUDA_CHECK(cudaGetLastError());
 }
 
-// out[dst[m]] = log softmax(logits[m])[targets[m]]; row_max, row_log_sum [M] kept for the backward.
+// out[dst[m]] = log softmax(logits[m])[targets[m]]; row_max, row_log_sum [M] kept for the backward. Row m of
+// logits starts at m · ld (ld ≥ V: the model pads its rows, model.cuh's padded_vocab); the padding is not read.
 static __global__ void __launch_bounds__(logprob_threads)
     logprob_forward_kernel(float* out, float* row_max, float* row_log_sum, const float* logits,
-                           const std::int32_t* targets, const std::int32_t* dst, std::size_t V) {
+                           const std::int32_t* targets, const std::int32_t* dst, std::size_t V, std::size_t ld) {
   const std::size_t m = blockIdx.x;
-  const float* x = logits + m * V;
+  const float* x = logits + m * ld;
   float mx = -INFINITY, s = 0.0f;  // this thread's running max and Σ exp(x − mx)
   for (std::size_t v = threadIdx.x; v < V; v += blockDim.x) {
     const float xv = x[v];
@@ -70,12 +71,13 @@ static __global__ void __launch_bounds__(logprob_threads)
   }
 }
 
-// logits[m] ← d logits = g (1[v = target] − softmax(logits[m])), g = d_logps[dst[m]]: in place.
+// logits[m] ← d logits = g (1[v = target] − softmax(logits[m])), g = d_logps[dst[m]]: in place; the ld − V
+// padding columns are set to 0 (the LM head's backward products run over them).
 static __global__ void __launch_bounds__(logprob_threads)
     logprob_backward_kernel(float* logits, const std::int32_t* targets, const std::int32_t* dst, const float* d_logps,
-                            const float* row_max, const float* row_log_sum, std::size_t V) {
+                            const float* row_max, const float* row_log_sum, std::size_t V, std::size_t ld) {
   const std::size_t m = blockIdx.x;
-  float* x = logits + m * V;
+  float* x = logits + m * ld;
   const float g = d_logps[dst[m]], mx = row_max[m];
   const float scale = -g * expf(-row_log_sum[m]);  // −g / Σ exp(x − max)
   const std::int32_t target = targets[m];
@@ -83,19 +85,23 @@ static __global__ void __launch_bounds__(logprob_threads)
     const float d = scale * expf(x[v] - mx);
     x[v] = v == std::size_t(target) ? d + g : d;
   }
+  for (std::size_t v = V + threadIdx.x; v < ld; v += blockDim.x) x[v] = 0.0f;  // padding: no gradient (unread)
 }
 
 inline void logprob_forward(float* out, float* row_max, float* row_log_sum, const float* logits,
-                            const std::int32_t* targets, const std::int32_t* dst, std::size_t M, std::size_t V) {
+                            const std::int32_t* targets, const std::int32_t* dst, std::size_t M, std::size_t V,
+                            std::size_t ld) {
   if (M == 0) return;
-  logprob_forward_kernel<<<unsigned(M), logprob_threads>>>(out, row_max, row_log_sum, logits, targets, dst, V);
+  logprob_forward_kernel<<<unsigned(M), logprob_threads>>>(out, row_max, row_log_sum, logits, targets, dst, V, ld);
   RLHF_CUDA_CHECK(cudaGetLastError());
 }
 
 inline void logprob_backward(float* logits, const std::int32_t* targets, const std::int32_t* dst, const float* d_logps,
-                             const float* row_max, const float* row_log_sum, std::size_t M, std::size_t V) {
+                             const float* row_max, const float* row_log_sum, std::size_t M, std::size_t V,
+                             std::size_t ld) {
   if (M == 0) return;
-  logprob_backward_kernel<<<unsigned(M), logprob_threads>>>(logits, targets, dst, d_logps, row_max, row_log_sum, V);
+  logprob_backward_kernel<<<unsigned(M), logprob_threads>>>(logits, targets, dst, d_logps, row_max, row_log_sum, V,
+                                                            ld);
   RLHF_CUDA_CHECK(cudaGetLastError());
 }
 

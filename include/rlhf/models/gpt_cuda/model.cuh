@@ -106,14 +106,14 @@ class GptCuda {
   matrix log_probs(const TokenBatch& batch) {
     constexpr const char* fn = "rlhf::GptCuda::log_probs";
     forward_trunk(batch, fn);
-    const std::size_t C = config_.channels, V = config_.vocab_size, M = scored_.rows;
+    const std::size_t C = config_.channels, V = config_.vocab_size, Vp = padded_vocab(), M = scored_.rows;
     gpt_cuda::gather_rows(lnf_rows_.data(), act_.lnf, d_src_.data(), M, C);
-    // logits [M, V] = lnf rows · wteᵀ: column-major logits^T [V, M] = (wte as column-major [C, V])^T · rows^T
-    gpt_cuda::gemm(*blas_, true, false, V, M, C, parameter_tensors().wte, C, lnf_rows_.data(), C, logits_.data(), V,
-                   0.0f);
+    // logits [M, Vp] = lnf rows · wte_pᵀ: column-major logits^T [Vp, M] = (wte_p as column-major [C, Vp])^T ·
+    // rows^T; the padding columns come out 0
+    gpt_cuda::gemm(*blas_, true, false, Vp, M, C, padded_wte(), C, lnf_rows_.data(), C, logits_.data(), Vp, 0.0f);
     matrix out = backend::matrix_of(batch.batch, batch.time);
     gpt_cuda::logprob_forward(backend::data(out), row_max_.data(), row_log_sum_.data(), logits_.data(),
-                              d_targets_.data(), d_dst_.data(), M, V);
+                              d_targets_.data(), d_dst_.data(), M, V, Vp);
     if (!gpt_cuda::all_finite_at(flag_.data(), backend::data(out), d_dst_.data(), M)) {
       const std::size_t at = first_non_finite(backend::to_host(out));
       fail<value_error>(fn, ": log-prob of token [", at / batch.time, ",", at % batch.time,
@@ -133,17 +133,25 @@ class GptCuda {
     constexpr const char* fn = "rlhf::GptCuda::backward";
     scored_.require_logits(batch, fn);
     detail::require_shape<backend>(fn, "d_logp", d_logp, batch.batch, batch.time, "the batch [B, T]");
-    const std::size_t C = config_.channels, V = config_.vocab_size, M = scored_.rows, N = batch.batch * batch.time;
+    const std::size_t C = config_.channels, V = config_.vocab_size, Vp = padded_vocab(), M = scored_.rows,
+                      N = batch.batch * batch.time;
     require_finite_at(fn, "d_logp", backend::data(d_logp), batch.time);
     gpt_cuda::logprob_backward(logits_.data(), d_targets_.data(), d_dst_.data(), backend::data(d_logp),
-                               row_max_.data(), row_log_sum_.data(), M, V);  // logits_ now holds d logits [M, V]
+                               row_max_.data(), row_log_sum_.data(), M, V, Vp);  // now d logits [M, V], stride Vp
     scored_.logits_ready = false;
     float* d_rows = act_.d_atty;  // [M, C], free until the trunk backward
-    // d rows [M, C] = dlogits · wte: column-major d rows^T [C, M] = (wte as column-major [C, V]) · dlogits^T
-    gpt_cuda::gemm(*blas_, false, false, C, M, V, parameter_tensors().wte, C, logits_.data(), V, d_rows, C, 0.0f);
-    // d wte [V, C] += dlogitsᵀ · rows: column-major d wte^T [C, V] += rows^T [C, M] · dlogits [M, V]
-    gpt_cuda::gemm(*blas_, false, true, C, V, M, lnf_rows_.data(), C, logits_.data(), V, gradient_tensors().wte, C,
-                   1.0f);
+    // d rows [M, C] = dlogits · wte_p: column-major d rows^T [C, M] = (wte_p as column-major [C, Vp]) · dlogits^T
+    gpt_cuda::gemm(*blas_, false, false, C, M, Vp, padded_wte(), C, logits_.data(), Vp, d_rows, C, 0.0f);
+    // d wte [V, C] += dlogitsᵀ · rows: column-major d wte^T [C, V] += rows^T [C, M] · dlogits [M, V]; with
+    // padding, [Vp, C] into a scratch first, then its first V rows added
+    float* d_wte = gradient_tensors().wte;
+    if (Vp == V) {
+      gpt_cuda::gemm(*blas_, false, true, C, V, M, lnf_rows_.data(), C, logits_.data(), Vp, d_wte, C, 1.0f);
+    } else {
+      gpt_cuda::gemm(*blas_, false, true, C, Vp, M, lnf_rows_.data(), C, logits_.data(), Vp, d_wte_padded_.data(), C,
+                     0.0f);
+      gpt_cuda::residual_forward(d_wte, d_wte, d_wte_padded_.data(), V * C);
+    }
     RLHF_CUDA_CHECK(cudaMemset(act_.d_ln, 0, N * C * sizeof(float)));
     gpt_cuda::scatter_add_rows(act_.d_ln, d_rows, d_src_.data(), M, C);
     trunk_backward();
@@ -353,6 +361,24 @@ class GptCuda {
 
   void require_same_batch(const TokenBatch& b, const char* fn) const { scored_.require_same(b, fn); }
 
+  // The LM head's products run over Vp = V rounded up to 32 (128 bytes). With an odd V (GPT-2's 50257) cuBLAS has
+  // only unaligned kernels for them (measured on an H200: 4.8-5.4 ms each at B·T = 8192, three per SFT step).
+  std::size_t padded_vocab() const { return (config_.vocab_size + 31) / 32 * 32; }
+
+  // wte [V, C] followed by Vp − V zero rows, refreshed from the parameters (one device copy); wte itself when
+  // V = Vp. Also sizes d_wte_padded_.
+  const float* padded_wte() {
+    const std::size_t V = config_.vocab_size, Vp = padded_vocab(), C = config_.channels;
+    if (Vp == V) return parameter_tensors().wte;
+    if (wte_padded_.size() < Vp * C) {
+      wte_padded_.resize(Vp * C), wte_padded_.zero();
+      d_wte_padded_.resize(Vp * C);
+    }
+    RLHF_CUDA_CHECK(cudaMemcpy(wte_padded_.data(), parameter_tensors().wte, V * C * sizeof(float),
+                               cudaMemcpyDeviceToDevice));
+    return wte_padded_.data();
+  }
+
   // Sizes every buffer for B x T; grows, never shrinks (a growth reallocates: contents are lost).
   void reserve(std::size_t B, std::size_t Tn) {
     const std::size_t C = config_.channels, L = config_.layers, NH = config_.heads, V = config_.vocab_size,
@@ -371,7 +397,7 @@ class GptCuda {
     act_ = {ptrs[0],  ptrs[1],  ptrs[2],  ptrs[3],  ptrs[4],  ptrs[5],  ptrs[6],  ptrs[7],  ptrs[8],
             ptrs[9],  ptrs[10], ptrs[11], ptrs[12], ptrs[13], ptrs[14], ptrs[15], ptrs[16], ptrs[17],
             ptrs[18], ptrs[19], ptrs[20], ptrs[21], ptrs[22], ptrs[23], ptrs[24], ptrs[25], ptrs[26]};
-    logits_.reserve(N * V), lnf_rows_.reserve(N * C), row_max_.reserve(N), row_log_sum_.reserve(N);
+    logits_.reserve(N * padded_vocab()), lnf_rows_.reserve(N * C), row_max_.reserve(N), row_log_sum_.reserve(N);
     d_tokens_.reserve(N), d_pos_.reserve(N), d_real_.reserve(N), d_src_.reserve(N), d_dst_.reserve(N);
     d_targets_.reserve(N), d_last_.reserve(B);
     if (d_iota_.size() < B) {
@@ -389,7 +415,8 @@ class GptCuda {
   gpt_cuda::device_buffer<float> act_buffer_;      // every activation, viewed through act_
   Activations act_{};
   gpt_host::ScoredBatch<std::int32_t> scored_;  // the last forward's batch and scoring rows; act_ holds its pass
-  gpt_cuda::device_buffer<float> logits_;                 // [M, V] (capacity [N, V]); d logits after backward
+  gpt_cuda::device_buffer<float> logits_;  // [M, Vp] (capacity N rows), Vp = padded_vocab(); then d logits
+  gpt_cuda::device_buffer<float> wte_padded_, d_wte_padded_;  // [Vp, C] each, only when Vp > V
   gpt_cuda::device_buffer<float> lnf_rows_;               // [M, C] final hidden rows that score a response token
   gpt_cuda::device_buffer<float> row_max_, row_log_sum_;  // [M]
   gpt_cuda::device_buffer<int> flag_;                     // [1] non-finite flag
