@@ -381,8 +381,8 @@ class GptCuda {
 
   // Sizes every buffer for B x T; grows, never shrinks (a growth reallocates: contents are lost).
   void reserve(std::size_t B, std::size_t Tn) {
-    const std::size_t C = config_.channels, L = config_.layers, NH = config_.heads, V = config_.vocab_size,
-                      N = B * Tn, att = B * NH * Tn * Tn;
+    const std::size_t C = config_.channels, L = config_.layers, NH = config_.heads, N = B * Tn,
+                      att = B * NH * Tn * Tn;
     const std::size_t sizes[] = {N * C,         L * N * C,     L * N,     L * N,     L * 3 * N * C, L * att,
                                  L * N * C,     L * N * C,     L * N * C, L * N,     L * N,         L * N * 4 * C,
                                  L * N * 4 * C, L * N * C,     N * C,     N,         N,             N * 3 * C,
