@@ -71,7 +71,8 @@ TEST_CASE("bf16 gemm: both paths equal a double sum of the rounded operands, eve
   MESSAGE("AVX-512 BF16 on this CPU: " << (bf16::hardware_available() ? "yes" : "no, the portable path only"));
   std::uint64_t seed = 10;
   const std::tuple<std::size_t, std::size_t, std::size_t> shapes[] = {
-      {1, 1, 1}, {7, 47, 3}, {8, 48, 2}, {9, 49, 5}, {17, 97, 33}, {97, 100, 193}, {200, 130, 400}, {3, 300, 1000}};
+      {1, 1, 1},       {7, 47, 3},       {8, 48, 2},   {9, 49, 5},  {17, 97, 33},
+      {97, 100, 193}, {200, 130, 400}, {3, 300, 1000}, {11, 75, 64}, {16, 256, 40}};  // last panel 1-48 columns wide
   for (const Path path : paths())
     for (const auto& shape : shapes)
       for (int layout = 0; layout < 4; ++layout) {
@@ -98,6 +99,44 @@ TEST_CASE("bf16 gemm: both paths equal a double sum of the rounded operands, eve
         }
         INFO(name(path), " M ", M, " N ", N, " K ", K, " layout ", layout);
         CHECK(worst <= 1.0);
+      }
+}
+
+// x · 1 + 0 · 0 through the product: c = round(x) exactly, so the packing's rounding (vector and scalar code, a
+// pair's low and high element, a and b) is held to bf16::round bit for bit, specials included.
+TEST_CASE("bf16 gemm: every packing path rounds as bf16::round (ties, subnormals, Inf, NaN)") {
+  std::vector<float> x = {1.0f + 0x1p-8f, 1.0f + 3 * 0x1p-8f, -(1.0f + 0x1p-8f), 0x1p-130f, -0x1p-130f, 0.0f, -0.0f,
+                          std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
+                          std::numeric_limits<float>::max(), std::numeric_limits<float>::quiet_NaN(),
+                          std::bit_cast<float>(0x7f800001u), std::bit_cast<float>(0xff80ffffu),
+                          std::numeric_limits<float>::min(), 0x1.fffffep-127f};
+  rlhf::Rng rng(3);
+  while (x.size() < 1000) x.push_back(float(std::ldexp(2 * rng.uniform() - 1, int(rng.below(80)) - 40)));
+  const std::size_t n = x.size();
+  // exact equality (the sum −0 + 0 is +0, so a zero's sign is not compared); a NaN must stay a NaN
+  const auto same = [](float got, float want) { return std::isnan(want) ? std::isnan(got) : got == want; };
+  for (const Path path : paths())
+    for (const std::size_t slot : {0, 1})  // x as the low or the high element of its k pair
+      for (const bool transposed : {false, true}) {
+        INFO(name(path), " slot ", slot, " transposed ", transposed);
+        // x in a [n, 2] (column slot), b [2, 1] = unit vector at slot: c [n, 1] = round(x)
+        std::vector<float> a(2 * n, 0.0f), b(2, 0.0f), c(n, -1.0f);
+        for (std::size_t i = 0; i < n; ++i) a[transposed ? slot * n + i : 2 * i + slot] = x[i];
+        b[slot] = 1.0f;
+        const bf16::Operand ao = transposed ? bf16::transposed(a.data(), n) : bf16::row_major(a.data(), 2);
+        bf16::gemm(c.data(), 1, ao, bf16::row_major(b.data(), 1), n, 1, 2, false, path);
+        std::size_t wrong_a = 0;
+        for (std::size_t i = 0; i < n; ++i) wrong_a += !same(c[i], bf16::round(x[i]));
+        CHECK(wrong_a == 0);
+        // x in b [2, n] (row slot), a [1, 2] = unit vector at slot: c [1, n] = round(x)
+        std::vector<float> bb(2 * n, 0.0f), aa(2, 0.0f), cc(n, -1.0f);
+        for (std::size_t j = 0; j < n; ++j) bb[transposed ? 2 * j + slot : slot * n + j] = x[j];
+        aa[slot] = 1.0f;
+        const bf16::Operand bo = transposed ? bf16::transposed(bb.data(), 2) : bf16::row_major(bb.data(), n);
+        bf16::gemm(cc.data(), n, bf16::row_major(aa.data(), 2), bo, 1, n, 2, false, path);
+        std::size_t wrong_b = 0;
+        for (std::size_t j = 0; j < n; ++j) wrong_b += !same(cc[j], bf16::round(x[j]));
+        CHECK(wrong_b == 0);
       }
 }
 

@@ -99,30 +99,18 @@ inline constexpr std::size_t MR = 8, NR = 48;
 inline constexpr std::size_t max_kc_pairs = 256;
 inline constexpr std::size_t mc_rows = 256;  // rows of a packed at once (an L2-resident block)
 
-// Each float rounded as bits_of, the bf16 in the high half of its 32-bit lane (the low half zero).
-RLHF_BF16_TARGET inline __m512i rounded_high_half(__m512 x) {
-  const __m512i u = _mm512_castps_si512(x);
-  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-  __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), lsb));
-  const __m512i magnitude = _mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff));
-  const __mmask16 nan = _mm512_cmpgt_epu32_mask(magnitude, _mm512_set1_epi32(0x7f800000));
-  r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(u, _mm512_set1_epi32(0x00400000)));
-  const __mmask16 tiny = _mm512_testn_epi32_mask(u, _mm512_set1_epi32(0x7f800000));
-  r = _mm512_mask_mov_epi32(r, tiny, _mm512_and_si512(u, _mm512_set1_epi32(int(0x80000000u))));
-  return _mm512_and_si512(r, _mm512_set1_epi32(int(0xffff0000u)));
-}
+// vcvtne2ps2bf16 rounds exactly as bits_of: to nearest even, subnormal inputs read as ±0, a NaN made quiet
+// (its payload's low bits dropped). _mm512_cvtne2ps_pbh(hi, lo): lo's 16 values, then hi's, as 32 bf16.
 
 // Lane by lane: the pair (lo, hi), lo in the low half.
 RLHF_BF16_TARGET inline __m512i round_to_pairs(__m512 lo, __m512 hi) {
-  return _mm512_or_si512(_mm512_srli_epi32(rounded_high_half(lo), 16), rounded_high_half(hi));
+  const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22,
+                                              6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  return _mm512_permutexvar_epi16(interleave, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
 }
 
 // 32 consecutive floats (a: 0…15, b: 16…31) → their 16 adjacent pairs.
-RLHF_BF16_TARGET inline __m512i adjacent_pairs(__m512 a, __m512 b) {
-  const __m512i high_words = _mm512_set_epi16(63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33, 31, 29,
-                                              27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
-  return _mm512_permutex2var_epi16(rounded_high_half(a), high_words, rounded_high_half(b));
-}
+RLHF_BF16_TARGET inline __m512i adjacent_pairs(__m512 a, __m512 b) { return (__m512i)_mm512_cvtne2ps_pbh(b, a); }
 
 // r[i] lane j ↔ r[j] lane i, for 16 vectors of 16 32-bit lanes.
 RLHF_BF16_TARGET inline void transpose16(__m512i r[16]) {
@@ -225,31 +213,33 @@ RLHF_BF16_TARGET void pack_panels(std::uint32_t* out, Operand x, std::size_t r0,
   }
 }
 
-// c [rows ≤ MR, cols ≤ NR] (+)= a panel [pairs][MR] · b panel [pairs][NR]
+// c [rows ≤ MR, cols ≤ 16 · NV] (+)= a panel [pairs][MR] · the first 16 · NV columns of a b panel [pairs][NR].
+// NV < 3 for a panel's last columns (N = 256 = 5 · 48 + 16): no products of its zero padding.
+template <std::size_t NV>
 RLHF_BF16_TARGET inline void kernel(std::size_t pairs, const std::uint32_t* a, const std::uint32_t* b, float* c,
                                     std::size_t ldc, std::size_t rows, std::size_t cols, bool add_to_c) {
-  __m512 acc[MR][3];
+  static_assert(NV >= 1 && 16 * NV <= NR);
+  __m512 acc[MR][NV];
 #pragma GCC unroll 8
   for (std::size_t i = 0; i < MR; ++i)
 #pragma GCC unroll 3
-    for (std::size_t v = 0; v < 3; ++v) acc[i][v] = _mm512_setzero_ps();
+    for (std::size_t v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
   for (std::size_t p = 0; p < pairs; ++p, a += MR, b += NR) {
-    const __m512bh b0 = (__m512bh)_mm512_loadu_si512(b);
-    const __m512bh b1 = (__m512bh)_mm512_loadu_si512(b + 16);
-    const __m512bh b2 = (__m512bh)_mm512_loadu_si512(b + 32);
+    __m512bh bv[NV];
+#pragma GCC unroll 3
+    for (std::size_t v = 0; v < NV; ++v) bv[v] = (__m512bh)_mm512_loadu_si512(b + 16 * v);
 #pragma GCC unroll 8
     for (std::size_t i = 0; i < MR; ++i) {
       const __m512bh ai = (__m512bh)_mm512_set1_epi32(int(a[i]));
-      acc[i][0] = _mm512_dpbf16_ps(acc[i][0], ai, b0);
-      acc[i][1] = _mm512_dpbf16_ps(acc[i][1], ai, b1);
-      acc[i][2] = _mm512_dpbf16_ps(acc[i][2], ai, b2);
+#pragma GCC unroll 3
+      for (std::size_t v = 0; v < NV; ++v) acc[i][v] = _mm512_dpbf16_ps(acc[i][v], ai, bv[v]);
     }
   }
 #pragma GCC unroll 8
   for (std::size_t i = 0; i < MR; ++i) {
     if (i >= rows) break;
 #pragma GCC unroll 3
-    for (std::size_t v = 0; v < 3; ++v) {
+    for (std::size_t v = 0; v < NV; ++v) {
       const std::size_t j = 16 * v;
       if (j >= cols) break;
       const __mmask16 m = cols - j >= 16 ? __mmask16(0xffff) : __mmask16((1u << (cols - j)) - 1u);
@@ -259,6 +249,14 @@ RLHF_BF16_TARGET inline void kernel(std::size_t pairs, const std::uint32_t* a, c
       _mm512_mask_storeu_ps(dst, m, r);
     }
   }
+}
+
+// The kernel for a tile of cols ≤ NR columns: as many 16-column vectors as the tile has.
+RLHF_BF16_TARGET inline void kernel_for(std::size_t pairs, const std::uint32_t* a, const std::uint32_t* b, float* c,
+                                        std::size_t ldc, std::size_t rows, std::size_t cols, bool add_to_c) {
+  if (cols > 32) return kernel<3>(pairs, a, b, c, ldc, rows, cols, add_to_c);
+  if (cols > 16) return kernel<2>(pairs, a, b, c, ldc, rows, cols, add_to_c);
+  kernel<1>(pairs, a, b, c, ldc, rows, cols, add_to_c);
 }
 
 // The k-pair blocks of a product over K: kc pairs each (the last may be shorter).
@@ -299,8 +297,8 @@ RLHF_BF16_TARGET inline void gemm_hardware_columns(float* c, std::size_t ldc, Op
       for (std::size_t jp = 0; jp < n_panels; ++jp) {
         const std::size_t cols = std::min(NR, width - jp * NR);
         for (std::size_t ip = 0; ip * MR < rows; ++ip)
-          kernel(pairs, a_pack.data() + ip * pairs * MR, panels + jp * pairs * NR,
-                 c + (m0 + ip * MR) * ldc + n0 + jp * NR, ldc, std::min(MR, rows - ip * MR), cols, add);
+          kernel_for(pairs, a_pack.data() + ip * pairs * MR, panels + jp * pairs * NR,
+                     c + (m0 + ip * MR) * ldc + n0 + jp * NR, ldc, std::min(MR, rows - ip * MR), cols, add);
       }
     }
   }
