@@ -240,11 +240,12 @@ void attention_forward(T* out, T* att, const T* qkv, const std::uint8_t* real, s
       const ConstStridedMap<T> K(q + C, ix(n), ix(hs), Eigen::OuterStride<>(ix(C3)));
       const ConstStridedMap<T> Vv(q + 2 * C, ix(n), ix(hs), Eigen::OuterStride<>(ix(C3)));
       StridedMap<T> P(att + ((b * NH + h) * Tn + lo) * Tn + lo, ix(n), ix(n), Eigen::OuterStride<>(ix(Tn)));
-      if constexpr (is_float) {
-        if (in_bf16)  // P = Q · Kᵀ, unscaled (the scale is applied row by row below)
+      if (in_bf16) {  // P = Q · Kᵀ, unscaled (the scale is applied row by row below)
+        if constexpr (is_float)
           bf16::gemm(P.data(), Tn, bf16::Operand{q, C3, 1}, bf16::Operand{q + C, 1, C3}, n, n, hs, false);
+      } else {
+        P.noalias() = scale * (Q * K.transpose());
       }
-      if (!in_bf16) P.noalias() = scale * (Q * K.transpose());
       for (std::size_t i = 0; i < n; ++i) {
         T* row = P.data() + i * Tn;
         if (!r[lo + i]) {
@@ -265,13 +266,13 @@ void attention_forward(T* out, T* att, const T* qkv, const std::uint8_t* real, s
         if (i + 1 < n) ArrayMap<T>(row + i + 1, ix(n - i - 1)).setZero();
       }
       T* y = out + (b * Tn + lo) * C + h * hs;
-      if constexpr (is_float) {
-        if (in_bf16)  // P is zero above its diagonal: the full product is the triangular one
+      if (in_bf16) {  // P is zero above its diagonal: the full product is the triangular one
+        if constexpr (is_float)
           bf16::gemm(y, C, bf16::Operand{P.data(), Tn, 1}, bf16::Operand{q + 2 * C, C3, 1}, n, hs, n, false);
-      }
-      if (!in_bf16)
+      } else {
         StridedMap<T>(y, ix(n), ix(hs), Eigen::OuterStride<>(ix(C))).noalias() =
             P.template triangularView<Eigen::Lower>() * Vv;
+      }
     }
   }
 }
@@ -310,13 +311,12 @@ void attention_backward(T* dqkv, T* datt, const T* dout, const T* qkv, const T* 
       StridedMap<T> dS(datt + aoff, ix(n), ix(n), Eigen::OuterStride<>(ix(Tn)));
 
       const T* dy = dout + (b * Tn + lo) * C + h * hs;
-      if constexpr (is_float) {
-        if (in_bf16) {  // P and, below, dS are zero above their diagonals
+      if (in_bf16) {  // P and, below, dS are zero above their diagonals
+        if constexpr (is_float) {
           bf16::gemm(dV.data(), C3, bf16::Operand{P.data(), 1, Tn}, bf16::Operand{dy, C, 1}, n, hs, n, false);
           bf16::gemm(dS.data(), Tn, bf16::Operand{dy, C, 1}, bf16::Operand{Vv.data(), 1, C3}, n, n, hs, false);
         }
-      }
-      if (!in_bf16) {
+      } else {
         dV.noalias() = P.template triangularView<Eigen::Lower>().transpose() * dY;
         dS.noalias() = dY * Vv.transpose();  // dP
       }
@@ -328,13 +328,12 @@ void attention_backward(T* dqkv, T* datt, const T* dout, const T* qkv, const T* 
         d = scale * p * (d - dot);
         if (i + 1 < n) ArrayMap<T>(dS.data() + i * Tn + i + 1, ix(n - i - 1)).setZero();
       }
-      if constexpr (is_float) {
-        if (in_bf16) {
+      if (in_bf16) {
+        if constexpr (is_float) {
           bf16::gemm(dQ.data(), C3, bf16::Operand{dS.data(), Tn, 1}, bf16::Operand{K.data(), C3, 1}, n, hs, n, false);
           bf16::gemm(dK.data(), C3, bf16::Operand{dS.data(), 1, Tn}, bf16::Operand{Q.data(), C3, 1}, n, hs, n, false);
         }
-      }
-      if (!in_bf16) {
+      } else {
         dQ.noalias() = dS.template triangularView<Eigen::Lower>() * K;
         dK.noalias() = dS.template triangularView<Eigen::Lower>().transpose() * Q;
       }
