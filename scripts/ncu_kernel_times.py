@@ -57,10 +57,19 @@ def kernel_times(text):
 
 
 def main():
-    if len(sys.argv) > 2 or (len(sys.argv) == 2 and sys.argv[1] in ("-h", "--help")):
+    args = sys.argv[1:]
+    if args in (["-h"], ["--help"]):
         print(__doc__.strip())
-        return 0 if len(sys.argv) == 2 else 2
-    text = open(sys.argv[1], encoding="utf-8", errors="replace").read() if len(sys.argv) == 2 else sys.stdin.read()
+        return 0
+    if len(args) > 1 or (args and args[0].startswith("-")):
+        print(f"ncu_kernel_times: unknown argument '{args[-1]}' (one file of ncu output, or standard input; --help)",
+              file=sys.stderr)
+        return 2
+    try:
+        text = open(args[0], encoding="utf-8", errors="replace").read() if args else sys.stdin.read()
+    except OSError as e:
+        print(f"ncu_kernel_times: {args[0]}: {e.strerror}", file=sys.stderr)
+        return 2
     times = kernel_times(text)
     if not times:
         print("ncu_kernel_times: no kernel with gpu__time_duration.sum and Invocations in the input", file=sys.stderr)
