@@ -226,8 +226,8 @@ inline void train_critic_free(Context& ctx, const RunSpec& run, const SftOutput&
     return out;
   };
   const std::size_t G = ctx.config.pairs.completions;
-  auto config = run.method == "grpo_gt" ? rlhf::CriticFreeConfig::grpo(G, run.hyper)
-                                        : rlhf::CriticFreeConfig::rloo(G, run.hyper);
+  auto config = run.method == "grpo_gt" ? rlhf::CriticFreeConfig::grpo({.group_size = G, .beta = run.hyper})
+                                        : rlhf::CriticFreeConfig::rloo({.group_size = G, .beta = run.hyper});
   config.iterations = t.ppo_epochs;
   config.sample = {.max_new_tokens = ctx.config.pairs.max_new_tokens, .temperature = 1.0f,
                    .stop_token = ctx.tokenizer->eos()};

@@ -71,14 +71,14 @@ double max_tv(const std::vector<double>& p, const std::vector<double>& q, std::s
 TEST_CASE("critic_free: RLOO, Dr. GRPO and REINFORCE++ with the KL in the reward converge to pi*") {
   const BanditProblem problem(3, 4, 1.0, 7);
   CHECK(problem.max_tv(problem.reference()) > 0.1);
-  auto dr_grpo = CriticFreeConfig::dr_grpo(4, 1.0, problem.beta);
+  auto dr_grpo = CriticFreeConfig::dr_grpo({.group_size = 4, .max_tokens = 1.0, .beta = problem.beta});
   dr_grpo.kl_in_reward = true;
   const struct {
     const char* name;
     CriticFreeConfig config;
-  } methods[] = {{"rloo", CriticFreeConfig::rloo(4, problem.beta)},
+  } methods[] = {{"rloo", CriticFreeConfig::rloo({.group_size = 4, .beta = problem.beta})},
                  {"dr_grpo, kl in reward", dr_grpo},
-                 {"reinforce++", CriticFreeConfig::reinforce_pp(problem.beta, 1)}};
+                 {"reinforce++", CriticFreeConfig::reinforce_pp({.group_size = 1, .beta = problem.beta})}};
   for (const auto& m : methods)
     for (const std::uint64_t seed : {1, 2}) {
       CAPTURE(m.name);
@@ -89,7 +89,7 @@ TEST_CASE("critic_free: RLOO, Dr. GRPO and REINFORCE++ with the KL in the reward
 
 TEST_CASE("critic_free: GRPO with beta * k3 as a loss term converges to the optimum of E[r] - beta KL(pi_ref || pi)") {
   const BanditProblem problem(3, 4, 1.0, 7);
-  auto config = CriticFreeConfig::grpo(4, problem.beta);
+  auto config = CriticFreeConfig::grpo({.group_size = 4, .beta = problem.beta});
   config.scale_rewards = false;  // with the std division the reward's scale is random; the fixed point is for c = 1 − 1/G
   const auto target = reverse_kl_optimum(problem, 1.0 - 1.0 / 4);
   CHECK(max_tv(target, problem.optimum(), problem.N) > 0.03);  // a different point from pi*, visibly
@@ -101,7 +101,7 @@ TEST_CASE("critic_free: GRPO with beta * k3 as a loss term converges to the opti
 
 TEST_CASE("critic_free: GRPO (std-scaled, clip-higher) without a KL puts its mass on the best response") {
   const BanditProblem problem(3, 4, 1.0, 9);
-  auto config = CriticFreeConfig::grpo(8, 0.0);
+  auto config = CriticFreeConfig::grpo({.group_size = 8, .beta = 0.0});
   config.policy.clip_low = 0.2, config.policy.clip_high = 0.28;
   const auto p = train(problem, config, 3, 200, 16, 0.05f).probabilities();
   for (std::size_t x = 0; x < problem.P; ++x) {
@@ -115,7 +115,7 @@ TEST_CASE("critic_free: GRPO (std-scaled, clip-higher) without a KL puts its mas
 TEST_CASE("critic_free_update: the gradient it steps with is that of the clipped surrogate plus beta times the KL") {
   const BanditProblem problem(2, 3, 0.5, 4);
   auto policy = moved_policy(problem, 8), reference = problem.reference();
-  auto config = CriticFreeConfig::grpo(3, 0.3);
+  auto config = CriticFreeConfig::grpo({.group_size = 3, .beta = 0.3});
   config.shuffle = false;
   CriticFreeModels models{.policy = policy, .reference = reference, .reward = TableReward{&problem}};
   Rng rng(5);
@@ -146,7 +146,7 @@ TEST_CASE("critic_free: dynamic sampling drops the groups whose rewards are all 
   BanditProblem problem(2, 3, 1.0, 4);
   for (std::size_t y = 0; y < problem.N; ++y) problem.reward[y] = 0.25;  // prompt 0: every response alike
   auto policy = problem.reference(), reference = problem.reference();
-  auto config = CriticFreeConfig::grpo(4, 0.0);
+  auto config = CriticFreeConfig::grpo({.group_size = 4, .beta = 0.0});
   config.drop_uniform_groups = true;
   Rng rng(3);
   const auto rollout = critic_free_rollout(CriticFreeModels{.policy = policy, .reference = reference,
@@ -165,10 +165,10 @@ TEST_CASE("critic_free: bad settings name the problem") {
     critic_free_step(CriticFreeModels{.policy = policy, .reference = reference, .reward = TableReward{&problem}}, opt,
                      all_prompts(2, 1), rng, c);
   };
-  auto c = CriticFreeConfig::rloo(1);
+  auto c = CriticFreeConfig::rloo({.group_size = 1});
   CHECK(has(error_message<config_error>([&] { run(c); }), "leave_one_out needs group_size >= 2"));
-  c = CriticFreeConfig::grpo(4, -1.0);
+  c = CriticFreeConfig::grpo({.group_size = 4, .beta = -1.0});
   CHECK(has(error_message<config_error>([&] { run(c); }), "beta"));
-  c = CriticFreeConfig::grpo(0);
+  c = CriticFreeConfig::grpo({.group_size = 0});
   CHECK(has(error_message<config_error>([&] { run(c); }), "group_size"));
 }

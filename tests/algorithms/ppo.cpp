@@ -118,7 +118,7 @@ TEST_CASE("ppo_step: a RewardModel scores like the equivalent callable, and the 
     AdamW<double> po({.learning_rate = 0.05f}), vo({.learning_rate = 0.05f});
     AdaptiveKlController kl{.coef = 0.2f, .target = 0.001f, .horizon = 100.0f};
     Rng rng(3);
-    PpoStepResult last;
+    StepResult last;
     for (int i = 0; i < 5; ++i)
       last = ppo_step(PpoModels{policy, reference, critic, reward}, PpoOptimizers{po, vo}, kl, all_prompts(2, 16), rng,
                       {.minibatches = 2});
@@ -155,4 +155,27 @@ TEST_CASE("ppo_step: bad input names the problem") {
                        doctest::Contains("kl_coef must be finite and >= 0"), config_error);
   const auto nan_reward = [](const TokenBatch& b) { return std::vector<double>(b.batch, NAN); };
   CHECK_THROWS_AS(ppo_step(PpoModels{policy, reference, critic, nan_reward}, optimizers, kl, prompts, rng), value_error);
+}
+
+TEST_CASE("ppo_step: StepOptions' max_grad_norm gives the step the config's older field gives, and its result "
+          "holds both losses") {
+  const BanditProblem problem(2, 3, 0.5, 3);
+  auto run = [&](const PpoStepConfig& config, const StepOptions& options) {
+    auto policy = problem.reference(), reference = problem.reference();
+    toy::BanditValueModel<double> critic(2, 3);
+    AdamW<double> po({.learning_rate = 0.05f}), vo({.learning_rate = 0.05f});
+    FixedKlController kl{.coef = 0.1f};
+    Rng rng(5);
+    const auto r = ppo_step(PpoModels{policy, reference, critic, TableReward{&problem}}, PpoOptimizers{po, vo}, kl,
+                            all_prompts(2, 8), rng, config, options);
+    CHECK(r.loss == r.metrics[metric::loss_policy_avg]);
+    CHECK(r.grad_norm == r.metrics[metric::grad_norm]);
+    CHECK(std::isfinite(r.metrics[metric::loss_value_avg]));
+    return std::vector<double>(policy.parameters().begin(), policy.parameters().end());
+  };
+  PpoStepConfig old_style{.minibatches = 2};
+  old_style.max_grad_norm = 0.01;
+  const auto by_options = run({.minibatches = 2}, {.max_grad_norm = 0.01});
+  CHECK(max_abs_difference(run(old_style, {}), by_options) == 0.0);
+  CHECK(max_abs_difference(run({.minibatches = 2}, {}), by_options) > 0.0);  // the clip was active
 }

@@ -231,12 +231,11 @@ TEST_CASE("ppo: 2 ranks x b rollouts equal 1 process x 2b rollouts (global white
   Optimizer<float> po_d{0.02}, vo_d{0.02}, po_s{0.02}, vo_s{0.02};
   FixedKlController kl_d{.coef = 0.1}, kl_s{.coef = 0.1};
   Rng rng_d(11 + std::uint64_t(world->rank())), rng_s(11);  // rank-dependent seeds, as for real sampling
-  PpoStepConfig config{.epochs = 2, .minibatches = 1};
-  PpoStepConfig config_d = config;
-  config_d.communicator = world;
+  const PpoStepConfig config{.epochs = 2, .minibatches = 1};
   for (std::size_t s = 0; s < steps; ++s) {
     const auto r = ppo_step(PpoModels{.policy = sampler_d, .reference = reference, .value_model = value_d, .reward = reward},
-                            PpoOptimizers{.policy = po_d, .value = vo_d}, kl_d, prompts, rng_d, config_d);
+                            PpoOptimizers{.policy = po_d, .value = vo_d}, kl_d, prompts, rng_d, config,
+                            {.communicator = world});
     const auto q = ppo_step(PpoModels{.policy = sampler_s, .reference = reference, .value_model = value_s, .reward = reward},
                             PpoOptimizers{.policy = po_s, .value = vo_s}, kl_s, all_prompts, rng_s, config);
     CHECK(r.metrics[metric::objective_scores] == doctest::Approx(q.metrics[metric::objective_scores]));

@@ -113,8 +113,8 @@ TEST_CASE("gpt_cuda training: one PPO iteration (rollout + update) gives the CPU
   const std::vector<float> v0(critic.cpu.parameters().begin(), critic.cpu.parameters().end());
   const auto a = ppo_update(cpu_models, PpoOptimizers{cpu_popt, cpu_vopt}, cpu_rollout, cpu_rng, config);
   const auto b = ppo_update(gpu_models, PpoOptimizers{gpu_popt, gpu_vopt}, gpu_rollout, gpu_rng, config);
-  CHECK(b.policy_loss == doctest::Approx(a.policy_loss).epsilon(1e-4).scale(1e-3));
-  CHECK(b.value_loss == doctest::Approx(a.value_loss).epsilon(1e-4));
+  CHECK(b.loss == doctest::Approx(a.loss).epsilon(1e-4).scale(1e-3));
+  CHECK(b.metrics[metric::loss_value_avg] == doctest::Approx(a.metrics[metric::loss_value_avg]).epsilon(1e-4));
   CHECK(update_error(p0, policy.gpu.parameters_to_host(), policy.cpu.parameters()) <= step_tolerance);
   CHECK(update_error(v0, critic.gpu.parameters_to_host(), critic.cpu.parameters()) <= step_tolerance);
 }

@@ -20,12 +20,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
-#include <numeric>
 #include <span>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
+#include "rlhf/algorithms/minibatch_passes.hpp"
 #include "rlhf/algorithms/ppo.hpp"
 #include "rlhf/algorithms/sequence.hpp"
 #include "rlhf/core/concepts.hpp"
@@ -39,6 +39,25 @@
 namespace rlhf {
 
 enum class AdvantageEstimator { group, leave_one_out, token_whitened };
+
+// Each preset's arguments, by name, with the method's usual defaults.
+struct GrpoPreset {
+  std::size_t group_size = 8;
+  double beta = 0.04;
+};
+struct DrGrpoPreset {
+  std::size_t group_size = 8;
+  double max_tokens = 1.0;  // L: the longest completion allowed
+  double beta = 0.0;
+};
+struct RlooPreset {
+  std::size_t group_size = 4;
+  double beta = 0.05;
+};
+struct ReinforcePpPreset {
+  std::size_t group_size = 1;
+  double beta = 0.01;
+};
 
 struct CriticFreeConfig {
   AdvantageEstimator advantage = AdvantageEstimator::group;
@@ -55,34 +74,51 @@ struct CriticFreeConfig {
   bool shuffle = true;
   PpoConfig policy{};              // clip, clip_low / clip_high, aggregation, max_tokens
   SampleOptions sample{};
-  double max_grad_norm = 0;        // > 0: clip the gradient to this norm (StepOptions)
+  // Deprecated: pass them in StepOptions (critic_free_step's last argument), which wins where it sets them.
+  double max_grad_norm = 0;              // > 0: clip the gradient to this norm
   Communicator* communicator = nullptr;  // data parallel: metrics, token whitening and gradients over the ranks
 
-  // The methods' usual settings; each field can be changed after.
-  static CriticFreeConfig grpo(std::size_t group_size = 8, double beta = 0.04) {
-    CriticFreeConfig c;
-    c.group_size = group_size, c.beta = beta;
-    return c;
-  }
+  // The methods' usual settings, named at the call site: CriticFreeConfig::grpo({.group_size = 4, .beta = 0.1}).
+  // Each field of the result can be changed after.
+  static CriticFreeConfig grpo(const GrpoPreset& p = {}) { return {.group_size = p.group_size, .beta = p.beta}; }
   // Dr. GRPO: no std scaling, each response's token sum over a constant L (the longest completion allowed).
+  static CriticFreeConfig dr_grpo(const DrGrpoPreset& p = {}) {
+    return {.group_size = p.group_size,
+            .scale_rewards = false,
+            .beta = p.beta,
+            .policy = {.aggregation = Aggregation::sequence_sum, .max_tokens = p.max_tokens}};
+  }
+  static CriticFreeConfig rloo(const RlooPreset& p = {}) {
+    return {.advantage = AdvantageEstimator::leave_one_out,
+            .group_size = p.group_size,
+            .scale_rewards = false,
+            .beta = p.beta,
+            .kl_in_reward = true};
+  }
+  static CriticFreeConfig reinforce_pp(const ReinforcePpPreset& p = {}) {
+    return {.advantage = AdvantageEstimator::token_whitened,
+            .group_size = p.group_size,
+            .scale_rewards = false,
+            .beta = p.beta,
+            .kl_in_reward = true};
+  }
+
+  // The positional forms these replace; their argument orders differ (reinforce_pp takes beta first).
+  [[deprecated("use CriticFreeConfig::grpo({.group_size = G, .beta = b})")]]
+  static CriticFreeConfig grpo(std::size_t group_size, double beta = 0.04) {
+    return grpo(GrpoPreset{.group_size = group_size, .beta = beta});
+  }
+  [[deprecated("use CriticFreeConfig::dr_grpo({.group_size = G, .max_tokens = L, .beta = b})")]]
   static CriticFreeConfig dr_grpo(std::size_t group_size, double max_tokens, double beta = 0.0) {
-    CriticFreeConfig c = grpo(group_size, beta);
-    c.scale_rewards = false;
-    c.policy.aggregation = Aggregation::sequence_sum;
-    c.policy.max_tokens = max_tokens;
-    return c;
+    return dr_grpo(DrGrpoPreset{.group_size = group_size, .max_tokens = max_tokens, .beta = beta});
   }
-  static CriticFreeConfig rloo(std::size_t group_size = 4, double beta = 0.05) {
-    CriticFreeConfig c;
-    c.advantage = AdvantageEstimator::leave_one_out, c.group_size = group_size, c.beta = beta;
-    c.scale_rewards = false, c.kl_in_reward = true;
-    return c;
+  [[deprecated("use CriticFreeConfig::rloo({.group_size = G, .beta = b})")]]
+  static CriticFreeConfig rloo(std::size_t group_size, double beta = 0.05) {
+    return rloo(RlooPreset{.group_size = group_size, .beta = beta});
   }
-  static CriticFreeConfig reinforce_pp(double beta = 0.01, std::size_t group_size = 1) {
-    CriticFreeConfig c;
-    c.advantage = AdvantageEstimator::token_whitened, c.group_size = group_size, c.beta = beta;
-    c.scale_rewards = false, c.kl_in_reward = true;
-    return c;
+  [[deprecated("use CriticFreeConfig::reinforce_pp({.group_size = G, .beta = b})")]]
+  static CriticFreeConfig reinforce_pp(double beta, std::size_t group_size = 1) {
+    return reinforce_pp(ReinforcePpPreset{.group_size = group_size, .beta = beta});
   }
 };
 
@@ -114,7 +150,7 @@ struct add_scaled_kernel {  // out[i] += scale · x[i]
   RLHF_HOST_DEVICE void operator()(std::size_t i) const { out[i] += scale * x[i]; }
 };
 
-inline void validate_critic_free(const char* fn, const CriticFreeConfig& c) {
+inline void validate_critic_free(const char* fn, const CriticFreeConfig& c, const Communicator* communicator) {
   if (c.group_size == 0) fail<config_error>(fn, ": group_size must be >= 1 (got 0)");
   if (c.iterations == 0) fail<config_error>(fn, ": iterations must be >= 1 (got 0)");
   if (c.minibatches == 0) fail<config_error>(fn, ": minibatches must be >= 1 (got 0)");
@@ -122,7 +158,7 @@ inline void validate_critic_free(const char* fn, const CriticFreeConfig& c) {
   if (c.advantage == AdvantageEstimator::leave_one_out && c.group_size < 2)
     fail<config_error>(fn, ": leave_one_out needs group_size >= 2 (got ", c.group_size, ")");
   if (!(c.gamma >= 0 && c.gamma <= 1)) fail<config_error>(fn, ": gamma must be in [0, 1] (got ", c.gamma, ")");
-  if (c.drop_uniform_groups && c.communicator && c.communicator->size() > 1)
+  if (c.drop_uniform_groups && communicator && communicator->size() > 1)
     fail<config_error>(fn, ": drop_uniform_groups is not supported with several ranks (each would keep a different "
                            "number of rows)");
 }
@@ -146,7 +182,8 @@ inline PromptBatch repeat_prompts(const PromptBatch& prompts, std::size_t G) {
 template <class P, class Ref, class Reward>
 CriticFreeRollout<typename P::backend> critic_free_rollout(const CriticFreeModels<P, Ref, Reward>& models,
                                                            const PromptBatch& prompts, Rng& rng,
-                                                           const CriticFreeConfig& config) {
+                                                           const CriticFreeConfig& config,
+                                                           const StepOptions& options = {}) {
   RLHF_REQUIRE_POLICY(P, "rlhf::critic_free_rollout");
   RLHF_REQUIRE_SAMPLING_POLICY(P, "rlhf::critic_free_rollout");
   RLHF_REQUIRE_POLICY(Ref, "rlhf::critic_free_rollout (reference)");
@@ -155,9 +192,10 @@ CriticFreeRollout<typename P::backend> critic_free_rollout(const CriticFreeModel
   static_assert(std::is_same_v<typename Ref::backend, Be>,
                 "rlhf::critic_free_rollout: the reference must use the same backend type as the policy");
   constexpr const char* fn = "rlhf::critic_free_rollout";
-  detail::validate_critic_free(fn, config);
+  detail::validate_critic_free(fn, config, detail::online_step_options(config, options).communicator);
   require_nonempty(fn, "prompts", prompts.batch);
   const std::size_t G = config.group_size;
+  Communicator* const communicator = detail::online_step_options(config, options).communicator;
 
   CriticFreeRollout<Be> out;
   TokenBatch all = models.policy.sample(detail::repeat_prompts(prompts, G), config.sample, rng);
@@ -201,7 +239,7 @@ CriticFreeRollout<typename P::backend> critic_free_rollout(const CriticFreeModel
     const auto token_rewards =
         kl_penalized_rewards(score_v, out.logp, use_reference ? out.ref_logp : out.logp, out.mask, coef, k1);
     const auto returns = gae(token_rewards, Be::matrix_of(N, Tn), out.mask, {.gamma = config.gamma, .lambda = 1.0});
-    out.advantages = detail::whiten_over_ranks(fn, returns.advantages, out.mask, WhitenConfig{}, config.communicator);
+    out.advantages = detail::whiten_over_ranks(fn, returns.advantages, out.mask, WhitenConfig{}, communicator);
   } else {
     std::vector<double> R(N);
     for (std::size_t i = 0; i < N; ++i) R[i] = out.scores[i] - (config.kl_in_reward ? config.beta * kl[i] : 0.0);
@@ -215,82 +253,69 @@ CriticFreeRollout<typename P::backend> critic_free_rollout(const CriticFreeModel
   length = Be::sum(N * Tn, detail::masked_count<T>{Be::data(out.mask)}) / double(N);
   out.metrics.set("kl", kl_mean);
   out.metrics.set("completions/mean_length", length);
-  if (config.communicator) reduce_step_result(*config.communicator, N, double(N), 0.0, out.metrics);
+  if (communicator) reduce_step_result(*communicator, N, double(N), 0.0, out.metrics);
   return out;
 }
 
-// μ passes of minibatch updates of the policy on one rollout.
+// μ passes of minibatch updates of the policy on one rollout. `options`: clipping and communicator (each
+// minibatch is one micro-batch, so micro_batches is not read).
 template <class P, class Ref, class Reward, class O, class Be>
 StepResult critic_free_update(const CriticFreeModels<P, Ref, Reward>& models, O& optimizer,
-                              const CriticFreeRollout<Be>& rollout, Rng& rng, const CriticFreeConfig& config) {
+                              const CriticFreeRollout<Be>& rollout, Rng& rng, const CriticFreeConfig& config,
+                              const StepOptions& options = {}) {
   RLHF_REQUIRE_TRAINABLE_POLICY(P, "rlhf::critic_free_update");
   RLHF_REQUIRE_OPTIMIZER(O, P, "rlhf::critic_free_update");
   using T = typename Be::scalar;
   constexpr const char* fn = "rlhf::critic_free_update";
-  detail::validate_critic_free(fn, config);
-  StepResult out;
-  out.metrics = rollout.metrics;
+  detail::validate_critic_free(fn, config, detail::online_step_options(config, options).communicator);
+  StepResult out{.loss = 0, .metrics = rollout.metrics, .grad_norm = 0};  // grad_norm: a mean over the steps
   const std::size_t N = rollout.batch.batch;
-  if (N == 0) {
-    out.grad_norm = 0;
-    return out;
-  }
-  const std::size_t blocks = std::min(config.minibatches, N);
+  if (N == 0) return out;
+  const StepOptions outer = detail::online_step_options(config, options);
   const bool kl_loss = config.beta > 0 && !config.kl_in_reward;
   KlConfig kl_config{.estimator = config.kl_loss_estimator, .aggregation = config.policy.aggregation};
 
-  std::vector<std::size_t> order(N);
-  std::iota(order.begin(), order.end(), std::size_t{0});
-  const double weight = 1.0 / double(config.iterations * blocks);
   Metrics losses;
-  double loss = 0, grad_norm = 0;
-  for (std::size_t it = 0; it < config.iterations; ++it) {
-    if (config.shuffle)
-      for (std::size_t i = N; i-- > 1;) std::swap(order[i], order[rng.below(i + 1)]);
-    for (std::size_t j = 0; j < blocks; ++j) {
-      const auto [lo, hi] = detail::micro_batch_rows(N, blocks, j);
-      const std::span<const std::size_t> rows(order.data() + lo, hi - lo);
-      const TokenBatch part = gather_rows(rollout.batch, rows);
-      const auto mask = gather_rows(rollout.mask, rows);
-      const double tokens = Be::sum((hi - lo) * Be::cols(mask), detail::masked_count<T>{Be::data(mask)});
-      const StepOptions step{.max_grad_norm = config.max_grad_norm,
-                             .communicator = config.communicator,
-                             .rank_weight = config.policy.aggregation == Aggregation::token_mean ? tokens : 0.0};
-      const auto r = training_step(fn, models.policy, optimizer, hi - lo, step, [&](auto, auto, double) {
-        const auto logp = models.policy.log_probs(part);
-        auto p = ppo_policy_loss(logp, gather_rows(rollout.logp, rows), gather_rows(rollout.advantages, rows), mask,
-                                 config.policy);
-        if (kl_loss) {
-          const auto k = kl_estimate(logp, gather_rows(rollout.ref_logp, rows), mask, kl_config);
-          const std::size_t n = Be::rows(logp) * Be::cols(logp);
-          // Under Dr. GRPO's sequence_sum the surrogate's token sums are divided by the constant L; so is the KL's
-          // (kl_estimate's sequence_sum divides by the rows only).
-          const double scale = config.policy.aggregation == Aggregation::sequence_sum ? 1.0 / config.policy.max_tokens : 1.0;
-          Be::for_each(n, detail::add_scaled_kernel<T>{Be::data(k.d_logp), Be::data(p.d_logp), T(config.beta * scale)});
-          p.loss += config.beta * scale * k.mean;
-          p.metrics.set("kl_loss", scale * k.mean);
-        }
-        models.policy.backward(part, p.d_logp);
-        return p;
-      });
-      loss += weight * r.loss;
-      grad_norm += weight * r.grad_norm;
-      losses.combine(r.metrics, weight);
-    }
-  }
-  out.loss = loss;
-  out.grad_norm = grad_norm;
+  const MinibatchSchedule schedule{
+      .passes = config.iterations, .minibatches = std::min(config.minibatches, N), .shuffle = config.shuffle};
+  minibatch_passes(N, schedule, rng, [&](std::span<const std::size_t> rows, double weight) {
+    const TokenBatch part = gather_rows(rollout.batch, rows);
+    const auto mask = gather_rows(rollout.mask, rows);
+    const double tokens = Be::sum(rows.size() * Be::cols(mask), detail::masked_count<T>{Be::data(mask)});
+    const auto step = minibatch_step_options(outer, config.policy.aggregation, tokens, double(rows.size()));
+    const auto r = training_step(fn, models.policy, optimizer, rows.size(), step, [&](auto, auto, double) {
+      const auto logp = models.policy.log_probs(part);
+      auto p = ppo_policy_loss(logp, gather_rows(rollout.logp, rows), gather_rows(rollout.advantages, rows), mask,
+                               config.policy);
+      if (kl_loss) {
+        const auto k = kl_estimate(logp, gather_rows(rollout.ref_logp, rows), mask, kl_config);
+        const std::size_t n = Be::rows(logp) * Be::cols(logp);
+        // Under Dr. GRPO's sequence_sum the surrogate's token sums are divided by the constant L; so is the KL's
+        // (kl_estimate's sequence_sum divides by the rows only).
+        const double scale =
+            config.policy.aggregation == Aggregation::sequence_sum ? 1.0 / config.policy.max_tokens : 1.0;
+        Be::for_each(n, detail::add_scaled_kernel<T>{Be::data(k.d_logp), Be::data(p.d_logp), T(config.beta * scale)});
+        p.loss += config.beta * scale * k.mean;
+        p.metrics.set("kl_loss", scale * k.mean);
+      }
+      models.policy.backward(part, p.d_logp);
+      return p;
+    });
+    out.loss += weight * r.loss;
+    out.grad_norm += weight * r.grad_norm;
+    losses.combine(r.metrics, weight);
+  });
   for (const auto& [name, value] : losses.items()) out.metrics.set(name, value);
-  out.metrics.set(metric::grad_norm, grad_norm);
+  out.metrics.set(metric::grad_norm, out.grad_norm);
   return out;
 }
 
 // One iteration: rollout, then update.
 template <class P, class Ref, class Reward, class O>
 StepResult critic_free_step(const CriticFreeModels<P, Ref, Reward>& models, O& optimizer, const PromptBatch& prompts,
-                            Rng& rng, const CriticFreeConfig& config) {
-  const auto rollout = critic_free_rollout(models, prompts, rng, config);
-  return critic_free_update(models, optimizer, rollout, rng, config);
+                            Rng& rng, const CriticFreeConfig& config, const StepOptions& options = {}) {
+  const auto rollout = critic_free_rollout(models, prompts, rng, config, options);
+  return critic_free_update(models, optimizer, rollout, rng, config, options);
 }
 
 }  // namespace rlhf

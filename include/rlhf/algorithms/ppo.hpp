@@ -16,12 +16,12 @@
 #include <cmath>
 #include <concepts>
 #include <cstddef>
-#include <numeric>
 #include <span>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
+#include "rlhf/algorithms/minibatch_passes.hpp"
 #include "rlhf/algorithms/sequence.hpp"
 #include "rlhf/core/concepts.hpp"
 #include "rlhf/core/metric_names.hpp"
@@ -43,8 +43,9 @@ struct PpoStepConfig {
   KlConfig kl{};                  // the per-token KL of the rewards and of objective/kl: estimator, clamp, aggregation
   WhitenConfig advantage_whitening{};  // variance (n − 1 or n), ε inside or as a floor, zeros outside the mask
   SampleOptions sample{};              // passed to policy.sample
-  double max_grad_norm = 0;            // > 0: each model's gradient clipped to this global norm (StepOptions)
-  Communicator* communicator = nullptr;  // data parallel: global whitening, metrics and gradients (StepOptions)
+  // Deprecated: pass them in StepOptions (ppo_step's last argument), which wins where it sets them.
+  double max_grad_norm = 0;              // > 0: each model's gradient clipped to this global norm
+  Communicator* communicator = nullptr;  // data parallel: global whitening, metrics and gradients
 };
 
 // One rollout, everything the update needs. Per-token tensors are [B, T], 0 where mask is 0.
@@ -57,10 +58,16 @@ struct PpoRollout {
   Metrics metrics;             // objective/{scores, kl, kl_coef, non_score_reward, rlhf_reward}, tokens/...
 };
 
-struct PpoStepResult {
+// What ppo_step returned before it returned StepResult; converts from one. Deprecated: read StepResult's loss
+// (the policy loss) and metrics[metric::loss_value_avg].
+struct [[deprecated("ppo_step returns rlhf::StepResult: .loss is the policy loss, metrics[\"loss/value_avg\"] the value loss")]]
+PpoStepResult {
   double policy_loss = 0;  // mean over the update's minibatch steps
   double value_loss = 0;   // likewise
   Metrics metrics;         // the rollout's metrics, then the losses' metrics averaged over the steps
+  PpoStepResult() = default;
+  PpoStepResult(const StepResult& r)  // NOLINT: implicit, so that `PpoStepResult r = ppo_step(...)` still compiles
+      : policy_loss(r.loss), value_loss(r.metrics[metric::loss_value_avg]), metrics(r.metrics) {}
 };
 
 // The models of PPO and their optimizers, by name, so that two of one type (policy and reference, the two
@@ -148,7 +155,8 @@ inline void validate_ppo(const char* fn, const PpoStepConfig& c) {
 // Samples continuations of `prompts` with the policy, scores them and computes advantages and returns.
 template <class P, class Ref, class Vm, class Reward>
 PpoRollout<typename P::backend> ppo_rollout(const PpoModels<P, Ref, Vm, Reward>& models, const PromptBatch& prompts,
-                                            Rng& rng, double kl_coef, const PpoStepConfig& config = {}) {
+                                            Rng& rng, double kl_coef, const PpoStepConfig& config = {},
+                                            const StepOptions& options = {}) {
   RLHF_REQUIRE_POLICY(P, "rlhf::ppo_rollout");
   RLHF_REQUIRE_SAMPLING_POLICY(P, "rlhf::ppo_rollout");
   RLHF_REQUIRE_POLICY(Ref, "rlhf::ppo_rollout (reference)");
@@ -161,6 +169,7 @@ PpoRollout<typename P::backend> ppo_rollout(const PpoModels<P, Ref, Vm, Reward>&
   detail::validate_ppo(fn, config);
   if (!(kl_coef >= 0.0) || !std::isfinite(kl_coef))
     fail<config_error>(fn, ": kl_coef must be finite and >= 0 (got ", kl_coef, ")");
+  Communicator* const communicator = detail::online_step_options(config, options).communicator;
 
   PpoRollout<Be> out;
   out.batch = models.policy.sample(prompts, config.sample, rng);
@@ -176,7 +185,7 @@ PpoRollout<typename P::backend> ppo_rollout(const PpoModels<P, Ref, Vm, Reward>&
   out.rewards = kl_penalized_rewards(out.scores, out.logp, out.ref_logp, out.mask, kl_coef, config.kl);
   auto g = gae(out.rewards, out.values, out.mask, config.gae);
   out.advantages = config.whiten_advantages ? detail::whiten_over_ranks(fn, g.advantages, out.mask,
-                                                                       config.advantage_whitening, config.communicator)
+                                                                       config.advantage_whitening, communicator)
                                            : std::move(g.advantages);
   out.returns = std::move(g.returns);
 
@@ -191,77 +200,70 @@ PpoRollout<typename P::backend> ppo_rollout(const PpoModels<P, Ref, Vm, Reward>&
   out.metrics.set(metric::objective_non_score_reward, -kl_coef * kl);
   out.metrics.set(metric::objective_rlhf_reward, score - kl_coef * kl);
   out.metrics.set(metric::tokens_response_mean, Be::sum(B * Tn, detail::masked_count<T>{m}) * inv_b);
-  if (config.communicator) reduce_step_result(*config.communicator, B, double(B), 0.0, out.metrics);  // all rollouts
+  if (communicator) reduce_step_result(*communicator, B, double(B), 0.0, out.metrics);  // all rollouts
   return out;
 }
 
 // `epochs` passes of minibatch updates of the policy and the value model on one rollout (the reference and
-// the reward of `models` are not used).
+// the reward of `models` are not used). The result's loss is the policy loss averaged over the minibatch steps,
+// its grad_norm the policy's; the value loss and norm are the metrics loss/value_avg and value_grad_norm.
+// `options`: clipping and communicator (each minibatch is one micro-batch, so micro_batches is not read).
 template <class P, class Ref, class Vm, class Reward, class PO, class VO, class Be>
-PpoStepResult ppo_update(const PpoModels<P, Ref, Vm, Reward>& models, const PpoOptimizers<PO, VO>& optimizers,
-                         const PpoRollout<Be>& rollout, Rng& rng, const PpoStepConfig& config = {}) {
+StepResult ppo_update(const PpoModels<P, Ref, Vm, Reward>& models, const PpoOptimizers<PO, VO>& optimizers,
+                      const PpoRollout<Be>& rollout, Rng& rng, const PpoStepConfig& config = {},
+                      const StepOptions& options = {}) {
   RLHF_REQUIRE_TRAINABLE_POLICY(P, "rlhf::ppo_update");
   RLHF_REQUIRE_VALUE_MODEL(Vm, "rlhf::ppo_update");
   RLHF_REQUIRE_OPTIMIZER(PO, P, "rlhf::ppo_update (policy optimizer)");
   RLHF_REQUIRE_OPTIMIZER(VO, Vm, "rlhf::ppo_update (value optimizer)");
   static_assert(std::is_same_v<typename P::backend, Be> && std::is_same_v<typename Vm::backend, Be>,
                 "rlhf::ppo_update: the policy and the value model must use the backend type of the rollout");
+  using T = typename Be::scalar;
   constexpr const char* fn = "rlhf::ppo_update";
   detail::validate_ppo(fn, config);
   const std::size_t B = rollout.batch.batch;
   if (config.minibatches > B)
     fail<config_error>(fn, ": minibatches must be in [1, ", B, "] for a rollout of ", B, " (got ", config.minibatches,
                        ")");
+  const StepOptions outer = detail::online_step_options(config, options);
 
-  PpoStepResult out = {0, 0, rollout.metrics};
+  StepResult out{.loss = 0, .metrics = rollout.metrics, .grad_norm = 0};  // grad_norm: a mean over the steps
   Metrics losses;
-  std::vector<std::size_t> order(B);
-  std::iota(order.begin(), order.end(), std::size_t{0});
-  const double weight = 1.0 / static_cast<double>(config.epochs * config.minibatches);
-  double grad_norm = 0, value_grad_norm = 0;  // means over the minibatch steps
-  for (std::size_t e = 0; e < config.epochs; ++e) {
-    if (config.shuffle)
-      for (std::size_t i = B; i-- > 1;) std::swap(order[i], order[rng.below(i + 1)]);
-    for (std::size_t j = 0; j < config.minibatches; ++j) {
-      const auto [lo, hi] = detail::micro_batch_rows(B, config.minibatches, j);
-      const std::span<const std::size_t> rows(order.data() + lo, hi - lo);
-      const TokenBatch part = gather_rows(rollout.batch, rows);
-      const auto mask = gather_rows(rollout.mask, rows);
-      const std::size_t n = hi - lo;
+  double value_loss = 0, value_grad_norm = 0;
+  const MinibatchSchedule schedule{.passes = config.epochs, .minibatches = config.minibatches, .shuffle = config.shuffle};
+  minibatch_passes(B, schedule, rng, [&](std::span<const std::size_t> rows, double weight) {
+    const TokenBatch part = gather_rows(rollout.batch, rows);
+    const auto mask = gather_rows(rollout.mask, rows);
+    const double n = double(rows.size());
+    const double tokens = Be::sum(rows.size() * Be::cols(mask), detail::masked_count<T>{Be::data(mask)});
 
-      // One optimizer step of each model on the minibatch, whole (one micro-batch).
-      using T = typename Be::scalar;
-      const double tokens = Be::sum(n * Be::cols(mask), detail::masked_count<T>{Be::data(mask)});
-      const auto weight_of = [&](Aggregation a) { return a == Aggregation::token_mean ? tokens : double(n); };
-      const StepOptions step{.max_grad_norm = config.max_grad_norm,
-                             .communicator = config.communicator,
-                             .rank_weight = weight_of(config.policy.aggregation)};
-      StepOptions value_step = step;
-      value_step.rank_weight = weight_of(config.value.aggregation);
-      const auto p = training_step(fn, models.policy, optimizers.policy, n, step, [&](auto, auto, double) {
-        auto r = ppo_policy_loss(models.policy.log_probs(part), gather_rows(rollout.logp, rows),
-                                 gather_rows(rollout.advantages, rows), mask, config.policy);
-        models.policy.backward(part, r.d_logp);
-        return r;
-      });
-      const auto v = training_step(fn, models.value_model, optimizers.value, n, value_step, [&](auto, auto, double) {
-        auto r = ppo_value_loss(models.value_model.values(part), gather_rows(rollout.values, rows),
-                                gather_rows(rollout.returns, rows), mask, config.value);
-        models.value_model.backward_values(part, r.d_values);
-        return r;
-      });
-
-      out.policy_loss += weight * p.loss;
-      out.value_loss += weight * v.loss;
-      losses.combine(p.metrics, weight);  // each minibatch step counts alike
-      losses.combine(v.metrics, weight);
-      grad_norm += weight * p.grad_norm;
-      value_grad_norm += weight * v.grad_norm;
-    }
-  }
-  out.metrics.set(metric::loss_policy_avg, out.policy_loss);
-  out.metrics.set(metric::loss_value_avg, out.value_loss);
-  out.metrics.set(metric::grad_norm, grad_norm);
+    // One optimizer step of each model on the minibatch.
+    const auto step = minibatch_step_options(outer, config.policy.aggregation, tokens, n);
+    const auto value_step = minibatch_step_options(outer, config.value.aggregation, tokens, n);
+    const auto p = training_step(fn, models.policy, optimizers.policy, rows.size(), step, [&](auto, auto, double) {
+      auto r = ppo_policy_loss(models.policy.log_probs(part), gather_rows(rollout.logp, rows),
+                               gather_rows(rollout.advantages, rows), mask, config.policy);
+      models.policy.backward(part, r.d_logp);
+      return r;
+    });
+    const auto v = training_step(fn, models.value_model, optimizers.value, rows.size(), value_step,
+                                 [&](auto, auto, double) {
+                                   auto r = ppo_value_loss(models.value_model.values(part),
+                                                           gather_rows(rollout.values, rows),
+                                                           gather_rows(rollout.returns, rows), mask, config.value);
+                                   models.value_model.backward_values(part, r.d_values);
+                                   return r;
+                                 });
+    out.loss += weight * p.loss;
+    value_loss += weight * v.loss;
+    losses.combine(p.metrics, weight);  // each minibatch step counts alike
+    losses.combine(v.metrics, weight);
+    out.grad_norm += weight * p.grad_norm;
+    value_grad_norm += weight * v.grad_norm;
+  });
+  out.metrics.set(metric::loss_policy_avg, out.loss);
+  out.metrics.set(metric::loss_value_avg, value_loss);
+  out.metrics.set(metric::grad_norm, out.grad_norm);
   out.metrics.set(metric::value_grad_norm, value_grad_norm);
   for (const auto& [name, value] : losses.items()) out.metrics.set(name, value);
   return out;
@@ -269,8 +271,9 @@ PpoStepResult ppo_update(const PpoModels<P, Ref, Vm, Reward>& models, const PpoO
 
 // One PPO iteration: rollout with κ = kl_controller.value(), update, then kl_controller.update(KL, B).
 template <class P, class Ref, class Vm, class Reward, class PO, class VO, class Kl>
-PpoStepResult ppo_step(const PpoModels<P, Ref, Vm, Reward>& models, const PpoOptimizers<PO, VO>& optimizers,
-                       Kl& kl_controller, const PromptBatch& prompts, Rng& rng, const PpoStepConfig& config = {}) {
+StepResult ppo_step(const PpoModels<P, Ref, Vm, Reward>& models, const PpoOptimizers<PO, VO>& optimizers,
+                    Kl& kl_controller, const PromptBatch& prompts, Rng& rng, const PpoStepConfig& config = {},
+                    const StepOptions& options = {}) {
   RLHF_REQUIRE_TRAINABLE_POLICY(P, "rlhf::ppo_step");
   RLHF_REQUIRE_SAMPLING_POLICY(P, "rlhf::ppo_step");
   static_assert(
@@ -280,11 +283,12 @@ PpoStepResult ppo_step(const PpoModels<P, Ref, Vm, Reward>& models, const PpoOpt
       },
       "rlhf::ppo_step: the KL controller has no members 'value()' and 'update(observed_kl, n_steps)'; "
       "see docs/algorithms/kl_control.md");
-  const auto rollout = ppo_rollout(models, prompts, rng, static_cast<double>(kl_controller.value()), config);
-  PpoStepResult out = ppo_update(models, optimizers, rollout, rng, config);
+  const auto rollout = ppo_rollout(models, prompts, rng, static_cast<double>(kl_controller.value()), config, options);
+  StepResult out = ppo_update(models, optimizers, rollout, rng, config, options);
+  Communicator* const communicator = detail::online_step_options(config, options).communicator;
   // The controller's step counts every rank's samples, as one process with the whole batch would.
-  const double samples = config.communicator ? all_reduce_sum(*config.communicator, double(rollout.batch.batch))
-                                             : double(rollout.batch.batch);
+  const double samples =
+      communicator ? all_reduce_sum(*communicator, double(rollout.batch.batch)) : double(rollout.batch.batch);
   kl_controller.update(rollout.metrics[metric::objective_kl], static_cast<std::size_t>(samples));
   return out;
 }
