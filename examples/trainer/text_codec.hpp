@@ -26,6 +26,7 @@ struct TextCodec {
   rlhf::token_id eos = -1;
   std::string kind;               // "gpt2-bpe" or "sentencepiece", for the log
   std::vector<fs::path> files;    // copied into saved model folders
+  std::string eos_token;          // the text whose id is eos (or would be, when eos is -1)
 
   std::vector<rlhf::token_id> operator()(std::string_view text) const { return encode(text); }
 };
@@ -35,7 +36,23 @@ inline TextCodec wrap_gpt2(std::shared_ptr<const rlhf::io::Gpt2Tokenizer> t, std
           [t](std::span<const rlhf::token_id> ids) { return t->decode(ids, true); },
           t->eos(),
           "gpt2-bpe",
-          std::move(files)};
+          std::move(files),
+          rlhf::io::Gpt2Options{}.eos_token};
+}
+
+// One line for the run's log: which end-of-sequence token completions end with, or that there is none (a vocab
+// without "<|endoftext|>": completions are then trained without an end, and sampling stops only at its length).
+inline std::string describe_eos(const TextCodec& codec) {
+  if (codec.eos >= 0) return "eos: '" + codec.eos_token + "' (id " + std::to_string(codec.eos) + ")";
+  return "eos: none ('" + codec.eos_token + "' is not in the tokenizer's vocabulary); completions get no "
+         "end-of-sequence token and sampling stops only at its length limit";
+}
+
+// Refuses (rlhf::io_error naming the tokenizer) a codec without an end-of-sequence token, for runs that need one.
+inline void require_eos(const TextCodec& codec, const fs::path& where) {
+  if (codec.eos < 0)
+    rlhf::fail<rlhf::io_error>("tokenizer '", where.string(), "': '", codec.eos_token,
+                               "' is not in its vocabulary, so completions would have no end-of-sequence token");
 }
 
 // `where`: a folder or a .model file. Throws rlhf::io_error naming what it looked for.
@@ -49,7 +66,8 @@ inline TextCodec load_text_codec(const fs::path& where) {
             [t](std::span<const rlhf::token_id> ids) { return t->decode(ids); },
             t->eos(),
             "sentencepiece",
-            {where}};
+            {where},
+            "</s>"};
 #else
     rlhf::fail<rlhf::io_error>("tokenizer '", where.string(),
                                "' is a SentencePiece model, but rlhf-train was built without SentencePiece "
