@@ -1,6 +1,8 @@
 #pragma once
-// checkpoint-<step>/ folders under output_dir: each written whole into a hidden partial folder and renamed into
-// place, so a folder named checkpoint-<step> is always complete; the oldest beyond save_total_limit are removed.
+// checkpoint-<step>/ folders under output_dir: each written whole into a hidden partial folder (named per process,
+// .checkpoint-<step>.partial-<pid>-<random>), given its manifest.json last (checkpoint_manifest.hpp) and renamed
+// into place, so a folder named checkpoint-<step> is always complete; the oldest beyond save_total_limit are
+// removed. A kill leaves at most a partial folder or a .previous one, which remove_strays (output_dir.hpp) clears.
 #include <algorithm>
 #include <charconv>
 #include <cstddef>
@@ -9,7 +11,11 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
+#include "checkpoint_manifest.hpp"
 #include "rlhf/core/error.hpp"
+#include "rlhf/io/atomic_file.hpp"
 
 namespace trainer {
 
@@ -36,16 +42,17 @@ inline std::vector<std::pair<std::size_t, fs::path>> list_checkpoints(const fs::
   return out;
 }
 
-// Writes checkpoint-<step> with `fill(folder)`; returns its path. If fill throws, nothing named checkpoint-* is
-// left behind (the partial folder is removed) and the exception goes on.
+// Writes checkpoint-<step> with `fill(folder)`, then its manifest; returns its path. If either throws, nothing
+// named checkpoint-* is left behind (the partial folder is removed) and the exception goes on.
 template <class Fill>
 fs::path write_checkpoint(const fs::path& output_dir, std::size_t step, Fill&& fill) {
   const fs::path final_path = output_dir / ("checkpoint-" + std::to_string(step));
-  const fs::path partial = output_dir / (".checkpoint-" + std::to_string(step) + ".partial");
-  fs::remove_all(partial);
+  const fs::path partial = output_dir / (".checkpoint-" + std::to_string(step) + ".partial-" +
+                                         std::to_string(::getpid()) + "-" + rlhf::io::detail::random_suffix());
   fs::create_directories(partial);
   try {
     fill(partial);
+    write_manifest(partial);
   } catch (...) {
     std::error_code ignored;
     fs::remove_all(partial, ignored);
@@ -57,6 +64,7 @@ fs::path write_checkpoint(const fs::path& output_dir, std::size_t step, Fill&& f
     fs::rename(final_path, previous);
   }
   fs::rename(partial, final_path);
+  rlhf::io::detail::fsync_folder(output_dir);
   fs::remove_all(previous);
   return final_path;
 }
