@@ -287,9 +287,9 @@ TEST_CASE("rewards, gae and whiten: bad input names the argument") {
   CHECK_THROWS_WITH_AS(kl_penalized_rewards(vec(vec::Ones(3)), x, x, mask, 0.1f),
                        doctest::Contains("'scores' has 3 elements"), shape_error);
   CHECK_THROWS_WITH_AS(kl_penalized_rewards(scores, x, mat(mat::Zero(4, 6)), mask, 0.1f),
-                       doctest::Contains("'ref_logp' is 4x6 but 'logp' is 4x7"), shape_error);
+                       doctest::Contains("'ref_logp' is [4, 6] but 'logp' is [4, 7]"), shape_error);
   CHECK_THROWS_WITH_AS(kl_penalized_rewards(scores, x, x, mat(mat::Ones(3, 7)), 0.1f),
-                       doctest::Contains("'mask' is 3x7"), shape_error);
+                       doctest::Contains("'mask' is [3, 7]"), shape_error);
   mat nan = x;
   nan(2, 3) = std::nan("");
   CHECK_THROWS_WITH_AS(kl_penalized_rewards(scores, nan, x, mask, 0.1f), doctest::Contains("'logp' holds 1 NaN or Inf"),
@@ -305,10 +305,10 @@ TEST_CASE("rewards, gae and whiten: bad input names the argument") {
   CHECK_THROWS_AS(kl_penalized_rewards(scores, x, x, mask, NAN), config_error);
   mat fuzzy = mask;
   fuzzy(0, 3) = 0.5;
-  CHECK_THROWS_WITH_AS(kl_penalized_rewards(scores, x, x, fuzzy, 0.1f), doctest::Contains("other than 0 and 1"),
+  CHECK_THROWS_WITH_AS(kl_penalized_rewards(scores, x, x, fuzzy, 0.1f), doctest::Contains("other than 0 or 1"),
                        value_error);
   // gae
-  CHECK_THROWS_WITH_AS(gae(x, mat(mat::Zero(4, 8)), mask), doctest::Contains("'values' is 4x8 but 'rewards' is 4x7"),
+  CHECK_THROWS_WITH_AS(gae(x, mat(mat::Zero(4, 8)), mask), doctest::Contains("'values' is [4, 8] but 'rewards' is [4, 7]"),
                        shape_error);
   CHECK_THROWS_WITH_AS(gae(x, nan, mask), doctest::Contains("'values' holds 1 NaN"), value_error);
   CHECK_THROWS_WITH_AS(gae(mat(), mat(), mat()), doctest::Contains("empty batch"), shape_error);
@@ -322,7 +322,7 @@ TEST_CASE("rewards, gae and whiten: bad input names the argument") {
   CHECK_THROWS_AS(gae(x, x, mask, {.lambda = NAN}), config_error);
   CHECK_THROWS_WITH_AS(gae(x, x, mask, {.gamma = NAN}), doctest::Contains("gamma"), config_error);
   // whiten
-  CHECK_THROWS_WITH_AS(whiten(x, mat(mat::Ones(4, 2))), doctest::Contains("'mask' is 4x2 but 'x' is 4x7"), shape_error);
+  CHECK_THROWS_WITH_AS(whiten(x, mat(mat::Ones(4, 2))), doctest::Contains("'mask' is [4, 2] but 'x' is [4, 7]"), shape_error);
   CHECK_THROWS_WITH_AS(whiten(nan, mask), doctest::Contains("'x' holds 1 NaN"), value_error);
   CHECK_THROWS_WITH_AS(whiten(mat(), mat()), doctest::Contains("empty batch"), shape_error);
   mat single = mat::Zero(4, 7);
@@ -340,7 +340,7 @@ TEST_CASE("rewards, gae and whiten: bad input names the argument") {
                        value_error);
   CHECK_THROWS_WITH_AS(kl_penalized_rewards(scores, x, x, mask, 0.1, {.clamp = -1}),
                        doctest::Contains("clamp must be finite and >= 0"), config_error);
-  CHECK_THROWS_WITH_AS(whiten(x, fuzzy), doctest::Contains("other than 0 and 1"), value_error);
+  CHECK_THROWS_WITH_AS(whiten(x, fuzzy), doctest::Contains("other than 0 or 1"), value_error);
 }
 
 TEST_CASE("rewards, gae and whiten: inputs of ±3e38 in float give finite values, or a named error") {

@@ -172,8 +172,8 @@ TEST_CASE("listwise_dpo: finite values and gradients at extreme log-probs, in fl
 TEST_CASE("listwise_dpo: bad input names the argument") {
   const mat policy = random_matrix(3, 4, -20, -1, 1), reference = random_matrix(3, 4, -20, -1, 2);
   CHECK_THROWS_WITH_AS(listwise_dpo_loss(policy, mat(reference.leftCols(3)), vec()),
-                       doctest::Contains("'reference_logps' is 3x3 but 'policy_logps' is 3x4"), shape_error);
-  CHECK_THROWS_WITH_AS(listwise_dpo_loss(policy, mat(), vec()), doctest::Contains("'reference_logps' is 0x0"),
+                       doctest::Contains("'reference_logps' is [3, 3] but 'policy_logps' is [3, 4]"), shape_error);
+  CHECK_THROWS_WITH_AS(listwise_dpo_loss(policy, mat(), vec()), doctest::Contains("'reference_logps' is [0, 0]"),
                        shape_error);
   CHECK_THROWS_WITH_AS(listwise_dpo_loss(policy, reference, vec(vec::Constant(4, 2))),
                        doctest::Contains("'lengths' has 4 elements"), shape_error);

@@ -130,7 +130,7 @@ Matrix whiten_over_ranks(const char* fn, const Matrix& x, const Matrix& mask, co
   using T = typename Be::scalar;
   const std::size_t n = Be::rows(x) * Be::cols(x);
   const T *px = Be::data(x), *pm = Be::data(mask);
-  double totals[2] = {Be::sum(n, detail::ppo::element_value<T>{pm}), Be::sum(n, detail::ppo::masked_element<T>{px, pm})};
+  double totals[2] = {Be::sum(n, detail::element_as_double<T>{pm}), Be::sum(n, detail::masked_element<T>{px, pm})};
   communicator->all_reduce_sum(std::span<double>(totals, 2));
   WhitenStats s;
   s.count = totals[0];
@@ -138,7 +138,7 @@ Matrix whiten_over_ranks(const char* fn, const Matrix& x, const Matrix& mask, co
   if (s.count < needed)
     fail<value_error>(fn, ": the ranks' masks select ", s.count, " entries; the variance needs at least ", needed);
   s.mean = totals[1] / s.count;
-  double squares = Be::sum(n, detail::ppo::masked_square_deviation<T>{px, pm, s.mean});
+  double squares = Be::sum(n, detail::masked_square_deviation<T>{px, pm, s.mean});
   communicator->all_reduce_sum(std::span<double>(&squares, 1));
   s.variance = squares / (config.unbiased ? s.count - 1 : s.count);
   s.inv_std = 1.0 / std::sqrt(config.eps_as_floor ? std::max(s.variance, config.eps) : s.variance + config.eps);
@@ -193,7 +193,7 @@ PpoRollout<typename P::backend> ppo_rollout(const PpoModels<P, Ref, Vm, Reward>&
   const T* m = Be::data(out.mask);
   const double inv_b = 1.0 / static_cast<double>(B);
   const double kl = kl_estimate(out.logp, out.ref_logp, out.mask, config.kl).mean;
-  const double score = Be::sum(B, detail::vector_value<T>{Be::data(out.scores)}) * inv_b;
+  const double score = Be::sum(B, detail::element_as_double<T>{Be::data(out.scores)}) * inv_b;
   out.metrics.set(metric::objective_scores, score);
   out.metrics.set(metric::objective_kl, kl);
   out.metrics.set(metric::objective_kl_coef, kl_coef);

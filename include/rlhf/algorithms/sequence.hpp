@@ -18,6 +18,7 @@
 
 #include "rlhf/core/batch.hpp"
 #include "rlhf/core/concepts.hpp"
+#include "rlhf/core/elements.hpp"
 #include "rlhf/core/error.hpp"
 #include "rlhf/core/math.hpp"
 #include "rlhf/core/metrics.hpp"
@@ -268,21 +269,6 @@ typename Be::matrix scaled(const typename Be::matrix& m, double scale) {
   return out;
 }
 
-template <class T>
-struct masked_count {  // Σ mask
-  const T* mask;
-  RLHF_HOST_DEVICE double operator()(std::size_t i) const { return mask[i] != T(0) ? 1.0 : 0.0; }
-};
-template <class T>
-struct masked_value {  // Σ mask · x
-  const T *x, *mask;
-  RLHF_HOST_DEVICE double operator()(std::size_t i) const { return mask[i] != T(0) ? static_cast<double>(x[i]) : 0.0; }
-};
-template <class T>
-struct vector_value {
-  const T* x;
-  RLHF_HOST_DEVICE double operator()(std::size_t i) const { return static_cast<double>(x[i]); }
-};
 
 }  // namespace detail
 

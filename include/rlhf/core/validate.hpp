@@ -84,6 +84,42 @@ void require_mask(std::string_view fn, std::string_view arg, const typename Be::
   if (bad > 0) fail<value_error>(fn, ": '", arg, "' holds ", bad, " value(s) other than 0 or 1 among ", n);
 }
 
+// Per row of a 0/1 mask: 1 if the row has more than one run of response tokens (gapped).
+template <class T>
+struct gapped_row_flag {
+  const T* mask;
+  std::size_t cols;
+  RLHF_HOST_DEVICE double operator()(std::size_t b) const {
+    std::size_t runs = 0;
+    bool previous = false;
+    for (std::size_t t = 0; t < cols; ++t) {
+      const bool on = mask[b * cols + t] != T(0);
+      if (on && !previous) ++runs;
+      previous = on;
+    }
+    return runs > 1 ? 1.0 : 0.0;
+  }
+};
+
+enum class MaskRule {
+  any,      // 0/1 only
+  one_run,  // and at most one contiguous run of response tokens per row
+};
+
+// The response mask of a per-token loss: [rows, cols] like `like` (named as the message shows it), 0/1, and
+// under MaskRule::one_run one contiguous response per row.
+template <Backend Be>
+void require_token_mask(std::string_view fn, const typename Be::matrix& mask, std::size_t rows, std::size_t cols,
+                        std::string_view like, MaskRule rule) {
+  require_shape<Be>(fn, "mask", mask, rows, cols, like);
+  require_mask<Be>(fn, "mask", Be::data(mask), rows * cols);
+  if (rule == MaskRule::any) return;
+  const double gapped = Be::sum(rows, gapped_row_flag<typename Be::scalar>{Be::data(mask), cols});
+  if (gapped > 0)
+    fail<value_error>(fn, ": 'mask' has ", gapped, " row(s) of ", rows,
+                      " whose response tokens are not contiguous (a gap of 0s inside the response)");
+}
+
 template <class T>
 struct non_finite_where_masked_count {
   const T *x, *mask;
@@ -98,6 +134,15 @@ void require_finite_where_masked(std::string_view fn, std::string_view arg, cons
                                  const typename Be::scalar* mask, std::size_t n) {
   const double bad = Be::sum(n, non_finite_where_masked_count<typename Be::scalar>{x, mask});
   if (bad > 0) fail<value_error>(fn, ": '", arg, "' holds ", bad, " NaN or Inf value(s) where the mask is 1");
+}
+
+// A per-token input [B, T] the shape of `mask` (whose shape is that of `like`), finite wherever the (already
+// checked) mask is 1; entries under a 0 are never read, so padding may hold anything (0, -inf, NaN).
+template <Backend Be>
+void require_tokens(std::string_view fn, std::string_view arg, const typename Be::matrix& m,
+                    const typename Be::matrix& mask, std::string_view like) {
+  require_shape<Be>(fn, arg, m, Be::rows(mask), Be::cols(mask), like);
+  require_finite_where_masked<Be>(fn, arg, Be::data(m), Be::data(mask), Be::rows(m) * Be::cols(m));
 }
 
 template <class T>

@@ -13,6 +13,7 @@
 #include <limits>
 
 #include "rlhf/core/concepts.hpp"
+#include "rlhf/core/elements.hpp"
 #include "rlhf/core/math.hpp"
 #include "rlhf/core/metric_names.hpp"
 #include "rlhf/core/metrics.hpp"
@@ -82,11 +83,6 @@ struct BradleyTerryKernel {
 };
 
 template <class T>
-struct bt_value {
-  const T* x;
-  RLHF_HOST_DEVICE double operator()(std::size_t i) const { return static_cast<double>(x[i]); }
-};
-template <class T>
 struct bt_gap {
   const T *a, *b;
   RLHF_HOST_DEVICE double operator()(std::size_t i) const { return static_cast<double>(a[i]) - b[i]; }
@@ -129,10 +125,10 @@ BradleyTerryResult<Vector> bradley_terry_loss(const RewardPairs<Vector>& in, con
   const double inv_n = 1.0 / static_cast<double>(n);
   const T* rc = Be::data(in.chosen);
   const T* rr = Be::data(in.rejected);
-  out.loss = Be::sum(n, detail::bt_value<T>{Be::data(out.losses)}) * inv_n;
+  out.loss = Be::sum(n, detail::element_as_double<T>{Be::data(out.losses)}) * inv_n;
   out.metrics.set(metric::rewards_accuracies, Be::sum(n, detail::bt_ordered<T>{rc, rr}) * inv_n);
-  out.metrics.set(metric::rewards_chosen, Be::sum(n, detail::bt_value<T>{rc}) * inv_n);
-  out.metrics.set(metric::rewards_rejected, Be::sum(n, detail::bt_value<T>{rr}) * inv_n);
+  out.metrics.set(metric::rewards_chosen, Be::sum(n, detail::element_as_double<T>{rc}) * inv_n);
+  out.metrics.set(metric::rewards_rejected, Be::sum(n, detail::element_as_double<T>{rr}) * inv_n);
   out.metrics.set(metric::rewards_margins, Be::sum(n, detail::bt_gap<T>{rc, rr}) * inv_n);
   return out;
 }

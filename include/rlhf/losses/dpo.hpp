@@ -15,6 +15,7 @@
 #include <limits>
 
 #include "rlhf/core/concepts.hpp"
+#include "rlhf/core/elements.hpp"
 #include "rlhf/core/math.hpp"
 #include "rlhf/core/metric_names.hpp"
 #include "rlhf/core/metrics.hpp"
@@ -194,11 +195,6 @@ struct dpo_reward_stat {
 };
 
 template <class T>
-struct element {
-  const T* x;
-  RLHF_HOST_DEVICE double operator()(std::size_t i) const { return static_cast<double>(x[i]); }
-};
-template <class T>
 struct negative_count {
   const T* x;
   RLHF_HOST_DEVICE double operator()(std::size_t i) const { return x[i] < T(0) ? 1.0 : 0.0; }
@@ -264,7 +260,7 @@ DpoResult<Vector> dpo_loss(const PreferencePairs<Vector>& in, const DpoConfig& c
   const bool has_reference = Be::size(in.reference_chosen) == n;  // dpo_pair ignores it when reference_free
   double nll_length = 0;  // per_sequence: each pair's own length
   if (config.nll_weight != 0.0 && config.nll_normalization == DpoNllNormalization::batch_tokens) {
-    const double tokens = Be::sum(n, detail::element<T>{Be::data(in.chosen_length)});
+    const double tokens = Be::sum(n, detail::element_as_double<T>{Be::data(in.chosen_length)});
     nll_length = (tokens < 1.0 ? 1.0 : tokens) / static_cast<double>(n);  // TRL divides by the batch's tokens
   }
   const detail::DpoKernel<T> kernel{config, Be::data(in.policy_chosen), Be::data(in.policy_rejected),
@@ -287,13 +283,13 @@ DpoResult<Vector> dpo_loss(const PreferencePairs<Vector>& in, const DpoConfig& c
   const double inv_n = 1.0 / static_cast<double>(n);
   using S = detail::DpoRewardStat;
   const auto mean = [&](S stat) { return Be::sum(n, detail::dpo_reward_stat<T>{kernel, stat}) * inv_n; };
-  out.loss = Be::sum(n, detail::element<T>{Be::data(out.losses)}) * inv_n;
+  out.loss = Be::sum(n, detail::element_as_double<T>{Be::data(out.losses)}) * inv_n;
   out.metrics.set(metric::rewards_chosen, mean(S::chosen));
   out.metrics.set(metric::rewards_rejected, mean(S::rejected));
   out.metrics.set(metric::rewards_accuracies, mean(S::accuracy));
   out.metrics.set(metric::rewards_margins, mean(S::margin));
-  out.metrics.set(metric::logps_chosen, Be::sum(n, detail::element<T>{Be::data(in.policy_chosen)}) * inv_n);
-  out.metrics.set(metric::logps_rejected, Be::sum(n, detail::element<T>{Be::data(in.policy_rejected)}) * inv_n);
+  out.metrics.set(metric::logps_chosen, Be::sum(n, detail::element_as_double<T>{Be::data(in.policy_chosen)}) * inv_n);
+  out.metrics.set(metric::logps_rejected, Be::sum(n, detail::element_as_double<T>{Be::data(in.policy_rejected)}) * inv_n);
   return out;
 }
 

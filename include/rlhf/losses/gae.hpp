@@ -18,6 +18,7 @@
 #include <type_traits>
 
 #include "rlhf/core/concepts.hpp"
+#include "rlhf/core/elements.hpp"
 #include "rlhf/core/error.hpp"
 #include "rlhf/core/math.hpp"
 #include "rlhf/core/validate.hpp"
@@ -52,100 +53,7 @@ struct WhitenStats {
   double count = 0;     // masked entries
 };
 
-// Checks and small reductions shared by gae.hpp and ppo.hpp. Their own namespace keeps them apart from
-// the helpers of other loss headers.
 namespace detail::ppo {
-
-template <class T>
-struct masked_element {  // mask[i] · x[i]
-  const T *x, *mask;
-  RLHF_HOST_DEVICE double operator()(std::size_t i) const { return mask[i] != T(0) ? static_cast<double>(x[i]) : 0.0; }
-};
-
-template <class T>
-struct masked_square_deviation {  // mask[i] · (x[i] − mean)²
-  const T *x, *mask;
-  double mean;
-  RLHF_HOST_DEVICE double operator()(std::size_t i) const {
-    const double d = static_cast<double>(x[i]) - mean;
-    return mask[i] != T(0) ? d * d : 0.0;
-  }
-};
-
-template <class T>
-struct element_value {
-  const T* x;
-  RLHF_HOST_DEVICE double operator()(std::size_t i) const { return static_cast<double>(x[i]); }
-};
-
-template <class T>
-struct not_binary_count {  // entries other than exactly 0 or 1 (NaN included)
-  const T* x;
-  RLHF_HOST_DEVICE double operator()(std::size_t i) const { return x[i] == T(0) || x[i] == T(1) ? 0.0 : 1.0; }
-};
-
-// Per row of a 0/1 mask: 1 if the row has more than one run of response tokens (gapped).
-template <class T>
-struct mask_row_flag {
-  const T* mask;
-  std::size_t cols;
-  RLHF_HOST_DEVICE double operator()(std::size_t b) const {
-    std::size_t runs = 0;
-    bool previous = false;
-    for (std::size_t t = 0; t < cols; ++t) {
-      const bool on = mask[b * cols + t] != T(0);
-      if (on && !previous) ++runs;
-      previous = on;
-    }
-    return runs > 1 ? 1.0 : 0.0;
-  }
-};
-
-template <Backend Be>
-void require_shape(std::string_view fn, std::string_view arg, const typename Be::matrix& m, std::size_t rows,
-                   std::size_t cols, std::string_view like) {
-  if (Be::rows(m) != rows || Be::cols(m) != cols)
-    fail<shape_error>(fn, ": '", arg, "' is ", Be::rows(m), "x", Be::cols(m), " but '", like, "' is ", rows, "x", cols);
-}
-
-template <class T>
-struct masked_non_finite_count {
-  const T *x, *mask;
-  RLHF_HOST_DEVICE double operator()(std::size_t i) const {
-    return mask[i] != T(0) && !math::is_finite(x[i]) ? 1.0 : 0.0;
-  }
-};
-
-// A per-token input [B, T] like `like`, finite wherever the (already checked) mask is 1; entries under a 0
-// are never read, so padding may hold anything (0, -inf, NaN).
-template <Backend Be>
-void require_tokens(std::string_view fn, std::string_view arg, const typename Be::matrix& m,
-                    const typename Be::matrix& mask, std::string_view like) {
-  require_shape<Be>(fn, arg, m, Be::rows(mask), Be::cols(mask), like);
-  const double bad =
-      Be::sum(Be::rows(m) * Be::cols(m), masked_non_finite_count<typename Be::scalar>{Be::data(m), Be::data(mask)});
-  if (bad > 0) fail<value_error>(fn, ": '", arg, "' holds ", bad, " NaN or Inf value(s) where the mask is 1");
-}
-
-enum class MaskRule {
-  any,      // 0/1 only
-  one_run,  // and at most one contiguous run of response tokens per row
-};
-
-template <Backend Be>
-void require_mask(std::string_view fn, const typename Be::matrix& mask, std::size_t rows, std::size_t cols,
-                  std::string_view like, MaskRule rule) {
-  using T = typename Be::scalar;
-  require_shape<Be>(fn, "mask", mask, rows, cols, like);
-  const T* m = Be::data(mask);
-  const double bad = Be::sum(rows * cols, not_binary_count<T>{m});
-  if (bad > 0) fail<value_error>(fn, ": 'mask' holds ", bad, " value(s) other than 0 and 1 among ", rows * cols);
-  if (rule == MaskRule::any) return;
-  const double gapped = Be::sum(rows, mask_row_flag<T>{m, cols});
-  if (gapped > 0)
-    fail<value_error>(fn, ": 'mask' has ", gapped, " row(s) of ", rows,
-                      " whose response tokens are not contiguous (a gap of 0s inside the response)");
-}
 
 template <class T>
 struct kl_reward_row {
@@ -233,9 +141,9 @@ Matrix kl_penalized_rewards(const Vector& scores, const Matrix& logp, const Matr
     fail<config_error>(fn, ": kl_coef must be >= 0 (got ", kl_coef, ")");
   detail::kl::require_config(fn, kl);
   detail::require_rows<Be>(fn, "scores", scores, B);
-  detail::ppo::require_mask<Be>(fn, mask, B, Tn, "logp", detail::ppo::MaskRule::any);
-  detail::ppo::require_tokens<Be>(fn, "logp", logp, mask, "logp");
-  detail::ppo::require_tokens<Be>(fn, "ref_logp", ref_logp, mask, "logp");
+  detail::require_token_mask<Be>(fn, mask, B, Tn, "'logp'", detail::MaskRule::any);
+  detail::require_tokens<Be>(fn, "logp", logp, mask, "'logp'");
+  detail::require_tokens<Be>(fn, "ref_logp", ref_logp, mask, "'logp'");
 
   Matrix rewards = Be::matrix_of(B, Tn);
   Be::for_each(B, detail::ppo::kl_reward_row<T>{T(kl_coef), kl, Be::data(scores), Be::data(logp), Be::data(ref_logp),
@@ -255,9 +163,9 @@ GaeResult<Matrix> gae(const Matrix& rewards, const Matrix& values, const Matrix&
   require_nonempty(fn, "rewards", B);
   require_in_range(fn, "gamma", config.gamma, 0.0, 1.0);
   require_in_range(fn, "lambda", config.lambda, 0.0, 1.0);
-  detail::ppo::require_mask<Be>(fn, mask, B, Tn, "rewards", detail::ppo::MaskRule::one_run);
-  detail::ppo::require_tokens<Be>(fn, "rewards", rewards, mask, "rewards");
-  detail::ppo::require_tokens<Be>(fn, "values", values, mask, "rewards");
+  detail::require_token_mask<Be>(fn, mask, B, Tn, "'rewards'", detail::MaskRule::one_run);
+  detail::require_tokens<Be>(fn, "rewards", rewards, mask, "'rewards'");
+  detail::require_tokens<Be>(fn, "values", values, mask, "'rewards'");
 
   GaeResult<Matrix> out{Be::matrix_of(B, Tn), Be::matrix_of(B, Tn)};
   Be::for_each(B, detail::ppo::gae_row<T>{T(config.gamma), T(config.lambda), Be::data(rewards), Be::data(values),
@@ -277,21 +185,21 @@ WhitenStats whiten_stats(const Matrix& x, const Matrix& mask, const WhitenConfig
   require_nonempty(fn, "x", B);
   if (!(config.eps > 0.0) || !std::isfinite(config.eps))
     fail<config_error>(fn, ": eps must be finite and > 0 (got ", config.eps, ")");
-  detail::ppo::require_mask<Be>(fn, mask, B, Tn, "x", detail::ppo::MaskRule::any);
+  detail::require_token_mask<Be>(fn, mask, B, Tn, "'x'", detail::MaskRule::any);
   if (config.zero_outside_mask)
-    detail::ppo::require_tokens<Be>(fn, "x", x, mask, "x");
+    detail::require_tokens<Be>(fn, "x", x, mask, "'x'");
   else
     detail::require_finite<Be>(fn, "x", Be::data(x), n);  // every entry is transformed
   const T *px = Be::data(x), *pm = Be::data(mask);
   WhitenStats s;
-  s.count = Be::sum(n, detail::ppo::element_value<T>{pm});
+  s.count = Be::sum(n, detail::element_as_double<T>{pm});
   const double needed = config.unbiased ? 2 : 1;
   if (s.count < needed)
     fail<value_error>(fn, ": 'mask' selects ", s.count, " entries; the ", config.unbiased ? "unbiased " : "",
                       "variance needs at least ", needed);
-  s.mean = Be::sum(n, detail::ppo::masked_element<T>{px, pm}) / s.count;
+  s.mean = Be::sum(n, detail::masked_element<T>{px, pm}) / s.count;
   s.variance =
-      Be::sum(n, detail::ppo::masked_square_deviation<T>{px, pm, s.mean}) / (config.unbiased ? s.count - 1 : s.count);
+      Be::sum(n, detail::masked_square_deviation<T>{px, pm, s.mean}) / (config.unbiased ? s.count - 1 : s.count);
   s.inv_std = 1.0 / std::sqrt(config.eps_as_floor ? std::max(s.variance, config.eps) : s.variance + config.eps);
   return s;
 }

@@ -24,6 +24,7 @@
 #include <type_traits>
 
 #include "rlhf/core/concepts.hpp"
+#include "rlhf/core/elements.hpp"
 #include "rlhf/core/math.hpp"
 #include "rlhf/core/validate.hpp"
 #include "rlhf/losses/aggregation.hpp"
@@ -182,11 +183,6 @@ struct ExactKlKernel {
   }
 };
 
-template <class T>
-struct kl_element {
-  const T* x;
-  RLHF_HOST_DEVICE double operator()(std::size_t i) const { return static_cast<double>(x[i]); }
-};
 
 template <class T>
 struct non_finite_in_masked_row_count {
@@ -241,7 +237,7 @@ KlResult<Matrix, typename Be::vector> kl_estimate(const Matrix& logp, const Matr
   out.per_token = Be::matrix_of(rows, cols);
   out.d_logp = Be::matrix_of(rows, cols);
   out.d_ref_logp = Be::matrix_of(rows, cols);
-  const double tokens = Be::sum(n, detail::kl::kl_element<T>{Be::data(mask)});
+  const double tokens = Be::sum(n, detail::element_as_double<T>{Be::data(mask)});
   const detail::aggregation::Weights weights{config.aggregation, tokens, double(rows), 1.0};
   Be::for_each(rows,
                detail::kl::KlEstimateKernel<T>{config, weights, Be::data(logp), Be::data(ref_logp), Be::data(mask),
@@ -280,7 +276,7 @@ ExactKlResult<Matrix, Vector> exact_kl_from_logits(const Matrix& logits_p, const
   detail::require_mask<Be>(fn, "mask", Be::data(mask), rows);
   detail::kl::require_finite_in_masked_rows<Be>(fn, "logits_p", logits_p, mask);
   detail::kl::require_finite_in_masked_rows<Be>(fn, "logits_q", logits_q, mask);
-  const double selected = Be::sum(rows, detail::kl::kl_element<T>{Be::data(mask)});
+  const double selected = Be::sum(rows, detail::element_as_double<T>{Be::data(mask)});
   if (selected == 0) fail<value_error>(fn, ": 'mask' selects none of the ", rows, " rows");
 
   ExactKlResult<Matrix, Vector> out;
@@ -293,7 +289,7 @@ ExactKlResult<Matrix, Vector> exact_kl_from_logits(const Matrix& logits_p, const
   constexpr const char* cause = "'logits_p' and 'logits_q' differ by too much";
   detail::require_representable<Be>(fn, "per_row", Be::data(out.per_row), rows, cause);
   detail::require_representable<Be>(fn, "d_logits_p", Be::data(out.d_logits_p), rows * vocab, cause);
-  out.mean = Be::sum(rows, detail::kl::kl_element<T>{Be::data(out.per_row)}) / selected;
+  out.mean = Be::sum(rows, detail::element_as_double<T>{Be::data(out.per_row)}) / selected;
   return out;
 }
 

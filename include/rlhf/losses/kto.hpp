@@ -13,6 +13,7 @@
 #include <limits>
 
 #include "rlhf/core/concepts.hpp"
+#include "rlhf/core/elements.hpp"
 #include "rlhf/core/math.hpp"
 #include "rlhf/core/metric_names.hpp"
 #include "rlhf/core/metrics.hpp"
@@ -86,11 +87,6 @@ struct KtoKernel {
 };
 
 template <class T>
-struct kto_element {
-  const T* x;
-  RLHF_HOST_DEVICE double operator()(std::size_t i) const { return static_cast<double>(x[i]); }
-};
-template <class T>
 struct kto_difference {  // a[i] − b[i], in double
   const T *a, *b;
   RLHF_HOST_DEVICE double operator()(std::size_t i) const {
@@ -158,7 +154,7 @@ KtoResult<Vector> kto_loss(const KtoExamples<Vector>& in, const KtoConfig& confi
   detail::require_representable<Be>(fn, "the loss", Be::data(out.losses), n, cause);
   detail::require_representable<Be>(fn, "d_policy", Be::data(out.d_policy), n, cause);
   detail::require_representable<Be>(fn, "d_reference", Be::data(out.d_reference), n, cause);
-  out.loss = Be::sum(n, detail::kto_element<T>{Be::data(out.losses)}) / double(n);
+  out.loss = Be::sum(n, detail::element_as_double<T>{Be::data(out.losses)}) / double(n);
 
   // Means over one label's examples, weighted by their count when micro-batches are combined (TRL keeps sums and
   // counts for the same reason). A label absent from the batch reports 0 with weight 0, so that every batch has

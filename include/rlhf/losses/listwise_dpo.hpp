@@ -12,6 +12,7 @@
 #include <type_traits>
 
 #include "rlhf/core/concepts.hpp"
+#include "rlhf/core/elements.hpp"
 #include "rlhf/core/math.hpp"
 #include "rlhf/core/metric_names.hpp"
 #include "rlhf/core/metrics.hpp"
@@ -89,9 +90,7 @@ ListwiseDpoResult<Matrix, Vector> listwise_dpo_loss(const Matrix& policy_logps, 
   detail::validate_ranking<Be>(fn, "policy_logps", policy_logps, lengths);
   const std::size_t n = Be::rows(policy_logps), cols = Be::cols(policy_logps);
   if (!config.reference_free) {
-    if (Be::rows(reference_logps) != n || Be::cols(reference_logps) != cols)
-      fail<shape_error>(fn, ": 'reference_logps' is ", Be::rows(reference_logps), "x", Be::cols(reference_logps),
-                        " but 'policy_logps' is ", n, "x", cols);
+    detail::require_shape<Be>(fn, "reference_logps", reference_logps, n, cols, "'policy_logps'");
     detail::validate_ranking<Be>(fn, "reference_logps", reference_logps, lengths);
   }
   const T* len = Be::size(lengths) ? Be::data(lengths) : nullptr;
@@ -111,7 +110,7 @@ ListwiseDpoResult<Matrix, Vector> listwise_dpo_loss(const Matrix& policy_logps, 
   const double inv_n = 1.0 / static_cast<double>(n);
   const detail::score_rows<T> logps{Be::data(policy_logps), cols};
   using LogpRows = detail::score_rows<T>;
-  out.loss = Be::sum(n, detail::ranked_value<T>{Be::data(out.losses)}) * inv_n;
+  out.loss = Be::sum(n, detail::element_as_double<T>{Be::data(out.losses)}) * inv_n;
   out.metrics.set(metric::rewards_chosen, Be::sum(n, detail::ranked_first<T, Rows>{rewards}) * inv_n);
   out.metrics.set(metric::rewards_rejected, Be::sum(n, detail::ranked_last<T, Rows>{rewards, len, cols}) * inv_n);
   out.metrics.set(metric::rewards_accuracies, Be::sum(n, detail::ranked_top_pair<T, Rows>{rewards}) * inv_n);

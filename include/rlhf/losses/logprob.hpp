@@ -18,6 +18,7 @@
 #include <type_traits>
 
 #include "rlhf/core/concepts.hpp"
+#include "rlhf/core/elements.hpp"
 #include "rlhf/core/math.hpp"
 #include "rlhf/core/metrics.hpp"
 #include "rlhf/core/reduction.hpp"
@@ -278,11 +279,6 @@ struct non_finite_flag {
   RLHF_HOST_DEVICE double operator()(std::size_t i) const { return math::is_finite(x[i]) ? 0.0 : 1.0; }
 };
 template <class T>
-struct as_double {
-  const T* x;
-  RLHF_HOST_DEVICE double operator()(std::size_t i) const { return static_cast<double>(x[i]); }
-};
-template <class T>
 struct value_at {  // reads one element through Be::sum, so that it works wherever the data lives
   const T* x;
   RLHF_HOST_DEVICE double operator()(std::size_t) const { return static_cast<double>(*x); }
@@ -394,9 +390,9 @@ void finish_result(SequenceLogprobResult<Be>& out, const typename Be::vector& ma
                SequenceReduceKernel<T>{Be::data(out.tokens), Be::data(mask), out.time, mean, Be::data(out.sequence),
                                        Be::data(out.response_length)},
                out.time);
-  const double tokens = Be::sum(out.batch, as_double<T>{Be::data(out.response_length)});
-  out.metrics.set("logps/sequence", Be::sum(out.batch, as_double<T>{Be::data(out.sequence)}) / out.batch);
-  out.metrics.set("logps/token", Be::sum(out.batch * out.time, as_double<T>{Be::data(out.tokens)}) / tokens,
+  const double tokens = Be::sum(out.batch, element_as_double<T>{Be::data(out.response_length)});
+  out.metrics.set("logps/sequence", Be::sum(out.batch, element_as_double<T>{Be::data(out.sequence)}) / out.batch);
+  out.metrics.set("logps/token", Be::sum(out.batch * out.time, element_as_double<T>{Be::data(out.tokens)}) / tokens,
                   Combine::token_mean, tokens);
   out.metrics.set("tokens/response", tokens / out.batch);
 }

@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "rlhf/core/concepts.hpp"
+#include "rlhf/core/elements.hpp"
 #include "rlhf/core/math.hpp"
 #include "rlhf/core/metric_names.hpp"
 #include "rlhf/core/metrics.hpp"
@@ -123,11 +124,6 @@ struct orpo_stat {
 };
 
 template <class T>
-struct orpo_element {
-  const T* x;
-  RLHF_HOST_DEVICE double operator()(std::size_t i) const { return static_cast<double>(x[i]); }
-};
-template <class T>
 struct orpo_negative_count {
   const T* x;
   RLHF_HOST_DEVICE double operator()(std::size_t i) const { return x[i] < T(0) ? 1.0 : 0.0; }
@@ -167,7 +163,7 @@ OrpoResult<Vector> orpo_loss(const OrpoPairs<Vector>& in, const OrpoConfig& conf
     fail<value_error>(fn, ": 'chosen_tokens_per_pair' must be >= 0 and finite (got ", chosen_tokens_per_pair, ")");
   double nll_length = chosen_tokens_per_pair;
   if (nll_length == 0) {
-    const double tokens = Be::sum(n, detail::orpo_element<T>{Be::data(in.chosen_length)});
+    const double tokens = Be::sum(n, detail::element_as_double<T>{Be::data(in.chosen_length)});
     nll_length = (tokens < 1.0 ? 1.0 : tokens) / static_cast<double>(n);  // TRL divides by the batch's tokens
   }
   OrpoResult<Vector> out;
@@ -193,7 +189,7 @@ OrpoResult<Vector> orpo_loss(const OrpoPairs<Vector>& in, const OrpoConfig& conf
   const double inv_n = 1.0 / static_cast<double>(n);
   using S = detail::OrpoStat;
   const auto mean = [&](S stat) { return Be::sum(n, detail::orpo_stat<T>{kernel, stat}) * inv_n; };
-  out.loss = Be::sum(n, detail::orpo_element<T>{Be::data(out.losses)}) * inv_n;
+  out.loss = Be::sum(n, detail::element_as_double<T>{Be::data(out.losses)}) * inv_n;
   const double chosen = mean(S::chosen), rejected = mean(S::rejected);
   out.metrics.set(metric::nll_loss, mean(S::nll));
   out.metrics.set(metric::log_odds_ratio, mean(S::log_sigmoid));

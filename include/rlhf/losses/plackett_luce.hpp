@@ -14,6 +14,7 @@
 #include <type_traits>
 
 #include "rlhf/core/concepts.hpp"
+#include "rlhf/core/elements.hpp"
 #include "rlhf/core/math.hpp"
 #include "rlhf/core/metric_names.hpp"
 #include "rlhf/core/metrics.hpp"
@@ -96,11 +97,6 @@ struct score_rows {
   RLHF_HOST_DEVICE score_row<T> operator()(std::size_t b) const { return {s + b * cols}; }
 };
 
-template <class T>
-struct ranked_value {
-  const T* x;
-  RLHF_HOST_DEVICE double operator()(std::size_t i) const { return static_cast<double>(x[i]); }
-};
 
 template <class T>
 struct PlackettLuceKernel {
@@ -228,7 +224,7 @@ PlackettLuceResult<Matrix, Vector> plackett_luce_loss(const Matrix& scores, cons
   const double inv_n = 1.0 / static_cast<double>(n);
   const detail::score_rows<T> rows{Be::data(scores), cols};
   using Rows = detail::score_rows<T>;
-  out.loss = Be::sum(n, detail::ranked_value<T>{Be::data(out.losses)}) * inv_n;
+  out.loss = Be::sum(n, detail::element_as_double<T>{Be::data(out.losses)}) * inv_n;
   out.metrics.set(metric::rewards_accuracies,
                   Be::sum(n, detail::ranked_top_choice<T, Rows>{rows, len, cols}) * inv_n);
   out.metrics.set(metric::rewards_chosen, Be::sum(n, detail::ranked_first<T, Rows>{rows}) * inv_n);

@@ -238,13 +238,13 @@ PpoPolicyResult<Matrix> ppo_policy_loss(const Matrix& logp, const Matrix& old_lo
   if (!(config.dual_clip == 0.0 || (config.dual_clip > 1.0 && std::isfinite(config.dual_clip))))
     fail<config_error>(fn, ": dual_clip must be 0 (off) or > 1 (got ", config.dual_clip, ")");
   detail::aggregation::require_valid(fn, config.aggregation, config.max_tokens, "max_tokens");
-  detail::ppo::require_mask<Be>(fn, mask, B, Tn, "logp", detail::ppo::MaskRule::any);
-  detail::ppo::require_tokens<Be>(fn, "logp", logp, mask, "logp");
-  detail::ppo::require_tokens<Be>(fn, "old_logp", old_logp, mask, "logp");
-  detail::ppo::require_tokens<Be>(fn, "advantages", advantages, mask, "logp");
+  detail::require_token_mask<Be>(fn, mask, B, Tn, "'logp'", detail::MaskRule::any);
+  detail::require_tokens<Be>(fn, "logp", logp, mask, "'logp'");
+  detail::require_tokens<Be>(fn, "old_logp", old_logp, mask, "'logp'");
+  detail::require_tokens<Be>(fn, "advantages", advantages, mask, "'logp'");
 
   const T *lp = Be::data(logp), *old = Be::data(old_logp), *adv = Be::data(advantages), *m = Be::data(mask);
-  const double tokens = Be::sum(n, detail::ppo::element_value<T>{m});
+  const double tokens = Be::sum(n, detail::element_as_double<T>{m});
   const detail::aggregation::Weights weights{config.aggregation, tokens, double(B), config.max_tokens};
   PpoPolicyResult<Matrix> out;
   out.d_logp = Be::matrix_of(B, Tn);
@@ -278,13 +278,13 @@ ValueLossResult<Matrix> ppo_value_loss(const Matrix& values, const Matrix& old_v
   if (!(config.clip >= 0.0) || !std::isfinite(config.clip))
     fail<config_error>(fn, ": clip must be >= 0 (0 = unclipped) (got ", config.clip, ")");
   detail::aggregation::require_valid(fn, config.aggregation, config.max_tokens, "max_tokens");
-  detail::ppo::require_mask<Be>(fn, mask, B, Tn, "values", detail::ppo::MaskRule::any);
-  detail::ppo::require_tokens<Be>(fn, "values", values, mask, "values");
-  detail::ppo::require_tokens<Be>(fn, "old_values", old_values, mask, "values");
-  detail::ppo::require_tokens<Be>(fn, "returns", returns, mask, "values");
+  detail::require_token_mask<Be>(fn, mask, B, Tn, "'values'", detail::MaskRule::any);
+  detail::require_tokens<Be>(fn, "values", values, mask, "'values'");
+  detail::require_tokens<Be>(fn, "old_values", old_values, mask, "'values'");
+  detail::require_tokens<Be>(fn, "returns", returns, mask, "'values'");
 
   const T *v = Be::data(values), *old = Be::data(old_values), *ret = Be::data(returns), *m = Be::data(mask);
-  const double tokens = Be::sum(n, detail::ppo::element_value<T>{m});
+  const double tokens = Be::sum(n, detail::element_as_double<T>{m});
   const detail::aggregation::Weights weights{config.aggregation, tokens, double(B), config.max_tokens};
   ValueLossResult<Matrix> out;
   out.d_values = Be::matrix_of(B, Tn);

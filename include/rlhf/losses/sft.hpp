@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "rlhf/core/concepts.hpp"
+#include "rlhf/core/elements.hpp"
 #include "rlhf/core/math.hpp"
 #include "rlhf/core/metric_names.hpp"
 #include "rlhf/core/metrics.hpp"
@@ -109,11 +110,6 @@ struct MaskedRowKernel {
 };
 
 template <class T>
-struct masked_row_element {
-  const T* x;
-  RLHF_HOST_DEVICE double operator()(std::size_t i) const { return static_cast<double>(x[i]); }
-};
-template <class T>
 struct masked_row_product {
   const T *a, *b;
   RLHF_HOST_DEVICE double operator()(std::size_t i) const { return static_cast<double>(a[i]) * b[i]; }
@@ -146,7 +142,7 @@ void validate_masked_tokens(const char* fn, const char* logp_name, const typenam
   if (reduction == Reduction::mean || batch == BatchReduction::mean_rows) {
     require_no_empty_rows<Be>(fn, mask_name, mask);
   } else if (batch == BatchReduction::mean_tokens &&
-             Be::sum(n, masked_row_element<typename Be::scalar>{Be::data(mask)}) == 0) {
+             Be::sum(n, element_as_double<typename Be::scalar>{Be::data(mask)}) == 0) {
     fail<value_error>(fn, ": '", mask_name, "' sets no token in the whole batch; mean_tokens divides by their count");
   }
 }
@@ -165,7 +161,7 @@ MaskedBatch masked_rows(Term term, const typename Be::matrix& logp, const typena
   using T = typename Be::scalar;
   const std::size_t rows = Be::rows(logp), cols = Be::cols(logp);
   const double mask_tokens = batch == BatchReduction::mean_tokens
-                                 ? Be::sum(rows * cols, masked_row_element<T>{Be::data(mask)})
+                                 ? Be::sum(rows * cols, element_as_double<T>{Be::data(mask)})
                                  : 0.0;
   const double per_batch = batch == BatchReduction::mean_rows   ? 1.0 / static_cast<double>(rows)
                            : batch == BatchReduction::mean_tokens ? 1.0 / mask_tokens
@@ -178,9 +174,9 @@ MaskedBatch masked_rows(Term term, const typename Be::matrix& logp, const typena
                cols);
   MaskedBatch out;
   out.total = Be::sum(rows, masked_row_product<T>{Be::data(row_mean), Be::data(row_tokens)});
-  out.tokens = Be::sum(rows, masked_row_element<T>{Be::data(row_tokens)});
+  out.tokens = Be::sum(rows, element_as_double<T>{Be::data(row_tokens)});
   const double summed =
-      reduction == Reduction::mean ? Be::sum(rows, masked_row_element<T>{Be::data(row_mean)}) : out.total;
+      reduction == Reduction::mean ? Be::sum(rows, element_as_double<T>{Be::data(row_mean)}) : out.total;
   out.loss = summed * per_batch;
   const auto mean_host = Be::to_host(row_mean), tokens_host = Be::to_host(row_tokens);
   out.rows.resize(rows);
