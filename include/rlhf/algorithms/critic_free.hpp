@@ -89,18 +89,15 @@ struct CriticFreeConfig {
             .policy = {.aggregation = Aggregation::sequence_sum, .max_tokens = p.max_tokens}};
   }
   static CriticFreeConfig rloo(const RlooPreset& p = {}) {
-    return {.advantage = AdvantageEstimator::leave_one_out,
-            .group_size = p.group_size,
-            .scale_rewards = false,
-            .beta = p.beta,
-            .kl_in_reward = true};
+    return kl_in_reward_preset(AdvantageEstimator::leave_one_out, p.group_size, p.beta);
   }
   static CriticFreeConfig reinforce_pp(const ReinforcePpPreset& p = {}) {
-    return {.advantage = AdvantageEstimator::token_whitened,
-            .group_size = p.group_size,
-            .scale_rewards = false,
-            .beta = p.beta,
-            .kl_in_reward = true};
+    return kl_in_reward_preset(AdvantageEstimator::token_whitened, p.group_size, p.beta);
+  }
+
+  // RLOO and REINFORCE++: the KL in the reward, no std scaling.
+  static CriticFreeConfig kl_in_reward_preset(AdvantageEstimator advantage, std::size_t group_size, double beta) {
+    return {.advantage = advantage, .group_size = group_size, .scale_rewards = false, .beta = beta, .kl_in_reward = true};
   }
 
   // The positional forms these replace; their argument orders differ (reinforce_pp takes beta first).

@@ -9,6 +9,14 @@
 #include "rlhf/core/error.hpp"
 #include "rlhf/core/math.hpp"
 
+namespace rlhf {
+
+// The largest label smoothing ε a pairwise loss (DPO, Bradley–Terry) takes: at ε = 0.5 the smoothed target no
+// longer prefers either response, so the loss has no direction; the bound stays just below it.
+inline constexpr double max_label_smoothing = 0.4999;
+
+}  // namespace rlhf
+
 namespace rlhf::detail {
 
 template <class T>

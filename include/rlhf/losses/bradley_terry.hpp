@@ -102,7 +102,7 @@ BradleyTerryResult<Vector> bradley_terry_loss(const RewardPairs<Vector>& in, con
   const std::size_t n = Be::size(in.chosen);
   require_nonempty(fn, "chosen", n);
   require_in_range(fn, "margin", config.margin, -largest, largest);
-  require_in_range(fn, "label_smoothing", config.label_smoothing, 0.0, 0.4999);
+  require_in_range(fn, "label_smoothing", config.label_smoothing, 0.0, max_label_smoothing);
   require_in_range(fn, "center_coefficient", config.center_coefficient, 0.0, largest);
   detail::require_rows<Be>(fn, "chosen", in.chosen, n);
   detail::require_rows<Be>(fn, "rejected", in.rejected, n);

@@ -212,7 +212,7 @@ void validate_pairs(const char* fn, const PreferencePairs<typename Be::vector>& 
   const std::size_t n = Be::size(in.policy_chosen);
   require_nonempty(fn, "policy_chosen", n);
   require_positive(fn, "beta", c.beta);
-  require_in_range(fn, "label_smoothing", c.label_smoothing, 0.0, 0.4999);
+  require_in_range(fn, "label_smoothing", c.label_smoothing, 0.0, max_label_smoothing);
   constexpr double largest = std::numeric_limits<float>::max();  // rejects NaN and ±Inf too
   require_in_range(fn, "margin", c.margin, -largest, largest);
   require_in_range(fn, "nll_weight", c.nll_weight, 0.0, largest);

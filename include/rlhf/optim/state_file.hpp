@@ -189,23 +189,118 @@ inline void require_parameters(const std::string& fn, const char* field, std::si
 
 }  // namespace detail::state_file
 
+// ---- one field list per optimizer -----------------------------------------------------------------------------
+
+namespace detail::state_file {
+template <class State>
+struct state_traits;  // the scalar type of a state's buffers
+template <class T>
+struct state_traits<AdamWState<T>> {
+  using scalar = T;
+  static constexpr bool adamw = true;
+};
+template <class T>
+struct state_traits<RmspropState<T>> {
+  using scalar = T;
+  static constexpr bool adamw = false;
+};
+template <class State>
+constexpr bool is_adamw_state = state_traits<std::remove_const_t<State>>::adamw;
+}  // namespace detail::state_file
+
+// Every field of an optimizer's state file, in one list: `visit(name, field)` for the step, each config number or
+// flag (metadata) and each buffer (a tensor). Saving and loading both walk it, so the two cannot drift apart.
+template <class State, class Visit>
+  requires(detail::state_file::is_adamw_state<State>)
+void for_each_state_field(State& s, Visit&& visit) {
+  visit("step", s.step);
+  visit("learning_rate", s.config.learning_rate);
+  visit("beta1", s.config.beta1);
+  visit("beta2", s.config.beta2);
+  visit("epsilon", s.config.epsilon);
+  visit("weight_decay", s.config.weight_decay);
+  visit("exp_avg", s.exp_avg);
+  visit("exp_avg_sq", s.exp_avg_sq);
+}
+
+template <class State, class Visit>
+  requires(!detail::state_file::is_adamw_state<State>)
+void for_each_state_field(State& s, Visit&& visit) {
+  visit("step", s.step);
+  visit("learning_rate", s.config.learning_rate);
+  visit("alpha", s.config.alpha);
+  visit("epsilon", s.config.epsilon);
+  visit("weight_decay", s.config.weight_decay);
+  visit("momentum", s.config.momentum);
+  visit("centered", s.config.centered);
+  visit("square_avg", s.square_avg);
+  visit("grad_avg", s.grad_avg);
+  visit("momentum_buffer", s.momentum_buffer);
+}
+
+namespace detail::state_file {
+
+template <class F>
+constexpr bool is_buffer = requires(const F& f) { f.data(); f.size(); };
+
+template <class T>
+void validate_state(std::string_view fn, const AdamWState<T>& s) {
+  validate_adamw_state(fn, s);
+}
+template <class T>
+void validate_state(std::string_view fn, const RmspropState<T>& s) {
+  validate_rmsprop_state(fn, s);
+}
+
+// Writes a state of kind `kind` (checked first, naming the file) to `path` atomically.
+template <class State>
+void save_state(const std::filesystem::path& path, const char* kind, const State& s) {
+  validate_state("rlhf::save_optimizer_state '" + path.string() + "'", s);
+  auto meta = header(kind);
+  std::vector<io::TensorView> views;
+  for_each_state_field(s, [&](const char* name, const auto& field) {
+    if constexpr (is_buffer<std::remove_cvref_t<decltype(field)>>)
+      views.push_back(view(name, field));
+    else
+      meta[name] = text(field);
+  });
+  io::save_safetensors(path, views, meta);
+}
+
+// The state in `path`, checked as the optimizer's restore checks it (errors name the file and the field).
+template <class State>
+State load_state(const char* fn, const std::filesystem::path& path, const char* kind) {
+  using T = typename state_traits<State>::scalar;
+  State s;
+  std::set<std::string> tensors;
+  for_each_state_field(s, [&](const char* name, const auto& field) {
+    if constexpr (is_buffer<std::remove_cvref_t<decltype(field)>>) tensors.insert(name);
+  });
+  const Reader r(fn, path, kind, std::move(tensors));
+  for_each_state_field(s, [&](const char* name, auto& field) {
+    using F = std::remove_cvref_t<decltype(field)>;
+    if constexpr (is_buffer<F>)
+      field = r.values<T>(name);
+    else if constexpr (std::is_same_v<F, bool>)
+      field = r.get_flag(name);
+    else if constexpr (std::is_same_v<F, std::size_t>)
+      field = r.get_size(name);
+    else
+      field = r.get_float(name);
+  });
+  validate_state(r.fn(), s);
+  return s;
+}
+
+}  // namespace detail::state_file
+
 // ---- AdamW ---------------------------------------------------------------------------------------------------
 
 // Writes `s` to `path` atomically; refuses (validate_adamw_state, naming the file) a state holding NaN, Inf or
 // sizes that disagree, writing nothing. rlhf::CudaAdamW: save_optimizer_state(path, gpu.state()).
 template <class T>
 void save_optimizer_state(const std::filesystem::path& path, const AdamWState<T>& s) {
-  namespace sf = detail::state_file;
-  detail::validate_adamw_state("rlhf::save_optimizer_state '" + path.string() + "'", s);
-  auto meta = sf::header("adamw");
-  meta["step"] = sf::text(s.step);
-  meta["learning_rate"] = sf::text(s.config.learning_rate);
-  meta["beta1"] = sf::text(s.config.beta1);
-  meta["beta2"] = sf::text(s.config.beta2);
-  meta["epsilon"] = sf::text(s.config.epsilon);
-  meta["weight_decay"] = sf::text(s.config.weight_decay);
-  const io::TensorView views[] = {sf::view("exp_avg", s.exp_avg), sf::view("exp_avg_sq", s.exp_avg_sq)};
-  io::save_safetensors(path, views, meta);
+  detail::state_file::save_state(path, "adamw", s);
 }
 
 template <class T>
@@ -216,18 +311,7 @@ void save_optimizer_state(const std::filesystem::path& path, const AdamW<T>& opt
 // The state in `path`, checked as AdamW::restore checks it (errors name the file and the field).
 template <class T = float>
 AdamWState<T> load_adamw_state(const std::filesystem::path& path) {
-  const detail::state_file::Reader r("rlhf::load_adamw_state", path, "adamw", {"exp_avg", "exp_avg_sq"});
-  AdamWState<T> s;
-  s.step = r.get_size("step");
-  s.config.learning_rate = r.get_float("learning_rate");
-  s.config.beta1 = r.get_float("beta1");
-  s.config.beta2 = r.get_float("beta2");
-  s.config.epsilon = r.get_float("epsilon");
-  s.config.weight_decay = r.get_float("weight_decay");
-  s.exp_avg = r.values<T>("exp_avg");
-  s.exp_avg_sq = r.values<T>("exp_avg_sq");
-  detail::validate_adamw_state(r.fn(), s);
-  return s;
+  return detail::state_file::load_state<AdamWState<T>>("rlhf::load_adamw_state", path, "adamw");
 }
 
 // Restores `optimizer` from `path`, whose moments must be of the `parameters` it is to step (shape_error).
@@ -243,19 +327,7 @@ void load_optimizer_state(const std::filesystem::path& path, AdamW<T>& optimizer
 
 template <class T>
 void save_optimizer_state(const std::filesystem::path& path, const RmspropState<T>& s) {
-  namespace sf = detail::state_file;
-  detail::validate_rmsprop_state("rlhf::save_optimizer_state '" + path.string() + "'", s);
-  auto meta = sf::header("rmsprop");
-  meta["step"] = sf::text(s.step);
-  meta["learning_rate"] = sf::text(s.config.learning_rate);
-  meta["alpha"] = sf::text(s.config.alpha);
-  meta["epsilon"] = sf::text(s.config.epsilon);
-  meta["weight_decay"] = sf::text(s.config.weight_decay);
-  meta["momentum"] = sf::text(s.config.momentum);
-  meta["centered"] = sf::text(s.config.centered);
-  const io::TensorView views[] = {sf::view("square_avg", s.square_avg), sf::view("grad_avg", s.grad_avg),
-                                  sf::view("momentum_buffer", s.momentum_buffer)};
-  io::save_safetensors(path, views, meta);
+  detail::state_file::save_state(path, "rmsprop", s);
 }
 
 template <class T>
@@ -265,21 +337,7 @@ void save_optimizer_state(const std::filesystem::path& path, const Rmsprop<T>& o
 
 template <class T = float>
 RmspropState<T> load_rmsprop_state(const std::filesystem::path& path) {
-  const detail::state_file::Reader r("rlhf::load_rmsprop_state", path, "rmsprop",
-                                     {"square_avg", "grad_avg", "momentum_buffer"});
-  RmspropState<T> s;
-  s.step = r.get_size("step");
-  s.config.learning_rate = r.get_float("learning_rate");
-  s.config.alpha = r.get_float("alpha");
-  s.config.epsilon = r.get_float("epsilon");
-  s.config.weight_decay = r.get_float("weight_decay");
-  s.config.momentum = r.get_float("momentum");
-  s.config.centered = r.get_flag("centered");
-  s.square_avg = r.values<T>("square_avg");
-  s.grad_avg = r.values<T>("grad_avg");
-  s.momentum_buffer = r.values<T>("momentum_buffer");
-  detail::validate_rmsprop_state(r.fn(), s);
-  return s;
+  return detail::state_file::load_state<RmspropState<T>>("rlhf::load_rmsprop_state", path, "rmsprop");
 }
 
 template <class T>
