@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "rlhf/backends/host_loops.hpp"
 #include "rlhf/core/concepts.hpp"
 
 namespace rlhf {
@@ -23,7 +24,7 @@ Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> eigen_row(T* x, std::size_t n) {
 }  // namespace detail
 
 template <class T = float>
-struct eigen {
+struct eigen : detail::host_loops {
   using scalar = T;
   using vector = Eigen::Matrix<T, Eigen::Dynamic, 1>;                                 // [n]
   using matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;  // [rows, cols]
@@ -56,26 +57,7 @@ struct eigen {
     return Eigen::Map<const matrix>(h.data(), static_cast<Eigen::Index>(r), static_cast<Eigen::Index>(c));
   }
 
-  // f(i) for every i in [0, n). work_per_item estimates the scalar operations inside one call,
-  // so that small batches stay on one thread.
-  template <class F>
-  static void for_each(std::size_t n, F f, std::size_t work_per_item = 1) {
-    const auto count = static_cast<std::ptrdiff_t>(n);
-#pragma omp parallel for schedule(static) if (n * work_per_item >= parallel_threshold)
-    for (std::ptrdiff_t i = 0; i < count; ++i) f(static_cast<std::size_t>(i));
-  }
-
-  // Σ f(i) over [0, n), accumulated in double.
-  template <class F>
-  static double sum(std::size_t n, F f, std::size_t work_per_item = 1) {
-    const auto count = static_cast<std::ptrdiff_t>(n);
-    double total = 0.0;
-#pragma omp parallel for schedule(static) reduction(+ : total) if (n * work_per_item >= parallel_threshold)
-    for (std::ptrdiff_t i = 0; i < count; ++i) total += static_cast<double>(f(static_cast<std::size_t>(i)));
-    return total;
-  }
-
-  static constexpr std::size_t parallel_threshold = 1 << 16;
+  // for_each and sum: detail::host_loops (host_loops.hpp).
 
   // ---- Row primitives -------------------------------------------------------------------------------
   // Loops over one contiguous row x[0, n) of a row-major matrix, called from inside a kernel (one row per

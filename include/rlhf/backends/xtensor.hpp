@@ -12,6 +12,7 @@
 #include <xsimd/xsimd.hpp>
 #endif
 
+#include "rlhf/backends/host_loops.hpp"
 #include "rlhf/core/concepts.hpp"
 
 #if defined(XTENSOR_USE_XSIMD) && !defined(XSIMD_NO_SUPPORTED_ARCHITECTURE)
@@ -21,7 +22,7 @@
 namespace rlhf {
 
 template <class T = float>
-struct xtensor {
+struct xtensor : detail::host_loops {
   using scalar = T;
   using vector = xt::xtensor<T, 1, xt::layout_type::row_major>;                   // [n]
   using matrix = xt::xtensor<T, 2, xt::layout_type::row_major>;                   // [rows, cols]
@@ -58,26 +59,7 @@ struct xtensor {
     return v;
   }
 
-  // f(i) for every i in [0, n). work_per_item estimates the scalar operations inside one call,
-  // so that small batches stay on one thread.
-  template <class F>
-  static void for_each(std::size_t n, F f, std::size_t work_per_item = 1) {
-    const auto count = static_cast<std::ptrdiff_t>(n);
-#pragma omp parallel for schedule(static) if (n * work_per_item >= parallel_threshold)
-    for (std::ptrdiff_t i = 0; i < count; ++i) f(static_cast<std::size_t>(i));
-  }
-
-  // Σ f(i) over [0, n), accumulated in double.
-  template <class F>
-  static double sum(std::size_t n, F f, std::size_t work_per_item = 1) {
-    const auto count = static_cast<std::ptrdiff_t>(n);
-    double total = 0.0;
-#pragma omp parallel for schedule(static) reduction(+ : total) if (n * work_per_item >= parallel_threshold)
-    for (std::ptrdiff_t i = 0; i < count; ++i) total += static_cast<double>(f(static_cast<std::size_t>(i)));
-    return total;
-  }
-
-  static constexpr std::size_t parallel_threshold = 1 << 16;
+  // for_each and sum: detail::host_loops (host_loops.hpp).
 
   // ---- Row primitives (the six of eigen.hpp, same contract) -----------------------------------------------
   // Loops over one contiguous row x[0, n), called from inside a kernel, vectorised with xsimd batches (the
