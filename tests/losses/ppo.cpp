@@ -189,6 +189,8 @@ TEST_CASE("ppo_value_loss: matches the textbook formula, its metrics and finite 
 template <class F>
 double aggregate(const mat& mask, Aggregation how, double max_tokens, F token_loss) {
   const double B = double(mask.rows()), n = mask.sum();
+  double nonempty = 0;  // OpenRLHF's aggregate_loss averages over the rows that have a token
+  for (Eigen::Index b = 0; b < mask.rows(); ++b) nonempty += mask.row(b).sum() > 0 ? 1 : 0;
   double total = 0;
   for (Eigen::Index b = 0; b < mask.rows(); ++b) {
     double row = 0;
@@ -198,6 +200,7 @@ double aggregate(const mat& mask, Aggregation how, double max_tokens, F token_lo
     if (how == Aggregation::token_mean) total += n > 0 ? row / n : 0;
     if (how == Aggregation::sequence_mean) total += nb > 0 ? row / (B * nb) : 0;
     if (how == Aggregation::sequence_sum) total += row / (B * max_tokens);
+    if (how == Aggregation::nonempty_sequence_mean) total += nb > 0 ? row / (nb + 1e-8) / nonempty : 0;
   }
   return total;
 }
@@ -209,7 +212,8 @@ TEST_CASE("ppo losses: token, sequence-mean and sequence-sum aggregation; rows w
   const auto in = policy_inputs(base, 81);
   mat v = random_matrix(B, T, -2, 2, 82), old_v = v + random_matrix(B, T, -1, 1, 83);
   const mat ret = random_matrix(B, T, -2, 2, 84);
-  for (const auto how : {Aggregation::token_mean, Aggregation::sequence_mean, Aggregation::sequence_sum}) {
+  for (const auto how : {Aggregation::token_mean, Aggregation::sequence_mean, Aggregation::sequence_sum,
+                         Aggregation::nonempty_sequence_mean}) {
     CAPTURE(static_cast<int>(how));
     PpoConfig c = base;
     c.aggregation = how;
@@ -244,7 +248,8 @@ TEST_CASE("ppo losses: token, sequence-mean and sequence-sum aggregation; rows w
                          })).epsilon(1e-12));
   // A batch of empty completions: loss 0, gradient 0, metrics 0 (no NaN).
   const mat none = mat::Zero(B, T);
-  for (const auto how : {Aggregation::token_mean, Aggregation::sequence_mean, Aggregation::sequence_sum}) {
+  for (const auto how : {Aggregation::token_mean, Aggregation::sequence_mean, Aggregation::sequence_sum,
+                         Aggregation::nonempty_sequence_mean}) {
     const auto r = ppo_policy_loss(in.logp, in.old_logp, in.advantages, none, {.aggregation = how});
     CHECK(r.loss == 0.0);
     CHECK(r.d_logp.isZero(0));
@@ -253,6 +258,21 @@ TEST_CASE("ppo losses: token, sequence-mean and sequence-sum aggregation; rows w
     CHECK(rv.loss == 0.0);
     CHECK(rv.d_values.isZero(0));
   }
+}
+
+TEST_CASE("ppo losses: OpenRLHF's sequence_mean leaves a row with no token out of the mean") {
+  mat logp(3, 2), zero = mat::Zero(3, 2), adv(3, 2), mask(3, 2);
+  logp.setZero();
+  adv << 1.0, 3.0, 2.0, 0.0, 5.0, 5.0;
+  mask << 1, 1, 1, 0, 0, 0;  // row 2 is an empty completion
+  // At ρ = 1 each token costs −A: row means −2 and −2; OpenRLHF: (−4/(2+1e-8) − 2/(1+1e-8)) / 2 rows.
+  const double want = (-4.0 / (2 + 1e-8) - 2.0 / (1 + 1e-8)) / 2;
+  const auto r = ppo_policy_loss(logp, zero, adv, mask, {.aggregation = Aggregation::nonempty_sequence_mean});
+  CHECK(r.loss == doctest::Approx(want).epsilon(1e-15));
+  CHECK(ppo_policy_loss(logp, zero, adv, mask, {.aggregation = Aggregation::sequence_mean}).loss ==
+        doctest::Approx(-4.0 / 3).epsilon(1e-15));  // TRL's grpo: the empty row counts in B
+  CHECK(r.d_logp(0, 0) == doctest::Approx(-1.0 / (2 + 1e-8) / 2).epsilon(1e-15));
+  CHECK(r.d_logp(2, 0) == 0.0);
 }
 
 TEST_CASE("ppo_value_loss: hand-computed tokens") {

@@ -1,11 +1,22 @@
 #pragma once
-// How the per-token values of one sequence become what a loss or a scorer returns for it.
+// The library's one reduction vocabulary: how per-token values become a number.
+//   Reduction    one sequence: its tokens' values → the value for that sequence (scorers, SFT's per-row term)
+//   Aggregation  a batch [B, T] with a 0/1 mask → the loss (the PPO family, KL, and any token loss through
+//                losses/token_loss.hpp); the weights per row are in losses/aggregation.hpp
+// SFT's BatchReduction and DPO's DpoNllNormalization name combinations of the two: sft.md and dpo.md map them.
 namespace rlhf {
 
 enum class Reduction {
   sum,        // Σ over the response tokens
   mean,       // Σ over the response tokens / their count
   per_token,  // no reduction: one value per token (only where a function says it takes it)
+};
+
+enum class Aggregation {
+  token_mean,              // Σ m x / Σ m: every token of the batch alike
+  sequence_mean,           // (1/B) Σ_b (Σ_t m x / n_b): every row alike, a row with no token counting as 0
+  sequence_sum,            // Σ m x / (B · L), L a constant (Dr. GRPO)
+  nonempty_sequence_mean,  // OpenRLHF's sequence_mean: the mean of Σ_t m x / (n_b + 1e-8) over rows with a token
 };
 
 }  // namespace rlhf

@@ -28,6 +28,7 @@
 #include "rlhf/core/math.hpp"
 #include "rlhf/core/validate.hpp"
 #include "rlhf/losses/aggregation.hpp"
+#include "rlhf/losses/token_loss.hpp"
 
 namespace rlhf {
 
@@ -147,19 +148,14 @@ struct KlEstimateKernel {
   }
 };
 
-// One row's share of the mean: its weight times the sum of its tokens' estimates (in double).
+// One token's estimate, as the token kernel of token_loss.hpp (its mean is that driver's loss).
 template <class T>
-struct KlRowMean {
+struct KlTokenKernel {
   KlConfig config;
-  aggregation::Weights weights;
-  const T *logp, *ref_logp, *mask;
-  std::size_t cols;
-  RLHF_HOST_DEVICE double operator()(std::size_t i) const {
-    double total = 0;
-    for (std::size_t j = i * cols; j < (i + 1) * cols; ++j)
-      if (mask[j] != T(0))
-        total += static_cast<double>(kl_token<T>(config.estimator, logp[j], ref_logp[j], config.clamp).value);
-    return total * aggregation::row_weight(weights, aggregation::row_tokens(mask, i, cols));
+  const T *logp, *ref_logp;  // [B, T] x 2
+  RLHF_HOST_DEVICE TokenLoss<math::wide_t<T>> operator()(std::size_t i) const {
+    const auto k = kl_token<T>(config.estimator, logp[i], ref_logp[i], config.clamp);
+    return {k.value, k.d_logp};
   }
 };
 
@@ -237,8 +233,7 @@ KlResult<Matrix, typename Be::vector> kl_estimate(const Matrix& logp, const Matr
   out.per_token = Be::matrix_of(rows, cols);
   out.d_logp = Be::matrix_of(rows, cols);
   out.d_ref_logp = Be::matrix_of(rows, cols);
-  const double tokens = Be::sum(n, detail::element_as_double<T>{Be::data(mask)});
-  const detail::aggregation::Weights weights{config.aggregation, tokens, double(rows), 1.0};
+  const auto weights = detail::aggregation::weights_of<Be>(config.aggregation, mask, 1.0);
   Be::for_each(rows,
                detail::kl::KlEstimateKernel<T>{config, weights, Be::data(logp), Be::data(ref_logp), Be::data(mask),
                                                cols, Be::data(out.per_token), Be::data(out.d_logp),
@@ -248,8 +243,8 @@ KlResult<Matrix, typename Be::vector> kl_estimate(const Matrix& logp, const Matr
   detail::require_representable<Be>(fn, "per_token", Be::data(out.per_token), n, cause);
   detail::require_representable<Be>(fn, "per_sequence", Be::data(out.per_sequence), rows, cause);
   detail::require_representable<Be>(fn, "d_logp", Be::data(out.d_logp), n, cause);
-  out.mean = Be::sum(
-      rows, detail::kl::KlRowMean<T>{config, weights, Be::data(logp), Be::data(ref_logp), Be::data(mask), cols}, cols);
+  out.mean =
+      token_loss_value<Be>(detail::kl::KlTokenKernel<T>{config, Be::data(logp), Be::data(ref_logp)}, weights, mask);
   return out;
 }
 

@@ -20,6 +20,7 @@
 #include "rlhf/core/validate.hpp"
 #include "rlhf/losses/aggregation.hpp"
 #include "rlhf/losses/gae.hpp"
+#include "rlhf/losses/token_loss.hpp"
 
 namespace rlhf {
 
@@ -113,34 +114,24 @@ RLHF_HOST_DEVICE inline ValueToken<W> value_token(const ValueLossConfig& c, T va
 
 namespace detail::ppo {
 
-// One row of the policy loss: its weight (aggregation.hpp) times each token's gradient. Run once per row.
+// The token kernels of token_loss.hpp: one token's loss and its derivative.
 template <class T>
-struct policy_row {
+struct policy_token_kernel {
   PpoConfig config;
-  aggregation::Weights weights;
-  const T *logp, *old_logp, *advantages, *mask;  // [B, T] x 4
-  std::size_t cols;
-  T* d_logp;  // [B, T]
-  RLHF_HOST_DEVICE void operator()(std::size_t b) const {
-    using W = math::wide_t<T>;
-    const W w = W(aggregation::row_weight(weights, aggregation::row_tokens(mask, b, cols)));
-    for (std::size_t i = b * cols; i < (b + 1) * cols; ++i)
-      d_logp[i] = mask[i] != T(0) ? T(ppo_token<T>(config, logp[i], old_logp[i], advantages[i]).d_logp * w) : T(0);
+  const T *logp, *old_logp, *advantages;  // [B, T] x 3
+  RLHF_HOST_DEVICE TokenLoss<math::wide_t<T>> operator()(std::size_t i) const {
+    const auto k = ppo_token<T>(config, logp[i], old_logp[i], advantages[i]);
+    return {k.loss, k.d_logp};
   }
 };
 
-// One row's share of the loss: its weight times the sum of its tokens' losses.
 template <class T>
-struct policy_row_loss {
-  PpoConfig config;
-  aggregation::Weights weights;
-  const T *logp, *old_logp, *advantages, *mask;
-  std::size_t cols;
-  RLHF_HOST_DEVICE double operator()(std::size_t b) const {
-    double total = 0;
-    for (std::size_t i = b * cols; i < (b + 1) * cols; ++i)
-      if (mask[i] != T(0)) total += static_cast<double>(ppo_token<T>(config, logp[i], old_logp[i], advantages[i]).loss);
-    return total * aggregation::row_weight(weights, aggregation::row_tokens(mask, b, cols));
+struct value_token_kernel {
+  ValueLossConfig config;
+  const T *values, *old_values, *returns;  // [B, T] x 3
+  RLHF_HOST_DEVICE TokenLoss<math::wide_t<T>> operator()(std::size_t i) const {
+    const auto k = value_token<T>(config, values[i], old_values[i], returns[i]);
+    return {k.loss, k.d_value};
   }
 };
 
@@ -169,37 +160,6 @@ struct policy_stat {
         return -d;
     }
     return 0.0;
-  }
-};
-
-template <class T>
-struct value_row {
-  ValueLossConfig config;
-  aggregation::Weights weights;
-  const T *values, *old_values, *returns, *mask;  // [B, T] x 4
-  std::size_t cols;
-  T* d_values;  // [B, T]
-  RLHF_HOST_DEVICE void operator()(std::size_t b) const {
-    using W = math::wide_t<T>;
-    const W w = W(aggregation::row_weight(weights, aggregation::row_tokens(mask, b, cols)));
-    for (std::size_t i = b * cols; i < (b + 1) * cols; ++i)
-      d_values[i] =
-          mask[i] != T(0) ? T(value_token<T>(config, values[i], old_values[i], returns[i]).d_value * w) : T(0);
-  }
-};
-
-template <class T>
-struct value_row_loss {
-  ValueLossConfig config;
-  aggregation::Weights weights;
-  const T *values, *old_values, *returns, *mask;
-  std::size_t cols;
-  RLHF_HOST_DEVICE double operator()(std::size_t b) const {
-    double total = 0;
-    for (std::size_t i = b * cols; i < (b + 1) * cols; ++i)
-      if (mask[i] != T(0))
-        total += static_cast<double>(value_token<T>(config, values[i], old_values[i], returns[i]).loss);
-    return total * aggregation::row_weight(weights, aggregation::row_tokens(mask, b, cols));
   }
 };
 
@@ -244,14 +204,15 @@ PpoPolicyResult<Matrix> ppo_policy_loss(const Matrix& logp, const Matrix& old_lo
   detail::require_tokens<Be>(fn, "advantages", advantages, mask, "'logp'");
 
   const T *lp = Be::data(logp), *old = Be::data(old_logp), *adv = Be::data(advantages), *m = Be::data(mask);
-  const double tokens = Be::sum(n, detail::element_as_double<T>{m});
-  const detail::aggregation::Weights weights{config.aggregation, tokens, double(B), config.max_tokens};
+  const auto weights = detail::aggregation::weights_of<Be>(config.aggregation, mask, config.max_tokens);
+  const double tokens = weights.tokens;
   PpoPolicyResult<Matrix> out;
   out.d_logp = Be::matrix_of(B, Tn);
-  Be::for_each(B, detail::ppo::policy_row<T>{config, weights, lp, old, adv, m, Tn, Be::data(out.d_logp)}, Tn);
+  const detail::ppo::policy_token_kernel<T> token{config, lp, old, adv};
+  token_loss_gradient<Be>(token, weights, mask, out.d_logp);
   detail::require_representable<Be>(fn, "d_logp", Be::data(out.d_logp), n,
                                     "'advantages' (times the ratio, up to e^20) are too large in magnitude");
-  out.loss = Be::sum(B, detail::ppo::policy_row_loss<T>{config, weights, lp, old, adv, m, Tn}, Tn);
+  out.loss = token_loss_value<Be>(token, weights, mask);
   if (!std::isfinite(out.loss))
     fail<value_error>(fn, ": the loss (", out.loss, ") is beyond the range of double: 'advantages' are too large");
   using S = detail::ppo::PolicyStat;
@@ -284,14 +245,15 @@ ValueLossResult<Matrix> ppo_value_loss(const Matrix& values, const Matrix& old_v
   detail::require_tokens<Be>(fn, "returns", returns, mask, "'values'");
 
   const T *v = Be::data(values), *old = Be::data(old_values), *ret = Be::data(returns), *m = Be::data(mask);
-  const double tokens = Be::sum(n, detail::element_as_double<T>{m});
-  const detail::aggregation::Weights weights{config.aggregation, tokens, double(B), config.max_tokens};
+  const auto weights = detail::aggregation::weights_of<Be>(config.aggregation, mask, config.max_tokens);
+  const double tokens = weights.tokens;
   ValueLossResult<Matrix> out;
   out.d_values = Be::matrix_of(B, Tn);
-  Be::for_each(B, detail::ppo::value_row<T>{config, weights, v, old, ret, m, Tn, Be::data(out.d_values)}, Tn);
+  const detail::ppo::value_token_kernel<T> token{config, v, old, ret};
+  token_loss_gradient<Be>(token, weights, mask, out.d_values);
   detail::require_representable<Be>(fn, "d_values", Be::data(out.d_values), n,
                                     "'values' − 'returns' is too large in magnitude");
-  out.loss = Be::sum(B, detail::ppo::value_row_loss<T>{config, weights, v, old, ret, m, Tn}, Tn);
+  out.loss = token_loss_value<Be>(token, weights, mask);
   if (!std::isfinite(out.loss))
     fail<value_error>(fn, ": the loss (", out.loss,
                       ") is beyond the range of double: 'values' − 'returns' is too large");
