@@ -20,7 +20,7 @@
 #include "rlhf/losses/gae.hpp"
 #include "rlhf/losses/kl.hpp"
 #include "rlhf/losses/listwise_dpo.hpp"
-#include "rlhf/losses/logprob.hpp"
+#include "rlhf/models/logprob.hpp"
 #include "rlhf/losses/plackett_luce.hpp"
 #include "rlhf/losses/ppo.hpp"
 #include "rlhf/losses/sft.hpp"

@@ -10,7 +10,7 @@
 
 #include "rlhf/backends/eigen.hpp"
 #include "rlhf/core/rng.hpp"
-#include "rlhf/losses/logprob.hpp"
+#include "rlhf/models/logprob.hpp"
 
 namespace {
 

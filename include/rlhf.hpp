@@ -19,7 +19,6 @@
 #include "rlhf/losses/kl.hpp"
 #include "rlhf/losses/kto.hpp"
 #include "rlhf/losses/listwise_dpo.hpp"
-#include "rlhf/losses/logprob.hpp"
 #include "rlhf/losses/orpo.hpp"
 #include "rlhf/losses/plackett_luce.hpp"
 #include "rlhf/losses/ppo.hpp"

@@ -1,5 +1,5 @@
 // The fused sequence log-prob (forward, backward, forward+backward) on every backend against Eigen.
-#include "rlhf/losses/logprob.hpp"
+#include "rlhf/models/logprob.hpp"
 
 #include "typed.hpp"
 

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "rlhf/backends/eigen.hpp"
-#include "rlhf/losses/logprob.hpp"
+#include "rlhf/models/logprob.hpp"
 #include "rlhf/models/gpt/layers.hpp"
 #include "rlhf/models/gpt_cuda/adamw.cuh"
 #include "rlhf/models/gpt_cuda/attention.cuh"

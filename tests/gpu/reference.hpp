@@ -1,7 +1,7 @@
 #pragma once
 // Plain CPU references for the CUDA kernels that the CPU GPT does not compute in the same form (any C++
 // compiler, no CUDA). Every other kernel's reference is the CPU model's own function (gpt/layers.hpp,
-// losses/logprob.hpp, optim/adamw.hpp); tests/gpu/kernels.cu pairs each kernel with its reference.
+// models/logprob.hpp, optim/adamw.hpp); tests/gpu/kernels.cu pairs each kernel with its reference.
 //
 //   causal_softmax_forward_reference / _backward_reference   the fused softmax of attention.cuh, which the
 //       CPU model folds into gpt::attention_forward on the real block of each row instead

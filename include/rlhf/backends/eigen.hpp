@@ -62,7 +62,7 @@ struct eigen : detail::host_loops {
   // ---- Row primitives -------------------------------------------------------------------------------
   // Loops over one contiguous row x[0, n) of a row-major matrix, called from inside a kernel (one row per
   // kernel call, so they run on one thread) and vectorised over n. Row-wise kernels (the fused log-softmax
-  // of losses/logprob.hpp) are written with them, so that their inner loops run at SIMD speed; every
+  // of models/logprob.hpp) are written with them, so that their inner loops run at SIMD speed; every
   // backend offers the same six, with the same meaning. `out` may be `x` itself (in place); otherwise the
   // two must not overlap. exp is Eigen's vectorised one (within a few ulp; it returns about 1e-38 rather
   // than 0 below e^-88, which is harmless next to the row's max term e^0 = 1).

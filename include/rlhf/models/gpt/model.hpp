@@ -30,7 +30,7 @@
 #include "rlhf/core/error.hpp"
 #include "rlhf/core/rng.hpp"
 #include "rlhf/core/validate.hpp"
-#include "rlhf/losses/logprob.hpp"
+#include "rlhf/models/logprob.hpp"
 #include "rlhf/models/gpt/layers.hpp"
 #include "rlhf/models/gpt/sampler.hpp"
 #include "rlhf/models/gpt_host/config.hpp"
@@ -527,7 +527,7 @@ class Gpt {
                           scored_.real.data() + r0, n, C);
   }
 
-  // The private seam to the fused log-softmax + gather of losses/logprob.hpp: each row of logits_ is reduced
+  // The private seam to the fused log-softmax + gather of models/logprob.hpp: each row of logits_ is reduced
   // to (max, log Σ exp, log p of its target) and, in the backward, overwritten in place by its gradient.
   struct LogprobForwardRows {
     const T* logits;  // [M, V]

@@ -20,7 +20,7 @@
 #include "rlhf/core/batch.hpp"
 #include "rlhf/core/error.hpp"
 #include "rlhf/core/rng.hpp"
-#include "rlhf/losses/logprob.hpp"
+#include "rlhf/models/logprob.hpp"
 #include "rlhf/models/gpt/layers.hpp"
 #include "rlhf/models/gpt_host/config.hpp"
 #include "rlhf/models/gpt_host/params.hpp"

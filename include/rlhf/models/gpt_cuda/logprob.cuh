@@ -2,7 +2,7 @@
 // Per-token log-probs from the LM head's logits: the fused log-softmax + gather, one block per scored row.
 // The forward reads each row of logits once (an online max and sum of exponentials per thread, merged over
 // the block) and never writes log-softmax; the backward overwrites the row with d logits in place.
-// CPU reference: row_logprob / row_logprob_backward (losses/logprob.hpp), which the CPU GPT runs.
+// CPU reference: row_logprob / row_logprob_backward (models/logprob.hpp), which the CPU GPT runs.
 //
 // Rows: the model computes logits only for the M rows that score a response token; row m scores token
 // targets[m] and its log-prob lands at position dst[m] (= b·T + t) of the [B, T] output.

@@ -11,7 +11,7 @@
 //   sequence b (rows b·T … b·T+T−1, mask 0/1):
 //     sum      : Σ_t mask · log p          mean : that sum / Σ_t mask
 //     per_token: mask · log p, [B, T]
-// docs/losses/logprob.md has the settings and a worked example.
+// docs/models/logprob.md has the settings and a worked example.
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -447,7 +447,7 @@ struct upstream_view {
   static_assert(per_token || std::is_same_v<Upstream, typename Be::vector>,
                 "rlhf::sequence_logprob_backward/_with_grad: the upstream gradient must be an evaluated backend "
                 "vector [B] (d_sequence, for sum/mean) or matrix [B, T] (d_tokens, for per_token); call .eval() "
-                "on an expression. See docs/losses/logprob.md");
+                "on an expression. See docs/models/logprob.md");
   const typename Be::scalar* data;
   std::size_t size;
   explicit upstream_view(const Upstream& u) : data(Be::data(u)) {

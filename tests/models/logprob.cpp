@@ -1,4 +1,4 @@
-#include "rlhf/losses/logprob.hpp"
+#include "rlhf/models/logprob.hpp"
 
 #include <doctest/doctest.h>
 
