@@ -5,7 +5,7 @@
 #include <cstdlib>
 #include <exception>
 
-#include "config.hpp"
+#include "arguments.hpp"
 #include "rlhf/core/error.hpp"
 #include "rlhf/distributed/communicator.hpp"
 #include "run.hpp"
@@ -17,7 +17,7 @@ namespace {
 
 // Runs and turns an error into a message and exit status 1; with several ranks the others are stopped too, since
 // they would wait for this one forever.
-int run_or_report(const trainer::Config& config, rlhf::Communicator& comm) {
+int run_or_report(const trainer::Parsed& parsed, rlhf::Communicator& comm) {
   const auto report = [&](const char* what) {
     if (comm.size() > 1)
       std::fprintf(stderr, "rlhf-train (rank %d of %d): %s\n", comm.rank(), comm.size(), what);
@@ -29,7 +29,7 @@ int run_or_report(const trainer::Config& config, rlhf::Communicator& comm) {
     return 1;
   };
   try {
-    return trainer::run(config, comm);
+    return trainer::run(parsed.args, *parsed.method, comm);
   } catch (const rlhf::error& e) {
     return report(e.what());
   } catch (const std::exception& e) {
@@ -44,14 +44,14 @@ bool started_by_mpirun() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const auto parsed = trainer::parse_arguments(argc, argv);
+  const trainer::Parsed parsed = trainer::parse_arguments(argc, argv);
   if (parsed.exit_code >= 0) return parsed.exit_code;
   if (started_by_mpirun()) {
 #ifdef RLHF_TRAINER_MPI
     try {
       rlhf::MpiSession mpi(argc, argv);
       rlhf::MpiCommunicator world;
-      return run_or_report(parsed.config, world);
+      return run_or_report(parsed, world);
     } catch (const std::exception& e) {  // MPI itself did not start
       std::fprintf(stderr, "rlhf-train: %s\n", e.what());
       return 1;
@@ -63,5 +63,5 @@ int main(int argc, char** argv) {
 #endif
   }
   rlhf::SingleProcess one;
-  return run_or_report(parsed.config, one);
+  return run_or_report(parsed, one);
 }

@@ -4,8 +4,8 @@
 //   config.json, model.safetensors, tokenizer files   the model, loadable as model_name_or_path
 //   optimizer.safetensors                              AdamW's step count and moments (optim/state_file.hpp)
 //   scheduler.safetensors, rng_state.safetensors       the schedule's step, the sampling RNG
-//   trainer_state.json                                 global_step (the data position), epoch, kl_coef, the data's shape
-//   value_model/, value_optimizer.safetensors          PPO's critic and its AdamW
+//   trainer_state.json                                 global_step (the data position), epoch, the data's shape
+//   what the method adds (Method::save)                PPO: value_model/, value_optimizer.safetensors, kl_coef
 //   trainer_config.json                                the settings of the run that wrote it
 #include <cstdio>
 #include <string>
@@ -14,6 +14,7 @@
 
 #include "checkpoint_folders.hpp"
 #include "rlhf/optim/state_file.hpp"
+#include "arguments.hpp"
 #include "session.hpp"
 
 namespace trainer {
@@ -43,21 +44,17 @@ inline void fill_checkpoint(const Session& s, std::size_t step, const fs::path& 
     rng.restore(rngs[r]);
     rlhf::save_rng_state(folder / rng_file(int(r)), rng);
   }
-  if (s.value) {
-    save_model_folder(*s.value, TextCodec{}, folder / "value_model");
-    rlhf::save_optimizer_state(folder / "value_optimizer.safetensors", *s.value_optimizer);
-  }
-  const nlohmann::json state = {{"method", name_of(s.cfg.method)},
-                                {"global_step", step},
-                                {"total_steps", s.total_steps},
-                                {"epoch", double(step) / double(s.steps_per_epoch)},
-                                {"kl_coef", s.kl_coef},
-                                {"seed", s.cfg.seed},
-                                {"train_rows", s.train.size()},
-                                {"rows_per_step", s.rows_per_step},
-                                {"ranks", s.ranks()}};
+  nlohmann::json state = {{"method", s.method->name()},
+                          {"global_step", step},
+                          {"total_steps", s.total_steps},
+                          {"epoch", double(step) / double(s.steps_per_epoch)},
+                          {"seed", s.args.seed},
+                          {"train_rows", s.train.size()},
+                          {"rows_per_step", s.rows_per_step},
+                          {"ranks", s.ranks()}};
+  s.method->save(s, folder, state);
   rlhf::io::write_file_atomic(folder / "trainer_state.json", state.dump(2) + "\n");
-  rlhf::io::write_file_atomic(folder / "trainer_config.json", to_json(s.cfg));
+  rlhf::io::write_file_atomic(folder / "trainer_config.json", settings_json(s.args, *s.method));
 }
 
 namespace detail {
@@ -73,14 +70,6 @@ T state_value(const nlohmann::json& state, const fs::path& file, const char* key
   }
 }
 
-inline void restore_model(Model& model, const fs::path& folder) {
-  rlhf::GptConfig saved = read_model_config(folder / "config.json");
-  if (saved != model.config())
-    rlhf::fail<rlhf::config_error>("resume_from_checkpoint: the model in '", folder.string(),
-                                   "' has another shape than the run's model (model_name_or_path / model_config changed?)");
-  rlhf::load_parameters(model, rlhf::io::Safetensors::load(folder / "model.safetensors"));
-}
-
 }  // namespace detail
 
 // Puts the checkpoint's state into a freshly made session; returns the step to continue from. Refuses (naming the
@@ -89,31 +78,27 @@ inline std::size_t restore_checkpoint(Session& s, const fs::path& folder) {
   const fs::path state_file = folder / "trainer_state.json";
   const auto state = read_json_file(state_file);
   const auto method = detail::state_value<std::string>(state, state_file, "method");
-  if (method != name_of(s.cfg.method))
+  if (method != s.method->name())
     rlhf::fail<rlhf::config_error>("resume_from_checkpoint: '", folder.string(), "' was written by rlhf-train ", method,
-                                   ", not ", name_of(s.cfg.method));
+                                   ", not ", s.method->name());
   const auto same = [&](const char* key, std::uint64_t now, const char* setting) {
     const auto then = detail::state_value<std::uint64_t>(state, state_file, key);
     if (then != now)
       rlhf::fail<rlhf::config_error>("resume_from_checkpoint: ", setting, " differs from the checkpoint's run (", key, " ",
                                      then, " then, ", now, " now); an exact resume needs the same");
   };
-  same("seed", s.cfg.seed, "seed");
+  same("seed", s.args.seed, "seed");
   same("train_rows", s.train.size(), "train_file");
   same("rows_per_step", s.rows_per_step, "per_device_train_batch_size x gradient_accumulation_steps x ranks");
   if (state.contains("ranks")) same("ranks", std::uint64_t(s.ranks()), "the number of ranks (mpirun -np)");
   const auto step = detail::state_value<std::size_t>(state, state_file, "global_step");
 
-  detail::restore_model(*s.policy, folder);
+  restore_model(*s.policy, folder);
   rlhf::load_optimizer_state(folder / "optimizer.safetensors", *s.optimizer, s.policy->parameters().size());
   const auto schedule = rlhf::load_schedule_state(folder / "scheduler.safetensors");
   s.schedule->restore({s.schedule->config(), schedule.step});  // the step; the config is this run's (max_steps may grow)
   rlhf::load_rng_state(folder / rng_file(s.rank()), s.rng);
-  s.kl_coef = detail::state_value<double>(state, state_file, "kl_coef");
-  if (s.value) {
-    detail::restore_model(*s.value, folder / "value_model");
-    rlhf::load_optimizer_state(folder / "value_optimizer.safetensors", *s.value_optimizer, s.value->parameters().size());
-  }
+  s.method->restore(s, folder, state);
   if (step != schedule.step)
     rlhf::fail<rlhf::io_error>("'", folder.string(), "': global_step ", step, " but the scheduler is at step ", schedule.step);
   return step;

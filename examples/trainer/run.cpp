@@ -11,8 +11,8 @@
 #include <optional>
 #include <string>
 
+#include "arguments.hpp"
 #include "console.hpp"
-#include "methods.hpp"
 #include "metrics_log.hpp"
 #include "resume.hpp"
 
@@ -50,14 +50,12 @@ class Window {
   double tokens_ = 0;
 };
 
-std::string summary_of(const Record& r, Method m) {
+std::string summary_of(const Record& r, const Method& m) {
+  const auto shown = m.shown_metrics();
   std::string s;
   char buf[64];
   for (const auto& [name, value] : r) {
-    const bool show = name == "loss" || name == "learning_rate" ||
-                      ((m == Method::dpo || m == Method::reward) && name == "rewards/accuracies") ||
-                      (m == Method::ppo && (name == "objective/scores" || name == "objective/kl")) ||
-                      (is_critic_free(m) && (name == "reward" || name == "kl"));
+    const bool show = name == "loss" || name == "learning_rate" || std::find(shown.begin(), shown.end(), name) != shown.end();
     if (!show) continue;
     std::snprintf(buf, sizeof buf, "%s%s %.4g", s.empty() ? "" : "  ", name == "learning_rate" ? "lr" : name.c_str(), value);
     s += buf;
@@ -67,23 +65,42 @@ std::string summary_of(const Record& r, Method m) {
 
 void print_start(const Session& s, std::size_t start, const fs::path& out) {
   const auto& g = s.policy->config();
-  std::printf("rlhf-train %s: %s data '%s': %s\n", name_of(s.cfg.method), rlhf::io::to_string(s.train.format).c_str(),
-              s.cfg.train_file.c_str(), s.train.stats.summary().c_str());
-  if (s.eval.size()) std::printf("  eval '%s': %s\n", s.cfg.eval_file.c_str(), s.eval.stats.summary().c_str());
+  std::printf("rlhf-train %s: %s data '%s': %s\n", s.method->name(), rlhf::io::to_string(s.train.format).c_str(),
+              s.args.train_file.c_str(), s.train.stats.summary().c_str());
+  if (s.eval.size()) std::printf("  eval '%s': %s\n", s.args.eval_file.c_str(), s.eval.stats.summary().c_str());
   std::printf("  model: %zu parameters (vocab_size %zu, n_positions %zu, n_embd %zu, n_layer %zu, n_head %zu%s), "
               "tokenizer %s\n",
               s.policy->parameters().size(), g.vocab_size, g.max_seq_len, g.channels, g.layers, g.heads,
               g.scalar_head ? ", scalar head" : "", s.codec.kind.c_str());
   std::printf("  %zu steps of %zu rows (%zu micro-batches of %zu), %zu steps per epoch%s; output: %s\n", s.total_steps,
-              s.rows_per_step, s.cfg.gradient_accumulation_steps, s.cfg.per_device_train_batch_size, s.steps_per_epoch,
+              s.rows_per_step, s.args.gradient_accumulation_steps, s.args.per_device_train_batch_size, s.steps_per_epoch,
               start ? (", resuming at step " + std::to_string(start)).c_str() : "", out.string().c_str());
   std::fflush(stdout);
 }
 
+// The evaluation pass over eval_file: every row once, in file order, in batches of per_device_eval_batch_size
+// (a last batch too small for the method joins the one before); metrics combined over the batches by their own
+// rules.
+Evaluation evaluation_pass(Session& s, std::size_t step) {
+  const std::size_t n = s.eval.size(), bs = s.args.per_device_eval_batch_size, least = s.method->min_rows();
+  Evaluation total;
+  for (std::size_t lo = 0, hi = 0; lo < n; lo = hi) {
+    hi = std::min(n, lo + bs);
+    if (n - hi > 0 && n - hi < least) hi = n;
+    std::vector<std::size_t> rows;
+    for (std::size_t i = lo; i < hi; ++i) rows.push_back(i);
+    const double share = double(rows.size()) / double(n);
+    const Evaluation e = s.method->evaluate(s, rows, step);
+    total.metrics.combine(e.metrics, share);
+    total.loss += share * e.loss;
+  }
+  return total;
+}
+
 }  // namespace
 
-int run(const Config& config, rlhf::Communicator& comm) {
-  Session s = make_session(config, comm);
+int run(const TrainingArguments& config, Method& method, rlhf::Communicator& comm) {
+  Session s = make_session(config, method, comm);
   const fs::path out = config.output_dir;
   if (s.writes()) fs::create_directories(out);
   comm.barrier();
@@ -98,8 +115,8 @@ int run(const Config& config, rlhf::Communicator& comm) {
       rlhf::fail<rlhf::config_error>("resume_from_checkpoint: the checkpoint is at step ", start, ", past this run's ",
                                      s.total_steps, " steps (raise max_steps or num_train_epochs)");
   }
-  if (s.writes()) rlhf::io::write_file_atomic(out / "trainer_config.json", to_json(s.cfg));
-  precompute_reference(s);
+  if (s.writes()) rlhf::io::write_file_atomic(out / "trainer_config.json", settings_json(s.args, method));
+  method.prepare(s);
   if (s.writes()) print_start(s, start, out);
 
   // Rank 0 writes and prints; the others train in step with it.
@@ -124,14 +141,13 @@ int run(const Config& config, rlhf::Communicator& comm) {
   };
   const auto evaluate_now = [&](std::size_t step) {
     if (!s.eval.size()) return;
-    double loss = 0;
-    const auto metrics = evaluation_pass(s, step, loss);
-    Record r{{"step", double(step)}, {"epoch", double(step) / double(s.steps_per_epoch)}, {"eval_loss", loss}};
-    for (const auto& [name, value] : metrics.items()) r.emplace_back("eval_" + name, value);
+    const Evaluation e = evaluation_pass(s, step);
+    Record r{{"step", double(step)}, {"epoch", double(step) / double(s.steps_per_epoch)}, {"eval_loss", e.loss}};
+    for (const auto& [name, value] : e.metrics.items()) r.emplace_back("eval_" + name, value);
     if (!s.writes()) return;
     log->append(r);
     progress.break_line();
-    std::printf("eval at step %zu: %s\n", step, summary_of({{"loss", loss}}, config.method).c_str());
+    std::printf("eval at step %zu: %s\n", step, summary_of({{"loss", e.loss}}, method).c_str());
   };
 
   // A test hook (docs/trainer.md#testing): RLHF_TRAIN_FAULT_NAN_STEP=k puts a NaN into the weights before step k,
@@ -149,8 +165,7 @@ int run(const Config& config, rlhf::Communicator& comm) {
                                     .communicator = &comm};
     StepOutcome o;
     try {
-      o = is_online(config.method) ? online_iteration(s, rows)
-                                   : method_step(s, *s.policy, *s.optimizer, s.train, rows, false, options);
+      o = method.train_step(s, rows, options);
     } catch (const rlhf::value_error& e) {
       // With several ranks a non-finite loss is seen by all of them (it is the global batch's), but an error raised
       // on one rank's rows alone is not: main then stops every rank (MPI_Abort) rather than leave them waiting.
@@ -174,7 +189,7 @@ int run(const Config& config, rlhf::Communicator& comm) {
       window_start = now;
       if (s.writes()) log->append(shown);
     }
-    progress.update(done, summary_of(shown, config.method), log_now);
+    progress.update(done, summary_of(shown, method), log_now);
     if (done == s.total_steps) break;
     if (config.eval_steps && done % config.eval_steps == 0) evaluate_now(done);
     const bool saved = config.save_steps && done % config.save_steps == 0;

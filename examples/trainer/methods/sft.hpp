@@ -1,0 +1,35 @@
+#pragma once
+// rlhf-train sft: supervised fine-tuning on each row's (best) completion after its prompt (TRL's SFTTrainer).
+#include "offline.hpp"
+#include "rlhf/algorithms/sft.hpp"
+
+namespace trainer {
+
+class Sft final : public OfflineMethod<Sft> {
+ public:
+  static constexpr const char* method_name = "sft";
+  const char* name() const override { return method_name; }
+  DataNeed data() const override {  // every type with a sequence to learn (the chosen one, the best one)
+    using T = DatasetType;
+    return {{T::language_modeling, T::prompt_completion, T::preference, T::implicit_preference,
+             T::unpaired_preference, T::ranked},
+            "rows with a completion (a prompt-only file has nothing to learn)"};
+  }
+  std::vector<Key> keys() override { return {}; }
+  void apply_defaults(TrainingArguments& a) const override {
+    if (!a.was_set("learning_rate")) a.learning_rate = 2e-5;
+    if (!a.was_set("max_prompt_length")) a.max_prompt_length = 0;
+  }
+
+  template <class M, class O>
+  StepOutcome step(Session&, M& model, O& optimizer, const TokenizedDataset& data, Rows rows, Split,
+                   const rlhf::StepOptions& options) {
+    StepOutcome out;
+    for (const auto i : rows) out.tokens += double(data.rows[i].prompt.size() + data.rows[i].completions[0].size());
+    out.result = rlhf::sft_step(model, optimizer, rlhf::io::collate_sft(data.rows, rows),
+                                {.batch_reduction = rlhf::BatchReduction::mean_tokens}, options);
+    return out;
+  }
+};
+
+}  // namespace trainer
