@@ -5,6 +5,7 @@
 #include <string_view>
 #include <vector>
 
+#include "methods/cpo.hpp"
 #include "methods/dpo.hpp"
 #include "methods/grpo.hpp"
 #include "methods/kto.hpp"
@@ -32,7 +33,7 @@ inline const std::vector<RegisteredMethod>& method_registry() {
   static const std::vector<RegisteredMethod> all = {
       registered<Sft>(),  registered<Dpo>(),  registered<Reward>(), registered<Ppo>(),
       registered<Unlikelihood>(), registered<Grpo>(), registered<Rloo>(), registered<ReinforcePp>(),
-      registered<Kto>(),  registered<Orpo>(),
+      registered<Kto>(),  registered<Orpo>(), registered<Cpo>(),
   };
   return all;
 }
