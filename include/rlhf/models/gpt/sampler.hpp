@@ -9,7 +9,6 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <numeric>
 #include <vector>
 
 #ifdef _OPENMP
@@ -56,8 +55,8 @@ class Sampler {
       for (std::size_t k = 0; k < rows.active.size(); ++k) {
         const std::size_t b = rows.active[k];
         const T* row = logits_.data() + k * V;
-        require_finite_logits(row, V, b, rows.len[b]);
-        const token_id tok = draw(row, V, o, rng);
+        gpt_host::require_finite_logits("rlhf::Gpt::sample", row, V, b, rows.len[b]);
+        const token_id tok = draw_(row, V, o, rng);
         rows.append(b, tok, row_logprob<backend>(row, V, tok, static_cast<const T*>(nullptr)).logprob);
       }
       if (!rows.drop_stopped(o.stop_token) || generated + 1 == o.max_new_tokens) break;
@@ -174,54 +173,6 @@ class Sampler {
         ConstMatrixMap<T>(last, ix(n_out), ix(C)) * ConstMatrixMap<T>(p.wte, ix(V), ix(C)).transpose();
   }
 
-  // A NaN or Inf logit (non-finite or overflowing parameters) has no distribution to draw from: refuse it.
-  static void require_finite_logits(const T* logits, std::size_t V, std::size_t b, std::size_t t) {
-    std::size_t bad = 0;
-    for (std::size_t i = 0; i < V; ++i) bad += std::isfinite(logits[i]) ? 0 : 1;
-    if (bad > 0)
-      fail<value_error>("rlhf::Gpt::sample: the logits for row ", b, " at position ", t, " hold ", bad,
-                        " NaN or Inf value(s) among ", V, "; the model's parameters are not finite or overflow");
-  }
-
-  // One token from a row of logits.
-  token_id draw(const T* logits, std::size_t V, const SampleOptions& o, Rng& rng) {
-    if (o.temperature == 0.0f) return static_cast<token_id>(std::max_element(logits, logits + V) - logits);
-    std::iota(idx_.begin(), idx_.begin() + V, token_id(0));
-    std::size_t n = V;
-    const auto before = [&](token_id a, token_id b) {
-      return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
-    };
-    if (o.top_k > 0 && o.top_k < V) {
-      std::nth_element(idx_.begin(), idx_.begin() + o.top_k - 1, idx_.begin() + V, before);
-      n = o.top_k;
-      std::sort(idx_.begin(), idx_.begin() + n);  // a canonical order for the draw
-    }
-    double m = -INFINITY;
-    for (std::size_t i = 0; i < n; ++i) m = std::max(m, double(logits[idx_[i]]));
-    const double inv_temp = 1.0 / o.temperature;
-    double total = 0;
-    for (std::size_t i = 0; i < n; ++i) total += (weight_[i] = std::exp((double(logits[idx_[i]]) - m) * inv_temp));
-    if (o.top_p < 1.0f) {
-      std::vector<std::size_t>& order = order_;
-      std::iota(order.begin(), order.begin() + n, std::size_t(0));
-      std::sort(order.begin(), order.begin() + n, [&](std::size_t a, std::size_t b) {
-        return weight_[a] > weight_[b] || (weight_[a] == weight_[b] && idx_[a] < idx_[b]);
-      });
-      double kept = 0;
-      std::size_t k = 0;
-      while (k < n && kept < double(o.top_p) * total) kept += weight_[order[k++]];
-      for (std::size_t i = 0; i < k; ++i) sorted_weight_[i] = weight_[order[i]], sorted_idx_[i] = idx_[order[i]];
-      double u = rng.uniform() * kept;
-      for (std::size_t i = 0; i < k; ++i)
-        if ((u -= sorted_weight_[i]) < 0) return sorted_idx_[i];
-      return sorted_idx_[k - 1];
-    }
-    double u = rng.uniform() * total;
-    for (std::size_t i = 0; i < n; ++i)
-      if ((u -= weight_[i]) < 0) return idx_[i];
-    return idx_[n - 1];
-  }
-
   // Grows the buffers (never shrinks them), so repeated calls of one size allocate nothing.
   void reserve(const GptConfig& c, std::size_t B, std::size_t items) {
     const std::size_t C = c.channels, V = c.vocab_size;
@@ -238,7 +189,7 @@ class Sampler {
     grow(scores_, items * c.heads * cap_);
     grow(logits_, B * V), grow(last_, B * C), grow(last_mean_, B), grow(last_rstd_, B);
     grow(item_row_, items), grow(item_pos_, items), grow(item_tok_, items), grow(item_begin_, B + 1);
-    grow(idx_, V), grow(weight_, V), grow(order_, V), grow(sorted_weight_, V), grow(sorted_idx_, V);
+    draw_.reserve(V);
   }
 
   std::size_t batch_ = 0, cap_ = 0;  // B and the longest prompt + max_new_tokens
@@ -252,9 +203,7 @@ class Sampler {
   std::vector<std::size_t> item_begin_;                   // [B + 1] each sequence's first item
   std::vector<std::size_t> tile_begin_;                   // first sequence of each tile, then n_out
   std::vector<token_id> item_tok_;
-  std::vector<token_id> idx_, sorted_idx_;            // [V]
-  std::vector<double> weight_, sorted_weight_;        // [V]
-  std::vector<std::size_t> order_;                    // [V]
+  gpt_host::TokenDraw<T> draw_;
   RowMatrix<T> log_probs_;
 };
 

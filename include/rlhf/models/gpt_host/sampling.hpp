@@ -1,19 +1,23 @@
 #pragma once
-// The host side of sampling, for both GPT samplers (gpt::Sampler, sampler.hpp; gpt_cuda::Sampler,
-// sampler.cuh): the checks of the prompts and options, and the sequences being continued (prompt + drawn tokens,
+// The host side of sampling, for every sampler (gpt::Sampler, sampler.hpp; gpt_cuda::Sampler, sampler.cuh;
+// llama::Sampler): the checks of the prompts and options, and the sequences being continued (prompt + drawn tokens,
 // the log-prob of each draw, which rows are still going) up to the TokenBatch a sample() returns.
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <numeric>
 #include <vector>
 
 #include "rlhf/core/batch.hpp"
 #include "rlhf/core/error.hpp"
+#include "rlhf/core/rng.hpp"
 #include "rlhf/models/gpt_host/config.hpp"
 
 namespace rlhf::gpt_host {
 
-inline void validate_sampling(const char* fn, const GptConfig& c, const PromptBatch& x, const SampleOptions& o) {
+// Config: any model's config with vocab_size and max_seq_len (GptConfig, LlamaConfig).
+template <class Config>
+void validate_sampling(const char* fn, const Config& c, const PromptBatch& x, const SampleOptions& o) {
   require_nonempty(fn, "prompts", x.batch);
   require_size(fn, "prompts.tokens", x.tokens.size(), x.batch * x.time, "B*T");
   require_size(fn, "prompts.prompt_length", x.prompt_length.size(), x.batch, "B");
@@ -52,7 +56,8 @@ struct SampledRows {
   std::vector<std::size_t> active;     // rows still drawing, in row order
 
   // Checks the prompts and options (validate_sampling; fn names the caller), then starts from the prompts.
-  SampledRows(const char* fn, const GptConfig& c, const PromptBatch& x, const SampleOptions& o) {
+  template <class Config>
+  SampledRows(const char* fn, const Config& c, const PromptBatch& x, const SampleOptions& o) {
     validate_sampling(fn, c, x, o);
     len = x.prompt_length;
     std::size_t longest = 0;
@@ -102,5 +107,71 @@ struct SampledRows {
     return out;
   }
 };
+
+// One token from a row of logits: softmax(logits / temperature), restricted to the top_k most likely tokens and
+// then to the smallest set whose probability reaches top_p; temperature 0 takes the argmax. Ties go to the
+// lower id. Its buffers grow to the largest vocabulary seen.
+template <class T>
+class TokenDraw {
+ public:
+  token_id operator()(const T* logits, std::size_t V, const SampleOptions& o, Rng& rng) {
+    if (o.temperature == 0.0f) return static_cast<token_id>(std::max_element(logits, logits + V) - logits);
+    reserve(V);
+    std::iota(idx_.begin(), idx_.begin() + V, token_id(0));
+    std::size_t n = V;
+    const auto before = [&](token_id a, token_id b) {
+      return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+    };
+    if (o.top_k > 0 && o.top_k < V) {
+      std::nth_element(idx_.begin(), idx_.begin() + o.top_k - 1, idx_.begin() + V, before);
+      n = o.top_k;
+      std::sort(idx_.begin(), idx_.begin() + n);  // a canonical order for the draw
+    }
+    double m = -INFINITY;
+    for (std::size_t i = 0; i < n; ++i) m = std::max(m, double(logits[idx_[i]]));
+    const double inv_temp = 1.0 / o.temperature;
+    double total = 0;
+    for (std::size_t i = 0; i < n; ++i) total += (weight_[i] = std::exp((double(logits[idx_[i]]) - m) * inv_temp));
+    if (o.top_p < 1.0f) {
+      std::vector<std::size_t>& order = order_;
+      std::iota(order.begin(), order.begin() + n, std::size_t(0));
+      std::sort(order.begin(), order.begin() + n, [&](std::size_t a, std::size_t b) {
+        return weight_[a] > weight_[b] || (weight_[a] == weight_[b] && idx_[a] < idx_[b]);
+      });
+      double kept = 0;
+      std::size_t k = 0;
+      while (k < n && kept < double(o.top_p) * total) kept += weight_[order[k++]];
+      for (std::size_t i = 0; i < k; ++i) sorted_weight_[i] = weight_[order[i]], sorted_idx_[i] = idx_[order[i]];
+      double u = rng.uniform() * kept;
+      for (std::size_t i = 0; i < k; ++i)
+        if ((u -= sorted_weight_[i]) < 0) return sorted_idx_[i];
+      return sorted_idx_[k - 1];
+    }
+    double u = rng.uniform() * total;
+    for (std::size_t i = 0; i < n; ++i)
+      if ((u -= weight_[i]) < 0) return idx_[i];
+    return idx_[n - 1];
+  }
+
+  void reserve(std::size_t V) {
+    if (idx_.size() >= V) return;
+    idx_.resize(V), weight_.resize(V), order_.resize(V), sorted_weight_.resize(V), sorted_idx_.resize(V);
+  }
+
+ private:
+  std::vector<token_id> idx_, sorted_idx_;      // [V]
+  std::vector<double> weight_, sorted_weight_;  // [V]
+  std::vector<std::size_t> order_;              // [V]
+};
+
+// A NaN or Inf logit (non-finite or overflowing parameters) has no distribution to draw from: refuse it.
+template <class T>
+void require_finite_logits(const char* fn, const T* logits, std::size_t V, std::size_t b, std::size_t t) {
+  std::size_t bad = 0;
+  for (std::size_t i = 0; i < V; ++i) bad += std::isfinite(logits[i]) ? 0 : 1;
+  if (bad > 0)
+    fail<value_error>(fn, ": the logits for row ", b, " at position ", t, " hold ", bad, " NaN or Inf value(s) among ",
+                      V, "; the model's parameters are not finite or overflow");
+}
 
 }  // namespace rlhf::gpt_host

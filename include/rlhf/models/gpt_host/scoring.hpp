@@ -38,7 +38,9 @@ struct ScoredBatch {
   // not), records it and lays out its scoring rows. The model runs its forward pass next and then sets
   // trunk_ready. A batch that differs from the last one drops the unconsumed logits. Buffers grow to the largest
   // batch seen and are reused.
-  void record(const TokenBatch& b, const GptConfig& c, const char* fn, bool needs_response) {
+  // Config: any model's config with vocab_size and max_seq_len (GptConfig, LlamaConfig).
+  template <class Config>
+  void record(const TokenBatch& b, const Config& c, const char* fn, bool needs_response) {
     const std::size_t B = b.batch, Tn = b.time, N = B * Tn;
     if (needs_response) {
       b.validate(c.vocab_size);

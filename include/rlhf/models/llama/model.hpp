@@ -1,0 +1,406 @@
+#pragma once
+// A Llama-family decoder on the CPU (Llama 3.x, SmolLM2, TinyLlama, Qwen2/2.5, Qwen3): token embedding, L pre-norm
+// blocks (RMSNorm, grouped-query causal attention with rotary positions, RMSNorm, SwiGLU MLP), a final RMSNorm and
+// the LM head (tied to the embedding or its own); optionally a scalar head (score.weight) for a reward model or
+// a value function. HF's modeling_llama semantics; docs/models/llama.md.
+//
+// It is a TrainablePolicy, a SamplingPolicy, and (with config.scalar_head) a ValueModel and a RewardModel, with
+// the GPT's contract for each (models/gpt/model.hpp): padding (attention_mask 0) is never attended and not
+// counted in positions; a backward uses the activations of the last forward, on the same batch (checked by the
+// ScoredBatch the GPT uses too, gpt_host/scoring.hpp); buffers grow to the largest batch and are reused. Not
+// thread-safe: one model, one caller at a time.
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "rlhf/backends/eigen.hpp"
+#include "rlhf/core/batch.hpp"
+#include "rlhf/core/concepts.hpp"
+#include "rlhf/core/error.hpp"
+#include "rlhf/core/rng.hpp"
+#include "rlhf/core/validate.hpp"
+#include "rlhf/models/gpt/layers.hpp"
+#include "rlhf/models/gpt_host/scoring.hpp"
+#include "rlhf/models/llama/config.hpp"
+#include "rlhf/models/llama/layers.hpp"
+#include "rlhf/models/llama/params.hpp"
+#include "rlhf/models/llama/rope.hpp"
+#include "rlhf/models/llama/sampler.hpp"
+#include "rlhf/models/logprob.hpp"
+
+namespace rlhf {
+
+template <class T = float>
+class Llama {
+ public:
+  using backend = rlhf::eigen<T>;
+  using scalar = T;
+  using matrix = typename backend::matrix;
+  using vector = typename backend::vector;
+
+  // HF's initialisation: weights N(0, 0.02), biases 0, RMSNorm weights 1 (params.hpp).
+  explicit Llama(const LlamaConfig& config, std::uint64_t seed = 0) : config_(config), rope_(validated(config)) {
+    params_.assign(llama_param_count(config_), T(0));
+    grads_.assign(params_.size(), T(0));
+    initialize(seed);
+  }
+
+  const LlamaConfig& config() const { return config_; }
+  std::span<T> parameters() { return params_; }
+  std::span<const T> parameters() const { return params_; }
+  std::span<T> gradients() { return grads_; }
+  std::span<const T> gradients() const { return grads_; }
+  LlamaTensors<T> parameter_tensors() { return llama_tensors(params_.data(), config_); }
+  LlamaTensors<const T> parameter_tensors() const { return llama_tensors<const T>(params_.data(), config_); }
+  LlamaTensors<T> gradient_tensors() { return llama_tensors(grads_.data(), config_); }
+  void zero_grad() { std::fill(grads_.begin(), grads_.end(), T(0)); }
+  void initialize(std::uint64_t seed) { llama_initialize_parameters(params_.data(), config_, seed); }
+
+  // The projections' matrix products (q/k/v/o, gate/up/down, not attention's, not the LM head's): float32 or bf16
+  // operands with float32 sums (gpt/bf16_matmul.hpp). A double model refuses bf16.
+  void set_matmul_precision(gpt::MatmulPrecision precision) {
+    if (precision == gpt::MatmulPrecision::bf16 && !std::is_same_v<T, float>)
+      fail<value_error>("rlhf::Llama::set_matmul_precision: bf16 products are for a float model; this one is double");
+    precision_ = precision;
+  }
+  gpt::MatmulPrecision matmul_precision() const { return precision_; }
+
+  // ---- Policy ------------------------------------------------------------------------------------------
+  // [B, T]: log p(tokens[b,t] | real tokens of row b before t) where response_mask is 1, else 0.
+  matrix log_probs(const TokenBatch& batch) {
+    constexpr const char* fn = "rlhf::Llama::log_probs";
+    forward_trunk(batch, fn);
+    const std::size_t M = scored_.rows, C = config_.hidden_size, V = config_.vocab_size;
+    matrix out = backend::matrix_of(batch.batch, batch.time);
+    for (std::size_t m = 0; m < M; ++m) std::copy_n(act_.hf + scored_.src[m] * C, C, hf_rows_.data() + m * C);
+    logits_product(logits_.data(), hf_rows_.data(), M);
+    T* o = out.data();
+    for (std::size_t m = 0; m < M; ++m) {
+      const auto r = row_logprob<backend>(logits_.data() + m * V, V, scored_.targets[m], static_cast<const T*>(nullptr));
+      o[scored_.dst[m]] = r.logprob, row_max_[m] = r.max, row_log_sum_[m] = r.log_sum;
+      if (!std::isfinite(double(r.logprob)))
+        fail<value_error>(fn, ": log-prob of token [", scored_.dst[m] / batch.time, ",", scored_.dst[m] % batch.time,
+                          "] is not finite; the parameters hold NaN or Inf");
+    }
+    scored_.logits_ready = true;
+    return out;
+  }
+
+  // Accumulates parameter gradients for d loss / d log_probs [B, T]; the GPT's checks (gpt/model.hpp).
+  void backward(const TokenBatch& batch, const matrix& d_logp) {
+    constexpr const char* fn = "rlhf::Llama::backward";
+    scored_.require_logits(batch, fn);
+    detail::require_shape<backend>(fn, "d_logp", d_logp, batch.batch, batch.time, "the batch [B, T]");
+    const std::size_t M = scored_.rows, C = config_.hidden_size, V = config_.vocab_size;
+    for (std::size_t m = 0; m < M; ++m)
+      if (!std::isfinite(double(d_logp.data()[scored_.dst[m]])))
+        fail<value_error>(fn, ": d_logp[", scored_.dst[m] / batch.time, ",", scored_.dst[m] % batch.time, "] is ",
+                          d_logp.data()[scored_.dst[m]], " at a response token");
+    scored_.logits_ready = false;
+    for (std::size_t m = 0; m < M; ++m) {
+      T* x = logits_.data() + m * V;
+      row_logprob_backward<backend>(x, x, V, scored_.targets[m], row_max_[m], row_log_sum_[m],
+                                    d_logp.data()[scored_.dst[m]], false);
+    }
+    // d rows [M, C] = d logits · W;  d W [V, C] += d logitsᵀ · rows   (W: lm_head, or embed when tied)
+    const auto p = parameter_tensors();
+    auto g = gradient_tensors();
+    const gpt::ConstMatrixMap<T> dl(logits_.data(), gpt::ix(M), gpt::ix(V));
+    T* d_rows = act_.d_h;  // [M, C] ⊂ [N, C], free until the trunk's backward
+    gpt::MatrixMap<T>(d_rows, gpt::ix(M), gpt::ix(C)).noalias() =
+        dl * gpt::ConstMatrixMap<T>(p.lm_head, gpt::ix(V), gpt::ix(C));
+    gpt::MatrixMap<T>(g.lm_head, gpt::ix(V), gpt::ix(C)).noalias() +=
+        dl.transpose() * gpt::ConstMatrixMap<T>(hf_rows_.data(), gpt::ix(M), gpt::ix(C));
+    const std::size_t N = batch.batch * batch.time;
+    std::fill_n(act_.d_hf, N * C, T(0));
+    for (std::size_t m = 0; m < M; ++m)
+      gpt::ArrayMap<T>(act_.d_hf + scored_.src[m] * C, gpt::ix(C)) += gpt::ConstArrayMap<T>(d_rows + m * C, gpt::ix(C));
+    trunk_backward();
+  }
+
+  // [B·T, V]: the logits at every position (padding included), for inspection and parity tests.
+  matrix logits(const TokenBatch& batch) {
+    forward_trunk(batch, "rlhf::Llama::logits", false);
+    const std::size_t N = batch.batch * batch.time;
+    matrix out(gpt::ix(N), gpt::ix(config_.vocab_size));
+    logits_product(out.data(), act_.hf, N);
+    scored_.trunk_ready = false;  // not a scoring forward: nothing to differentiate
+    return out;
+  }
+
+  // ---- ValueModel and RewardModel (scalar head) -------------------------------------------------------------
+  // [B, T]: score · (final hidden state of the last real position before t) for each response token t.
+  matrix values(const TokenBatch& batch) {
+    constexpr const char* fn = "rlhf::Llama::values";
+    require_head(fn);
+    forward_trunk(batch, fn);
+    matrix out = backend::matrix_of(batch.batch, batch.time);
+    for (std::size_t m = 0; m < scored_.rows; ++m) out.data()[scored_.dst[m]] = head_at(scored_.src[m]);
+    return out;
+  }
+
+  void backward_values(const TokenBatch& batch, const matrix& d_values) {
+    constexpr const char* fn = "rlhf::Llama::backward_values";
+    require_head(fn);
+    scored_.require_same(batch, fn);
+    detail::require_shape<backend>(fn, "d_values", d_values, batch.batch, batch.time, "the batch [B, T]");
+    for (std::size_t m = 0; m < scored_.rows; ++m) require_finite_upstream(d_values.data()[scored_.dst[m]], fn);
+    std::fill_n(act_.d_hf, batch.batch * batch.time * config_.hidden_size, T(0));
+    for (std::size_t m = 0; m < scored_.rows; ++m) head_backward(scored_.src[m], d_values.data()[scored_.dst[m]]);
+    trunk_backward();
+  }
+
+  // [B]: score · (final hidden state at the last response token of each row).
+  vector scores(const TokenBatch& batch) {
+    constexpr const char* fn = "rlhf::Llama::scores";
+    require_head(fn);
+    forward_trunk(batch, fn);
+    vector out = backend::vector_of(batch.batch);
+    for (std::size_t b = 0; b < batch.batch; ++b) out[gpt::ix(b)] = head_at(scored_.last[b]);
+    return out;
+  }
+
+  void backward_scores(const TokenBatch& batch, const vector& d_scores) {
+    constexpr const char* fn = "rlhf::Llama::backward_scores";
+    require_head(fn);
+    scored_.require_same(batch, fn);
+    require_size(fn, "d_scores", backend::size(d_scores), batch.batch, "the batch size B");
+    for (std::size_t b = 0; b < batch.batch; ++b) require_finite_upstream(d_scores[gpt::ix(b)], fn);
+    std::fill_n(act_.d_hf, batch.batch * batch.time * config_.hidden_size, T(0));
+    for (std::size_t b = 0; b < batch.batch; ++b) head_backward(scored_.last[b], d_scores[gpt::ix(b)]);
+    trunk_backward();
+  }
+
+  // ---- SamplingPolicy ------------------------------------------------------------------------------------
+  // Continues each prompt with a KV cache (llama/sampler.hpp). Leaves the training activations alone.
+  TokenBatch sample(const PromptBatch& prompts, const SampleOptions& options, Rng& rng) {
+    return sampler_.sample(std::as_const(*this).parameter_tensors(), config_, rope_, prompts, options, rng);
+  }
+  // [B, T] log p of each token drawn by the last sample() (temperature 1, unfiltered): PPO's "old" log-probs.
+  const gpt::RowMatrix<T>& sampled_log_probs() const { return sampler_.log_probs(); }
+
+ private:
+  static const LlamaConfig& validated(const LlamaConfig& c) {
+    c.validate("rlhf::Llama");
+    return c;
+  }
+
+  struct Activations {  // views into act_buffer_ for a batch B × T, N = B·T; Q = NH·hd, K = KVH·hd
+    T* x;          // [L + 1, N, C] the residual stream: x[0] the embedding, x[l + 1] block l's output
+    T *h1, *r1;    // [L, N, C], [L, N]      input_layernorm and its rstd
+    T *qraw, *rq;  // [L, N, Q], [L, N·NH]   q before q_norm (qk_norm only) and q_norm's rstd
+    T *kraw, *rk;  // [L, N, K], [L, N·KVH]
+    T *q, *k, *v;  // [L, N, Q], [L, N, K], [L, N, K]   what attention reads (normed, rotated)
+    T* att;        // [L, B, NH, T, T]
+    T* atty;       // [L, N, Q]
+    T* mid;        // [L, N, C]              the stream after attention
+    T *h2, *r2;    // [L, N, C], [L, N]      post_attention_layernorm
+    T *gate, *up;  // [L, N, F] each
+    T *hf, *rf;    // [N, C], [N]            model.norm
+    // scratch for one layer at a time
+    T* act;        // [N, F]  silu(gate)·up
+    T *dgate, *dup;  // [N, F]
+    T *d_res, *d_h;  // [N, C]  d of the stream, d of a norm's output
+    T* d_hf;       // [N, C]
+    T *d_atty, *dq, *dqraw;  // [N, Q]
+    T *dk, *dv, *dkraw;      // [N, K]
+    T* d_att;      // [B, NH, T, T]
+  };
+
+  void require_head(const char* fn) const {
+    if (!config_.scalar_head) fail<config_error>(fn, ": the model has no scalar head (LlamaConfig::scalar_head)");
+  }
+  static void require_finite_upstream(T g, const char* fn) {
+    if (!std::isfinite(double(g))) fail<value_error>(fn, ": upstream gradient ", g, " is not finite");
+  }
+  T head_at(std::size_t row) const {
+    const std::size_t C = config_.hidden_size;
+    return gpt::ConstArrayMap<T>(act_.hf + row * C, gpt::ix(C)).matrix().dot(
+        gpt::ConstArrayMap<T>(parameter_tensors().score, gpt::ix(C)).matrix());
+  }
+  void head_backward(std::size_t row, T g) {
+    const std::size_t C = config_.hidden_size;
+    gpt::ArrayMap<T>(act_.d_hf + row * C, gpt::ix(C)) += g * gpt::ConstArrayMap<T>(parameter_tensors().score, gpt::ix(C));
+    gpt::ArrayMap<T>(gradient_tensors().score, gpt::ix(C)) += g * gpt::ConstArrayMap<T>(act_.hf + row * C, gpt::ix(C));
+  }
+
+  // logits [M, V] = hidden [M, C] · Wᵀ (W: lm_head [V, C], the embedding when tied)
+  void logits_product(T* logits, const T* hidden, std::size_t M) {
+    const std::size_t C = config_.hidden_size, V = config_.vocab_size;
+    gpt::MatrixMap<T>(logits, gpt::ix(M), gpt::ix(V)).noalias() =
+        gpt::ConstMatrixMap<T>(hidden, gpt::ix(M), gpt::ix(C)) *
+        gpt::ConstMatrixMap<T>(parameter_tensors().lm_head, gpt::ix(V), gpt::ix(C)).transpose();
+  }
+
+  void forward_trunk(const TokenBatch& batch, const char* fn, bool needs_response = true) {
+    scored_.record(batch, config_, fn, needs_response);
+    reserve(batch.batch, batch.time);
+    std::size_t longest = 1;
+    for (std::size_t n = 0; n < batch.batch * batch.time; ++n) longest = std::max(longest, std::size_t(scored_.pos[n]) + 1);
+    rope_.ensure(longest);
+    trunk_forward();
+    scored_.trunk_ready = true;
+  }
+
+  void trunk_forward() {
+    const LlamaConfig& c = config_;
+    const std::size_t B = scored_.batch.batch, Tn = scored_.batch.time, N = B * Tn, C = c.hidden_size,
+                      L = c.layers, NH = c.heads, KVH = c.kv_heads, hd = c.head_size(), Q = c.q_size(),
+                      K = c.kv_size(), F = c.intermediate_size, att_size = B * NH * Tn * Tn;
+    const auto p = parameter_tensors();
+    const Activations& a = act_;
+    const T eps = T(c.rms_norm_eps);
+    const std::int32_t* tokens = scored_.batch.tokens.data();
+    for (std::size_t n = 0; n < N; ++n)
+      std::copy_n(p.embed + std::size_t(tokens[n]) * C, C, a.x + n * C);
+    for (std::size_t l = 0; l < L; ++l) {
+      const T* x = a.x + l * N * C;
+      T* h1 = a.h1 + l * N * C;
+      T *q = a.q + l * N * Q, *k = a.k + l * N * K, *v = a.v + l * N * K;
+      T *mid = a.mid + l * N * C, *h2 = a.h2 + l * N * C;
+      T *gate = a.gate + l * N * F, *up = a.up + l * N * F;
+      llama::rmsnorm_forward(h1, a.r1 + l * N, x, p.attn_norm + l * C, N, C, eps);
+      T* qlin = c.qk_norm ? a.qraw + l * N * Q : q;
+      T* klin = c.qk_norm ? a.kraw + l * N * K : k;
+      llama::linear_forward(qlin, h1, p.qw + l * C * Q, c.qkv_bias ? p.qb + l * Q : nullptr, N, C, Q, precision_);
+      llama::linear_forward(klin, h1, p.kw + l * C * K, c.qkv_bias ? p.kb + l * K : nullptr, N, C, K, precision_);
+      llama::linear_forward(v, h1, p.vw + l * C * K, c.qkv_bias ? p.vb + l * K : nullptr, N, C, K, precision_);
+      if (c.qk_norm) {
+        llama::rmsnorm_forward(q, a.rq + l * N * NH, qlin, p.q_norm + l * hd, N * NH, hd, eps);
+        llama::rmsnorm_forward(k, a.rk + l * N * KVH, klin, p.k_norm + l * hd, N * KVH, hd, eps);
+      }
+      llama::rope_apply(q, scored_.pos.data(), rope_, N, NH, false);
+      llama::rope_apply(k, scored_.pos.data(), rope_, N, KVH, false);
+      llama::attention_forward(a.atty + l * N * Q, a.att + l * att_size, q, k, v, scored_.real.data(), B, Tn, NH,
+                               KVH, hd);
+      llama::linear_forward(mid, a.atty + l * N * Q, p.ow + l * Q * C, c.o_bias ? p.ob + l * C : nullptr, N, Q, C,
+                            precision_);
+      gpt::residual_forward(mid, mid, x, N * C);
+      llama::rmsnorm_forward(h2, a.r2 + l * N, mid, p.mlp_norm + l * C, N, C, eps);
+      llama::linear_forward(gate, h2, p.gate + l * C * F, static_cast<const T*>(nullptr), N, C, F, precision_);
+      llama::linear_forward(up, h2, p.up + l * C * F, static_cast<const T*>(nullptr), N, C, F, precision_);
+      llama::swiglu_forward(a.act, gate, up, N * F);
+      T* out = a.x + (l + 1) * N * C;
+      llama::linear_forward(out, a.act, p.down + l * F * C, static_cast<const T*>(nullptr), N, F, C, precision_);
+      gpt::residual_forward(out, out, mid, N * C);
+    }
+    llama::rmsnorm_forward(a.hf, a.rf, a.x + L * N * C, p.norm, N, C, eps);
+  }
+
+  // From d loss / d final hidden state (act_.d_hf) to every parameter's gradient.
+  void trunk_backward() {
+    const LlamaConfig& c = config_;
+    const std::size_t B = scored_.batch.batch, Tn = scored_.batch.time, N = B * Tn, C = c.hidden_size,
+                      L = c.layers, NH = c.heads, KVH = c.kv_heads, hd = c.head_size(), Q = c.q_size(),
+                      K = c.kv_size(), F = c.intermediate_size, att_size = B * NH * Tn * Tn;
+    const auto p = parameter_tensors();
+    const auto g = gradient_tensors();
+    const Activations& a = act_;
+    const gpt::MatmulPrecision pr = precision_;
+    T* d_res = a.d_res;
+    std::fill_n(d_res, N * C, T(0));
+    llama::rmsnorm_backward(d_res, g.norm, a.d_hf, a.x + L * N * C, p.norm, a.rf, N, C);
+    for (std::size_t l = L; l-- > 0;) {
+      const T* x = a.x + l * N * C;
+      const T *mid = a.mid + l * N * C, *h2 = a.h2 + l * N * C, *h1 = a.h1 + l * N * C;
+      const T *gate = a.gate + l * N * F, *up = a.up + l * N * F;
+      // MLP: out = mid + down(silu(gate(h2)) · up(h2)),  h2 = norm(mid)
+      llama::swiglu_forward(a.act, gate, up, N * F);  // recomputed rather than kept: [L, N, F] saved
+      llama::linear_backward(a.dgate, g.down + l * F * C, static_cast<T*>(nullptr), d_res, a.act,
+                             p.down + l * F * C, N, F, C, pr);  // d act, into dgate
+      llama::swiglu_backward(a.dgate, a.dup, a.dgate, gate, up, N * F);
+      llama::linear_backward(a.d_h, g.gate + l * C * F, static_cast<T*>(nullptr), a.dgate, h2, p.gate + l * C * F, N,
+                             C, F, pr);
+      llama::linear_backward(a.d_h, g.up + l * C * F, static_cast<T*>(nullptr), a.dup, h2, p.up + l * C * F, N, C, F,
+                             pr, true);
+      llama::rmsnorm_backward(d_res, g.mlp_norm + l * C, a.d_h, mid, p.mlp_norm + l * C, a.r2 + l * N, N, C);
+      // attention: mid = x + o(attention(rope(norm(q(h1))), rope(norm(k(h1))), v(h1))),  h1 = norm(x)
+      llama::linear_backward(a.d_atty, g.ow + l * Q * C, c.o_bias ? g.ob + l * C : nullptr, d_res, a.atty + l * N * Q,
+                             p.ow + l * Q * C, N, Q, C, pr);
+      llama::attention_backward(a.dq, a.dk, a.dv, a.d_att, a.d_atty, a.q + l * N * Q, a.k + l * N * K,
+                                a.v + l * N * K, a.att + l * att_size, scored_.real.data(), B, Tn, NH, KVH, hd);
+      llama::rope_apply(a.dq, scored_.pos.data(), rope_, N, NH, true);
+      llama::rope_apply(a.dk, scored_.pos.data(), rope_, N, KVH, true);
+      T *dq = a.dq, *dk = a.dk;
+      if (c.qk_norm) {
+        std::fill_n(a.dqraw, N * Q, T(0));
+        std::fill_n(a.dkraw, N * K, T(0));
+        llama::rmsnorm_backward(a.dqraw, g.q_norm + l * hd, a.dq, a.qraw + l * N * Q, p.q_norm + l * hd,
+                                a.rq + l * N * NH, N * NH, hd);
+        llama::rmsnorm_backward(a.dkraw, g.k_norm + l * hd, a.dk, a.kraw + l * N * K, p.k_norm + l * hd,
+                                a.rk + l * N * KVH, N * KVH, hd);
+        dq = a.dqraw, dk = a.dkraw;
+      }
+      llama::linear_backward(a.d_h, g.qw + l * C * Q, c.qkv_bias ? g.qb + l * Q : nullptr, dq, h1, p.qw + l * C * Q,
+                             N, C, Q, pr);
+      llama::linear_backward(a.d_h, g.kw + l * C * K, c.qkv_bias ? g.kb + l * K : nullptr, dk, h1, p.kw + l * C * K,
+                             N, C, K, pr, true);
+      llama::linear_backward(a.d_h, g.vw + l * C * K, c.qkv_bias ? g.vb + l * K : nullptr, a.dv, h1,
+                             p.vw + l * C * K, N, C, K, pr, true);
+      llama::rmsnorm_backward(d_res, g.attn_norm + l * C, a.d_h, x, p.attn_norm + l * C, a.r1 + l * N, N, C);
+    }
+    // the embedding: padding rows get no gradient; serial, as rows may share a token
+    const std::int32_t* tokens = scored_.batch.tokens.data();
+    for (std::size_t n = 0; n < N; ++n)
+      if (scored_.real[n])
+        gpt::ArrayMap<T>(g.embed + std::size_t(tokens[n]) * C, gpt::ix(C)) +=
+            gpt::ConstArrayMap<T>(d_res + n * C, gpt::ix(C));
+  }
+
+  // Sizes every buffer for B × T; grows, never shrinks.
+  void reserve(std::size_t B, std::size_t Tn) {
+    const LlamaConfig& c = config_;
+    const std::size_t N = B * Tn, C = c.hidden_size, L = c.layers, NH = c.heads, KVH = c.kv_heads, Q = c.q_size(),
+                      K = c.kv_size(), F = c.intermediate_size, V = c.vocab_size, att = B * NH * Tn * Tn;
+    const std::size_t qk = c.qk_norm ? 1 : 0;
+    const std::size_t sizes[] = {
+        (L + 1) * N * C, L * N * C, L * N,                     // x, h1, r1
+        qk * L * N * Q,  qk * L * N * NH, qk * L * N * K, qk * L * N * KVH,  // qraw, rq, kraw, rk
+        L * N * Q,       L * N * K, L * N * K, L * att, L * N * Q,  // q, k, v, att, atty
+        L * N * C,       L * N * C, L * N, L * N * F, L * N * F,    // mid, h2, r2, gate, up
+        N * C,           N,                                       // hf, rf
+        N * F,           N * F, N * F,                            // act, dgate, dup
+        N * C,           N * C, N * C,                            // d_res, d_h, d_hf
+        N * Q,           N * Q, qk * N * Q,                       // d_atty, dq, dqraw
+        N * K,           N * K, qk * N * K,                       // dk, dv, dkraw
+        att};
+    std::size_t total = 0;
+    for (auto s : sizes) total += (s + 15) / 16 * 16;  // every buffer 64-byte aligned (as the GPT's, see layers.hpp)
+    if (act_buffer_.size() < total) act_buffer_.resize(total);
+    T* at = act_buffer_.data();
+    T* ptr[std::size(sizes)];
+    for (std::size_t i = 0; i < std::size(sizes); ++i) ptr[i] = at, at += (sizes[i] + 15) / 16 * 16;
+    act_ = {ptr[0],  ptr[1],  ptr[2],  ptr[3],  ptr[4],  ptr[5],  ptr[6],  ptr[7],  ptr[8],  ptr[9],  ptr[10],
+            ptr[11], ptr[12], ptr[13], ptr[14], ptr[15], ptr[16], ptr[17], ptr[18], ptr[19], ptr[20], ptr[21],
+            ptr[22], ptr[23], ptr[24], ptr[25], ptr[26], ptr[27], ptr[28], ptr[29], ptr[30], ptr[31]};
+    const auto grow = [](auto& v, std::size_t n) {
+      if (v.size() < n) v.resize(n);
+    };
+    grow(logits_, N * V), grow(hf_rows_, N * C), grow(row_max_, N), grow(row_log_sum_, N);
+  }
+
+  LlamaConfig config_;
+  llama::RopeTable<T> rope_;
+  gpt::MatmulPrecision precision_ = gpt::MatmulPrecision::fp32;
+  gpt::aligned_vector<T> params_, grads_;  // [llama_param_count(config)] each; layout in llama/params.hpp
+  gpt::aligned_vector<T> act_buffer_;      // every activation, viewed through act_
+  Activations act_{};
+  gpt_host::ScoredBatch<std::size_t> scored_;  // the last forward's batch and scoring rows
+  gpt::aligned_vector<T> logits_;              // [M, V] (capacity [N, V]); d logits after backward
+  gpt::aligned_vector<T> hf_rows_;             // [M, C] final hidden rows that score a response token
+  gpt::aligned_vector<T> row_max_, row_log_sum_;  // [M]
+  llama::Sampler<T> sampler_;
+};
+
+static_assert(TrainablePolicy<Llama<float>>);
+static_assert(SamplingPolicy<Llama<float>>);
+static_assert(ValueModel<Llama<float>>);
+static_assert(RewardModel<Llama<float>>);
+static_assert(TrainablePolicy<Llama<double>>);
+
+}  // namespace rlhf
