@@ -1,11 +1,9 @@
 #include "arguments.hpp"
 
 #include <cstdio>
-#include <fstream>
-#include <set>
-#include <sstream>
 
 #include "registry.hpp"
+#include "rlhf/io/json_file.hpp"
 
 namespace trainer {
 
@@ -43,20 +41,29 @@ void set_key(TrainingArguments& args, const Method& method, const std::vector<Ke
   args.set_keys.push_back(name);
 }
 
+// The file through the one hardened reader (a regular file of at most 1 MiB, 64 levels, no key twice).
 void read_config_file(TrainingArguments& args, const Method& method, const std::vector<Key>& keys,
                       const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Refusal("--config: cannot open '" + path + "'");
-  std::stringstream ss;
-  ss << in.rdbuf();
   json doc;
   try {
-    doc = json::parse(ss.str());
-  } catch (const json::parse_error& e) {
-    throw Refusal("--config: '" + path + "' is not valid JSON (" + e.what() + ")");
+    doc = rlhf::io::read_json_file(path, {.max_bytes = std::size_t(1) << 20});
+  } catch (const rlhf::error& e) {
+    throw Refusal(std::string("--config: ") + e.what());
   }
-  if (!doc.is_object()) throw Refusal("--config: '" + path + "' must hold one JSON object of settings");
-  for (const auto& [name, value] : doc.items()) set_key(args, method, keys, name, value, false, " in " + path);
+  const std::string shown = rlhf::io::detail::quoted_path(path);
+  if (!doc.is_object()) throw Refusal("--config: " + shown + " must hold one JSON object of settings");
+  for (const auto& [name, value] : doc.items()) set_key(args, method, keys, name, value, false, " in " + shown);
+}
+
+// A default that follows another setting the user gave: TRL's max_prompt_length (512) below a smaller
+// max_length becomes half of it.
+void follow_defaults(TrainingArguments& args, const Method& method) {
+  if (!method.samples() && !args.was_set("max_prompt_length") && args.max_prompt_length != 0 &&
+      args.max_prompt_length >= args.max_length) {
+    args.max_prompt_length = args.max_length / 2;
+    std::printf("note: max_prompt_length (not set) follows max_length %zu: %zu\n", args.max_length,
+                args.max_prompt_length);
+  }
 }
 
 void print_help(Method& method) {
@@ -143,6 +150,7 @@ Parsed parse_arguments(int argc, char** argv) {
       set_key(args, method, keys, key, json(value), true, " on the command line");
     }
     method.apply_defaults(args);
+    follow_defaults(args, method);
     check_training_arguments(args, method.samples());
     method.check(args);
   } catch (const Refusal& r) {

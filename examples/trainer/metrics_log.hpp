@@ -95,6 +95,21 @@ class MetricsLog {
   // What the resume did to the earlier log, one line each (empty for a clean log or a fresh start).
   const std::vector<std::string>& repairs() const { return repairs_; }
 
+  // Records as metrics.jsonl holds them: for a checkpoint to carry those a full disk kept out of the log.
+  static std::string lines_of(const std::vector<Record>& records) {
+    std::string text;
+    for (const auto& r : records) text += line_of(r);
+    return text;
+  }
+  // Appends the records of `file` (written by lines_of), when there is one.
+  void append_from(const fs::path& file) {
+    std::error_code ec;
+    if (!fs::exists(fs::symlink_status(file, ec))) return;
+    std::vector<Record> records;
+    read_records(file, -1, records);
+    for (const auto& r : records) append(r);
+  }
+
   // Appends to both files; metrics.csv is rewritten whole only when the record brings a new column (the first
   // training and evaluation records), so that a long run's log costs a line per record.
   void append(const Record& r) {
@@ -144,8 +159,11 @@ class MetricsLog {
                                " (the file keeps its earlier records, with no torn line)");
   }
   // Reads the earlier run's metrics.jsonl into records_ (see the top of this file).
-  void keep_records(long long keep_through) {
-    const std::string text = rlhf::io::read_regular_file(jsonl_, std::size_t(1) << 30);
+  void keep_records(long long keep_through) { read_records(jsonl_, keep_through, records_); }
+  // The records of a JSON Lines file with step <= keep_through (-1: every one), into `out`; what was skipped, into
+  // repairs_.
+  void read_records(const fs::path& file, long long keep_through, std::vector<Record>& out) {
+    const std::string text = rlhf::io::read_regular_file(file, std::size_t(1) << 30);
     std::size_t dropped = 0, line_no = 0;
     for (std::size_t begin = 0; begin < text.size();) {
       std::size_t end = text.find('\n', begin);
@@ -155,7 +173,7 @@ class MetricsLog {
       begin = end + 1;
       ++line_no;
       if (line.empty()) continue;
-      const std::string where = "'" + jsonl_.string() + "' line " + std::to_string(line_no);
+      const std::string where = "'" + file.string() + "' line " + std::to_string(line_no);
       nlohmann::ordered_json doc;  // keeps the record's key order
       try {
         doc = rlhf::io::parse_json_text<nlohmann::ordered_json>(line, where, {.max_depth = 2});
@@ -168,16 +186,16 @@ class MetricsLog {
         repairs_.push_back(where + ": not a record with a numeric \"step\"; skipped");
         continue;
       }
-      if (s->get<double>() > double(keep_through)) {
+      if (keep_through >= 0 && s->get<double>() > double(keep_through)) {
         ++dropped;
         continue;
       }
       Record r;
       for (const auto& [k, v] : doc.items()) r.emplace_back(k, v.is_number() ? v.get<double>() : NAN);
-      records_.push_back(std::move(r));
+      out.push_back(std::move(r));
     }
     if (dropped)
-      repairs_.push_back("'" + jsonl_.string() + "': " + std::to_string(dropped) + " record(s) after step " +
+      repairs_.push_back("'" + file.string() + "': " + std::to_string(dropped) + " record(s) after step " +
                          std::to_string(keep_through) + " dropped (the resumed run writes them again)");
   }
   std::string csv_row(const Record& r) const {

@@ -11,15 +11,18 @@
 //   refuse_output_over_input(out, input, setting)
 //                                         output_dir may not be an input folder (its weights would be replaced)
 #include <algorithm>
+#include <cstdio>
 #include <ctime>
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "checkpoint_folders.hpp"
 #include "output_lock.hpp"
 #include "rlhf/core/error.hpp"
+#include "rlhf/io/untrusted.hpp"
 
 namespace trainer {
 
@@ -132,6 +135,30 @@ inline void refuse_output_over_input(const fs::path& output_dir, const fs::path&
   if (fs::equivalent(output_dir, input, ec))
     rlhf::fail<rlhf::config_error>("output_dir '", output_dir.string(), "' is ", setting, " '", input.string(),
                                    "': the run would replace its files; choose another output_dir");
+}
+
+// What a run needs of its output_dir, before it reads any input: not an input folder; for a resume, an existing
+// folder (a failed resume creates nothing); the lock; what a killed run left, cleaned up; for a fresh run, no
+// earlier run there (or, with overwrite_output_dir, the earlier run moved aside whole). `resume`: the setting
+// resume_from_checkpoint ("" for a fresh run). `inputs`: the folders the run reads, by setting name. Prints what it
+// cleaned or moved; returns the lock, to be held for the whole run.
+inline OutputDirLock claim_output_dir(const fs::path& output_dir, const std::string& resume, bool overwrite,
+                                      const std::vector<std::pair<std::string, std::string>>& inputs) {
+  for (const auto& [setting, folder] : inputs) refuse_output_over_input(output_dir, folder, setting);
+  std::error_code ec;
+  const bool resuming = !resume.empty(), latest = resume == "latest" || resume == "true";
+  if (latest && !fs::is_directory(output_dir, ec))
+    rlhf::fail<rlhf::config_error>("resume_from_checkpoint: output_dir '", rlhf::io::detail::clip(output_dir.string(), 256),
+                                   "' is not a folder (no checkpoint to resume there)");
+  if (resuming && !latest && !fs::is_directory(resume, ec))
+    rlhf::fail<rlhf::config_error>("resume_from_checkpoint: '", rlhf::io::detail::clip(resume, 256), "' is not a folder");
+  OutputDirLock lock(output_dir);
+  for (const auto& note : remove_strays(lock)) std::printf("note: %s\n", note.c_str());
+  if (!resuming)
+    if (const fs::path aside = prepare_fresh_output_dir(lock, overwrite); !aside.empty())
+      std::printf("overwrite_output_dir: the earlier run in '%s' was moved to '%s'\n", output_dir.string().c_str(),
+                  aside.string().c_str());
+  return lock;
 }
 
 }  // namespace trainer

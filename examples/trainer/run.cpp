@@ -14,6 +14,7 @@
 #include "arguments.hpp"
 #include "console.hpp"
 #include "metrics_log.hpp"
+#include "output_dir.hpp"
 #include "resume.hpp"
 
 namespace trainer {
@@ -100,15 +101,21 @@ Evaluation evaluation_pass(Session& s, std::size_t step) {
 }  // namespace
 
 int run(const TrainingArguments& config, Method& method, rlhf::Communicator& comm) {
-  Session s = make_session(config, method, comm);
   const fs::path out = config.output_dir;
-  if (s.writes()) fs::create_directories(out);
+  // Rank 0 owns output_dir, locked for the whole run before any input is read.
+  std::optional<OutputDirLock> lock;
+  if (comm.rank() == 0)
+    lock.emplace(claim_output_dir(out, config.resume_from_checkpoint, config.overwrite_output_dir,
+                                  {{"model_name_or_path", config.model_name_or_path},
+                                   {"tokenizer_name_or_path", config.tokenizer_name_or_path}}));
   comm.barrier();
+  Session s = make_session(config, method, comm);
 
   std::size_t start = 0;
   std::string last_checkpoint = "none";
+  fs::path from;
   if (!config.resume_from_checkpoint.empty()) {
-    const fs::path from = resolve_checkpoint(config.resume_from_checkpoint, out);
+    from = resolve_checkpoint(config.resume_from_checkpoint, out);
     start = restore_checkpoint(s, from);
     last_checkpoint = from.string();
     if (start > s.total_steps)
@@ -121,23 +128,50 @@ int run(const TrainingArguments& config, Method& method, rlhf::Communicator& com
 
   // Rank 0 writes and prints; the others train in step with it.
   std::optional<MetricsLog> log;
-  if (s.writes()) log.emplace(out, config.resume_from_checkpoint.empty() ? -1 : static_cast<long long>(start));
+  if (s.writes()) {
+    log.emplace(out, config.resume_from_checkpoint.empty() ? -1 : static_cast<long long>(start));
+    for (const auto& repair : log->repairs()) std::printf("note: %s\n", repair.c_str());
+    if (!from.empty()) log->append_from(from / unlogged_file);
+  }
   install_stop_handlers();
   Progress progress(start, s.total_steps, config.disable_tqdm || !s.writes(), !s.writes());
   Window window;
   double window_start = progress.seconds();
   Record shown;
 
+  std::vector<Record> unlogged;  // records a failed write kept out of the log, for the checkpoint to carry
   const auto save = [&](std::size_t step) {
     const auto rngs = gather_rng_states(s);  // every rank takes part
     fs::path path = out / ("checkpoint-" + std::to_string(step));
     if (s.writes()) {
-      path = write_checkpoint(out, step, [&](const fs::path& f) { fill_checkpoint(s, step, f, rngs); });
+      path = write_checkpoint(out, step, [&](const fs::path& f) {
+        fill_checkpoint(s, step, f, rngs, MetricsLog::lines_of(unlogged));
+      });
       rotate_checkpoints(out, config.save_total_limit);
     }
     comm.barrier();  // the checkpoint is whole before any rank goes on
     last_checkpoint = path.string();
     return path;
+  };
+  // A record that cannot be written (a full disk) stops the run, with a checkpoint first where one can still be
+  // written (one process: with several, the others would wait for rank 0 in the checkpoint's collectives); the
+  // checkpoint carries the record, and a resume from it appends the record to the log.
+  const auto record = [&](const Record& r, std::size_t step) {
+    try {
+      log->append(r);
+    } catch (const rlhf::io_error& e) {
+      progress.break_line();
+      unlogged.push_back(r);
+      std::string saved = "no checkpoint was written";
+      if (comm.size() == 1) {
+        try {
+          saved = "wrote " + save(step).string();
+        } catch (const std::exception& again) {
+          saved = std::string("the checkpoint could not be written either: ") + again.what();
+        }
+      }
+      rlhf::fail<rlhf::io_error>(e.what(), "; the run stopped after step ", step, "; ", saved);
+    }
   };
   const auto evaluate_now = [&](std::size_t step) {
     if (!s.eval.size()) return;
@@ -145,7 +179,7 @@ int run(const TrainingArguments& config, Method& method, rlhf::Communicator& com
     Record r{{"step", double(step)}, {"epoch", double(step) / double(s.steps_per_epoch)}, {"eval_loss", e.loss}};
     for (const auto& [name, value] : e.metrics.items()) r.emplace_back("eval_" + name, value);
     if (!s.writes()) return;
-    log->append(r);
+    record(r, step);
     progress.break_line();
     std::printf("eval at step %zu: %s\n", step, summary_of({{"loss", e.loss}}, method).c_str());
   };
@@ -187,7 +221,7 @@ int run(const TrainingArguments& config, Method& method, rlhf::Communicator& com
       const double now = progress.seconds();
       shown = window.take(done, double(done) / double(s.steps_per_epoch), now - window_start);
       window_start = now;
-      if (s.writes()) log->append(shown);
+      if (s.writes()) record(shown, done);
     }
     progress.update(done, summary_of(shown, method), log_now);
     if (done == s.total_steps) break;

@@ -28,8 +28,9 @@ struct Refusal : std::runtime_error {
 inline constexpr double unbounded = std::numeric_limits<double>::max();
 
 // text: any string; choice: one of a list; count: an integer ≥ 0 in a range; signed_count: an integer in a
-// range; seed: any 64-bit unsigned integer; real: a finite number in a range; boolean.
-enum class Kind { text, choice, count, signed_count, seed, real, boolean };
+// range; seed: any 64-bit unsigned integer; real: a finite number in a range; real32: the same, where the value is
+// used as a float32 (the optimizer's settings), so that it must be in its range after rounding; boolean.
+enum class Kind { text, choice, count, signed_count, seed, real, real32, boolean };
 
 // Where a bound key's value lives: a typed pointer into its settings object.
 using FieldRef = std::variant<std::string*, bool*, std::size_t*, long long*, double*>;
@@ -90,6 +91,10 @@ KeySpec<O> seed_key(const char* name, std::size_t O::*m, const char* help) {
 template <class O>
 KeySpec<O> real_key(const char* name, double O::*m, const char* help, double lo, double hi) {
   return {name, Kind::real, m, help, lo, hi};
+}
+template <class O>
+KeySpec<O> float_key(const char* name, double O::*m, const char* help, double lo, double hi) {
+  return {name, Kind::real32, m, help, lo, hi};
 }
 template <class O>
 KeySpec<O> flag_key(const char* name, bool O::*m, const char* help) {
@@ -158,10 +163,14 @@ inline void assign(const Key& k, const json& v) {
         *std::get<long long*>(k.field) = v.get<std::int64_t>();
       return;
     }
-    case Kind::real: {
+    case Kind::real:
+    case Kind::real32: {
       if (!v.is_number()) refuse("must be a number, got " + brief(v));
       const double d = v.get<double>();
       if (!std::isfinite(d) || d < k.lo || d > k.hi) refuse(brief(v) + " is not " + range_text(k));
+      if (const float f = float(d); k.kind == Kind::real32 && (!std::isfinite(f) || f < k.lo || f > k.hi || (d != 0 && f == 0)))
+        refuse(brief(v) + " becomes " + number_text(f) + " as a float32 (the type it is used in), which is not " +
+               range_text(k));
       *std::get<double*>(k.field) = d;
       return;
     }

@@ -22,6 +22,7 @@ struct TrainingArguments {
                                         // vocab.bpe) or a SentencePiece .model; default: model_name_or_path
   std::string train_file, eval_file;    // JSON Lines in TRL's formats (docs/io/datasets.md)
   std::string output_dir = "trainer_output";
+  bool overwrite_output_dir = false;    // a fresh run into a folder holding a run moves that run aside
   std::string resume_from_checkpoint;   // a checkpoint folder, or "latest": the newest under output_dir
   std::string chat_template;            // for conversational rows; "" = the default template (io/chat_template.hpp)
 
@@ -71,10 +72,12 @@ struct TrainingArguments {
         text_key("train_file", &A::train_file, "training data, JSON Lines in a TRL format"),
         text_key("eval_file", &A::eval_file, "evaluation data, same format (optional)"),
         text_key("output_dir", &A::output_dir, "where the model, checkpoints and metrics go"),
+        flag_key("overwrite_output_dir", &A::overwrite_output_dir,
+                 "a fresh run into an output_dir that holds a run moves that run aside (else it is refused)"),
         text_key("resume_from_checkpoint", &A::resume_from_checkpoint,
                  "a checkpoint folder, or 'latest' (the newest under output_dir)"),
         text_key("chat_template", &A::chat_template, "one message's template for conversational rows, {role} {content}"),
-        real_key("learning_rate", &A::learning_rate, "peak AdamW learning rate (default: the method's)", 0, 10),
+        float_key("learning_rate", &A::learning_rate, "peak AdamW learning rate (default: the method's)", 1e-30, 10),
         count_key("per_device_train_batch_size", &A::per_device_train_batch_size, "rows per micro-batch", 1, 1 << 20),
         count_key("per_device_eval_batch_size", &A::per_device_eval_batch_size, "rows per evaluation batch", 1, 1 << 20),
         count_key("gradient_accumulation_steps", &A::gradient_accumulation_steps, "micro-batches per optimizer step", 1,
@@ -86,10 +89,10 @@ struct TrainingArguments {
         count_key("warmup_steps", &A::warmup_steps, "> 0: warm-up steps, overriding warmup_ratio", 0, 1e12),
         choice_key("lr_scheduler_type", &A::lr_scheduler_type, "learning-rate schedule",
                    {"linear", "cosine", "constant", "constant_with_warmup"}),
-        real_key("weight_decay", &A::weight_decay, "AdamW's decoupled weight decay", 0, 10),
-        real_key("adam_beta1", &A::adam_beta1, "AdamW beta1", 0, 0.999999),
-        real_key("adam_beta2", &A::adam_beta2, "AdamW beta2", 0, 0.999999999),
-        real_key("adam_epsilon", &A::adam_epsilon, "AdamW epsilon", 1e-30, 1),
+        float_key("weight_decay", &A::weight_decay, "AdamW's decoupled weight decay", 0, 10),
+        float_key("adam_beta1", &A::adam_beta1, "AdamW beta1", 0, 0.999999),
+        float_key("adam_beta2", &A::adam_beta2, "AdamW beta2", 0, 0.999999999),
+        float_key("adam_epsilon", &A::adam_epsilon, "AdamW epsilon", 1e-30, 1),
         seed_key("seed", &A::seed, "seed of the model's initialisation, the data order and sampling"),
         flag_key("bf16", &A::bf16,
                  "matrix products in bf16 with float32 sums and float32 weights (AVX-512 BF16, else float32 speed)"),

@@ -7,6 +7,9 @@
 #   sigint      SIGINT during a run writes a checkpoint and exits; resuming it ends on the straight run's bytes
 #   diverge     a NaN at step k stops the run naming step k; the last checkpoint is untouched and finite
 #   refuse      unknown keys and bad values, on the command line and in the config file: exit 2, the key named
+#   hostile     hostile inputs (huge numbers, deep nesting, FIFOs, /dev/zero, folders) exit 1 or 2 with one named line;
+#               two runs on one output_dir, a full disk, a fresh run into an old run's folder, a torn metrics line,
+#               a flipped byte in any checkpoint file, changed data or settings on resume: nothing lost or mixed
 set -euo pipefail
 bin="$1" root="$2" case="$3" method="${4:-}"
 work="$(mktemp -d)"
@@ -171,7 +174,7 @@ refuse)
   echo '{"max_steps": "3"}' > "$work/bad.json"
   expect2 "max_steps: must be an integer" sft --config "$work/bad.json" "${common[@]}" "${out[@]}"
   echo '{"max_steps": 3,' > "$work/bad.json"
-  expect2 "is not valid JSON" sft --config "$work/bad.json" "${common[@]}" "${out[@]}"
+  expect2 "bad.json.* not valid JSON" sft --config "$work/bad.json" "${common[@]}" "${out[@]}"
   # The config file's values are used, and the command line's win over them.
   echo '{"max_steps": 3, "logging_steps": 1, "learning_rate": 0.5}' > "$work/good.json"
   "$bin" sft --config "$work/good.json" "${common[@]}" --output_dir "$work/ok" > /dev/null
@@ -183,6 +186,98 @@ refuse)
   "$bin" dpo "${common[@]}" --train_file "$work/bad.jsonl" --output_dir "$work/bad" > /dev/null 2> "$work/err.txt" || status=$?
   [[ $status == 1 ]] && grep -q "bad.jsonl.*2" "$work/err.txt" || fail "bad data: status $status, $(cat "$work/err.txt")"
   echo "refuse: ok"
+  ;;
+hostile)
+  # expect_error <status> <regex> <args...>: that exit status within 20 s, one line on stderr matching regex.
+  expect_error() {
+    local want="$1" regex="$2" status=0
+    shift 2
+    timeout 20 "$bin" "$@" > "$work/out.txt" 2> "$work/err.txt" || status=$?
+    [[ $status == "$want" ]] || fail "'$*': exit $status, expected $want: $(head -c 300 "$work/err.txt")"
+    [[ $(wc -l < "$work/err.txt") == 1 ]] || fail "'$*': expected one line, got: $(head -c 600 "$work/err.txt")"
+    [[ $(wc -c < "$work/err.txt") -lt 1000 ]] || fail "'$*': an error line of $(wc -c < "$work/err.txt") bytes"
+    grep -q -- "$regex" "$work/err.txt" || fail "'$*': '$(cat "$work/err.txt")' does not match '$regex'"
+  }
+  run=(sft "${common[@]}" --per_device_train_batch_size 2 --logging_steps 1)
+  # Numbers beyond double, on the command line and in --config.
+  expect_error 2 "learning_rate: '1e999' is not a number" "${run[@]}" --output_dir "$work/a" --learning_rate 1e999
+  echo '{"max_steps": 1e999}' > "$work/huge.json"
+  expect_error 2 "huge.json.*beyond double's range" "${run[@]}" --config "$work/huge.json" --output_dir "$work/a"
+  expect_error 2 "adam_beta2: .*float32" "${run[@]}" --output_dir "$work/a" --adam_beta2 0.999999999
+  # Deep nesting in --config, in a model folder's config.json, and in a checkpoint's trainer_state.json.
+  python3 -c "print('[' * 200000)" > "$work/deep.json"
+  expect_error 2 "deep.json.*nest" "${run[@]}" --config "$work/deep.json" --output_dir "$work/a"
+  mkdir -p "$work/model" && cp "$work/deep.json" "$work/model/config.json"
+  expect_error 1 "model/config.json.*nest" sft --model_name_or_path "$work/model" --tokenizer_name_or_path "$tok" --train_file "$data" --output_dir "$work/a"
+  # FIFOs and devices never block: as --config, as --model_config, as the model folder's config.json.
+  mkfifo "$work/fifo"
+  expect_error 2 "fifo.*FIFO" "${run[@]}" --config "$work/fifo" --output_dir "$work/a"
+  expect_error 2 "/dev/zero" "${run[@]}" --config /dev/zero --output_dir "$work/a"
+  expect_error 2 "is a directory" "${run[@]}" --config "$work" --output_dir "$work/a"
+  expect_error 1 "fifo.*FIFO" sft "${common[@]}" --model_config "$work/fifo" --output_dir "$work/a"
+  rm "$work/model/config.json" && mkfifo "$work/model/config.json"
+  expect_error 1 "config.json.*FIFO" sft --model_name_or_path "$work/model" --tokenizer_name_or_path "$tok" --train_file "$data" --output_dir "$work/a"
+  echo '{"max_steps": 3, "max_steps": 4}' > "$work/twice.json"
+  expect_error 2 "twice.json.*max_steps.*more than once" "${run[@]}" --config "$work/twice.json" --output_dir "$work/a"
+
+  # A straight run, to compare the others with.
+  "$bin" "${run[@]}" --max_steps 12 --save_steps 4 --output_dir "$work/straight" > /dev/null
+  # Two runs on one output_dir: the second stops at once naming the first; the first ends as the straight run.
+  "$bin" "${run[@]}" --max_steps 400 --save_steps 1000 --output_dir "$work/two" > "$work/first.txt" &
+  first=$!
+  for _ in $(seq 1 400); do grep -q "^step 2/" "$work/first.txt" 2>/dev/null && break; sleep 0.05; done
+  expect_error 1 "in use by another rlhf-train run (pid $first" "${run[@]}" --max_steps 12 --output_dir "$work/two"
+  wait "$first" || fail "the first run failed"
+  "$bin" "${run[@]}" --max_steps 400 --save_steps 1000 --output_dir "$work/two-alone" > /dev/null
+  same "$work/two-alone/model.safetensors" "$work/two/model.safetensors"
+  # A fresh run into a folder that holds a run is refused; with overwrite_output_dir the old run moves aside whole.
+  expect_error 1 "already holds a run" "${run[@]}" --max_steps 12 --output_dir "$work/straight"
+  "$bin" "${run[@]}" --max_steps 12 --save_steps 4 --output_dir "$work/straight" --overwrite_output_dir true > "$work/log.txt"
+  aside=$(ls -d "$work"/straight.old-* | head -1)
+  [[ -d "$aside/checkpoint-12" && -f "$aside/metrics.jsonl" ]] || fail "the old run was not moved aside whole"
+  same "$aside/model.safetensors" "$work/straight/model.safetensors"
+  # output_dir may not be the input model folder.
+  expect_error 1 "is model_name_or_path" sft --model_name_or_path "$work/straight" --train_file "$data" --output_dir "$work/straight"
+
+  # A full disk at the 5th record: the run stops naming the file, after a checkpoint; no record is torn; the resume
+  # ends on the straight run's bytes with every step once.
+  status=0
+  RLHF_TRAIN_FAULT_WRITE_FAIL_AT=5 "$bin" "${run[@]}" --max_steps 12 --save_steps 4 --output_dir "$work/full" \
+    > /dev/null 2> "$work/err.txt" || status=$?
+  [[ $status == 1 ]] && grep -q "metrics.jsonl.*step 5.*wrote .*checkpoint-5" "$work/err.txt" || fail "disk full: $status $(cat "$work/err.txt")"
+  python3 -c "import json,sys; [json.loads(l) for l in open(sys.argv[1])]" "$work/full/metrics.jsonl" || fail "a torn record"
+  "$bin" "${run[@]}" --max_steps 12 --save_steps 4 --output_dir "$work/full" --resume_from_checkpoint latest > /dev/null
+  same "$work/straight/model.safetensors" "$work/full/model.safetensors"
+  steps=$(sed 's/^{"step": \([0-9]*\),.*/\1/' "$work/full/metrics.jsonl" | tr '\n' ' ')
+  [[ "$steps" == "1 2 3 4 5 6 7 8 9 10 11 12 " ]] || fail "disk full then resume: steps $steps"
+  # A torn line in the middle of metrics.jsonl: the resume drops it alone, keeping every intact record.
+  mkdir "$work/torn" && cp -r "$work/straight/checkpoint-8" "$work/torn/"
+  sed '3s/.*/{"step": 3, "loss/' "$work/straight/metrics.jsonl" > "$work/torn/metrics.jsonl"
+  "$bin" "${run[@]}" --max_steps 12 --save_steps 4 --output_dir "$work/torn" --resume_from_checkpoint latest > "$work/log.txt"
+  grep -q "note: .*metrics.jsonl.*line 3" "$work/log.txt" || fail "the torn line was not reported: $(head -3 "$work/log.txt")"
+  steps=$(sed 's/^{"step": \([0-9]*\),.*/\1/' "$work/torn/metrics.jsonl" | tr '\n' ' ')
+  [[ "$steps" == "1 2 4 5 6 7 8 9 10 11 12 " ]] || fail "torn line then resume: steps $steps"
+  # A flipped byte in any file of a checkpoint is refused on resume, naming the file.
+  for f in $(cd "$work/straight/checkpoint-8" && ls); do
+    [[ $f == manifest.json ]] && continue
+    rm -rf "$work/flip" && mkdir "$work/flip" && cp -r "$work/straight/checkpoint-8" "$work/flip/"
+    python3 - "$work/flip/checkpoint-8/$f" <<'PY'
+import sys
+b = bytearray(open(sys.argv[1], 'rb').read()); b[len(b) // 2] ^= 1; open(sys.argv[1], 'wb').write(b)
+PY
+    expect_error 1 "checkpoint-8.*$f" "${run[@]}" --max_steps 12 --output_dir "$work/flip" --resume_from_checkpoint latest
+  done
+  # Changed data of the same length, or a changed optimizer setting, is refused on resume, naming it.
+  rm -rf "$work/flip" && mkdir "$work/flip" && cp -r "$work/straight/checkpoint-8" "$work/flip/"
+  sed 's/a/e/' "$data" > "$work/other.jsonl"
+  expect_error 1 "train_file .*not the file" "${run[@]}" --max_steps 12 --train_file "$work/other.jsonl" \
+    --output_dir "$work/flip" --resume_from_checkpoint latest
+  expect_error 1 "weight_decay is 0.1 now but 0.0 in" "${run[@]}" --max_steps 12 --weight_decay 0.1 \
+    --output_dir "$work/flip" --resume_from_checkpoint latest
+  # A failed resume creates nothing.
+  expect_error 1 "not a folder" "${run[@]}" --output_dir "$work/none" --resume_from_checkpoint latest
+  [[ ! -e "$work/none" ]] || fail "a failed resume created output_dir"
+  echo "hostile: ok"
   ;;
 mpi)  # under mpirun -np 2: a resumed run ends on the straight run's bytes, for DPO and for PPO (rank-seeded sampling)
   mpi=(mpirun -np 2 --allow-run-as-root --oversubscribe -x OMP_NUM_THREADS=1)
