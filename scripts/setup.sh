@@ -4,6 +4,7 @@ set -euo pipefail
 
 packages=(cmake g++ make pkg-config libeigen3-dev doctest-dev libbenchmark-dev nlohmann-json3-dev xtensor-dev libxsimd-dev
           libthrust-dev libcli11-dev fortunes libsentencepiece-dev gnuplot-nox python3
+          libpcre2-dev libutf8proc-dev  # tokenizer.json: regexes and Unicode normalization (docs/io/tokenizer_json.md)
           clang-14 libclang-rt-14-dev  # clang: the fuzzers (scripts/check.sh)
           libopenmpi-dev openmpi-bin)  # data-parallel ranks (docs/distributed.md)
 
