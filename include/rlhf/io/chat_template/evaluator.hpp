@@ -184,9 +184,10 @@ class Evaluator {
         if (v.is_undefined() && k >= a.positional.size() && fallback) v = eval(*fallback, scope);
         scope.set(name, v.is_undefined() ? Value(Undefined{name}) : v);
       }
-      for (const auto& [key, v] : a.keyword) {
-        const bool known = std::any_of(node->params.begin(), node->params.end(), [&](const auto& p) { return p.first == key; });
-        if (!known) fail<render_error>("chat template: macro ", node->text, " has no parameter '", key, "'");
+      for (const auto& kv : a.keyword) {  // (clang 14 cannot capture a structured binding)
+        const bool known =
+            std::any_of(node->params.begin(), node->params.end(), [&](const auto& p) { return p.first == kv.first; });
+        if (!known) fail<render_error>("chat template: macro ", node->text, " has no parameter '", kv.first, "'");
       }
       std::string saved = std::move(out);
       out.clear();

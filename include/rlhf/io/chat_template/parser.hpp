@@ -5,6 +5,7 @@
 // Statements: if/elif/else, for (with `if` filter and else), set (name, namespace attribute, block),
 // macro, break, continue, and transformers' generation. Anything else is a syntax_error naming its line and
 // column: the engine never guesses.
+#include <charconv>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -414,7 +415,13 @@ class Parser {
         }
         return literal(v, at);
       }
-      case TokenKind::floating: next(); return literal(std::stod(at.value), at);
+      case TokenKind::floating: {
+        next();
+        double v = 0;
+        const auto [end, ec] = std::from_chars(at.value.data(), at.value.data() + at.value.size(), v);
+        if (ec != std::errc() || end != at.value.data() + at.value.size()) error(at, "the number " + at.value + " is out of range");
+        return literal(v, at);
+      }
       case TokenKind::op:
         if (at.value == "(") return parse_parenthesized();
         if (at.value == "[") return parse_sequence(ExprKind::list, "]");
