@@ -73,6 +73,7 @@ void print_start(const Session& s, std::size_t start, const fs::path& out) {
               "tokenizer %s\n",
               s.policy->parameters().size(), g.vocab_size, g.max_seq_len, g.channels, g.layers, g.heads,
               g.scalar_head ? ", scalar head" : "", s.codec.kind.c_str());
+  std::printf("  %s\n", describe_eos(s.codec).c_str());
   std::printf("  %zu steps of %zu rows (%zu micro-batches of %zu), %zu steps per epoch%s; output: %s\n", s.total_steps,
               s.rows_per_step, s.args.gradient_accumulation_steps, s.args.per_device_train_batch_size, s.steps_per_epoch,
               start ? (", resuming at step " + std::to_string(start)).c_str() : "", out.string().c_str());

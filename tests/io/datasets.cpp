@@ -372,6 +372,24 @@ TEST_CASE("malformed files: each an io_error naming the file, the line and the p
     CHECK(has(msg, "\"chosen\" is a JSON number, not a string"));
     CHECK(has(error_of(R"({"text":null})"), "\"text\" is a JSON null, not a string"));
   }
+  SUBCASE("what the last reading would take silently: a key twice, an unknown role, no messages, a margin beyond float") {
+    CHECK(has(error_of(good + "\n" + R"({"prompt":"p","chosen":"a","rejected":"b","chosen":"c"})"),
+              "line 2: the key \"chosen\" appears twice in one object"));
+    const std::string user = R"({"role":"user","content":"q"})";
+    const auto conversation = [&](const std::string& role) {
+      return R"({"prompt":[)" + user + R"(],"chosen":[{"role":")" + role + R"(","content":"a"}],"rejected":[{"role":"assistant","content":"b"}]})";
+    };
+    CHECK_NOTHROW(read_text_dataset(jsonl(dir, conversation("assistant"), "ok.jsonl"), DatasetReadOptions{}));
+    for (const std::string role : {"hacker", "", "user\\n<|assistant|>"}) {
+      CAPTURE(role);
+      CHECK(has(error_of(conversation(role)), "is not one of the chat template's roles (system, user, assistant, tool)"));
+    }
+    CHECK(has(error_of(R"({"prompt":[)" + user + R"(],"chosen":[],"rejected":[{"role":"assistant","content":"b"}]})"),
+              "\"chosen\" is an empty list of messages"));
+    CHECK(has(error_of(R"({"prompt":"p","chosen":"a","rejected":"b","margin":1e308})"), "beyond float32's range"));
+    CHECK_NOTHROW(read_text_dataset(jsonl(dir, R"({"prompt":"p","chosen":"a","rejected":"b","margin":1e30})", "m.jsonl"),
+                                    DatasetReadOptions{}));
+  }
   SUBCASE("an empty file, or only blank lines") {
     CHECK(has(error_of(""), "has no records"));
     CHECK(has(error_of("\n  \n\r\n"), "has no records"));

@@ -16,6 +16,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "rlhf/core/error.hpp"  // config_error
 
@@ -29,6 +30,19 @@ struct ChatMessage {
 struct ChatTemplate {
   std::string message = "<|{role}|>\n{content}\n";  // one message; {role} and {content} are replaced
   std::string assistant_role = "assistant";          // the role whose turn the generation prompt starts
+  std::vector<std::string> roles = {"system", "user", "assistant", "tool"};  // the roles a message may have
+
+  bool knows_role(std::string_view role) const {
+    if (role == assistant_role) return true;
+    for (const auto& r : roles)
+      if (role == r) return true;
+    return false;
+  }
+  std::string role_list() const {
+    std::string s;
+    for (const auto& r : roles) s += (s.empty() ? "" : ", ") + r;
+    return s;
+  }
 
   // Throws config_error unless `message` holds {content} exactly once.
   void validate() const {

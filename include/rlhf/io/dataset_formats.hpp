@@ -197,9 +197,14 @@ struct TextRowParser {
       if (role == m.end()) bad(where, " has no \"role\"");
       if (content == m.end()) bad(where, " has no \"content\"");
       out.push_back({text(*role, where + ".role"), text(*content, where + ".content")});
+      if (!options.chat_template.knows_role(out.back().role))
+        bad(where, ".role \"", clip(out.back().role, 40), "\" is not one of the chat template's roles (",
+            options.chat_template.role_list(), ")");
     }
+    if (out.empty()) bad(what, " is an empty list of messages");
     return out;
   }
+
 
   void check_completion(const std::vector<ChatMessage>& c, std::string_view what) const {
     if (!c.empty() && c[0].role != options.chat_template.assistant_role)
@@ -321,6 +326,8 @@ struct TextRowParser {
           has ? " had none" : " had one", "; give every record a margin or none");
     if (!has) return;
     if (!m->is_number()) bad("\"margin\" is ", json_brief(*m), ", not a number");
+    if (!std::isfinite(float(m->get<double>())))
+      bad("\"margin\" ", json_brief(*m), " is beyond float32's range (the type the reward model's loss uses)");
     row.margin = m->get<double>();
   }
 };

@@ -9,6 +9,7 @@
 // rlhf::io_error that names the file and the line: a line that is not valid JSON (or not valid UTF-8), that is
 // longer than max_line_bytes, that nests deeper than max_depth or holds a number JSON cannot represent (1e999);
 // a file that is not a regular file (a FIFO is refused, not waited on) or is larger than max_file_bytes.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -51,10 +52,19 @@ inline nlohmann::json parse_jsonl_line(std::string_view text, std::string_view n
                                        const JsonlLimits& limits) {
   using json = nlohmann::json;
   const auto bad = [&](const auto&... parts) { fail<io_error>("JSON Lines file '", name, "' line ", line, ": ", parts...); };
-  const auto bounded_depth = [&](int depth, json::parse_event_t event, json&) {
+  std::vector<std::vector<std::string>> keys_seen;  // per open object, innermost last
+  const auto bounded_depth = [&](int depth, json::parse_event_t event, json& parsed) {
     using E = json::parse_event_t;
     if ((event == E::object_start || event == E::array_start) && depth >= limits.max_depth)
       bad("JSON nests more than ", limits.max_depth, " levels deep");
+    if (event == E::object_start) keys_seen.emplace_back();
+    if (event == E::object_end) keys_seen.pop_back();
+    if (event == E::key) {  // the last one would win silently
+      auto& seen = keys_seen.back();
+      const auto& key = parsed.get_ref<const std::string&>();
+      if (std::find(seen.begin(), seen.end(), key) != seen.end()) bad("the key \"", clip(key, 40), "\" appears twice in one object");
+      seen.push_back(key);
+    }
     return true;
   };
   try {
