@@ -1,0 +1,82 @@
+// How fast is the CPU Llama at SmolLM2-135M's shape (V 49152, C 576, L 30, NH 9 / KVH 3, F 1536, tied)?
+//   sft_step : log_probs + backward on B sequences of T = 512 tokens (every token after the first scored, the
+//              mean NLL's gradient), then AdamW
+//   sample   : 32 new tokens for 16 prompts of 64 tokens (KV cache), temperature 1
+// The *_bf16 rows: the projections' products in bf16 with float32 sums (set_matmul_precision). Each benchmark
+// runs its step once untimed first (buffer growth). GFLOP/s counts the matrix products only:
+//   N_mm = L·(2·C·(NH + KVH)·hd + 3·C·F) + C·V,  forward per token = 2·N_mm + 4·L·T·NH·hd,  training = 3 × forward.
+// Random weights: the speed of a step does not depend on their values. Pass --benchmark_filter to pick rows.
+#include <benchmark/benchmark.h>
+
+#include <cstddef>
+
+#include "rlhf/core/rng.hpp"
+#include "rlhf/models/llama/model.hpp"
+#include "rlhf/optim/adamw.hpp"
+
+namespace {
+
+using Model = rlhf::Llama<float>;
+
+rlhf::LlamaConfig smollm2_135m() {
+  return {.vocab_size = 49152, .hidden_size = 576, .intermediate_size = 1536, .layers = 30, .heads = 9,
+          .kv_heads = 3, .max_seq_len = 8192, .rope_theta = 100000.0, .tie_word_embeddings = true};
+}
+
+double forward_flop_per_token(const rlhf::LlamaConfig& c, std::size_t T) {
+  const double C = double(c.hidden_size), hd = double(c.head_size());
+  const double n_mm = double(c.layers) * (2 * C * double(c.heads + c.kv_heads) * hd + 3 * C * double(c.intermediate_size)) +
+                      C * double(c.vocab_size);
+  return 2 * n_mm + 4.0 * double(c.layers) * double(T) * double(c.heads) * hd;
+}
+
+void BM_llama_sft_step(benchmark::State& state, rlhf::gpt::MatmulPrecision precision) {
+  const std::size_t B = std::size_t(state.range(0)), T = 512;
+  const auto config = smollm2_135m();
+  Model model(config, 1);
+  model.set_matmul_precision(precision);
+  rlhf::AdamW<float> opt(rlhf::AdamWConfig{.learning_rate = 1e-4f, .weight_decay = 0.0f});
+  rlhf::Rng rng(2);
+  auto batch = rlhf::TokenBatch::zeros(B, T);
+  for (auto& t : batch.tokens) t = rlhf::token_id(rng.below(config.vocab_size));
+  for (std::size_t b = 0; b < B; ++b)
+    for (std::size_t t = 1; t < T; ++t) batch.mask(b, t) = 1;
+  Model::matrix d = Model::matrix::Zero(Eigen::Index(B), Eigen::Index(T));
+  const auto step = [&] {
+    benchmark::DoNotOptimize(model.log_probs(batch).sum());
+    const float g = -1.0f / float(B * (T - 1));
+    for (std::size_t i = 0; i < B * T; ++i) d.data()[i] = batch.response_mask[i] ? g : 0.0f;
+    model.zero_grad();
+    model.backward(batch, d);
+    opt.step(model.parameters(), model.gradients());
+  };
+  step();
+  for (auto _ : state) step();
+  state.counters["tokens/s"] = benchmark::Counter(double(B * T), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GFLOP/s"] = benchmark::Counter(3 * forward_flop_per_token(config, T) * double(B * T) * 1e-9,
+                                                 benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void BM_llama_sample(benchmark::State& state) {
+  const std::size_t B = 16, P = 64, new_tokens = 32;
+  const auto config = smollm2_135m();
+  Model model(config, 1);
+  rlhf::Rng rng(3);
+  rlhf::PromptBatch prompts{B, P, std::vector<rlhf::token_id>(B * P), std::vector<std::size_t>(B, P)};
+  for (auto& t : prompts.tokens) t = rlhf::token_id(rng.below(config.vocab_size));
+  const rlhf::SampleOptions o{.max_new_tokens = new_tokens};
+  benchmark::DoNotOptimize(model.sample(prompts, o, rng).tokens.data());
+  for (auto _ : state) benchmark::DoNotOptimize(model.sample(prompts, o, rng).tokens.data());
+  state.counters["new tokens/s"] = benchmark::Counter(double(B * new_tokens), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+}  // namespace
+
+BENCHMARK_CAPTURE(BM_llama_sft_step, smollm2_135m_T512, rlhf::gpt::MatmulPrecision::fp32)
+    ->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(2);
+BENCHMARK_CAPTURE(BM_llama_sft_step, smollm2_135m_T512_bf16, rlhf::gpt::MatmulPrecision::bf16)
+    ->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(2);
+BENCHMARK(BM_llama_sample)->Name("BM_llama_sample/smollm2_135m_B16_P64_new32")->Unit(benchmark::kMillisecond)
+    ->UseRealTime()->Iterations(2);
+
+BENCHMARK_MAIN();
