@@ -18,6 +18,12 @@ Run by hand after changing a case, from the repository root (Debian: apt install
     /usr/bin/python3 tests/peers/llama_family.py
 
 and commit the folder; CI reads it and needs no torch. Deterministic: fixed seeds, no GPU.
+
+    /usr/bin/python3 tests/peers/llama_family.py --logits FOLDER
+
+reads an HF folder written by rlhf::save_llama (config.json, model.safetensors) and FOLDER/tokens.json
+([B][T] ids), and writes FOLDER/logits.json ([B][T][V]) from this reference: tests/models/llama_hf_export.cpp
+checks what we write the way another program reads it.
 """
 import json
 import math
@@ -269,6 +275,40 @@ def run_case(c, seed):
     print(f"{c['name']}: {sum(t.numel() for t in w.values())} parameters, objective {objective.item():.6f}")
 
 
+def read_safetensors(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    out = {}
+    for name, e in header.items():
+        if name == "__metadata__":
+            continue
+        raw = bytearray(data[e["data_offsets"][0]:e["data_offsets"][1]])
+        assert e["dtype"] == "F32", f"{name}: {e['dtype']}"
+        out[name] = torch.frombuffer(raw, dtype=torch.float32).reshape(e["shape"]).double()
+    return out
+
+
+def logits_of_folder(folder):
+    with open(os.path.join(folder, "config.json")) as f:
+        c = json.load(f)
+    w = read_safetensors(os.path.join(folder, "model.safetensors"))
+    w.pop("score.weight", None)  # a classification head: not part of the causal LM's logits
+    expected = set(weight_shapes(c))
+    assert set(w) == expected, f"names differ: {sorted(set(w) ^ expected)}"
+    for name, shape in weight_shapes(c).items():
+        assert tuple(w[name].shape) == shape, f"{name}: {tuple(w[name].shape)} vs {shape}"
+    with open(os.path.join(folder, "tokens.json")) as f:
+        ids = torch.tensor(json.load(f))
+    with open(os.path.join(folder, "logits.json"), "w") as f:
+        json.dump(forward(c, w, ids).tolist(), f)
+
+
 if __name__ == "__main__":
-    for i, case in enumerate(CASES):
-        run_case(case, 1000 + i)
+    import sys
+    if len(sys.argv) == 3 and sys.argv[1] == "--logits":
+        logits_of_folder(sys.argv[2])
+    else:
+        for i, case in enumerate(CASES):
+            run_case(case, 1000 + i)
