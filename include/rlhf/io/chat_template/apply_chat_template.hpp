@@ -135,6 +135,23 @@ class JinjaChatTemplate {
     return out;
   }
 
+  // What the template writes after an assistant message's content when the conversation ends there, e.g.
+  // "<|im_end|>\n" (Qwen3), "<|eot_id|>" (Llama 3.1), "<end_of_turn>\n" (Gemma 3), " </s>" (Llama 2's format).
+  // Its first special token is the end-of-turn token to stop sampling at; Llama 3's template goes on with the
+  // next assistant header, so take the first token, not the whole text. Throws config_error if the template
+  // does not write the content as given.
+  std::string end_of_turn_text() const {
+    static constexpr std::string_view probe = "RLHFENDOFTURNPROBE";
+    const auto messages = nlohmann::ordered_json::array(
+        {{{"role", "user"}, {"content", "Hi"}}, {{"role", "assistant"}, {"content", probe}}});
+    const std::string text = render(messages);
+    const std::size_t at = text.rfind(probe);
+    if (at == std::string::npos)
+      fail<config_error>("chat template: an assistant message's content does not appear in the render, so its "
+                         "end-of-turn text is not known");
+    return text.substr(at + probe.size());
+  }
+
   const std::string& source() const { return source_; }
   // A special token's text ("" when tokenizer_config.json does not set it).
   std::string special_token(std::string_view name) const {
