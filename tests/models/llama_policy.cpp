@@ -131,13 +131,27 @@ TEST_CASE("llama policy: bf16 products stay near float32 and double refuses them
   Llama<float> model(rlhf::testing::tiny_llama_config(false), 10);
   rlhf::testing::randomize(model, 11);
   const auto b = rlhf::testing::pad_rows(rows, Pad::left);
+  const auto ones = Llama<float>::backend::matrix_of(b.batch, b.time).array() + 1.0f;
+  const auto gradients_of = [&] {  // of Σ log p over the response
+    model.zero_grad();
+    model.log_probs(b);
+    model.backward(b, ones);
+    return std::vector<double>(model.gradients().begin(), model.gradients().end());
+  };
   const auto fp32 = response_logps(model, b);
+  const auto fp32_grads = gradients_of();
   model.set_matmul_precision(rlhf::gpt::MatmulPrecision::bf16);
   const auto bf16 = response_logps(model, b);
+  const auto bf16_grads = gradients_of();
   const double d = max_difference(fp32, bf16);
-  MESSAGE("bf16 vs float32 log-probs: " << d);
+  double largest = 0;
+  for (const double g : fp32_grads) largest = std::max(largest, std::abs(g));
+  const double dg = max_difference(fp32_grads, bf16_grads) / largest;
+  MESSAGE("bf16 vs float32: log-probs " << d << ", gradients " << dg << " of the largest");
   CHECK(d > 0);      // the products did change
   CHECK(d < 5e-2);   // bf16 keeps 8 bits: ~0.4% per operand
+  CHECK(dg > 0);
+  CHECK(dg < 5e-2);
   Llama<double> dbl(rlhf::testing::tiny_llama_config(false));
   CHECK_THROWS_AS(dbl.set_matmul_precision(rlhf::gpt::MatmulPrecision::bf16), rlhf::value_error);
 }
