@@ -29,5 +29,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                                    .variables = {{"enable_thinking", false}}});
     });
     fuzz::refuse_or_accept([&] { (void)chat.render_with_assistant_spans(messages); });
+    fuzz::refuse_or_accept([&] { (void)chat.end_of_turn_text(); });
   });
 }

@@ -121,6 +121,9 @@ TEST_CASE("filters") {
         "[1] [0] AB");
   CHECK(render("{{ 'a\nb'|indent(2) }}|{{ 'a\nb'|indent(2, true) }}") == "a\n  b|  a\n  b");
   CHECK(render("{{ [1, 2, 3]|sum }}") == "6");
+  // Python reads "1_000" as 1000 and int(1e30) as a big integer: refused here rather than rendered differently
+  CHECK_THROWS_WITH(render("{{ '1_000'|int }}"), doctest::Contains("not supported"));
+  CHECK_THROWS_WITH(render("{{ (10.0 ** 30)|int }}"), doctest::Contains("exceeds 64 bits"));
 }
 
 TEST_CASE("tojson is json.dumps(ensure_ascii=False)") {

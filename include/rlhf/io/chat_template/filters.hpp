@@ -189,11 +189,14 @@ inline Value to_int(const Value& v, const Value& fallback) {
   if (v.is_int() || v.is_bool()) return v.as_int();
   if (v.is_float()) {
     const double x = v.as_float();
-    if (!std::isfinite(x) || std::fabs(x) >= 9.2e18) return fallback;
+    if (std::isnan(x)) return fallback;  // Python's int() raises ValueError, which Jinja2's int filter catches
+    if (std::fabs(x) >= 9.2e18) fail<render_error>("chat template: int() of ", python_float(x), " exceeds 64 bits");
     return static_cast<std::int64_t>(x);
   }
   if (v.is_string()) {
     const std::string_view s = strip(v.as_string(), true, true);
+    if (s.find('_') != std::string_view::npos || s.starts_with("+-"))
+      fail<render_error>("chat template: int() of \"", s, "\" is not supported");
     std::int64_t i = 0;
     const char* begin = s.data() + (s.starts_with('+') ? 1 : 0);
     const auto [end, ec] = std::from_chars(begin, s.data() + s.size(), i);
@@ -209,6 +212,8 @@ inline Value to_float(const Value& v, const Value& fallback) {
   if (v.is_number()) return v.as_float();
   if (v.is_string()) {
     const std::string_view s = strip(v.as_string(), true, true);
+    if (s.find('_') != std::string_view::npos || s.starts_with("+-"))
+      fail<render_error>("chat template: float() of \"", s, "\" is not supported");
     double d = 0;
     const char* begin = s.data() + (s.starts_with('+') ? 1 : 0);
     const auto [end, ec] = std::from_chars(begin, s.data() + s.size(), d);

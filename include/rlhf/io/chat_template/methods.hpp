@@ -220,7 +220,7 @@ inline Value string_method(const std::string& s, std::string_view name) {
   if (name == "find" || name == "count") {
     const bool find = name == "find";
     return method([find](const std::string& x, Arguments& a) -> Value {
-      const std::string& sub = string_argument(a.required(0, "sub"), a.callee);
+      const std::string sub = string_argument(a.required(0, "sub"), a.callee);  // a copy: required() returns a temporary
       if (find) {
         const std::size_t at = x.find(sub);
         return at == std::string::npos ? std::int64_t{-1} : static_cast<std::int64_t>(code_point_count(x.substr(0, at)));
