@@ -38,6 +38,18 @@ foreach(project headers_only eigen)
   run(${WORK_DIR}/${project}/consumer)
 endforeach()
 
+# The tokenizers component, when this build has it (PCRE2 and utf8proc found).
+if(EXISTS ${prefix}/share/rlhf/cmake/rlhf-tokenizers-targets.cmake)
+  run(${CMAKE_COMMAND} -S ${SOURCE_DIR}/tokenizers -B ${WORK_DIR}/tokenizers -DCMAKE_PREFIX_PATH=${prefix})
+  run(${CMAKE_COMMAND} --build ${WORK_DIR}/tokenizers)
+  execute_process(COMMAND ${WORK_DIR}/tokenizers/consumer WORKING_DIRECTORY ${WORK_DIR}/tokenizers RESULT_VARIABLE rc
+                  OUTPUT_VARIABLE output ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "the tokenizers consumer failed (${rc}):\n${output}${err}")
+  endif()
+  message("${output}")
+endif()
+
 # A missing optional component: rlhf_FOUND=FALSE and a reason naming the component, without REQUIRED ...
 set(missing -DCOMPONENT=cuda -DCMAKE_DISABLE_FIND_PACKAGE_CUDAToolkit=ON -DCMAKE_PREFIX_PATH=${prefix})
 run(${CMAKE_COMMAND} -S ${SOURCE_DIR}/missing_component -B ${WORK_DIR}/missing ${missing})
