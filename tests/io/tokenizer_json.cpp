@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -212,6 +213,32 @@ TEST_CASE("post-processor templates and decoders") {
   CHECK(tok.decode(ids{3, 2, 3, 3}) == "A ");
   CHECK_THROWS_AS(tok.decode(ids{4}), rlhf::value_error);
   CHECK_THROWS_AS(tok.decode(ids{-1}), rlhf::value_error);
+}
+
+TEST_CASE("encode from several threads at once gives the ids of one thread, with the word cache filling and emptying") {
+  auto d = doc({"a", "b", " ", "ab", "ba", "aba"}, {"a b", "b a", "ab a"});
+  d["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "\\s+"}}}, {"behavior", "MergedWithNext"}};
+  rlhf::test::TempDir dir("tokenizer-json-threads");
+  rlhf::test::write_bytes(dir / "tokenizer.json", d.dump());
+  const auto tok = HfTokenizer::load(dir.path, {.cache_words = 8});  // a folder; a cache far smaller than the words
+  std::vector<std::string> texts;
+  for (int i = 0; i < 200; ++i) {
+    std::string t;
+    for (int k = 0; k < 1 + i % 13; ++k) t += std::string(std::size_t(1 + (i * 7 + k) % 5), "ab"[(i + k) % 2]) + (k % 3 ? " " : "  ");
+    texts.push_back(t);
+  }
+  std::vector<ids> want;
+  for (const auto& t : texts) want.push_back(HfTokenizer::load(dir.path, {.cache_words = 0}).encode(t));
+  std::vector<int> wrong(4, 0);
+  std::vector<std::thread> threads;
+  for (int w = 0; w < 4; ++w)
+    threads.emplace_back([&, w] {
+      for (int round = 0; round < 20; ++round)
+        for (std::size_t i = 0; i < texts.size(); ++i) wrong[std::size_t(w)] += tok.encode(texts[i]) != want[i];
+    });
+  for (auto& t : threads) t.join();
+  CHECK(wrong == std::vector<int>(4, 0));
+  CHECK(tok.decode(tok.encode(texts[5])) != "");
 }
 
 TEST_CASE("text that is not UTF-8 is refused, naming the byte") {
