@@ -59,11 +59,34 @@ void require_all_positive(std::string_view fn, std::string_view arg, const typen
   if (bad > 0) fail<value_error>(fn, ": '", arg, "' holds ", bad, " value(s) <= 0 among ", Be::size(v));
 }
 
+template <class T>
+struct negative_count {
+  const T* x;
+  RLHF_HOST_DEVICE double operator()(std::size_t i) const { return x[i] < T(0) ? 1.0 : 0.0; }
+};
+
+// Every entry ≥ 0 (token counts, lengths).
+template <Backend Be>
+void require_nonnegative(std::string_view fn, std::string_view arg, const typename Be::vector& v) {
+  const double bad = Be::sum(Be::size(v), negative_count<typename Be::scalar>{Be::data(v)});
+  if (bad > 0) fail<value_error>(fn, ": '", arg, "' holds ", bad, " value(s) < 0 among ", Be::size(v));
+}
+
 // A per-row batch input: same length as the batch, not empty, all finite.
 template <Backend Be>
 void require_rows(std::string_view fn, std::string_view arg, const typename Be::vector& v, std::size_t batch) {
   require_size(fn, arg, Be::size(v), batch, "the batch size");
   require_finite<Be>(fn, arg, v);
+}
+
+// The token counts of a pair's two sides [B] each (chosen_length, rejected_length): per-row inputs, none < 0.
+template <Backend Be>
+void require_pair_lengths(std::string_view fn, const typename Be::vector& chosen, const typename Be::vector& rejected,
+                          std::size_t batch) {
+  require_rows<Be>(fn, "chosen_length", chosen, batch);
+  require_rows<Be>(fn, "rejected_length", rejected, batch);
+  require_nonnegative<Be>(fn, "chosen_length", chosen);
+  require_nonnegative<Be>(fn, "rejected_length", rejected);
 }
 
 }  // namespace rlhf::detail

@@ -194,18 +194,6 @@ struct dpo_reward_stat {
   }
 };
 
-template <class T>
-struct negative_count {
-  const T* x;
-  RLHF_HOST_DEVICE double operator()(std::size_t i) const { return x[i] < T(0) ? 1.0 : 0.0; }
-};
-
-template <Backend Be>
-void require_token_counts(const char* fn, const char* arg, const typename Be::vector& v) {
-  const double bad = Be::sum(Be::size(v), negative_count<typename Be::scalar>{Be::data(v)});
-  if (bad > 0) fail<value_error>(fn, ": '", arg, "' holds ", bad, " value(s) < 0 among ", Be::size(v));
-}
-
 // Checks shared by every DPO-style entry point.
 template <Backend Be>
 void validate_pairs(const char* fn, const PreferencePairs<typename Be::vector>& in, const DpoConfig& c) {
@@ -236,10 +224,7 @@ void validate_pairs(const char* fn, const PreferencePairs<typename Be::vector>& 
     if (need_lengths && (Be::size(in.chosen_length) == 0 || Be::size(in.rejected_length) == 0))
       fail<shape_error>(fn, ": 'chosen_length' and 'rejected_length' are required when length_normalize is set "
                             "or nll_weight != 0");
-    require_rows<Be>(fn, "chosen_length", in.chosen_length, n);
-    require_rows<Be>(fn, "rejected_length", in.rejected_length, n);
-    require_token_counts<Be>(fn, "chosen_length", in.chosen_length);
-    require_token_counts<Be>(fn, "rejected_length", in.rejected_length);
+    require_pair_lengths<Be>(fn, in.chosen_length, in.rejected_length, n);
   }
 }
 }  // namespace detail

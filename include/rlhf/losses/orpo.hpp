@@ -123,15 +123,8 @@ struct orpo_stat {
   }
 };
 
-template <class T>
-struct orpo_negative_count {
-  const T* x;
-  RLHF_HOST_DEVICE double operator()(std::size_t i) const { return x[i] < T(0) ? 1.0 : 0.0; }
-};
-
 template <Backend Be>
 void validate_orpo(const char* fn, const OrpoPairs<typename Be::vector>& in, const OrpoConfig& c) {
-  using T = typename Be::scalar;
   const std::size_t n = Be::size(in.policy_chosen);
   require_nonempty(fn, "policy_chosen", n);
   constexpr double largest = std::numeric_limits<float>::max();  // rejects NaN and ±Inf too
@@ -140,13 +133,7 @@ void validate_orpo(const char* fn, const OrpoPairs<typename Be::vector>& in, con
     fail<config_error>(fn, ": max_mean_logp must be < 0 and finite (got ", c.max_mean_logp, ")");
   require_rows<Be>(fn, "policy_chosen", in.policy_chosen, n);
   require_rows<Be>(fn, "policy_rejected", in.policy_rejected, n);
-  require_rows<Be>(fn, "chosen_length", in.chosen_length, n);
-  require_rows<Be>(fn, "rejected_length", in.rejected_length, n);
-  for (const auto& [arg, v] : {std::pair<const char*, const typename Be::vector*>{"chosen_length", &in.chosen_length},
-                               {"rejected_length", &in.rejected_length}}) {
-    const double bad = Be::sum(n, orpo_negative_count<T>{Be::data(*v)});
-    if (bad > 0) fail<value_error>(fn, ": '", arg, "' holds ", bad, " value(s) < 0 among ", n);
-  }
+  require_pair_lengths<Be>(fn, in.chosen_length, in.rejected_length, n);
 }
 }  // namespace detail
 

@@ -190,31 +190,21 @@ PpoPolicyResult<Matrix> ppo_policy_loss(const Matrix& logp, const Matrix& old_lo
                                         const Matrix& mask, const PpoConfig& config = {}) {
   using T = typename Be::scalar;
   constexpr const char* fn = "rlhf::ppo_policy_loss";
-  const std::size_t B = Be::rows(logp), Tn = Be::cols(logp), n = B * Tn;
+  const std::size_t B = Be::rows(logp), n = B * Be::cols(logp);
   require_nonempty(fn, "logp", B);
   require_positive(fn, "clip", config.clip);
   detail::ppo::require_clip_range(fn, "clip_low", config.clip_low);
   detail::ppo::require_clip_range(fn, "clip_high", config.clip_high);
   if (!(config.dual_clip == 0.0 || (config.dual_clip > 1.0 && std::isfinite(config.dual_clip))))
     fail<config_error>(fn, ": dual_clip must be 0 (off) or > 1 (got ", config.dual_clip, ")");
-  detail::aggregation::require_valid(fn, config.aggregation, config.max_tokens, "max_tokens");
-  detail::require_token_mask<Be>(fn, mask, B, Tn, "'logp'", detail::MaskRule::any);
-  detail::require_tokens<Be>(fn, "logp", logp, mask, "'logp'");
-  detail::require_tokens<Be>(fn, "old_logp", old_logp, mask, "'logp'");
-  detail::require_tokens<Be>(fn, "advantages", advantages, mask, "'logp'");
-
-  const T *lp = Be::data(logp), *old = Be::data(old_logp), *adv = Be::data(advantages), *m = Be::data(mask);
-  const auto weights = detail::aggregation::weights_of<Be>(config.aggregation, mask, config.max_tokens);
+  const auto weights = token_loss_weights<Be>(fn, config.aggregation, config.max_tokens, mask,
+                                              {{"logp", &logp}, {"old_logp", &old_logp}, {"advantages", &advantages}});
   const double tokens = weights.tokens;
+  const T *lp = Be::data(logp), *old = Be::data(old_logp), *adv = Be::data(advantages), *m = Be::data(mask);
   PpoPolicyResult<Matrix> out;
-  out.d_logp = Be::matrix_of(B, Tn);
-  const detail::ppo::policy_token_kernel<T> token{config, lp, old, adv};
-  token_loss_gradient<Be>(token, weights, mask, out.d_logp);
-  detail::require_representable<Be>(fn, "d_logp", Be::data(out.d_logp), n,
-                                    "'advantages' (times the ratio, up to e^20) are too large in magnitude");
-  out.loss = token_loss_value<Be>(token, weights, mask);
-  if (!std::isfinite(out.loss))
-    fail<value_error>(fn, ": the loss (", out.loss, ") is beyond the range of double: 'advantages' are too large");
+  out.loss = token_loss<Be>(fn, detail::ppo::policy_token_kernel<T>{config, lp, old, adv}, weights, mask, out.d_logp,
+                            "d_logp", "'advantages' (times the ratio, up to e^20) are too large in magnitude",
+                            "'advantages' are too large");
   using S = detail::ppo::PolicyStat;
   const auto mean = [&](S stat) {  // over the batch's response tokens, whatever the aggregation (as every peer logs)
     return tokens > 0 ? Be::sum(n, detail::ppo::policy_stat<T>{config, lp, old, adv, m, stat}) / tokens : 0.0;
@@ -234,29 +224,18 @@ ValueLossResult<Matrix> ppo_value_loss(const Matrix& values, const Matrix& old_v
                                        const Matrix& mask, const ValueLossConfig& config = {}) {
   using T = typename Be::scalar;
   constexpr const char* fn = "rlhf::ppo_value_loss";
-  const std::size_t B = Be::rows(values), Tn = Be::cols(values), n = B * Tn;
+  const std::size_t B = Be::rows(values), n = B * Be::cols(values);
   require_nonempty(fn, "values", B);
   if (!(config.clip >= 0.0) || !std::isfinite(config.clip))
     fail<config_error>(fn, ": clip must be >= 0 (0 = unclipped) (got ", config.clip, ")");
-  detail::aggregation::require_valid(fn, config.aggregation, config.max_tokens, "max_tokens");
-  detail::require_token_mask<Be>(fn, mask, B, Tn, "'values'", detail::MaskRule::any);
-  detail::require_tokens<Be>(fn, "values", values, mask, "'values'");
-  detail::require_tokens<Be>(fn, "old_values", old_values, mask, "'values'");
-  detail::require_tokens<Be>(fn, "returns", returns, mask, "'values'");
-
-  const T *v = Be::data(values), *old = Be::data(old_values), *ret = Be::data(returns), *m = Be::data(mask);
-  const auto weights = detail::aggregation::weights_of<Be>(config.aggregation, mask, config.max_tokens);
+  const auto weights = token_loss_weights<Be>(fn, config.aggregation, config.max_tokens, mask,
+                                              {{"values", &values}, {"old_values", &old_values}, {"returns", &returns}});
   const double tokens = weights.tokens;
+  const T *v = Be::data(values), *old = Be::data(old_values), *ret = Be::data(returns), *m = Be::data(mask);
   ValueLossResult<Matrix> out;
-  out.d_values = Be::matrix_of(B, Tn);
-  const detail::ppo::value_token_kernel<T> token{config, v, old, ret};
-  token_loss_gradient<Be>(token, weights, mask, out.d_values);
-  detail::require_representable<Be>(fn, "d_values", Be::data(out.d_values), n,
-                                    "'values' − 'returns' is too large in magnitude");
-  out.loss = token_loss_value<Be>(token, weights, mask);
-  if (!std::isfinite(out.loss))
-    fail<value_error>(fn, ": the loss (", out.loss,
-                      ") is beyond the range of double: 'values' − 'returns' is too large");
+  out.loss = token_loss<Be>(fn, detail::ppo::value_token_kernel<T>{config, v, old, ret}, weights, mask, out.d_values,
+                            "d_values", "'values' − 'returns' is too large in magnitude",
+                            "'values' − 'returns' is too large");
   using S = detail::ppo::ValueStat;
   const auto mean = [&](S stat) {
     return tokens > 0 ? Be::sum(n, detail::ppo::value_stat<T>{config, v, old, ret, m, stat}) / tokens : 0.0;

@@ -75,13 +75,10 @@ class AdamW {
   // step with a different length throws, since the state would belong to other parameters.
   void step(std::span<T> params, std::span<const T> grads) {
     constexpr const char* fn = "rlhf::AdamW::step";
-    require_size(fn, "grads", grads.size(), params.size(), "the number of parameters");
-    require_finite_gradient(fn, "grads", grads);  // before any change: a refused step leaves everything as it was
-    if (m_.empty()) {
+    detail::begin_optimizer_step(fn, params, grads, m_.size(), [&] {
       m_.assign(params.size(), T(0));
       v_.assign(params.size(), T(0));
-    }
-    require_size(fn, "params", params.size(), m_.size(), "the size of the optimizer state");
+    });
     ++t_;
     const T lr = T(config_.learning_rate), b1 = T(config_.beta1), b2 = T(config_.beta2);
     const T eps = T(config_.epsilon), decay = T(1) - lr * T(config_.weight_decay);

@@ -84,14 +84,11 @@ class Rmsprop {
 
   void step(std::span<T> params, std::span<const T> grads) {
     constexpr const char* fn = "rlhf::Rmsprop::step";
-    require_size(fn, "grads", grads.size(), params.size(), "the number of parameters");
-    require_finite_gradient(fn, "grads", grads);  // before any change: a refused step leaves everything as it was
-    if (square_avg_.empty()) {
+    detail::begin_optimizer_step(fn, params, grads, square_avg_.size(), [&] {
       square_avg_.assign(params.size(), T(0));
       if (config_.centered) grad_avg_.assign(params.size(), T(0));
       if (config_.momentum > 0) momentum_.assign(params.size(), T(0));
-    }
-    require_size(fn, "params", params.size(), square_avg_.size(), "the size of the optimizer state");
+    });
     ++t_;
     const T lr = T(config_.learning_rate), alpha = T(config_.alpha), eps = T(config_.epsilon);
     const T wd = T(config_.weight_decay), mu = T(config_.momentum);

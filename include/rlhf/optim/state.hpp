@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "rlhf/core/error.hpp"
+#include "rlhf/optim/clip.hpp"
 
 namespace rlhf::detail {
 
@@ -26,6 +27,21 @@ void require_finite_state(std::string_view fn, std::string_view field, std::span
       fail<value_error>(fn, ": '", field, "' holds ", v, " at index ", i, " of ", values.size(),
                         "; a mean of squares is never negative");
   }
+}
+
+// What opens every optimizer's step: `grads` as long as `params` and, for host gradients, finite — before anything
+// changes, so that a refused step leaves everything as it was; on the first step (an empty state, `state_size`
+// 0) `size_state()` sizes the state for `params`; a later step's `params` must be as long as the state.
+template <class T, class SizeState>
+void begin_optimizer_step(std::string_view fn, std::span<T> params, std::span<const T> grads, std::size_t state_size,
+                          SizeState&& size_state, bool host_gradients = true) {
+  require_size(fn, "grads", grads.size(), params.size(), "the number of parameters");
+  if (host_gradients) require_finite_gradient(fn, "grads", grads);
+  if (state_size == 0) {
+    size_state();
+    state_size = params.size();
+  }
+  require_size(fn, "params", params.size(), state_size, "the size of the optimizer state");
 }
 
 }  // namespace rlhf::detail

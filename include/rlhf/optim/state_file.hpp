@@ -198,12 +198,21 @@ template <class T>
 struct state_traits<AdamWState<T>> {
   using scalar = T;
   static constexpr bool adamw = true;
+  static constexpr const char* kind = "adamw";
+  static constexpr const char* sized_by = "exp_avg";  // the buffer whose size is the parameter count
 };
 template <class T>
 struct state_traits<RmspropState<T>> {
   using scalar = T;
   static constexpr bool adamw = false;
+  static constexpr const char* kind = "rmsprop";
+  static constexpr const char* sized_by = "square_avg";
 };
+
+// Restores `optimizer` from `path`, whose buffers must be of the `parameters` it is to step (shape_error).
+template <class State, class Optimizer>
+void restore_from_file(const std::filesystem::path& path, const char* loader, Optimizer& optimizer,
+                       std::size_t parameters);
 template <class State>
 constexpr bool is_adamw_state = state_traits<std::remove_const_t<State>>::adamw;
 }  // namespace detail::state_file
@@ -294,57 +303,56 @@ State load_state(const char* fn, const std::filesystem::path& path, const char* 
 
 }  // namespace detail::state_file
 
-// ---- AdamW ---------------------------------------------------------------------------------------------------
+// ---- AdamW and RMSprop ----------------------------------------------------------------------------------------
 
-// Writes `s` to `path` atomically; refuses (validate_adamw_state, naming the file) a state holding NaN, Inf or
-// sizes that disagree, writing nothing. rlhf::CudaAdamW: save_optimizer_state(path, gpu.state()).
+// Writes `s` to `path` atomically; refuses (validate_adamw_state / validate_rmsprop_state, naming the file) a state
+// holding NaN, Inf or sizes that disagree, writing nothing. rlhf::CudaAdamW: save_optimizer_state(path, gpu.state()).
 template <class T>
 void save_optimizer_state(const std::filesystem::path& path, const AdamWState<T>& s) {
   detail::state_file::save_state(path, "adamw", s);
 }
-
-template <class T>
-void save_optimizer_state(const std::filesystem::path& path, const AdamW<T>& optimizer) {
-  save_optimizer_state(path, optimizer.state());
-}
-
-// The state in `path`, checked as AdamW::restore checks it (errors name the file and the field).
-template <class T = float>
-AdamWState<T> load_adamw_state(const std::filesystem::path& path) {
-  return detail::state_file::load_state<AdamWState<T>>("rlhf::load_adamw_state", path, "adamw");
-}
-
-// Restores `optimizer` from `path`, whose moments must be of the `parameters` it is to step (shape_error).
-template <class T>
-void load_optimizer_state(const std::filesystem::path& path, AdamW<T>& optimizer, std::size_t parameters) {
-  auto s = load_adamw_state<T>(path);
-  detail::state_file::require_parameters("rlhf::load_optimizer_state '" + path.string() + "'", "exp_avg",
-                                         s.exp_avg.size(), s.step, parameters);
-  optimizer.restore(std::move(s));
-}
-
-// ---- RMSprop -------------------------------------------------------------------------------------------------
-
 template <class T>
 void save_optimizer_state(const std::filesystem::path& path, const RmspropState<T>& s) {
   detail::state_file::save_state(path, "rmsprop", s);
 }
-
-template <class T>
-void save_optimizer_state(const std::filesystem::path& path, const Rmsprop<T>& optimizer) {
+template <class Optimizer>
+  requires requires(const Optimizer& o) { o.state(); }
+void save_optimizer_state(const std::filesystem::path& path, const Optimizer& optimizer) {
   save_optimizer_state(path, optimizer.state());
 }
 
+// The state in `path`, checked as the optimizer's restore checks it (errors name the file and the field).
+template <class T = float>
+AdamWState<T> load_adamw_state(const std::filesystem::path& path) {
+  return detail::state_file::load_state<AdamWState<T>>("rlhf::load_adamw_state", path, "adamw");
+}
 template <class T = float>
 RmspropState<T> load_rmsprop_state(const std::filesystem::path& path) {
   return detail::state_file::load_state<RmspropState<T>>("rlhf::load_rmsprop_state", path, "rmsprop");
 }
 
+// Restores `optimizer` from `path`, whose moments must be of the `parameters` it is to step (shape_error).
+template <class T>
+void load_optimizer_state(const std::filesystem::path& path, AdamW<T>& optimizer, std::size_t parameters) {
+  detail::state_file::restore_from_file<AdamWState<T>>(path, "rlhf::load_adamw_state", optimizer, parameters);
+}
 template <class T>
 void load_optimizer_state(const std::filesystem::path& path, Rmsprop<T>& optimizer, std::size_t parameters) {
-  auto s = load_rmsprop_state<T>(path);
-  detail::state_file::require_parameters("rlhf::load_optimizer_state '" + path.string() + "'", "square_avg",
-                                         s.square_avg.size(), s.step, parameters);
+  detail::state_file::restore_from_file<RmspropState<T>>(path, "rlhf::load_rmsprop_state", optimizer, parameters);
+}
+
+template <class State, class Optimizer>
+void detail::state_file::restore_from_file(const std::filesystem::path& path, const char* loader,
+                                           Optimizer& optimizer, std::size_t parameters) {
+  using traits = state_traits<State>;
+  auto s = load_state<State>(loader, path, traits::kind);
+  std::size_t sized = 0;
+  for_each_state_field(s, [&](const char* name, const auto& field) {
+    if constexpr (is_buffer<std::remove_cvref_t<decltype(field)>>)
+      if (std::string_view(name) == traits::sized_by) sized = field.size();
+  });
+  require_parameters("rlhf::load_optimizer_state '" + path.string() + "'", traits::sized_by, sized, s.step,
+                     parameters);
   optimizer.restore(std::move(s));
 }
 

@@ -42,13 +42,12 @@ class CudaAdamW {
   // zeroed) on the first step; a later step with another length throws.
   void step(std::span<float> params, std::span<const float> grads) {
     constexpr const char* fn = "rlhf::CudaAdamW::step";
-    require_size(fn, "grads", grads.size(), params.size(), "the number of parameters");
-    if (m_.size() == 0) {
+    const auto size_state = [&] {
       m_.resize(params.size()), v_.resize(params.size());
       m_.zero(), v_.zero();
       n_ = params.size();
-    }
-    require_size(fn, "params", params.size(), n_, "the size of the optimizer state");
+    };
+    detail::begin_optimizer_step(fn, params, grads, m_.size(), size_state, /*host_gradients=*/false);
     ++t_;
     // the scalars exactly as rlhf::AdamW computes them
     const float lr = config_.learning_rate, b1 = config_.beta1, b2 = config_.beta2, eps = config_.epsilon;
