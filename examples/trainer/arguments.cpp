@@ -108,13 +108,14 @@ Parsed parse_arguments(int argc, char** argv) {
 
   const auto keys = keys_of(args, method);
   try {
-    for (int i = 2; i < argc; ++i) {
+    for (int i = 2; i < argc; ++i) {  // --help in a key's place (a value may be "-h")
       const std::string a = argv[i];
       if (a == "--help" || a == "-h") {
         print_help(method);
         out.exit_code = 0;
         return out;
       }
+      if (a.rfind("--", 0) == 0 && a.find('=') == std::string::npos) ++i;
     }
     // The file first, wherever --config stands, so that the command line's keys win.
     for (int i = 2; i < argc; ++i) {

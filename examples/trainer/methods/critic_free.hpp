@@ -48,7 +48,7 @@ class CriticFreeMethod : public Method {
 
   StepOutcome train_step(Session& s, Rows rows, const rlhf::StepOptions& options) override {
     auto reward = [&](const rlhf::TokenBatch& b) { return reward_.scores(s, b); };
-    rlhf::CriticFreeModels models{.policy = *s.policy, .reference = reference(s), .reward = reward};
+    rlhf::CriticFreeModels<Model, Model, decltype(reward)&> models{.policy = *s.policy, .reference = reference(s), .reward = reward};
     const auto config = step_config(s, options);
     StepOutcome out;
     out.result = rlhf::critic_free_step(models, *s.optimizer, rlhf::io::collate_prompts(s.train.rows, rows), s.rng, config);
@@ -60,7 +60,7 @@ class CriticFreeMethod : public Method {
   // A rollout of the eval prompts; eval_loss is − the mean reward.
   Evaluation evaluate(Session& s, Rows rows, std::size_t step) override {
     auto reward = [&](const rlhf::TokenBatch& b) { return reward_.scores(s, b); };
-    rlhf::CriticFreeModels models{.policy = *s.policy, .reference = reference(s), .reward = reward};
+    rlhf::CriticFreeModels<Model, Model, decltype(reward)&> models{.policy = *s.policy, .reference = reference(s), .reward = reward};
     rlhf::Rng rng = evaluation_rng(s, step, rows);
     const auto rollout = rlhf::critic_free_rollout(
         models, rlhf::io::collate_prompts(s.eval.rows, rows), rng,

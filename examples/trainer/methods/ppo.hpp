@@ -77,8 +77,9 @@ class Ppo final : public Method {
   // One iteration on the prompts of `rows`: rollout, update, KL controller.
   StepOutcome train_step(Session& s, Rows rows, const rlhf::StepOptions& options) override {
     auto reward = [&](const rlhf::TokenBatch& b) { return reward_.scores(s, b); };
-    rlhf::PpoModels models{.policy = *s.policy, .reference = *reference_, .value_model = *value_, .reward = reward};
-    rlhf::PpoOptimizers optimizers{.policy = *s.optimizer, .value = *value_optimizer_};
+    rlhf::PpoModels<Model, Model, Model, decltype(reward)&> models{
+        .policy = *s.policy, .reference = *reference_, .value_model = *value_, .reward = reward};
+    rlhf::PpoOptimizers<rlhf::AdamW<float>, rlhf::AdamW<float>> optimizers{.policy = *s.optimizer, .value = *value_optimizer_};
     value_optimizer_->set_learning_rate(s.optimizer->config().learning_rate);
     const auto prompts = rlhf::io::collate_prompts(s.train.rows, rows);
     const auto config = step_config(s, options);
@@ -101,7 +102,8 @@ class Ppo final : public Method {
   // A rollout of the eval prompts; eval_loss is − the KL-penalised reward.
   Evaluation evaluate(Session& s, Rows rows, std::size_t step) override {
     auto reward = [&](const rlhf::TokenBatch& b) { return reward_.scores(s, b); };
-    rlhf::PpoModels models{.policy = *s.policy, .reference = *reference_, .value_model = *value_, .reward = reward};
+    rlhf::PpoModels<Model, Model, Model, decltype(reward)&> models{
+        .policy = *s.policy, .reference = *reference_, .value_model = *value_, .reward = reward};
     rlhf::Rng rng = evaluation_rng(s, step, rows);
     const auto rollout = rlhf::ppo_rollout(models, rlhf::io::collate_prompts(s.eval.rows, rows), rng, kl_coef_,
                                            step_config(s, {.max_grad_norm = s.args.max_grad_norm, .communicator = s.comm}));
