@@ -3,7 +3,11 @@
 //   Reduction    one sequence: its tokens' values → the value for that sequence (scorers, SFT's per-row term)
 //   Aggregation  a batch [B, T] with a 0/1 mask → the loss (the PPO family, KL, and any token loss through
 //                losses/token_loss.hpp); the weights per row are in losses/aggregation.hpp
-// SFT's BatchReduction and DPO's DpoNllNormalization name combinations of the two: sft.md and dpo.md map them.
+// SFT's BatchReduction and DPO's DpoNllNormalization are older names for points of this vocabulary:
+//   SftConfig{sum, mean_tokens}  = Aggregation::token_mean       DpoNllNormalization::batch_tokens = token_mean
+//   SftConfig{mean, mean_rows}   = Aggregation::sequence_mean    DpoNllNormalization::per_sequence = sequence_mean
+//   SftConfig{sum, mean_rows}    = Aggregation::sequence_sum, L = 1
+//   SftConfig{…, sum_rows}       (a sum over rows, fairseq's) has no Aggregation: it is not a mean.
 namespace rlhf {
 
 enum class Reduction {
