@@ -244,8 +244,13 @@ TEST_CASE("assistant spans: from generation tags, else by rendering the conversa
   const std::string always_prompt = "{% for m in messages %}[{{ m.role }}]{{ m.content }}{% endfor %}[assistant]";
   CHECK_THROWS_WITH_AS(spans_of(JinjaChatTemplate(always_prompt)), doctest::Contains("cannot be located"),
                        rlhf::config_error);
-  // A template that renders an earlier turn differently once a later one follows: refused.
-  const std::string rewrites = "{% for m in messages %}{{ m.content if loop.last else m.content|upper }};{% endfor %}"
-                               "{% if add_generation_prompt %}>{% endif %}";
-  CHECK_THROWS_WITH_AS(spans_of(JinjaChatTemplate(rewrites)), doctest::Contains("cannot be located"), rlhf::config_error);
+  // A template that renders an earlier turn differently once a later one follows: located by its content.
+  const std::string rewrites = "{% for m in messages %}<{{ m.role }}>{{ m.content if loop.last or m.role == 'user' "
+                               "else m.content|upper }};{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}";
+  CHECK(spans_of(JinjaChatTemplate(rewrites)) == std::vector<std::string>{"HELLO;", "Ciao;"});
+  // ... unless the content is changed beyond recognition (here lower-cased, marker included): refused.
+  const std::string lowers = "{% for m in messages %}<{{ m.role }}>{{ m.content if loop.last or m.role == 'user' "
+                             "else m.content|lower }};{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}";
+  CHECK_THROWS_WITH_AS(spans_of(JinjaChatTemplate(lowers)), doctest::Contains("does not appear exactly once"),
+                       rlhf::config_error);
 }

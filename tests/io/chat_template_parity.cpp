@@ -133,6 +133,24 @@ TEST_CASE("each shipped template's end-of-turn text, whose first token is the st
   CHECK(JinjaChatTemplate::load(lenml_config("gemma3")).end_of_turn_text() == "<end_of_turn>\n");
 }
 
+TEST_CASE("assistant spans in the shipped templates") {
+  const json conversation = json::parse(R"([{"role": "system", "content": "S"}, {"role": "user", "content": "2+2?"},
+    {"role": "assistant", "content": "<think>\nadd\n</think>\n\n4"}, {"role": "user", "content": "3+3?"},
+    {"role": "assistant", "content": "<think>\nadd again\n</think>\n\n6"}])");
+  const auto spans = [&](const std::string& model) {
+    const auto r = JinjaChatTemplate::load(lenml_config(model)).render_with_assistant_spans(conversation);
+    std::vector<std::string> out;
+    for (const auto& s : r.assistant_spans) out.push_back(r.text.substr(s.begin, s.end - s.begin));
+    return out;
+  };
+  // Qwen3 drops the first turn's <think> block once a later user message follows, and keeps the last one's.
+  CHECK(spans("qwen3") == std::vector<std::string>{"4<|im_end|>\n", "<think>\nadd again\n</think>\n\n6<|im_end|>\n"});
+  CHECK(spans("llama3_1") == std::vector<std::string>{"<think>\nadd\n</think>\n\n4<|eot_id|>",
+                                                      "<think>\nadd again\n</think>\n\n6<|eot_id|>"});
+  // Llama 3's template ends with the assistant header whatever add_generation_prompt says: refused.
+  CHECK_THROWS_WITH_AS(spans("llama3"), doctest::Contains("cannot be located"), rlhf::config_error);
+}
+
 TEST_CASE("the Llama 2 file ships no chat template: refused as transformers refuses it") {
   CHECK_THROWS_WITH_AS((void)JinjaChatTemplate::load(lenml_config("llama2")),
                        doctest::Contains("has no chat_template"), rlhf::config_error);

@@ -99,12 +99,15 @@ class JinjaChatTemplate {
   }
 
   // The text and each assistant message's span. With {% generation %} tags in the template, the spans are what
-  // they enclose. Without, each assistant message i is located by rendering the conversation up to it: it
-  // starts where render(messages[:i], add_generation_prompt=true) ends and ends where render(messages[:i+1])
-  // ends, which holds only when each of those is a prefix of the whole render. Templates that render an earlier
-  // turn differently once later turns follow (Qwen3 drops the <think> block of turns before the last user
-  // message) fail that check, and this throws config_error rather than guess: give such a model a template
-  // with generation tags.
+  // they enclose. Without, assistant message i starts where render(messages[:i], add_generation_prompt=true)
+  // ends, which must be a prefix of the whole render (and differ from the render without the prompt). It ends
+  //   - where render(messages[:i+1]) ends, when that is a prefix of the whole render too; else
+  //   - after its content and the end-of-turn text (end_of_turn_text()): the content's end is found by rendering
+  //     the conversation again with a marker appended to message i's content, which must appear once, in that
+  //     turn, and change nothing else. This locates the turns of templates that render an earlier turn
+  //     differently once later turns follow (Qwen3 drops the <think> block of turns before the last user message).
+  // Where neither holds (Llama 3's template ends with the assistant header whatever add_generation_prompt says),
+  // this throws config_error rather than guess: give such a model a template with generation tags.
   RenderedChat render_with_assistant_spans(const nlohmann::ordered_json& messages,
                                            const ChatTemplateOptions& options = {}) const {
     require_messages(messages);
@@ -114,23 +117,31 @@ class JinjaChatTemplate {
       out.assistant_spans = std::move(whole.generation_spans);
       return out;
     }
+    std::string turn_end;  // end_of_turn_text(), computed once if needed
     for (std::size_t i = 0; i < messages.size(); ++i) {
       if (!messages[i].is_object() || messages[i].value("role", "") != "assistant") continue;
+      const auto refuse = [&](std::string_view why) {
+        fail<config_error>("chat template: the assistant message ", i, " cannot be located: ", why,
+                           "; use a template with {% generation %} tags");
+      };
       ChatTemplateOptions upto = options;
       upto.add_generation_prompt = true;
       const std::string before = render_all(head(messages, i), upto).text;
       upto.add_generation_prompt = false;
       if (render_all(head(messages, i), upto).text == before)
-        fail<config_error>("chat template: the assistant message ", i, " cannot be located: the template renders the "
-                           "same text with and without add_generation_prompt (Llama 3's always ends with the "
-                           "assistant header), so where a turn ends is not known; use a template with "
-                           "{% generation %} tags");
+        refuse("the template renders the same text with and without add_generation_prompt (Llama 3's always ends "
+               "with the assistant header)");
+      if (!out.text.starts_with(before)) refuse("the conversation before it is not a prefix of the whole render");
       const std::string through = render_all(head(messages, i + 1), upto).text;
-      if (!out.text.starts_with(before) || !out.text.starts_with(through) || through.size() < before.size())
-        fail<config_error>("chat template: the assistant message ", i, " cannot be located: rendering the "
-                           "conversation up to it is not a prefix of the whole render (the template renders earlier "
-                           "turns differently once later turns follow); use a template with {% generation %} tags");
-      out.assistant_spans.push_back({before.size(), through.size()});
+      if (out.text.starts_with(through) && through.size() >= before.size()) {
+        out.assistant_spans.push_back({before.size(), through.size()});
+        continue;
+      }
+      const std::size_t content_end = marked_content_end(messages, i, options, out.text, before.size(), refuse);
+      if (turn_end.empty()) turn_end = end_of_turn_text();
+      if (out.text.compare(content_end, turn_end.size(), turn_end) != 0)
+        refuse("its content is not followed by the template's end-of-turn text");
+      out.assistant_spans.push_back({before.size(), content_end + turn_end.size()});
     }
     return out;
   }
@@ -173,6 +184,25 @@ class JinjaChatTemplate {
   static void require_messages(const nlohmann::ordered_json& messages) {
     if (!messages.is_array()) fail<config_error>("chat template: messages must be a JSON array of message objects");
   }
+  // Where assistant message i's content ends in `text` (the whole render): render again with a marker appended
+  // to that content; the marker must appear once, at or after `from`, and the text without it must be `text`.
+  template <class Refuse>
+  std::size_t marked_content_end(const nlohmann::ordered_json& messages, std::size_t i, const ChatTemplateOptions& options,
+                                 const std::string& text, std::size_t from, const Refuse& refuse) const {
+    static constexpr std::string_view marker = "RLHFASSISTANTCONTENTEND";
+    if (!messages[i].contains("content") || !messages[i]["content"].is_string()) refuse("its content is not a string");
+    nlohmann::ordered_json marked = messages;
+    marked[i]["content"] = marked[i]["content"].get<std::string>() + std::string(marker);
+    std::string with = render_all(marked, options).text;
+    const std::size_t at = with.find(marker);
+    if (at == std::string::npos || at < from || with.find(marker, at + 1) != std::string::npos ||
+        text.find(marker) != std::string::npos)
+      refuse("its content does not appear exactly once in its turn");
+    with.erase(at, marker.size());
+    if (with != text) refuse("appending to its content changes more than the content");
+    return at;
+  }
+
   static nlohmann::ordered_json head(const nlohmann::ordered_json& messages, std::size_t n) {
     nlohmann::ordered_json out = nlohmann::ordered_json::array();
     for (std::size_t i = 0; i < n; ++i) out.push_back(messages[i]);
