@@ -58,8 +58,11 @@ class Method {
   // ---- its settings ----
   // Its own keys, bound to this object (the shared ones are TrainingArguments').
   virtual std::vector<Key> keys() = 0;
-  // Where the user left a shared key at its default, the method's value (learning_rate at least).
-  virtual void apply_defaults(TrainingArguments& args) const = 0;
+  virtual double default_learning_rate() const = 0;
+  // Where the user left a shared key at its default, the method's value.
+  virtual void apply_defaults(TrainingArguments& args) const {
+    if (!args.was_set("learning_rate")) args.learning_rate = default_learning_rate();
+  }
   // The combinations that no single key's range can say; throws Refusal naming the key.
   virtual void check(const TrainingArguments&) const {}
 

@@ -45,7 +45,7 @@ struct CpoSettings {
   }
 };
 
-class Cpo final : public OfflineMethod<Cpo> {
+class Cpo final : public OfflineMethod<Cpo, CpoSettings> {
  public:
   static constexpr const char* method_name = "cpo";
   const char* name() const override { return method_name; }
@@ -53,18 +53,10 @@ class Cpo final : public OfflineMethod<Cpo> {
     return {{DatasetType::preference, DatasetType::implicit_preference}, "preference pairs"};
   }
   std::vector<std::string> shown_metrics() const override { return {"rewards/accuracies"}; }
-  std::vector<Key> keys() override {
-    std::vector<Key> k;
-    bind_keys(k, CpoSettings::keys(), settings_);
-    return k;
-  }
-  void apply_defaults(TrainingArguments& a) const override {
-    if (!a.was_set("learning_rate")) a.learning_rate = 1e-6;
-  }
+  double default_learning_rate() const override { return 1e-6; }
   void check(const TrainingArguments&) const override {
     if (settings_.beta <= 0) throw Refusal("beta: must be > 0 for cpo");
   }
-  const CpoSettings& settings() const { return settings_; }
 
   template <class M, class O>
   StepOutcome step(Session&, M& model, O& optimizer, const TokenizedDataset& data, Rows rows, Split,
@@ -76,8 +68,6 @@ class Cpo final : public OfflineMethod<Cpo> {
     return out;
   }
 
- private:
-  CpoSettings settings_;
 };
 
 }  // namespace trainer

@@ -27,18 +27,23 @@ struct CriticFreeArguments {
   }
 };
 
-// Derived provides: `rlhf::CriticFreeConfig estimator() const` (the advantage, the KL and their settings) and
-// `bool uses_reference() const`; and binds its own keys after shared_keys().
-template <class Derived>
+// Derived provides `rlhf::CriticFreeConfig estimator() const` (the advantage, the KL and their settings) and
+// `bool uses_reference() const`; its own keys are Settings' (after the shared ones), held in settings_.
+template <class Derived, class Settings>
 class CriticFreeMethod : public Method {
  public:
+  std::vector<Key> keys() override {
+    std::vector<Key> k;
+    bind_keys(k, OnlineArguments::keys(), online_);
+    bind_keys(k, CriticFreeArguments::keys(), group_);
+    bind_keys(k, Settings::keys(), settings_);
+    return k;
+  }
   DataNeed data() const override { return prompt_data(); }
   bool samples() const override { return true; }
   std::size_t response_length() const override { return online_.response_length; }
   std::vector<std::string> shown_metrics() const override { return {"reward", "kl"}; }
-  void apply_defaults(TrainingArguments& a) const override {
-    if (!a.was_set("learning_rate")) a.learning_rate = 1e-6;
-  }
+  double default_learning_rate() const override { return 1e-6; }
   void check(const TrainingArguments&) const override { online_.check(derived().name()); }
 
   void load_models(Session& s) override {
@@ -69,12 +74,9 @@ class CriticFreeMethod : public Method {
   }
 
  protected:
-  void bind_shared_keys(std::vector<Key>& k) {
-    bind_keys(k, OnlineArguments::keys(), online_);
-    bind_keys(k, CriticFreeArguments::keys(), group_);
-  }
   OnlineArguments online_;
   CriticFreeArguments group_;
+  Settings settings_;
 
  private:
   const Derived& derived() const { return static_cast<const Derived&>(*this); }

@@ -42,7 +42,7 @@ struct DpoSettings {
   }
 };
 
-class Dpo final : public OfflineMethod<Dpo> {
+class Dpo final : public OfflineMethod<Dpo, DpoSettings> {
  public:
   static constexpr const char* method_name = "dpo";
   const char* name() const override { return method_name; }
@@ -51,14 +51,7 @@ class Dpo final : public OfflineMethod<Dpo> {
     return {{T::preference, T::implicit_preference, T::ranked}, "preference pairs or rankings"};
   }
   std::vector<std::string> shown_metrics() const override { return {"rewards/accuracies"}; }
-  std::vector<Key> keys() override {
-    std::vector<Key> k;
-    bind_keys(k, DpoSettings::keys(), settings_);
-    return k;
-  }
-  void apply_defaults(TrainingArguments& a) const override {
-    if (!a.was_set("learning_rate")) a.learning_rate = 1e-6;
-  }
+  double default_learning_rate() const override { return 1e-6; }
   void check(const TrainingArguments&) const override {
     if (settings_.beta <= 0) throw Refusal("beta: must be > 0 for dpo");
     if (settings_.reference_free && settings_.precompute_ref_log_probs)
@@ -119,7 +112,6 @@ class Dpo final : public OfflineMethod<Dpo> {
     }
   }
 
-  DpoSettings settings_;
   std::optional<Model> reference_;
   ReferenceSums train_reference_, eval_reference_;
 };

@@ -24,16 +24,10 @@ struct GrpoSettings {
   }
 };
 
-class Grpo final : public CriticFreeMethod<Grpo> {
+class Grpo final : public CriticFreeMethod<Grpo, GrpoSettings> {
  public:
   static constexpr const char* method_name = "grpo";
   const char* name() const override { return method_name; }
-  std::vector<Key> keys() override {
-    std::vector<Key> k;
-    bind_shared_keys(k);
-    bind_keys(k, GrpoSettings::keys(), settings_);
-    return k;
-  }
   void check(const TrainingArguments& a) const override {
     CriticFreeMethod::check(a);
     if (group_.num_generations < 2)
@@ -51,9 +45,6 @@ class Grpo final : public CriticFreeMethod<Grpo> {
     f.policy.max_tokens = double(online_.response_length);
     return f;
   }
-
- private:
-  GrpoSettings settings_;
 };
 
 }  // namespace trainer

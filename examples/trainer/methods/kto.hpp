@@ -21,7 +21,7 @@ struct KtoSettings {
   }
 };
 
-class Kto final : public OfflineMethod<Kto> {
+class Kto final : public OfflineMethod<Kto, KtoSettings> {
  public:
   static constexpr const char* method_name = "kto";
   const char* name() const override { return method_name; }
@@ -29,14 +29,7 @@ class Kto final : public OfflineMethod<Kto> {
     return {{DatasetType::unpaired_preference}, "unpaired preference rows ({prompt, completion, label})"};
   }
   std::size_t min_rows() const override { return 2; }
-  std::vector<Key> keys() override {
-    std::vector<Key> k;
-    bind_keys(k, KtoSettings::keys(), settings_);
-    return k;
-  }
-  void apply_defaults(TrainingArguments& a) const override {
-    if (!a.was_set("learning_rate")) a.learning_rate = 1e-6;
-  }
+  double default_learning_rate() const override { return 1e-6; }
   void check(const TrainingArguments& a) const override {
     if (a.per_device_eval_batch_size < 2)
       throw Refusal("per_device_eval_batch_size: kto needs at least 2 rows per evaluation batch (its reference point "
@@ -62,7 +55,6 @@ class Kto final : public OfflineMethod<Kto> {
   }
 
  private:
-  KtoSettings settings_;
   std::optional<Model> reference_;
 };
 

@@ -10,12 +10,28 @@ namespace trainer {
 
 enum class Split { train, eval };
 
+// A method without settings of its own.
+struct NoSettings {
+  static const std::vector<KeySpec<NoSettings>>& keys() {
+    static const std::vector<KeySpec<NoSettings>> none;
+    return none;
+  }
+};
+
 // Derived provides
 //   template <class M, class O>
 //   StepOutcome step(Session&, M& model, O& optimizer, const TokenizedDataset&, Rows, Split, const rlhf::StepOptions&);
-template <class Derived>
+// and its keys are those of Settings (a struct with a static keys() table), held in settings_.
+template <class Derived, class Settings = NoSettings>
 class OfflineMethod : public Method {
  public:
+  std::vector<Key> keys() override {
+    std::vector<Key> k;
+    bind_keys(k, Settings::keys(), settings_);
+    return k;
+  }
+  const Settings& settings() const { return settings_; }
+
   StepOutcome train_step(Session& s, Rows rows, const rlhf::StepOptions& options) override {
     return derived().step(s, *s.policy, *s.optimizer, s.train, rows, Split::train, options);
   }
@@ -25,6 +41,9 @@ class OfflineMethod : public Method {
     });
     return {r.metrics, r.loss};
   }
+
+ protected:
+  Settings settings_;
 
  private:
   Derived& derived() { return static_cast<Derived&>(*this); }

@@ -51,9 +51,7 @@ class Ppo final : public Method {
     bind_keys(k, PpoSettings::keys(), settings_);
     return k;
   }
-  void apply_defaults(TrainingArguments& a) const override {
-    if (!a.was_set("learning_rate")) a.learning_rate = 3e-6;
-  }
+  double default_learning_rate() const override { return 3e-6; }
   void check(const TrainingArguments& a) const override {
     settings_.online.check(method_name);
     const std::size_t prompts = a.per_device_train_batch_size * a.gradient_accumulation_steps;

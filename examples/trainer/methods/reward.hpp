@@ -20,7 +20,7 @@ struct RewardSettings {
   }
 };
 
-class Reward final : public OfflineMethod<Reward> {
+class Reward final : public OfflineMethod<Reward, RewardSettings> {
  public:
   static constexpr const char* method_name = "reward";
   const char* name() const override { return method_name; }
@@ -30,14 +30,7 @@ class Reward final : public OfflineMethod<Reward> {
   }
   bool scalar_head() const override { return true; }
   std::vector<std::string> shown_metrics() const override { return {"rewards/accuracies"}; }
-  std::vector<Key> keys() override {
-    std::vector<Key> k;
-    bind_keys(k, RewardSettings::keys(), settings_);
-    return k;
-  }
-  void apply_defaults(TrainingArguments& a) const override {
-    if (!a.was_set("learning_rate")) a.learning_rate = 1e-5;
-  }
+  double default_learning_rate() const override { return 1e-5; }
 
   template <class M, class O>
   StepOutcome step(Session& s, M& model, O& optimizer, const TokenizedDataset& data, Rows rows, Split,
@@ -54,8 +47,6 @@ class Reward final : public OfflineMethod<Reward> {
     return out;
   }
 
- private:
-  RewardSettings settings_;
 };
 
 }  // namespace trainer

@@ -5,28 +5,22 @@
 
 namespace trainer {
 
-struct KlInRewardSettings {
+struct RlooSettings {
   double kl_coef = 0.05;
 
-  static const std::vector<KeySpec<KlInRewardSettings>>& keys() {
-    static const std::vector<KeySpec<KlInRewardSettings>> table = {
-        real_key("kl_coef", &KlInRewardSettings::kl_coef, "KL coefficient in the reward (k1); 0: no reference", 0, 1e6),
+  static const std::vector<KeySpec<RlooSettings>>& keys() {
+    static const std::vector<KeySpec<RlooSettings>> table = {
+        real_key("kl_coef", &RlooSettings::kl_coef, "KL coefficient in the reward (k1); 0: no reference", 0, 1e6),
     };
     return table;
   }
 };
 
-class Rloo final : public CriticFreeMethod<Rloo> {
+class Rloo final : public CriticFreeMethod<Rloo, RlooSettings> {
  public:
   static constexpr const char* method_name = "rloo";
   Rloo() { group_.num_generations = 4; }
   const char* name() const override { return method_name; }
-  std::vector<Key> keys() override {
-    std::vector<Key> k;
-    bind_shared_keys(k);
-    bind_keys(k, KlInRewardSettings::keys(), settings_);
-    return k;
-  }
   void check(const TrainingArguments& a) const override {
     CriticFreeMethod::check(a);
     if (group_.num_generations < 2)
@@ -39,9 +33,6 @@ class Rloo final : public CriticFreeMethod<Rloo> {
             .beta = settings_.kl_coef,
             .kl_in_reward = true};
   }
-
- private:
-  KlInRewardSettings settings_;
 };
 
 }  // namespace trainer

@@ -15,10 +15,10 @@ class Sft final : public OfflineMethod<Sft> {
              T::unpaired_preference, T::ranked},
             "rows with a completion (a prompt-only file has nothing to learn)"};
   }
-  std::vector<Key> keys() override { return {}; }
+  double default_learning_rate() const override { return 2e-5; }
   void apply_defaults(TrainingArguments& a) const override {
-    if (!a.was_set("learning_rate")) a.learning_rate = 2e-5;
-    if (!a.was_set("max_prompt_length")) a.max_prompt_length = 0;
+    Method::apply_defaults(a);
+    if (!a.was_set("max_prompt_length")) a.max_prompt_length = 0;  // the whole row is learned, prompt included
   }
 
   template <class M, class O>

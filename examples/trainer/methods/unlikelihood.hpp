@@ -17,21 +17,14 @@ struct UnlikelihoodSettings {
   }
 };
 
-class Unlikelihood final : public OfflineMethod<Unlikelihood> {
+class Unlikelihood final : public OfflineMethod<Unlikelihood, UnlikelihoodSettings> {
  public:
   static constexpr const char* method_name = "unlikelihood";
   const char* name() const override { return method_name; }
   DataNeed data() const override {
     return {{DatasetType::preference, DatasetType::implicit_preference}, "preference pairs"};
   }
-  std::vector<Key> keys() override {
-    std::vector<Key> k;
-    bind_keys(k, UnlikelihoodSettings::keys(), settings_);
-    return k;
-  }
-  void apply_defaults(TrainingArguments& a) const override {
-    if (!a.was_set("learning_rate")) a.learning_rate = 1e-5;
-  }
+  double default_learning_rate() const override { return 1e-5; }
 
   template <class M, class O>
   StepOutcome step(Session&, M& model, O& optimizer, const TokenizedDataset& data, Rows rows, Split,
@@ -43,8 +36,6 @@ class Unlikelihood final : public OfflineMethod<Unlikelihood> {
     return out;
   }
 
- private:
-  UnlikelihoodSettings settings_;
 };
 
 }  // namespace trainer
