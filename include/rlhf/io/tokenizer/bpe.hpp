@@ -43,7 +43,7 @@ class BpeModel {
 
   // Appends the ids of one pre-tokenized piece.
   void encode(const Piece& piece, std::vector<token_id>& out) const {
-    const std::string_view word = piece.text;
+    const std::string_view word = piece.text();
     if (word.empty()) return;
     const bool cached = cache_->capacity > 0 && word.size() <= max_cached_word;
     auto& words = cache_->words[piece.byte_level];
@@ -97,8 +97,8 @@ class BpeModel {
   void encode_uncached(const Piece& piece, std::vector<token_id>& out) const {
     std::string mapped;  // a byte-level piece as ByteLevel's characters, made only when needed
     const auto word = [&]() -> std::string_view {
-      if (!piece.byte_level) return piece.text;
-      if (mapped.empty()) mapped = gpt2_byte_piece(piece.text);
+      if (!piece.byte_level) return piece.text();
+      if (mapped.empty()) mapped = gpt2_byte_piece(piece.text());
       return mapped;
     };
     if (ignore_merges_)
@@ -109,8 +109,8 @@ class BpeModel {
     std::vector<token_id> symbols;
     bool direct = piece.byte_level && prefix_.empty() && suffix_.empty();
     if (direct) {  // each byte's character is one symbol: the byte's token, when the vocabulary has it
-      symbols.reserve(piece.text.size());
-      for (const char c : piece.text) {
+      symbols.reserve(piece.text().size());
+      for (const char c : piece.text()) {
         const token_id id = byte_char_ids_[static_cast<unsigned char>(c)];
         direct &= id >= 0;
         symbols.push_back(id);

@@ -193,17 +193,21 @@ inline void HfTokenizer::encode(std::string_view text, std::vector<token_id>& ou
 // tokens, then pre-tokenized and encoded by the model.
 inline void HfTokenizer::encode_piece(std::string_view text, bool at_start, const EncodeOptions& options,
                                       std::vector<token_id>& out) const {
-  std::string normalized(text);
-  m_->normalizer.apply(normalized);
+  std::string normalized;
+  if (!m_->normalizer.empty()) {
+    normalized.assign(text);
+    m_->normalizer.apply(normalized);
+    text = normalized;
+  }
   const bool skip_special = options.special == SpecialTokens::as_text;
-  std::vector<detail::Piece> pieces;
-  for (const auto& s : detail::split_on_added(normalized, m_->normalized_set, m_->added, skip_special)) {
+  thread_local std::vector<detail::Piece> pieces;  // kept between calls: its storage is reused
+  for (const auto& s : detail::split_on_added(text, m_->normalized_set, m_->added, skip_special)) {
     if (s.token >= 0) {
       push_added(s.token, s.start, options, out);
       continue;
     }
     pieces.clear();
-    pieces.push_back({normalized.substr(s.start, s.end - s.start), false, at_start && s.start == 0});
+    pieces.push_back(detail::Piece::of(text.substr(s.start, s.end - s.start), at_start && s.start == 0));
     m_->pre_tokenizer.apply(pieces);
     for (const auto& p : pieces) m_->bpe.encode(p, out);
   }

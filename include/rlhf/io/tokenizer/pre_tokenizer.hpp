@@ -18,17 +18,38 @@
 
 namespace rlhf::io::detail {
 
+// A piece of the text being encoded, as the pre-tokenizer cuts it. Most steps only cut, so a piece borrows its
+// bytes from the text being encoded (which outlives the pipeline); a step that changes the bytes gives the piece
+// a string of its own.
 struct Piece {
-  std::string text;
+  std::string_view borrowed;
+  std::string owned;
+  bool own = false;
   // The text holds raw bytes that stand for ByteLevel's characters (Ġ for a space): the mapping is applied
   // only when a later step needs the characters, since the BPE model starts from the bytes directly.
   bool byte_level = false;
   bool at_start = false;  // the piece begins the input text (Metaspace's prepend_scheme "first")
+
+  static Piece of(std::string_view text, bool at_start) { return {text, {}, false, false, at_start}; }
+  std::string_view text() const { return own ? std::string_view(owned) : borrowed; }
+  void set(std::string s) {
+    owned = std::move(s);
+    own = true;
+  }
+  // Bytes [b, e) of the text, borrowed when this piece borrows.
+  Piece part(std::size_t b, std::size_t e) const {
+    Piece p;
+    if (own) p.set(owned.substr(b, e - b));
+    else p.borrowed = borrowed.substr(b, e - b);
+    p.byte_level = byte_level;
+    p.at_start = at_start && b == 0;
+    return p;
+  }
 };
 
 inline void materialize_byte_level(Piece& p) {
   if (!p.byte_level) return;
-  p.text = gpt2_byte_piece(p.text);
+  p.set(gpt2_byte_piece(p.text()));
   p.byte_level = false;
 }
 
@@ -121,7 +142,7 @@ class PreTokenizer {
   }
 
   void apply(std::vector<Piece>& pieces) const {
-    std::vector<Piece> next;
+    thread_local std::vector<Piece> next;  // kept between calls: its storage is reused
     for (const auto& step : steps_) {
       next.clear();
       for (auto& p : pieces) std::visit([&](const auto& s) { s.apply(p, next); }, step);
@@ -134,7 +155,7 @@ class PreTokenizer {
   static void emit(const Piece& p, const std::vector<std::pair<std::size_t, std::size_t>>& parts,
                    std::vector<Piece>& out) {
     for (const auto& [b, e] : parts)
-      if (e > b) out.push_back({p.text.substr(b, e - b), false, p.at_start && b == 0});
+      if (e > b) out.push_back(p.part(b, e));
   }
 
   struct Split {
@@ -143,7 +164,7 @@ class PreTokenizer {
     bool invert;
     void apply(Piece& p, std::vector<Piece>& out) const {
       materialize_byte_level(p);
-      emit(p, split_parts(pattern.segments(p.text), behavior, invert), out);
+      emit(p, split_parts(pattern.segments(p.text()), behavior, invert), out);
     }
   };
   struct CharSplit {  // Digits, Punctuation, WhitespaceSplit: a split on a character predicate
@@ -151,7 +172,7 @@ class PreTokenizer {
     SplitBehavior behavior;
     void apply(Piece& p, std::vector<Piece>& out) const {
       materialize_byte_level(p);
-      emit(p, split_parts(char_segments(p.text, pred), behavior, false), out);
+      emit(p, split_parts(char_segments(p.text(), pred), behavior, false), out);
     }
   };
   struct ByteLevel {
@@ -159,15 +180,17 @@ class PreTokenizer {
     Gpt2Whitespace whitespace;
     void apply(Piece& p, std::vector<Piece>& out) const {
       materialize_byte_level(p);
-      if (add_prefix_space && !p.text.starts_with(' ')) p.text.insert(0, " ");
+      if (add_prefix_space && !p.text().starts_with(' ')) p.set(" " + std::string(p.text()));
       if (!use_regex) {
-        out.push_back({std::move(p.text), true, p.at_start});
+        p.byte_level = true;
+        out.push_back(std::move(p));
         return;
       }
-      bool first = true;
-      gpt2_pre_tokenize(p.text, whitespace, [&](std::string_view w) {
-        out.push_back({std::string(w), true, p.at_start && first});
-        first = false;
+      const std::string_view text = p.text();
+      gpt2_pre_tokenize(text, whitespace, [&](std::string_view w) {
+        const auto b = std::size_t(w.data() - text.data());
+        out.push_back(p.part(b, b + w.size()));
+        out.back().byte_level = true;
       });
     }
   };
@@ -179,19 +202,19 @@ class PreTokenizer {
     void apply(Piece& p, std::vector<Piece>& out) const {
       materialize_byte_level(p);
       std::string t;
-      for (const char c : p.text) {
+      for (const char c : p.text()) {
         if (c == ' ') t += replacement;
         else t += c;
       }
       if (!t.starts_with(replacement) &&
           (prepend == Prepend::always || (prepend == Prepend::first && p.at_start)))
         t.insert(0, replacement);
-      p.text = std::move(t);
+      p.set(std::move(t));
       if (!split) {
-        if (!p.text.empty()) out.push_back(std::move(p));
+        if (!p.text().empty()) out.push_back(std::move(p));
         return;
       }
-      emit(p, split_parts(on_replacement.segments(p.text), SplitBehavior::merged_with_next, false), out);
+      emit(p, split_parts(on_replacement.segments(p.text()), SplitBehavior::merged_with_next, false), out);
     }
   };
   using Step = std::variant<Split, CharSplit, ByteLevel, Metaspace>;
