@@ -286,6 +286,8 @@ TEST_CASE("hostile files are refused with a message naming the file and the plac
   CHECK(has(load_error_text(R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 0}, "merges": []}})"), "gives id 0 to two tokens"));
   CHECK(has(load_error_text(R"({"model": {"type": "BPE", "vocab": {"a": "0"}, "merges": []}})"), "not an integer"));
   CHECK(has(load_error_text(R"({"model": {"type": "BPE", "vocab": {"a": -1}, "merges": []}})"), "outside"));
+  CHECK(has(load_error_text(R"({"model": {"type": "BPE", "vocab": {"a": 65538}, "merges": []}})"), "outside [0, 65537]"));
+  CHECK(load_error_text(R"({"model": {"type": "BPE", "vocab": {"a": 65537}, "merges": []}})") == "(loaded)");
   CHECK(has(load_error_text(R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": ["a c"]}})"), "model.merges[0] names 'c'"));
   CHECK(has(load_error_text(R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": ["a a"]}})"), "makes 'aa'"));
   CHECK(has(load_error_text(R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": [["a"]]}})"), "not [\"a\", \"b\"]"));

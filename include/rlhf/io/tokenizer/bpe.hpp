@@ -212,7 +212,9 @@ class BpeModel {
     fuse_unk_ = f.flag(model, "fuse_unk", "model", false);
 
     if (!file.has_vocab) f.bad("model.vocab is ", json_brief(J::get(model, "vocab")), ", not an object {token: id}");
-    const std::int64_t limit = std::int64_t(1) << 30;
+    // ids may leave gaps (Hugging Face does not require them dense), but not so many that a hostile id makes the
+    // id -> token table huge
+    const std::int64_t limit = std::int64_t(file.vocab.size()) + 65536;
     vocab_.reserve(file.vocab.size());
     for (const auto& [token, v] : file.vocab) {
       const std::int64_t id = v.is_number_unsigned() && v.get<std::uint64_t>() <= std::uint64_t(limit)
