@@ -20,7 +20,7 @@
 
 namespace trainer {
 
-using Model = rlhf::Gpt<float>;
+using GptModel = rlhf::Gpt<float>;
 
 // Every JSON file the trainer reads (configs, config.json, trainer_state.json) goes through io/json_file.hpp:
 // regular files of at most 16 MiB, 64 levels deep, no duplicate key, every parser error named (rlhf::io_error).
@@ -85,12 +85,17 @@ inline void copy_file_atomic(const fs::path& from, const fs::path& to) {
 }
 
 // Writes config.json, model.safetensors and the tokenizer's files into `folder` (created if needed).
-inline void save_model_folder(const Model& model, const TextCodec& codec, const fs::path& folder) {
+// The tokenizer's files into a model folder, so that it is loadable on its own.
+inline void copy_tokenizer_files(const TextCodec& codec, const fs::path& folder) {
+  for (const auto& f : codec.files)
+    if (fs::absolute(f).parent_path() != fs::absolute(folder)) copy_file_atomic(f, folder / f.filename());
+}
+
+inline void save_model_folder(const GptModel& model, const TextCodec& codec, const fs::path& folder) {
   fs::create_directories(folder);
   rlhf::save_checkpoint(model, folder / "model.safetensors");  // refuses NaN and Inf, writing nothing
   rlhf::io::write_file_atomic(folder / "config.json", model_config_json(model.config(), codec));
-  for (const auto& f : codec.files)
-    if (fs::absolute(f).parent_path() != fs::absolute(folder)) copy_file_atomic(f, folder / f.filename());
+  copy_tokenizer_files(codec, folder);
 }
 
 namespace detail {
@@ -163,7 +168,7 @@ inline rlhf::io::Safetensors load_model_file(const fs::path& folder, const rlhf:
 // A model folder's weights into a model of its config (with the scalar head when `scalar_head`: a language model's
 // folder then gives the trunk, and the head keeps its seeded initialisation). Refuses (rlhf::io_error, by name) a
 // tensor the model lacks and metadata that disagrees with config.json.
-inline Model load_model_folder(const fs::path& folder, bool scalar_head, std::uint64_t seed) {
+inline GptModel load_model_folder(const fs::path& folder, bool scalar_head, std::uint64_t seed) {
   std::error_code ec;
   if (!fs::is_directory(folder, ec))
     rlhf::fail<rlhf::io_error>("model folder '", folder.string(), "' is not a folder");
@@ -173,7 +178,7 @@ inline Model load_model_folder(const fs::path& folder, bool scalar_head, std::ui
                                "a language model is needed here");
   const auto st = load_model_file(folder, c);
   c.scalar_head = scalar_head;
-  Model model(c, seed);
+  GptModel model(c, seed);
   rlhf::load_parameters(model, st);
   return model;
 }

@@ -40,7 +40,7 @@ inline std::vector<rlhf::Rng::State> gather_rng_states(const Session& s) {
 // `unlogged`: metrics records a failed write kept out of metrics.jsonl (a full disk), which a resume appends.
 inline void fill_checkpoint(const Session& s, std::size_t step, const fs::path& folder,
                             const std::vector<rlhf::Rng::State>& rngs, const std::string& unlogged = {}) {
-  save_model_folder(*s.policy, s.codec, folder);
+  save_model(*s.policy, s.codec, folder);
   rlhf::save_optimizer_state(folder / "optimizer.safetensors", *s.optimizer);
   rlhf::save_schedule_state(folder / "scheduler.safetensors", *s.schedule);
   for (std::size_t r = 0; r < rngs.size(); ++r) {

@@ -65,14 +65,11 @@ std::string summary_of(const Record& r, const Method& m) {
 }
 
 void print_start(const Session& s, std::size_t start, const fs::path& out) {
-  const auto& g = s.policy->config();
   std::printf("rlhf-train %s: %s data '%s': %s\n", s.method->name(), rlhf::io::to_string(s.train.format).c_str(),
               s.args.train_file.c_str(), s.train.stats.summary().c_str());
   if (s.eval.size()) std::printf("  eval '%s': %s\n", s.args.eval_file.c_str(), s.eval.stats.summary().c_str());
-  std::printf("  model: %zu parameters (vocab_size %zu, n_positions %zu, n_embd %zu, n_layer %zu, n_head %zu%s), "
-              "tokenizer %s\n",
-              s.policy->parameters().size(), g.vocab_size, g.max_seq_len, g.channels, g.layers, g.heads,
-              g.scalar_head ? ", scalar head" : "", s.codec.kind.c_str());
+  std::printf("  model: %zu parameters (%s), tokenizer %s\n", s.policy->parameters().size(),
+              s.policy->describe().c_str(), s.codec.kind.c_str());
   std::printf("  %s\n", describe_eos(s.codec).c_str());
   std::printf("  %zu steps of %zu rows (%zu micro-batches of %zu), %zu steps per epoch%s; output: %s\n", s.total_steps,
               s.rows_per_step, s.args.gradient_accumulation_steps, s.args.per_device_train_batch_size, s.steps_per_epoch,
@@ -243,7 +240,7 @@ int run(const TrainingArguments& config, Method& method, rlhf::Communicator& com
   }
 
   const auto path = save(s.total_steps);  // before the last evaluation, so that an error there loses nothing
-  if (s.writes()) save_model_folder(*s.policy, s.codec, out);
+  if (s.writes()) save_model(*s.policy, s.codec, out);
   evaluate_now(s.total_steps);
   if (!s.writes()) return 0;
   std::printf("wrote %s (the last checkpoint), the model in %s (config.json, model.safetensors, tokenizer files; "

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "method.hpp"
-#include "model_folder.hpp"
+#include "model_family.hpp"
 #include "rlhf/core/rng.hpp"
 #include "rlhf/distributed/communicator.hpp"
 #include "rlhf/io/tokenized_dataset.hpp"
@@ -46,13 +46,8 @@ struct Session {
   // A model as the run starts from (before any resume): the folder's weights, or a fresh model of model_config;
   // with the run's matrix-product precision.
   Model initial_model(bool scalar_head, std::uint64_t seed) const {
-    Model m = [&] {
-      if (!args.model_name_or_path.empty()) return load_model_folder(args.model_name_or_path, scalar_head, seed);
-      rlhf::GptConfig g = read_model_config(args.model_config);
-      g.scalar_head = scalar_head;
-      return Model(g, seed);
-    }();
-    return with_precision(std::move(m));
+    return with_precision(args.model_name_or_path.empty() ? fresh_model(args.model_config, scalar_head, seed)
+                                                          : load_model(args.model_name_or_path, scalar_head, seed));
   }
   Model with_precision(Model m) const {
     if (args.bf16) m.set_matmul_precision(rlhf::gpt::MatmulPrecision::bf16);
@@ -67,15 +62,6 @@ struct Session {
             .weight_decay = float(args.weight_decay)};
   }
 };
-
-// A checkpoint's weights into a model of the run (refused, naming the folder, when the shapes differ).
-inline void restore_model(Model& model, const fs::path& folder) {
-  const rlhf::GptConfig saved = read_model_config(folder / "config.json");
-  if (saved != model.config())
-    rlhf::fail<rlhf::config_error>("resume_from_checkpoint: the model in '", folder.string(),
-                                   "' has another shape than the run's model (model_name_or_path / model_config changed?)");
-  rlhf::load_parameters(model, rlhf::io::Safetensors::load(folder / "model.safetensors"));
-}
 
 // This rank's rows of step g (0-based), in the order the step takes them: the step's block of the epoch's
 // permutation, cut into one equal slice per rank (several ranks take only whole blocks).
@@ -167,19 +153,19 @@ inline Session make_session(const TrainingArguments& args, Method& method, rlhf:
                     ? "on AVX-512 BF16"
                     : "portable path (this CPU has no AVX-512 BF16: bf16 rounding at float32 speed)");
   s.policy.emplace(s.initial_model(method.scalar_head(), args.seed));
-  const rlhf::GptConfig& g = s.policy->config();
-  if (!method.samples() && s.args.max_length > g.max_seq_len) {
+  const std::size_t positions = s.policy->max_seq_len(), vocab = s.policy->vocab_size();
+  if (!method.samples() && s.args.max_length > positions) {
     if (comm.rank() == 0)
-      std::printf("note: max_length %zu is above the model's n_positions %zu; using %zu\n", s.args.max_length,
-                  g.max_seq_len, g.max_seq_len);
-    s.args.max_length = g.max_seq_len;
+      std::printf("note: max_length %zu is above the model's %zu positions; using %zu\n", s.args.max_length,
+                  positions, positions);
+    s.args.max_length = positions;
     if (s.args.max_prompt_length >= s.args.max_length) s.args.max_prompt_length = s.args.max_length / 2;
   }
-  s.train = detail::load_data(s.args, method, s.codec, args.train_file, g.max_seq_len);
-  detail::require_vocabulary(s.train, g.vocab_size);
+  s.train = detail::load_data(s.args, method, s.codec, args.train_file, positions);
+  detail::require_vocabulary(s.train, vocab);
   if (!args.eval_file.empty()) {
-    s.eval = detail::load_data(s.args, method, s.codec, args.eval_file, g.max_seq_len);
-    detail::require_vocabulary(s.eval, g.vocab_size);
+    s.eval = detail::load_data(s.args, method, s.codec, args.eval_file, positions);
+    detail::require_vocabulary(s.eval, vocab);
     if (s.eval.size() < method.min_rows())
       rlhf::fail<rlhf::io_error>("eval_file '", args.eval_file, "': ", method.name(), " needs at least ",
                                  method.min_rows(), " rows to evaluate");

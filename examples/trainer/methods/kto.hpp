@@ -49,7 +49,7 @@ class Kto final : public OfflineMethod<Kto, KtoSettings> {
     const rlhf::KtoConfig kc{.beta = settings_.beta,
                              .desirable_weight = settings_.desirable_weight,
                              .undesirable_weight = settings_.undesirable_weight};
-    const auto batch = rlhf::io::collate_unpaired(data.rows, rows, s.policy->config().max_seq_len);
+    const auto batch = rlhf::io::collate_unpaired(data.rows, rows, s.policy->max_seq_len());
     out.result = rlhf::kto_step(model, *reference_, optimizer, batch, kc, options);
     return out;
   }

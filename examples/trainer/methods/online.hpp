@@ -55,13 +55,13 @@ class RewardSource {
       vader_ = rlhf::eval::Vader::load(lexicon);
       return;
     }
-    if (!read_model_config(fs::path(a.reward_model_path) / "config.json").scalar_head)
+    if (!is_reward_model_folder(a.reward_model_path))
       rlhf::fail<rlhf::io_error>("reward_model_path '", a.reward_model_path,
                                  "' is a language model; train one with rlhf-train reward, or use 'vader'");
-    model_.emplace(s.with_precision(load_model_folder(a.reward_model_path, true, s.args.seed)));
-    if (model_->config().vocab_size != s.policy->config().vocab_size)
+    model_.emplace(s.with_precision(load_model(a.reward_model_path, true, s.args.seed)));
+    if (model_->vocab_size() != s.policy->vocab_size())
       rlhf::fail<rlhf::config_error>("reward_model_path '", a.reward_model_path, "' has vocab_size ",
-                                     model_->config().vocab_size, ", the policy ", s.policy->config().vocab_size);
+                                     model_->vocab_size(), ", the policy ", s.policy->vocab_size());
   }
   bool is_model() const { return model_.has_value(); }
 

@@ -65,7 +65,7 @@ class Ppo final : public Method {
     reference_.emplace(s.initial_model(false, s.args.seed));
     reward_.load(s, settings_.online);
     if (reward_.is_model())
-      value_.emplace(s.with_precision(load_model_folder(settings_.online.reward_model_path, true, s.args.seed)));
+      value_.emplace(s.with_precision(load_model(settings_.online.reward_model_path, true, s.args.seed)));
     else
       value_.emplace(s.initial_model(true, s.args.seed + 1));
     value_optimizer_.emplace(s.adamw_config());
@@ -110,7 +110,7 @@ class Ppo final : public Method {
 
   // The critic and its AdamW, and the KL coefficient the controller has reached.
   void save(const Session&, const fs::path& folder, json& state) const override {
-    save_model_folder(*value_, TextCodec{}, folder / "value_model");
+    save_model(*value_, TextCodec{}, folder / "value_model");
     rlhf::save_optimizer_state(folder / "value_optimizer.safetensors", *value_optimizer_);
     state["kl_coef"] = kl_coef_;
   }

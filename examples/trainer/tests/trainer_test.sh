@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # ctests of rlhf-train (examples/trainer/CMakeLists.txt): trainer_test.sh <rlhf-train> <source root> <case> [method]
 #   run20       a 20-step run from a fresh model with GPT-2's tokenizer files: metrics, eval, checkpoints, output
-#               folder loadable as model_name_or_path for the next method
+#               folder loadable as model_name_or_path for the next method; the same for a Llama-family model
+#               (llama_* resume cases below)
 #   resume M    method M: 2N steps straight vs N, resume, N (mid-epoch, 2 micro-batches): every byte of the
 #               model (and optimizer) files equal; M = dpo_bf16: DPO with bf16 products
 #   sigint      SIGINT during a run writes a checkpoint and exits; resuming it ends on the straight run's bytes
@@ -85,6 +86,11 @@ resume)
     orpo) args+=(--beta 0.5) ;;
     reinforce_pp) args+=(--reward_model_path vader --response_length 5 --num_generations 2 --kl_coef 0.05) ;;
     dpo_bf16) method=dpo; args+=(--bf16 true) ;;  # bf16 products: as deterministic, so as exactly resumable
+    llama_*)  # the same methods on a Llama-family model (a tiny Qwen3: GQA 2:1, q/k norms, head_dim 8)
+      method=${method#llama_}
+      args+=(--model_config "$root/tests/data/trainer/tiny_llama_config.json")
+      [[ $method == ppo ]] && args+=(--reward_model_path vader --response_length 5 --num_ppo_epochs 2 --num_mini_batches 2)
+      [[ $method == grpo ]] && args+=(--reward_model_path vader --response_length 5 --num_generations 2) ;;
   esac
   "$bin" "$method" "${args[@]}" --output_dir "$work/straight" > "$work/straight.txt"
   mkdir -p "$work/resumed"
@@ -98,6 +104,7 @@ resume)
       same "$work/straight/checkpoint-$step/$f" "$work/resumed/checkpoint-$step/$f"
     done
   done
+  [[ "${4:-}" != llama_* ]] || grep -q "model: .*(qwen3: " "$work/straight.txt" || fail "not the Llama-family model"
   [[ "$method" != ppo ]] || same "$work/straight/checkpoint-10/value_model/model.safetensors" \
                                  "$work/resumed/checkpoint-10/value_model/model.safetensors"
   same "$work/straight/model.safetensors" "$work/resumed/model.safetensors"
