@@ -12,6 +12,10 @@
 
 #include "rlhf/core/error.hpp"
 #include "rlhf/io/gpt2_bpe.hpp"
+#ifdef RLHF_TRAINER_HF_TOKENIZER
+#include "rlhf/io/json_file.hpp"
+#include "rlhf/io/tokenizer/hf_tokenizer.hpp"
+#endif
 #ifdef RLHF_TRAINER_SENTENCEPIECE
 #include "rlhf/io/tokenizer.hpp"
 #endif
@@ -55,6 +59,31 @@ inline void require_eos(const TextCodec& codec, const fs::path& where) {
                                "' is not in its vocabulary, so completions would have no end-of-sequence token");
 }
 
+#ifdef RLHF_TRAINER_HF_TOKENIZER
+// A folder's tokenizer.json through the general pipeline (Qwen, Llama 3, Gemma, ...); its end-of-sequence token is
+// tokenizer_config.json's eos_token (a string or {"content": ...}), else "<|endoftext|>".
+inline TextCodec load_hf_codec(const fs::path& where) {
+  auto t = std::make_shared<const rlhf::io::HfTokenizer>(rlhf::io::HfTokenizer::load(where / "tokenizer.json"));
+  std::vector<fs::path> files{where / "tokenizer.json"};
+  std::string eos = "<|endoftext|>";
+  std::error_code ec;
+  if (const fs::path config = where / "tokenizer_config.json"; fs::exists(config, ec)) {
+    files.push_back(config);
+    const auto doc = rlhf::io::read_json_file(config, {.max_bytes = std::size_t(16) << 20});
+    const auto it = doc.is_object() ? doc.find("eos_token") : doc.end();
+    if (it != doc.end() && it->is_string()) eos = it->get<std::string>();
+    if (it != doc.end() && it->is_object() && it->contains("content") && (*it)["content"].is_string())
+      eos = (*it)["content"].get<std::string>();
+  }
+  return {[t](std::string_view s) { return t->encode(s); },
+          [t](std::span<const rlhf::token_id> ids) { return t->decode(ids, true); },
+          t->id_of(eos),
+          "tokenizer.json pipeline",
+          std::move(files),
+          eos};
+}
+#endif
+
 // `where`: a folder or a .model file. Throws rlhf::io_error naming what it looked for.
 inline TextCodec load_text_codec(const fs::path& where) {
   using rlhf::io::Gpt2Tokenizer;
@@ -76,9 +105,19 @@ inline TextCodec load_text_codec(const fs::path& where) {
   }
   if (!fs::is_directory(where, ec))
     rlhf::fail<rlhf::io_error>("tokenizer '", where.string(), "' is neither a folder nor a SentencePiece .model file");
-  if (fs::exists(where / "tokenizer.json", ec))
-    return wrap_gpt2(std::make_shared<const Gpt2Tokenizer>(Gpt2Tokenizer::load_json(where / "tokenizer.json")),
-                     {where / "tokenizer.json"});
+  if (fs::exists(where / "tokenizer.json", ec)) {
+    try {  // GPT-2's byte-level BPE, the fast path
+      return wrap_gpt2(std::make_shared<const Gpt2Tokenizer>(Gpt2Tokenizer::load_json(where / "tokenizer.json")),
+                       {where / "tokenizer.json"});
+    } catch (const rlhf::error& gpt2_refusal) {
+#ifdef RLHF_TRAINER_HF_TOKENIZER
+      return load_hf_codec(where);  // any other model's pipeline
+#else
+      rlhf::fail<rlhf::io_error>(gpt2_refusal.what(), " (rlhf-train was built without the tokenizer.json pipeline: "
+                                 "apt-get install libpcre2-dev libutf8proc-dev, then rebuild)");
+#endif
+    }
+  }
   if (fs::exists(where / "vocab.json", ec) && fs::exists(where / "merges.txt", ec))
     return wrap_gpt2(std::make_shared<const Gpt2Tokenizer>(Gpt2Tokenizer::load(where / "vocab.json", where / "merges.txt")),
                      {where / "vocab.json", where / "merges.txt"});

