@@ -158,7 +158,8 @@ inline void restore_model(Model& model, const fs::path& folder) {
   }();
   if (!saved_shape.same_shape(model))
     rlhf::fail<rlhf::config_error>("resume_from_checkpoint: the model in '", folder.string(),
-                                   "' has another shape than the run's model (model_name_or_path / model_config changed?)");
+                                   "' has another shape than the run's model (model_name_or_path / model_config ",
+                                   "changed?)");
   if (auto* g = model.gpt())
     rlhf::load_parameters(*g, rlhf::io::Safetensors::load(folder / "model.safetensors"));
   else

@@ -113,7 +113,8 @@ inline std::vector<std::string> remove_strays(const OutputDirLock& lock) {
       if (!fs::exists(fs::symlink_status(final_path, ec))) {
         fs::rename(path, final_path, ec);
         if (!ec) {
-          notes.push_back("restored '" + final_path.filename().string() + "' from '" + name + "' (a run was killed while replacing it)");
+          notes.push_back("restored '" + final_path.filename().string() + "' from '" + name +
+                          "' (a run was killed while replacing it)");
           continue;
         }
       }
@@ -148,10 +149,12 @@ inline OutputDirLock claim_output_dir(const fs::path& output_dir, const std::str
   std::error_code ec;
   const bool resuming = !resume.empty(), latest = resume == "latest" || resume == "true";
   if (latest && !fs::is_directory(output_dir, ec))
-    rlhf::fail<rlhf::config_error>("resume_from_checkpoint: output_dir '", rlhf::io::detail::clip(output_dir.string(), 256),
+    rlhf::fail<rlhf::config_error>("resume_from_checkpoint: output_dir '",
+                                   rlhf::io::detail::clip(output_dir.string(), 256),
                                    "' is not a folder (no checkpoint to resume there)");
   if (resuming && !latest && !fs::is_directory(resume, ec))
-    rlhf::fail<rlhf::config_error>("resume_from_checkpoint: '", rlhf::io::detail::clip(resume, 256), "' is not a folder");
+    rlhf::fail<rlhf::config_error>("resume_from_checkpoint: '", rlhf::io::detail::clip(resume, 256),
+                                   "' is not a folder");
   OutputDirLock lock(output_dir);
   for (const auto& note : remove_strays(lock)) std::printf("note: %s\n", note.c_str());
   if (!resuming)

@@ -20,7 +20,8 @@ struct CpoSettings {
         real_key("beta", &S::beta, "beta: the scale of the log-probability difference", 0, 1e6),
         choice_key("loss_type", &S::loss_type, "sigmoid and hinge on sums, ipo and simpo on token means",
                    {"sigmoid", "hinge", "ipo", "simpo"}),
-        real_key("label_smoothing", &S::label_smoothing, "assumed label-flip probability (sigmoid, simpo)", 0, 0.4999),
+        real_key("label_smoothing", &S::label_smoothing, "assumed label-flip probability (sigmoid, simpo)", 0,
+                 rlhf::max_label_smoothing),
         real_key("cpo_alpha", &S::cpo_alpha, "weight of the chosen response's NLL; 0 with simpo: SimPO alone", 0, 1e6),
         real_key("simpo_gamma", &S::simpo_gamma, "SimPO's target reward margin (simpo only)", 0, 1e6),
     };

@@ -53,10 +53,12 @@ class CriticFreeMethod : public Method {
 
   StepOutcome train_step(Session& s, Rows rows, const rlhf::StepOptions& options) override {
     auto reward = [&](const rlhf::TokenBatch& b) { return reward_.scores(s, b); };
-    rlhf::CriticFreeModels<Model, Model, decltype(reward)&> models{.policy = *s.policy, .reference = reference(s), .reward = reward};
-    const auto config = step_config(s, options);
+    rlhf::CriticFreeModels<Model, Model, decltype(reward)&> models{
+        .policy = *s.policy, .reference = reference(s), .reward = reward};
+    const auto config = step_config(s);
     StepOutcome out;
-    out.result = rlhf::critic_free_step(models, *s.optimizer, rlhf::io::collate_prompts(s.train.rows, rows), s.rng, config);
+    const auto prompts = rlhf::io::collate_prompts(s.train.rows, rows);
+    out.result = rlhf::critic_free_step(models, *s.optimizer, prompts, s.rng, config, options);
     for (const auto i : rows) out.tokens += double(s.train.rows[i].prompt.size() * config.group_size);
     out.tokens += out.result.metrics["completions/mean_length"] * double(rows.size() * config.group_size);
     return out;
@@ -65,11 +67,11 @@ class CriticFreeMethod : public Method {
   // A rollout of the eval prompts; eval_loss is − the mean reward.
   Evaluation evaluate(Session& s, Rows rows, std::size_t step) override {
     auto reward = [&](const rlhf::TokenBatch& b) { return reward_.scores(s, b); };
-    rlhf::CriticFreeModels<Model, Model, decltype(reward)&> models{.policy = *s.policy, .reference = reference(s), .reward = reward};
+    rlhf::CriticFreeModels<Model, Model, decltype(reward)&> models{
+        .policy = *s.policy, .reference = reference(s), .reward = reward};
     rlhf::Rng rng = evaluation_rng(s, step, rows);
-    const auto rollout = rlhf::critic_free_rollout(
-        models, rlhf::io::collate_prompts(s.eval.rows, rows), rng,
-        step_config(s, {.max_grad_norm = s.args.max_grad_norm, .communicator = s.comm}));
+    const auto rollout = rlhf::critic_free_rollout(models, rlhf::io::collate_prompts(s.eval.rows, rows), rng,
+                                                   step_config(s), {.communicator = s.comm});
     return {rollout.metrics, -rollout.metrics["reward"]};
   }
 
@@ -82,7 +84,7 @@ class CriticFreeMethod : public Method {
   const Derived& derived() const { return static_cast<const Derived&>(*this); }
   Model& reference(Session& s) { return reference_ ? *reference_ : *s.policy; }  // unused when the KL term is off
 
-  rlhf::CriticFreeConfig step_config(const Session& s, const rlhf::StepOptions& options) const {
+  rlhf::CriticFreeConfig step_config(const Session& s) const {
     rlhf::CriticFreeConfig f = derived().estimator();
     f.group_size = group_.num_generations;
     f.policy.clip = group_.epsilon;
@@ -91,8 +93,6 @@ class CriticFreeMethod : public Method {
     f.minibatches = online_.num_mini_batches;
     f.drop_uniform_groups = group_.drop_uniform_groups;
     f.sample = online_.sample_options(s);
-    f.max_grad_norm = options.max_grad_norm;
-    f.communicator = options.communicator;
     return f;
   }
 

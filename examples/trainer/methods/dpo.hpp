@@ -19,7 +19,8 @@ struct DpoSettings {
     static const std::vector<KeySpec<S>> table = {
         real_key("beta", &S::beta, "beta: the strength of the implicit KL constraint", 0, 1e6),
         choice_key("loss_type", &S::loss_type, "the DPO loss", {"sigmoid", "robust", "hinge", "ipo"}),
-        real_key("label_smoothing", &S::label_smoothing, "assumed label-flip probability", 0, 0.4999),
+        real_key("label_smoothing", &S::label_smoothing, "assumed label-flip probability", 0,
+                 rlhf::max_label_smoothing),
         flag_key("precompute_ref_log_probs", &S::precompute_ref_log_probs,
                  "score the data with the reference once, before training"),
         flag_key("reference_free", &S::reference_free, "DPO without the reference (uniform)"),
@@ -78,8 +79,9 @@ class Dpo final : public OfflineMethod<Dpo, DpoSettings> {
     if (s.ranked()) {
       const auto batch = rlhf::io::collate_ranked(data.rows, rows);
       const rlhf::ListwiseDpoConfig lc{.beta = settings_.beta, .reference_free = settings_.reference_free};
-      out.result = settings_.reference_free ? rlhf::listwise_dpo_step(model, optimizer, batch, lc, options)
-                                            : rlhf::listwise_dpo_step(model, *reference_, optimizer, batch, lc, options);
+      out.result = settings_.reference_free
+                       ? rlhf::listwise_dpo_step(model, optimizer, batch, lc, options)
+                       : rlhf::listwise_dpo_step(model, *reference_, optimizer, batch, lc, options);
       return out;
     }
     auto batch = rlhf::io::collate_preferences(data.rows, rows);

@@ -77,19 +77,20 @@ class Ppo final : public Method {
     auto reward = [&](const rlhf::TokenBatch& b) { return reward_.scores(s, b); };
     rlhf::PpoModels<Model, Model, Model, decltype(reward)&> models{
         .policy = *s.policy, .reference = *reference_, .value_model = *value_, .reward = reward};
-    rlhf::PpoOptimizers<rlhf::AdamW<float>, rlhf::AdamW<float>> optimizers{.policy = *s.optimizer, .value = *value_optimizer_};
+    rlhf::PpoOptimizers<rlhf::AdamW<float>, rlhf::AdamW<float>> optimizers{.policy = *s.optimizer,
+                                                                           .value = *value_optimizer_};
     value_optimizer_->set_learning_rate(s.optimizer->config().learning_rate);
     const auto prompts = rlhf::io::collate_prompts(s.train.rows, rows);
-    const auto config = step_config(s, options);
+    const auto config = step_config(s);
     StepOutcome out;
     rlhf::StepResult& r = out.result;  // loss: the policy loss
     if (settings_.adaptive_kl) {
       rlhf::AdaptiveKlController kl{.coef = kl_coef_, .target = settings_.kl_target, .horizon = settings_.kl_horizon};
-      r = rlhf::ppo_step(models, optimizers, kl, prompts, s.rng, config);
+      r = rlhf::ppo_step(models, optimizers, kl, prompts, s.rng, config, options);
       kl_coef_ = kl.value();
     } else {
       rlhf::FixedKlController kl{.coef = kl_coef_};
-      r = rlhf::ppo_step(models, optimizers, kl, prompts, s.rng, config);
+      r = rlhf::ppo_step(models, optimizers, kl, prompts, s.rng, config, options);
     }
     r.grad_norm = r.metrics[rlhf::metric::grad_norm];
     for (const auto i : rows) out.tokens += double(s.train.rows[i].prompt.size());
@@ -104,7 +105,7 @@ class Ppo final : public Method {
         .policy = *s.policy, .reference = *reference_, .value_model = *value_, .reward = reward};
     rlhf::Rng rng = evaluation_rng(s, step, rows);
     const auto rollout = rlhf::ppo_rollout(models, rlhf::io::collate_prompts(s.eval.rows, rows), rng, kl_coef_,
-                                           step_config(s, {.max_grad_norm = s.args.max_grad_norm, .communicator = s.comm}));
+                                           step_config(s), {.communicator = s.comm});
     return {rollout.metrics, -rollout.metrics[rlhf::metric::objective_rlhf_reward]};
   }
 
@@ -124,7 +125,7 @@ class Ppo final : public Method {
   }
 
  private:
-  rlhf::PpoStepConfig step_config(const Session& s, const rlhf::StepOptions& options) const {
+  rlhf::PpoStepConfig step_config(const Session& s) const {
     rlhf::PpoStepConfig p;
     p.epochs = settings_.num_ppo_epochs;
     p.minibatches = settings_.online.num_mini_batches;
@@ -133,8 +134,6 @@ class Ppo final : public Method {
     p.gae = {.gamma = settings_.gamma, .lambda = settings_.lam};
     p.kl.estimator = settings_.kl_estimator == "k3" ? rlhf::KlEstimator::k3 : rlhf::KlEstimator::k1;
     p.sample = settings_.online.sample_options(s);
-    p.max_grad_norm = options.max_grad_norm;
-    p.communicator = options.communicator;
     return p;
   }
 

@@ -13,7 +13,8 @@ struct RewardSettings {
   static const std::vector<KeySpec<RewardSettings>>& keys() {
     using S = RewardSettings;
     static const std::vector<KeySpec<S>> table = {
-        real_key("label_smoothing", &S::label_smoothing, "assumed label-flip probability", 0, 0.4999),
+        real_key("label_smoothing", &S::label_smoothing, "assumed label-flip probability", 0,
+                 rlhf::max_label_smoothing),
         real_key("center_rewards_coefficient", &S::center_rewards_coefficient, "weight of (r_w + r_l)^2", 0, 1e6),
     };
     return table;
@@ -42,7 +43,8 @@ class Reward final : public OfflineMethod<Reward, RewardSettings> {
     } else {
       const rlhf::BradleyTerryConfig bc{.label_smoothing = settings_.label_smoothing,
                                         .center_coefficient = settings_.center_rewards_coefficient};
-      out.result = rlhf::reward_model_step(model, optimizer, rlhf::io::collate_preferences(data.rows, rows), bc, options);
+      const auto batch = rlhf::io::collate_preferences(data.rows, rows);
+      out.result = rlhf::reward_model_step(model, optimizer, batch, bc, options);
     }
     return out;
   }
