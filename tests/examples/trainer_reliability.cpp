@@ -170,7 +170,7 @@ TEST_CASE("a model folder's unknown tensor, metadata that disagrees with config.
   TempDir dir("rlhf-model");
   const rlhf::GptConfig small{.vocab_size = 16, .max_seq_len = 8, .channels = 8, .layers = 2, .heads = 2};
   const fs::path folder = dir / "model";
-  trainer::save_model_folder(trainer::Model(small, 1), trainer::TextCodec{}, folder);
+  trainer::save_model_folder(trainer::GptModel(small, 1), trainer::TextCodec{}, folder);
   CHECK(trainer::load_model_folder(folder, false, 1).config() == small);
 
   // metadata n_layer 3 on the 2-layer file
