@@ -94,6 +94,16 @@ TEST_CASE("hostile safetensors: long names and values are clipped in messages") 
   CHECK(msg.size() < 600);
 }
 
+// Every loader quotes untrusted text through clip (a merges.txt line, a key, a name).
+TEST_CASE("a NUL byte quoted in a message is written \\x00, so the message goes on after it") {
+  using rlhf::io::detail::clip;
+  CHECK(clip(std::string("a\0b", 3)) == "a\\x00b");
+  CHECK(clip(std::string("\0\0", 2)) == "\\x00\\x00");
+  const std::string long_text = std::string("x\0", 2) + std::string(200, 'y');
+  CHECK(clip(long_text).rfind("x\\x00yyy", 0) == 0);
+  CHECK(has(clip(long_text), "(202 bytes)"));
+}
+
 TEST_CASE("hostile safetensors: the header is checked before the data is read") {
   TempDir dir;
   // An 8 GB file (sparse: no disk used) whose header describes none of it: refused at once, nothing allocated.

@@ -21,10 +21,12 @@ inline std::string json_brief(const nlohmann::json& j) {
 }
 
 // At most `max` bytes of an untrusted string (a key, a name, a parser's message quoting the input) for an
-// error message.
+// error message; a NUL byte is written \x00, since it would end the message where it is printed as a C string.
 inline std::string clip(std::string_view s, std::size_t max = 80) {
-  if (s.size() <= max) return std::string(s);
-  return std::string(s.substr(0, max - 3)) + "... (" + std::to_string(s.size()) + " bytes)";
+  std::string out(s.substr(0, s.size() <= max ? s.size() : max - 3));
+  for (std::size_t at = out.find('\0'); at != std::string::npos; at = out.find('\0', at + 4)) out.replace(at, 1, "\\x00");
+  if (s.size() > max) out += "... (" + std::to_string(s.size()) + " bytes)";
+  return out;
 }
 
 }  // namespace rlhf::io::detail
