@@ -131,7 +131,8 @@ TEST_CASE("llama policy: bf16 products stay near float32 and double refuses them
   Llama<float> model(rlhf::testing::tiny_llama_config(false), 10);
   rlhf::testing::randomize(model, 11);
   const auto b = rlhf::testing::pad_rows(rows, Pad::left);
-  const auto ones = Llama<float>::backend::matrix_of(b.batch, b.time).array() + 1.0f;
+  using matrix = Llama<float>::backend::matrix;
+  const matrix ones = matrix::Ones(Eigen::Index(b.batch), Eigen::Index(b.time));  // a value, not an expression of a temporary
   const auto gradients_of = [&] {  // of Σ log p over the response
     model.zero_grad();
     model.log_probs(b);
