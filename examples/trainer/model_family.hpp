@@ -161,7 +161,7 @@ inline void restore_model(Model& model, const fs::path& folder) {
                                    "' has another shape than the run's model (model_name_or_path / model_config ",
                                    "changed?)");
   if (auto* g = model.gpt())
-    rlhf::load_parameters(*g, rlhf::io::Safetensors::load(folder / "model.safetensors"));
+    rlhf::load_parameters(*g, load_model_file(folder, g->config()));  // unknown tensors and metadata refused
   else
     rlhf::load_llama_parameters(*model.llama(), folder);
 }
