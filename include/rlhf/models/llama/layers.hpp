@@ -50,6 +50,7 @@ void rmsnorm_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T*
     const T proj = (dy * w * x).sum() / T(C);
     ArrayMap<T>(dinp + n * C, ix(C)) += r * (dy * w - x * (r * r * proj));
   }
+  if (!dweight) return;  // a frozen weight: no gradient
   auto dw = ArrayMap<T>(dweight, ix(C));
   for (std::size_t n = 0; n < N; ++n)
     dw += ConstArrayMap<T>(dout + n * C, ix(C)) * ConstArrayMap<T>(inp + n * C, ix(C)) * rstd[n];
@@ -91,7 +92,7 @@ void linear_forward(T* out, const T* inp, const T* weight, const T* bias, std::s
   gpt::matmul_forward(out, inp, weight, bias, N, C, OC);
 }
 
-// dinp [N, C] = dout · weightᵀ, or += when accumulate; dweight [C, OC] += inpᵀ · dout; dbias [OC] += Σ_n dout
+// dinp [N, C] = dout · weightᵀ, or += when accumulate; dweight [C, OC] += inpᵀ · dout (null: skipped); dbias [OC] += Σ_n dout
 template <class T>
 void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight, std::size_t N,
                      std::size_t C, std::size_t OC, gpt::MatmulPrecision precision, bool accumulate = false) {
@@ -99,7 +100,7 @@ void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
     if (precision == gpt::MatmulPrecision::bf16) {
       namespace b16 = gpt::bf16;
       b16::gemm(dinp, C, b16::row_major(dout, OC), b16::transposed(weight, OC), N, C, OC, accumulate);
-      b16::gemm(dweight, OC, b16::transposed(inp, C), b16::row_major(dout, OC), C, OC, N, true);
+      if (dweight) b16::gemm(dweight, OC, b16::transposed(inp, C), b16::row_major(dout, OC), C, OC, N, true);
       if (dbias) gpt::bias_backward(dbias, dout, N, OC);
       return;
     }
@@ -110,7 +111,8 @@ void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
     gpt::MatrixMap<T>(dinp, ix(N), ix(C)).noalias() += dy * wt;
   else
     gpt::MatrixMap<T>(dinp, ix(N), ix(C)).noalias() = dy * wt;
-  gpt::MatrixMap<T>(dweight, ix(C), ix(OC)).noalias() += gpt::ConstMatrixMap<T>(inp, ix(N), ix(C)).transpose() * dy;
+  if (dweight)  // null: a frozen weight
+    gpt::MatrixMap<T>(dweight, ix(C), ix(OC)).noalias() += gpt::ConstMatrixMap<T>(inp, ix(N), ix(C)).transpose() * dy;
   if (dbias) gpt::bias_backward(dbias, dout, N, OC);
 }
 
@@ -123,37 +125,24 @@ void attention_forward(T* out, T* att, const T* q, const T* k, const T* v, const
                        std::size_t Tn, std::size_t NH, std::size_t KVH, std::size_t hd) {
   const std::size_t QD = NH * hd, KD = KVH * hd, group = NH / KVH;
   const T scale = T(1) / std::sqrt(T(hd));
-#pragma omp parallel for collapse(2) schedule(dynamic, 1) if (B * NH * Tn * Tn * hd >= gpt::parallel_work)
-  for (std::ptrdiff_t b = 0; b < std::ptrdiff_t(B); ++b) {
-    for (std::ptrdiff_t h = 0; h < std::ptrdiff_t(NH); ++h) {
-      const std::uint8_t* r = real + b * Tn;
-      const auto [lo, hi] = gpt::real_span(r, Tn);
-      for (std::size_t t = 0; t < Tn; ++t)
-        if (t < lo || t >= hi) ArrayMap<T>(out + (b * Tn + t) * QD + h * hd, ix(hd)).setZero();
-      if (lo == hi) continue;
-      const std::size_t n = hi - lo, g = std::size_t(h) / group;
-      const ConstStridedMap<T> Q(q + (b * Tn + lo) * QD + h * hd, ix(n), ix(hd), Eigen::OuterStride<>(ix(QD)));
-      const ConstStridedMap<T> K(k + (b * Tn + lo) * KD + g * hd, ix(n), ix(hd), Eigen::OuterStride<>(ix(KD)));
-      const ConstStridedMap<T> Vv(v + (b * Tn + lo) * KD + g * hd, ix(n), ix(hd), Eigen::OuterStride<>(ix(KD)));
-      StridedMap<T> P(att + ((b * NH + h) * Tn + lo) * Tn + lo, ix(n), ix(n), Eigen::OuterStride<>(ix(Tn)));
-      P.noalias() = scale * (Q * K.transpose());
-      for (std::size_t i = 0; i < n; ++i) {
-        T* row = P.data() + i * Tn;
-        if (!r[lo + i]) {
-          ArrayMap<T>(row, ix(n)).setZero();
-          continue;
-        }
-        for (std::size_t j = 0; j <= i; ++j)
-          if (!r[lo + j]) row[j] = -std::numeric_limits<T>::infinity();
-        auto keys = ArrayMap<T>(row, ix(i + 1));
-        keys = (keys - keys.maxCoeff()).exp();
-        keys *= T(1) / keys.sum();
-        if (i + 1 < n) ArrayMap<T>(row + i + 1, ix(n - i - 1)).setZero();
-      }
-      StridedMap<T>(out + (b * Tn + lo) * QD + h * hd, ix(n), ix(hd), Eigen::OuterStride<>(ix(QD))).noalias() =
-          P.template triangularView<Eigen::Lower>() * Vv;
-    }
-  }
+  gpt::for_each_row_head(B, NH, Tn, real, B * NH * Tn * Tn * hd, [&](std::size_t b, std::size_t h,
+                                                                   const std::uint8_t* r, std::size_t lo,
+                                                                   std::size_t hi) {
+    for (std::size_t t = 0; t < Tn; ++t)
+      if (t < lo || t >= hi) ArrayMap<T>(out + (b * Tn + t) * QD + h * hd, ix(hd)).setZero();
+    if (lo == hi) return;
+    const std::size_t n = hi - lo, g = h / group;
+    const ConstStridedMap<T> Q(q + (b * Tn + lo) * QD + h * hd, ix(n), ix(hd), Eigen::OuterStride<>(ix(QD)));
+    const ConstStridedMap<T> K(k + (b * Tn + lo) * KD + g * hd, ix(n), ix(hd), Eigen::OuterStride<>(ix(KD)));
+    const ConstStridedMap<T> Vv(v + (b * Tn + lo) * KD + g * hd, ix(n), ix(hd), Eigen::OuterStride<>(ix(KD)));
+    StridedMap<T> P(att + ((b * NH + h) * Tn + lo) * Tn + lo, ix(n), ix(n), Eigen::OuterStride<>(ix(Tn)));
+    P.noalias() = scale * (Q * K.transpose());
+    bool holes = false;
+    for (std::size_t t = lo; t < hi; ++t) holes = holes || !r[t];
+    for (std::size_t i = 0; i < n; ++i) gpt::causal_softmax_row(P.data() + i * Tn, r + lo, i, n, holes, false);
+    StridedMap<T>(out + (b * Tn + lo) * QD + h * hd, ix(n), ix(hd), Eigen::OuterStride<>(ix(QD))).noalias() =
+        P.template triangularView<Eigen::Lower>() * Vv;
+  });
 }
 
 // dq [B, T, NH, hd], dk and dv [B, T, KVH, hd] (overwritten; a kv head sums over its group of query heads);
@@ -164,46 +153,44 @@ void attention_backward(T* dq, T* dk, T* dv, T* datt, const T* dout, const T* q,
                         std::size_t hd) {
   const std::size_t QD = NH * hd, KD = KVH * hd, group = NH / KVH;
   const T scale = T(1) / std::sqrt(T(hd));
-#pragma omp parallel for collapse(2) schedule(dynamic, 1) if (B * NH * Tn * Tn * hd >= gpt::parallel_work)
-  for (std::ptrdiff_t b = 0; b < std::ptrdiff_t(B); ++b) {
-    for (std::ptrdiff_t g = 0; g < std::ptrdiff_t(KVH); ++g) {  // one kv head and its group: no shared writes
-      const std::uint8_t* r = real + b * Tn;
-      const auto [lo, hi] = gpt::real_span(r, Tn);
-      for (std::size_t t = 0; t < Tn; ++t) {
-        ArrayMap<T>(dk + (b * Tn + t) * KD + g * hd, ix(hd)).setZero();
-        ArrayMap<T>(dv + (b * Tn + t) * KD + g * hd, ix(hd)).setZero();
-        if (t < lo || t >= hi)
-          for (std::size_t h = g * group; h < (g + 1) * group; ++h)
-            ArrayMap<T>(dq + (b * Tn + t) * QD + h * hd, ix(hd)).setZero();
-      }
-      if (lo == hi) continue;
-      const std::size_t n = hi - lo;
-      const ConstStridedMap<T> K(k + (b * Tn + lo) * KD + g * hd, ix(n), ix(hd), Eigen::OuterStride<>(ix(KD)));
-      const ConstStridedMap<T> Vv(v + (b * Tn + lo) * KD + g * hd, ix(n), ix(hd), Eigen::OuterStride<>(ix(KD)));
-      StridedMap<T> dK(dk + (b * Tn + lo) * KD + g * hd, ix(n), ix(hd), Eigen::OuterStride<>(ix(KD)));
-      StridedMap<T> dV(dv + (b * Tn + lo) * KD + g * hd, ix(n), ix(hd), Eigen::OuterStride<>(ix(KD)));
-      for (std::size_t h = std::size_t(g) * group; h < std::size_t(g + 1) * group; ++h) {
-        const ConstStridedMap<T> Q(q + (b * Tn + lo) * QD + h * hd, ix(n), ix(hd), Eigen::OuterStride<>(ix(QD)));
-        StridedMap<T> dQ(dq + (b * Tn + lo) * QD + h * hd, ix(n), ix(hd), Eigen::OuterStride<>(ix(QD)));
-        const ConstStridedMap<T> dY(dout + (b * Tn + lo) * QD + h * hd, ix(n), ix(hd), Eigen::OuterStride<>(ix(QD)));
-        const std::size_t aoff = ((b * NH + h) * Tn + lo) * Tn + lo;
-        const ConstStridedMap<T> P(att + aoff, ix(n), ix(n), Eigen::OuterStride<>(ix(Tn)));
-        StridedMap<T> dS(datt + aoff, ix(n), ix(n), Eigen::OuterStride<>(ix(Tn)));
-        dV.noalias() += P.template triangularView<Eigen::Lower>().transpose() * dY;
-        dS.noalias() = dY * Vv.transpose();  // dP
-        // softmax backward: dS_ij = P_ij (dP_ij − Σ_k P_ik dP_ik), times the score scale
-        for (std::size_t i = 0; i < n; ++i) {
-          const auto p = ConstArrayMap<T>(P.data() + i * Tn, ix(i + 1));
-          auto d = ArrayMap<T>(dS.data() + i * Tn, ix(i + 1));
-          const T dot = (p * d).sum();
-          d = scale * p * (d - dot);
-          if (i + 1 < n) ArrayMap<T>(dS.data() + i * Tn + i + 1, ix(n - i - 1)).setZero();
-        }
-        dQ.noalias() = dS.template triangularView<Eigen::Lower>() * K;
-        dK.noalias() += dS.template triangularView<Eigen::Lower>().transpose() * Q;
-      }
+  // one kv head g and its group of query heads at a time: no shared writes
+  gpt::for_each_row_head(B, KVH, Tn, real, B * NH * Tn * Tn * hd, [&](std::size_t b, std::size_t g,
+                                                                    const std::uint8_t*, std::size_t lo,
+                                                                    std::size_t hi) {
+    for (std::size_t t = 0; t < Tn; ++t) {
+      ArrayMap<T>(dk + (b * Tn + t) * KD + g * hd, ix(hd)).setZero();
+      ArrayMap<T>(dv + (b * Tn + t) * KD + g * hd, ix(hd)).setZero();
+      if (t < lo || t >= hi)
+        for (std::size_t h = g * group; h < (g + 1) * group; ++h)
+          ArrayMap<T>(dq + (b * Tn + t) * QD + h * hd, ix(hd)).setZero();
     }
-  }
+    if (lo == hi) return;
+    const std::size_t n = hi - lo;
+    const ConstStridedMap<T> K(k + (b * Tn + lo) * KD + g * hd, ix(n), ix(hd), Eigen::OuterStride<>(ix(KD)));
+    const ConstStridedMap<T> Vv(v + (b * Tn + lo) * KD + g * hd, ix(n), ix(hd), Eigen::OuterStride<>(ix(KD)));
+    StridedMap<T> dK(dk + (b * Tn + lo) * KD + g * hd, ix(n), ix(hd), Eigen::OuterStride<>(ix(KD)));
+    StridedMap<T> dV(dv + (b * Tn + lo) * KD + g * hd, ix(n), ix(hd), Eigen::OuterStride<>(ix(KD)));
+    for (std::size_t h = g * group; h < (g + 1) * group; ++h) {
+      const ConstStridedMap<T> Q(q + (b * Tn + lo) * QD + h * hd, ix(n), ix(hd), Eigen::OuterStride<>(ix(QD)));
+      StridedMap<T> dQ(dq + (b * Tn + lo) * QD + h * hd, ix(n), ix(hd), Eigen::OuterStride<>(ix(QD)));
+      const ConstStridedMap<T> dY(dout + (b * Tn + lo) * QD + h * hd, ix(n), ix(hd), Eigen::OuterStride<>(ix(QD)));
+      const std::size_t aoff = ((b * NH + h) * Tn + lo) * Tn + lo;
+      const ConstStridedMap<T> P(att + aoff, ix(n), ix(n), Eigen::OuterStride<>(ix(Tn)));
+      StridedMap<T> dS(datt + aoff, ix(n), ix(n), Eigen::OuterStride<>(ix(Tn)));
+      dV.noalias() += P.template triangularView<Eigen::Lower>().transpose() * dY;
+      dS.noalias() = dY * Vv.transpose();  // dP
+      // softmax backward: dS_ij = P_ij (dP_ij − Σ_k P_ik dP_ik), times the score scale
+      for (std::size_t i = 0; i < n; ++i) {
+        const auto p = ConstArrayMap<T>(P.data() + i * Tn, ix(i + 1));
+        auto d = ArrayMap<T>(dS.data() + i * Tn, ix(i + 1));
+        const T dot = (p * d).sum();
+        d = scale * p * (d - dot);
+        if (i + 1 < n) ArrayMap<T>(dS.data() + i * Tn + i + 1, ix(n - i - 1)).setZero();
+      }
+      dQ.noalias() = dS.template triangularView<Eigen::Lower>() * K;
+      dK.noalias() += dS.template triangularView<Eigen::Lower>().transpose() * Q;
+    }
+  });
 }
 
 }  // namespace rlhf::llama
