@@ -8,7 +8,8 @@
 //   scores [G·T, T] = Q_g K_gᵀ,   y [G·T, hd] = P_g V_g                                 (forward)
 //   dP = dY_g V_gᵀ,   dV_g [T, hd] = P_gᵀ dY_g,   dQ_g = dS K_g,   dK_g [T, hd] = dSᵀ Q_g   (backward)
 // and the backward's products over G·T rows sum each kv head's gradient over its group. att [B, NH, T, T] is
-// [B, KVH, G·T, T] read the same way, so the GPT's softmax kernels apply unchanged.
+// [B, KVH, G·T, T] read the same way, so the GPT's softmax kernels apply unchanged. The products' arguments are
+// gqa_plan.hpp's, which a g++ test checks against the CPU attention without a GPU.
 //
 // CPU reference: llama::attention_forward / llama::attention_backward (models/llama/layers.hpp), same masking:
 // query t attends the real keys t' ≤ t; a padding query gets zero probabilities and a zero output.
@@ -19,6 +20,7 @@
 #include "rlhf/models/gpt_cuda/attention.cuh"
 #include "rlhf/models/gpt_cuda/common.cuh"
 #include "rlhf/models/gpt_cuda/matmul.cuh"
+#include "rlhf/models/llama_cuda/gqa_plan.hpp"
 
 namespace rlhf::llama_cuda {
 
@@ -40,11 +42,11 @@ inline void heads_to_rows(float* x, const float* xh, std::size_t B, std::size_t 
   RLHF_CUDA_CHECK(cudaGetLastError());
 }
 
-// The shapes of one attention call.
-struct GqaShape {
-  std::size_t B, T, NH, KVH, hd;
-  std::size_t group() const { return NH / KVH; }  // G
-};
+// One planned product (gqa_plan.hpp) on cuBLAS.
+inline void planned_gemm(Blas& blas, const BatchedGemm& g, const float* A, const float* B, float* C) {
+  gpt_cuda::gemm_batched(blas, g.ta, g.tb, g.m, g.n, g.k, A, g.lda, g.stride_a, B, g.ldb, g.stride_b, C, g.ldc,
+                         g.stride_c, g.batches, 0.0f);
+}
 
 // out [B, T, NH·hd] from q [B, T, NH·hd], k, v [B, T, KVH·hd] (rotated, as attention reads them); real [B, T].
 // Kept for the backward: qh [B, NH, T, hd], kh, vh [B, KVH, T, hd], att [B, NH, T, T] (probabilities).
@@ -52,17 +54,15 @@ struct GqaShape {
 inline void gqa_attention_forward(Blas& blas, float* out, float* qh, float* kh, float* vh, float* att, float* y,
                                   const float* q, const float* k, const float* v, const std::uint8_t* real,
                                   const GqaShape& s) {
-  const std::size_t T = s.T, hd = s.hd, GT = s.group() * T, BK = s.B * s.KVH;
-  if (s.B * T == 0) return;
-  rows_to_heads(qh, q, s.B, T, s.NH, hd);
-  rows_to_heads(kh, k, s.B, T, s.KVH, hd);
-  rows_to_heads(vh, v, s.B, T, s.KVH, hd);
-  // scores [G·T, T] per (b, g): column-major scoresᵀ [T, G·T] = K_g (column-major [hd, T])ᵀ · Q_gᵀ
-  gpt_cuda::gemm_batched(blas, true, false, T, GT, hd, kh, hd, T * hd, qh, hd, GT * hd, att, T, GT * T, BK, 0.0f);
-  gpt_cuda::causal_softmax_forward(att, real, s.B, s.NH, T, 1.0f / std::sqrt(float(hd)));
-  // y [G·T, hd] = P_g · V_g: column-major yᵀ = V_gᵀ · P_gᵀ
-  gpt_cuda::gemm_batched(blas, false, false, hd, GT, T, vh, hd, T * hd, att, T, GT * T, y, hd, GT * hd, BK, 0.0f);
-  heads_to_rows(out, y, s.B, T, s.NH, hd);
+  if (s.B * s.T == 0) return;
+  const GqaPlan plan = gqa_plan(s);
+  rows_to_heads(qh, q, s.B, s.T, s.NH, s.hd);
+  rows_to_heads(kh, k, s.B, s.T, s.KVH, s.hd);
+  rows_to_heads(vh, v, s.B, s.T, s.KVH, s.hd);
+  planned_gemm(blas, plan.scores, kh, qh, att);
+  gpt_cuda::causal_softmax_forward(att, real, s.B, s.NH, s.T, 1.0f / std::sqrt(float(s.hd)));
+  planned_gemm(blas, plan.output, vh, att, y);
+  heads_to_rows(out, y, s.B, s.T, s.NH, s.hd);
 }
 
 // dq [B, T, NH·hd], dk, dv [B, T, KVH·hd] (overwritten; each kv head's the sum over its group) from
@@ -71,21 +71,17 @@ inline void gqa_attention_forward(Blas& blas, float* out, float* qh, float* kh, 
 inline void gqa_attention_backward(Blas& blas, float* dq, float* dk, float* dv, float* dy, float* dqh, float* dkh,
                                    float* dvh, float* datt, const float* dout, const float* qh, const float* kh,
                                    const float* vh, const float* att, const GqaShape& s) {
-  const std::size_t T = s.T, hd = s.hd, GT = s.group() * T, BK = s.B * s.KVH;
-  if (s.B * T == 0) return;
-  rows_to_heads(dy, dout, s.B, T, s.NH, hd);
-  // dP [G·T, T] = dY_g · V_gᵀ: column-major dPᵀ = V_g (column-major [hd, T])ᵀ · dY_gᵀ
-  gpt_cuda::gemm_batched(blas, true, false, T, GT, hd, vh, hd, T * hd, dy, hd, GT * hd, datt, T, GT * T, BK, 0.0f);
-  // dV_g [T, hd] = P_gᵀ · dY_g (a sum over the G·T query rows): column-major dV_gᵀ = dY_gᵀ · P_g
-  gpt_cuda::gemm_batched(blas, false, true, hd, T, GT, dy, hd, GT * hd, att, T, GT * T, dvh, hd, T * hd, BK, 0.0f);
-  gpt_cuda::causal_softmax_backward(datt, att, s.B, s.NH, T, 1.0f / std::sqrt(float(hd)));
-  // dQ_g [G·T, hd] = dS · K_g: column-major dQ_gᵀ = K_gᵀ · dSᵀ
-  gpt_cuda::gemm_batched(blas, false, false, hd, GT, T, kh, hd, T * hd, datt, T, GT * T, dqh, hd, GT * hd, BK, 0.0f);
-  // dK_g [T, hd] = dSᵀ · Q_g: column-major dK_gᵀ = Q_gᵀ · dS
-  gpt_cuda::gemm_batched(blas, false, true, hd, T, GT, qh, hd, GT * hd, datt, T, GT * T, dkh, hd, T * hd, BK, 0.0f);
-  heads_to_rows(dq, dqh, s.B, T, s.NH, hd);
-  heads_to_rows(dk, dkh, s.B, T, s.KVH, hd);
-  heads_to_rows(dv, dvh, s.B, T, s.KVH, hd);
+  if (s.B * s.T == 0) return;
+  const GqaPlan plan = gqa_plan(s);
+  rows_to_heads(dy, dout, s.B, s.T, s.NH, s.hd);
+  planned_gemm(blas, plan.d_probs, vh, dy, datt);
+  planned_gemm(blas, plan.d_values, dy, att, dvh);
+  gpt_cuda::causal_softmax_backward(datt, att, s.B, s.NH, s.T, 1.0f / std::sqrt(float(s.hd)));
+  planned_gemm(blas, plan.d_queries, kh, datt, dqh);
+  planned_gemm(blas, plan.d_keys, qh, datt, dkh);
+  heads_to_rows(dq, dqh, s.B, s.T, s.NH, s.hd);
+  heads_to_rows(dk, dkh, s.B, s.T, s.KVH, s.hd);
+  heads_to_rows(dv, dvh, s.B, s.T, s.KVH, s.hd);
 }
 
 }  // namespace rlhf::llama_cuda
