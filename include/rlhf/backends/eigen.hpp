@@ -23,12 +23,17 @@ Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> eigen_row(T* x, std::size_t n) {
 }
 }  // namespace detail
 
+template <class T>
+using eigen_vector = Eigen::Matrix<T, Eigen::Dynamic, 1>;
+template <class T>
+using eigen_matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
 template <class T = float>
-struct eigen : detail::host_loops {
+struct eigen : detail::host_buffers<T, eigen_vector<T>, eigen_matrix<T>, eigen_vector<std::int32_t>> {
   using scalar = T;
-  using vector = Eigen::Matrix<T, Eigen::Dynamic, 1>;                                 // [n]
-  using matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;  // [rows, cols]
-  using index_vector = Eigen::Matrix<std::int32_t, Eigen::Dynamic, 1>;                // [n]
+  using vector = eigen_vector<T>;                   // [n]
+  using matrix = eigen_matrix<T>;                   // [rows, cols]
+  using index_vector = eigen_vector<std::int32_t>;  // [n]
   static constexpr const char* name = "eigen";
 
   static vector vector_of(std::size_t n) { return vector::Zero(static_cast<Eigen::Index>(n)); }
@@ -39,11 +44,7 @@ struct eigen : detail::host_loops {
   static std::size_t size(const index_vector& v) { return static_cast<std::size_t>(v.size()); }
   static std::size_t rows(const matrix& m) { return static_cast<std::size_t>(m.rows()); }
   static std::size_t cols(const matrix& m) { return static_cast<std::size_t>(m.cols()); }
-  static T* data(vector& v) { return v.data(); }
-  static const T* data(const vector& v) { return v.data(); }
-  static T* data(matrix& m) { return m.data(); }
-  static const T* data(const matrix& m) { return m.data(); }
-  static const std::int32_t* data(const index_vector& v) { return v.data(); }
+  // data(vector | matrix | index_vector): detail::host_buffers (host_loops.hpp).
   static std::vector<T> to_host(const vector& v) { return {v.data(), v.data() + v.size()}; }
   static vector from_host(const std::vector<T>& h) {
     return Eigen::Map<const vector>(h.data(), static_cast<Eigen::Index>(h.size()));

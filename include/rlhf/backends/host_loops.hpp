@@ -1,7 +1,9 @@
 #pragma once
 // The two loops of a host backend (eigen.hpp, xtensor.hpp): f(i) over [0, n) and Σ f(i), spread over OpenMP
-// threads once the work is large enough. Both backends derive from it, so they split and sum alike.
+// threads once the work is large enough. Both backends derive from it (through host_buffers), so they split and
+// sum alike.
 #include <cstddef>
+#include <cstdint>
 
 namespace rlhf::detail {
 
@@ -26,6 +28,16 @@ struct host_loops {
   }
 
   static constexpr std::size_t parallel_threshold = 1 << 16;
+};
+
+// The loops above, and the raw pointers of a host backend's owning containers (each has .data()).
+template <class T, class Vector, class Matrix, class IndexVector>
+struct host_buffers : host_loops {
+  static T* data(Vector& v) { return v.data(); }
+  static const T* data(const Vector& v) { return v.data(); }
+  static T* data(Matrix& m) { return m.data(); }
+  static const T* data(const Matrix& m) { return m.data(); }
+  static const std::int32_t* data(const IndexVector& v) { return v.data(); }
 };
 
 }  // namespace rlhf::detail

@@ -21,12 +21,16 @@
 
 namespace rlhf {
 
+template <class T, std::size_t D>
+using xtensor_row_major = xt::xtensor<T, D, xt::layout_type::row_major>;
+
 template <class T = float>
-struct xtensor : detail::host_loops {
+struct xtensor : detail::host_buffers<T, xtensor_row_major<T, 1>, xtensor_row_major<T, 2>,
+                                      xtensor_row_major<std::int32_t, 1>> {
   using scalar = T;
-  using vector = xt::xtensor<T, 1, xt::layout_type::row_major>;                   // [n]
-  using matrix = xt::xtensor<T, 2, xt::layout_type::row_major>;                   // [rows, cols]
-  using index_vector = xt::xtensor<std::int32_t, 1, xt::layout_type::row_major>;  // [n]
+  using vector = xtensor_row_major<T, 1>;                   // [n]
+  using matrix = xtensor_row_major<T, 2>;                   // [rows, cols]
+  using index_vector = xtensor_row_major<std::int32_t, 1>;  // [n]
   static constexpr const char* name = "xtensor";
 
   static vector vector_of(std::size_t n) { return vector(typename vector::shape_type{n}, T(0)); }
@@ -35,11 +39,7 @@ struct xtensor : detail::host_loops {
   static std::size_t size(const index_vector& v) { return v.size(); }
   static std::size_t rows(const matrix& m) { return m.shape(0); }
   static std::size_t cols(const matrix& m) { return m.shape(1); }
-  static T* data(vector& v) { return v.data(); }
-  static const T* data(const vector& v) { return v.data(); }
-  static T* data(matrix& m) { return m.data(); }
-  static const T* data(const matrix& m) { return m.data(); }
-  static const std::int32_t* data(const index_vector& v) { return v.data(); }
+  // data(vector | matrix | index_vector): detail::host_buffers (host_loops.hpp).
   static std::vector<T> to_host(const vector& v) { return {v.data(), v.data() + v.size()}; }
   static std::vector<T> to_host(const matrix& m) { return {m.data(), m.data() + m.size()}; }  // row-major
   static vector from_host(const std::vector<T>& h) {
