@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "rlhf/models/gpt_host/config.hpp"
+#include "rlhf/models/gpt_host/param_layout.hpp"
 
 namespace rlhf {
 
@@ -48,13 +49,9 @@ struct GptParamTensor {
 inline std::vector<GptParamTensor> gpt_param_layout(const GptConfig& c) {
   c.validate("rlhf::gpt_param_layout");  // its bounds keep every product and sum below 2^48
   const std::size_t V = c.vocab_size, Tm = c.max_seq_len, C = c.channels, L = c.layers;
-  std::vector<GptParamTensor> out;
-  std::size_t offset = 0;
+  gpt_host::ParamLayout<GptParamTensor> out;
   const auto add = [&](const char* name, std::vector<std::size_t> shape, bool per_layer) {
-    std::size_t n = 1;
-    for (auto d : shape) n *= d;
-    out.push_back({name, std::move(shape), offset, n, per_layer});
-    offset += n;
+    out.add(name, std::move(shape), per_layer);
   };
   add("wte", {V, C}, false);
   add("wpe", {Tm, C}, false);
@@ -76,13 +73,10 @@ inline std::vector<GptParamTensor> gpt_param_layout(const GptConfig& c) {
     add("headw", {C}, false);
     add("headb", {1}, false);
   }
-  return out;
+  return out.tensors;
 }
 
-inline std::size_t gpt_param_count(const GptConfig& c) {
-  const auto layout = gpt_param_layout(c);
-  return layout.back().offset + layout.back().size;
-}
+inline std::size_t gpt_param_count(const GptConfig& c) { return gpt_host::param_count(gpt_param_layout(c)); }
 
 // Views into a buffer of gpt_param_count(c) elements (parameters or their gradients).
 template <class T>
@@ -90,8 +84,7 @@ GptTensors<T> gpt_tensors(T* base, const GptConfig& c) {
   const auto layout = gpt_param_layout(c);
   std::array<T*, 18> p{};
   for (std::size_t i = 0; i < layout.size(); ++i) p[i] = base + layout[i].offset;
-  return {p[0], p[1], p[2],  p[3],  p[4],  p[5],  p[6],  p[7],  p[8],
-          p[9], p[10], p[11], p[12], p[13], p[14], p[15], p[16], p[17]};
+  return gpt_host::views_of<GptTensors<T>>(p);
 }
 
 }  // namespace rlhf

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "rlhf/core/rng.hpp"
+#include "rlhf/models/gpt_host/param_layout.hpp"
 #include "rlhf/models/llama/config.hpp"
 
 namespace rlhf {
@@ -57,13 +58,9 @@ inline std::vector<LlamaParamTensor> llama_param_layout(const LlamaConfig& c) {
   c.validate("rlhf::llama_param_layout");  // its bounds keep every product and sum below 2^56
   const std::size_t V = c.vocab_size, C = c.hidden_size, L = c.layers, F = c.intermediate_size, hd = c.head_size(),
                     Q = c.q_size(), K = c.kv_size();
-  std::vector<LlamaParamTensor> out;
-  std::size_t offset = 0;
+  gpt_host::ParamLayout<LlamaParamTensor> out;
   const auto add = [&](std::size_t slot, std::vector<std::size_t> shape, bool per_layer) {
-    std::size_t n = 1;
-    for (auto d : shape) n *= d;
-    out.push_back({slot, std::move(shape), offset, n, per_layer});
-    offset += n;
+    out.add(slot, std::move(shape), per_layer);
   };
   using namespace llama;
   add(embed, {V, C}, false);
@@ -82,13 +79,10 @@ inline std::vector<LlamaParamTensor> llama_param_layout(const LlamaConfig& c) {
   add(norm, {C}, false);
   if (!c.tie_word_embeddings) add(lm_head, {V, C}, false);
   if (c.scalar_head) add(score, {C}, false);
-  return out;
+  return out.tensors;
 }
 
-inline std::size_t llama_param_count(const LlamaConfig& c) {
-  const auto layout = llama_param_layout(c);
-  return layout.back().offset + layout.back().size;
-}
+inline std::size_t llama_param_count(const LlamaConfig& c) { return gpt_host::param_count(llama_param_layout(c)); }
 
 // Views into a buffer of llama_param_count(c) elements (parameters or their gradients).
 template <class T>
@@ -96,8 +90,7 @@ LlamaTensors<T> llama_tensors(T* base, const LlamaConfig& c) {
   std::array<T*, llama::slot_count> p{};
   for (const auto& t : llama_param_layout(c)) p[t.slot] = base + t.offset;
   if (c.tie_word_embeddings) p[llama::lm_head] = p[llama::embed];
-  return {p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9],
-          p[10], p[11], p[12], p[13], p[14], p[15], p[16], p[17], p[18]};
+  return gpt_host::views_of<LlamaTensors<T>>(p);
 }
 
 // HF's initialisation (LlamaPreTrainedModel._init_weights): every weight N(0, 0.02), biases 0, RMSNorm weights 1.
