@@ -36,38 +36,15 @@ class Sampler {
   // 0); the response (including a sampled stop token) is marked in response_mask.
   TokenBatch sample(const GptTensors<const T>& p, const GptConfig& c, const PromptBatch& x, const SampleOptions& o,
                     Rng& rng) {
-    const std::size_t B = x.batch, V = c.vocab_size;
-    gpt_host::SampledRows<T> rows("rlhf::Gpt::sample", c, x, o);
+    constexpr const char* fn = "rlhf::Gpt::sample";
+    const std::size_t B = x.batch;
+    gpt_host::SampledRows<T> rows(fn, c, x, o);
     cap_ = rows.cap;
     reserve(c, B, rows.prompt_tokens);
-
-    // prefill: every prompt token is one item
-    std::size_t n = 0;
-    for (std::size_t b = 0; b < B; ++b) {
-      for (std::size_t t = 0; t < rows.len[b]; ++t, ++n)
-        item_row_[n] = b, item_pos_[n] = t, item_tok_[n] = x.tokens[b * x.time + t];
-      item_begin_[b + 1] = n;  // the last prompt token predicts the first new one
-    }
-    item_begin_[0] = 0;
+    items_.prefill(rows, x);  // every prompt token is one item
     step(p, c, B);
-
-    for (std::size_t generated = 0;; ++generated) {
-      for (std::size_t k = 0; k < rows.active.size(); ++k) {
-        const std::size_t b = rows.active[k];
-        const T* row = logits_.data() + k * V;
-        gpt_host::require_finite_logits("rlhf::Gpt::sample", row, V, b, rows.len[b]);
-        const token_id tok = draw_(row, V, o, rng);
-        rows.append(b, tok, row_logprob<backend>(row, V, tok, static_cast<const T*>(nullptr)).logprob);
-      }
-      if (!rows.drop_stopped(o.stop_token) || generated + 1 == o.max_new_tokens) break;
-      for (std::size_t k = 0; k < rows.active.size(); ++k) {
-        const std::size_t b = rows.active[k];
-        item_row_[k] = b, item_pos_[k] = rows.len[b] - 1, item_tok_[k] = rows.last_token(b);
-        item_begin_[k + 1] = k + 1;
-      }
-      step(p, c, rows.active.size());
-    }
-
+    gpt_host::draw_tokens(fn, rows, items_, logits_.data(), c.vocab_size, o, rng, draw_, logprob_of,
+                          [&](std::size_t n_out) { step(p, c, n_out); });
     std::vector<T> logp;
     TokenBatch out = rows.to_batch(x, logp);
     log_probs_ = ConstMatrixMap<T>(logp.data(), ix(B), ix(out.time));
@@ -78,8 +55,12 @@ class Sampler {
   const RowMatrix<T>& log_probs() const { return log_probs_; }
 
  private:
-  // Runs the items of n_out sequences through the model: sequence o owns items item_begin_[o] … item_begin_[o+1]−1
-  // (token item_tok_ of row item_row_ at position item_pos_; a whole prompt in the prefill, one token after).
+  static T logprob_of(const T* logits, std::size_t V, token_id token) {
+    return row_logprob<backend>(logits, V, token, static_cast<const T*>(nullptr)).logprob;
+  }
+
+  // Runs the items of n_out sequences through the model: sequence o owns items items_.begin[o] …
+  // items_.begin[o+1]−1 (gpt_host::SamplingItems; a whole prompt in the prefill, one token after).
   // Their keys and values go into the cache, and the logits of each sequence's last item into logits_ row o.
   // As in the model, whole sequences are grouped into tiles of about tile_rows items, and each thread takes
   // whole tiles through every layer.
@@ -91,10 +72,11 @@ class Sampler {
     if (!omp_in_parallel()) threads = std::size_t(std::max(1, omp_get_max_threads()));
 #endif
     // at most tile_rows items per tile (a longer prompt is a tile of its own), and one tile per thread or more
-    const std::size_t cap = std::max<std::size_t>(1, std::min(tile_rows, (item_begin_[n_out] + threads - 1) / threads));
+    const std::size_t items = items_.begin[n_out];
+    const std::size_t cap = std::max<std::size_t>(1, std::min(tile_rows, (items + threads - 1) / threads));
     tile_begin_.clear();
     for (std::size_t o = 0; o < n_out; ++o)
-      if (tile_begin_.empty() || item_begin_[o + 1] - item_begin_[tile_begin_.back()] > cap) tile_begin_.push_back(o);
+      if (tile_begin_.empty() || items_.begin[o + 1] - items_.begin[tile_begin_.back()] > cap) tile_begin_.push_back(o);
     tile_begin_.push_back(n_out);
     const std::size_t tiles = tile_begin_.size() - 1;
     threads = std::min(threads, tiles);
@@ -110,7 +92,7 @@ class Sampler {
   void step_block(const GptTensors<const T>& p, const GptConfig& c, std::size_t o0, std::size_t o1) {
     const std::size_t C = c.channels, L = c.layers, NH = c.heads, hs = C / NH, V = c.vocab_size;
     const std::size_t lcache = batch_ * cap_ * C;  // one layer of the cache
-    const std::size_t i0 = item_begin_[o0], n = item_begin_[o1] - i0, n_out = o1 - o0;
+    const std::size_t i0 = items_.begin[o0], n = items_.begin[o1] - i0, n_out = o1 - o0;
     const T eps = T(c.layer_norm_eps);
     T* x = x_.data() + i0 * C;
     T* ln = ln_.data() + i0 * C;
@@ -120,10 +102,10 @@ class Sampler {
     T* fchg = fchg_.data() + i0 * 4 * C;
     T* mean = mean_.data() + i0;
     T* rstd = rstd_.data() + i0;
-    const std::size_t* row = item_row_.data() + i0;
-    const std::size_t* pos = item_pos_.data() + i0;
+    const std::size_t* row = items_.row.data() + i0;
+    const std::size_t* pos = items_.pos.data() + i0;
     for (std::size_t i = 0; i < n; ++i)
-      ArrayMap<T>(x + i * C, ix(C)) = ConstArrayMap<T>(p.wte + std::size_t(item_tok_[i0 + i]) * C, ix(C)) +
+      ArrayMap<T>(x + i * C, ix(C)) = ConstArrayMap<T>(p.wte + std::size_t(items_.tok[i0 + i]) * C, ix(C)) +
                                       ConstArrayMap<T>(p.wpe + pos[i] * C, ix(C));
     const T scale = T(1) / std::sqrt(T(hs));
     for (std::size_t l = 0; l < L; ++l) {
@@ -141,12 +123,12 @@ class Sampler {
 #pragma omp parallel for collapse(2) schedule(dynamic, 1) if (n * NH * cap_ * hs >= parallel_work)
       for (std::ptrdiff_t o = std::ptrdiff_t(o0); o < std::ptrdiff_t(o1); ++o) {
         for (std::ptrdiff_t h = 0; h < static_cast<std::ptrdiff_t>(NH); ++h) {
-          const std::size_t first = item_begin_[o] - i0, m = item_begin_[o + 1] - item_begin_[o];
+          const std::size_t first = items_.begin[o] - i0, m = items_.begin[o + 1] - items_.begin[o];
           const std::size_t pos0 = pos[first], keys = pos0 + m, base = row[first] * cap_ * C + h * hs;
           const ConstStridedMap<T> K(kc + base, ix(keys), ix(hs), Eigen::OuterStride<>(ix(C)));
           const ConstStridedMap<T> Vv(vc + base, ix(keys), ix(hs), Eigen::OuterStride<>(ix(C)));
           const ConstStridedMap<T> Q(qkv + first * 3 * C + h * hs, ix(m), ix(hs), Eigen::OuterStride<>(ix(3 * C)));
-          MatrixMap<T> S(scores_.data() + (item_begin_[o] * NH + std::size_t(h) * m) * cap_, ix(m), ix(keys));
+          MatrixMap<T> S(scores_.data() + (items_.begin[o] * NH + std::size_t(h) * m) * cap_, ix(m), ix(keys));
           S.noalias() = scale * (Q * K.transpose());
           for (std::size_t j = 0; j < m; ++j) {
             auto visible = ArrayMap<T>(S.data() + j * keys, ix(pos0 + j + 1));
@@ -167,7 +149,8 @@ class Sampler {
     }
     // the final LayerNorm and the LM head, for each sequence's last item only
     T* last = last_.data() + o0 * C;
-    for (std::size_t o = o0; o < o1; ++o) std::copy_n(x_.data() + (item_begin_[o + 1] - 1) * C, C, last + (o - o0) * C);
+    for (std::size_t o = o0; o < o1; ++o)
+      std::copy_n(x_.data() + (items_.begin[o + 1] - 1) * C, C, last + (o - o0) * C);
     layernorm_forward(last, last_mean_.data() + o0, last_rstd_.data() + o0, last, p.lnfw, p.lnfb, n_out, C, eps);
     MatrixMap<T>(logits_.data() + o0 * V, ix(n_out), ix(V)).noalias() =
         ConstMatrixMap<T>(last, ix(n_out), ix(C)) * ConstMatrixMap<T>(p.wte, ix(V), ix(C)).transpose();
@@ -188,7 +171,7 @@ class Sampler {
     grow(mean_, items), grow(rstd_, items);
     grow(scores_, items * c.heads * cap_);
     grow(logits_, B * V), grow(last_, B * C), grow(last_mean_, B), grow(last_rstd_, B);
-    grow(item_row_, items), grow(item_pos_, items), grow(item_tok_, items), grow(item_begin_, B + 1);
+    items_.reserve(items, B);
     draw_.reserve(V);
   }
 
@@ -199,10 +182,8 @@ class Sampler {
   aligned_vector<T> scores_;                              // [items, NH, cap]
   aligned_vector<T> logits_;                              // [B, V]
   aligned_vector<T> last_, last_mean_, last_rstd_;        // [B, C], [B], [B]: each sequence's last item
-  std::vector<std::size_t> item_row_, item_pos_;          // [items]
-  std::vector<std::size_t> item_begin_;                   // [B + 1] each sequence's first item
+  gpt_host::SamplingItems items_;
   std::vector<std::size_t> tile_begin_;                   // first sequence of each tile, then n_out
-  std::vector<token_id> item_tok_;
   gpt_host::TokenDraw<T> draw_;
   RowMatrix<T> log_probs_;
 };

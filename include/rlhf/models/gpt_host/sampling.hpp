@@ -1,7 +1,8 @@
 #pragma once
 // The host side of sampling, for every sampler (gpt::Sampler, sampler.hpp; gpt_cuda::Sampler, sampler.cuh;
 // llama::Sampler): the checks of the prompts and options, and the sequences being continued (prompt + drawn tokens,
-// the log-prob of each draw, which rows are still going) up to the TokenBatch a sample() returns.
+// the log-prob of each draw, which rows are still going) up to the TokenBatch a sample() returns; for the two
+// host samplers also the items of each step and the draw loop.
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
@@ -108,6 +109,43 @@ struct SampledRows {
   }
 };
 
+// The items a host sampler (gpt::Sampler, llama::Sampler) runs through its model at one step, item i being token
+// tok[i] of row row[i] at position pos[i]; sequence o owns items begin[o] … begin[o + 1] − 1. The prefill holds
+// every prompt token (the last predicts the first new one); each later step one item per row still drawing.
+struct SamplingItems {
+  std::vector<std::size_t> row, pos;  // [items]
+  std::vector<std::size_t> begin;     // [B + 1] each sequence's first item
+  std::vector<token_id> tok;          // [items]
+
+  // Grows the buffers for B sequences of `items` items in all (never shrinks them).
+  void reserve(std::size_t items, std::size_t B) {
+    const auto grow = [](auto& v, std::size_t n) {
+      if (v.size() < n) v.resize(n);
+    };
+    grow(row, items), grow(pos, items), grow(tok, items), grow(begin, B + 1);
+  }
+
+  template <class T>
+  void prefill(const SampledRows<T>& rows, const PromptBatch& x) {
+    std::size_t n = 0;
+    begin[0] = 0;
+    for (std::size_t b = 0; b < x.batch; ++b) {
+      for (std::size_t t = 0; t < rows.len[b]; ++t, ++n) row[n] = b, pos[n] = t, tok[n] = x.tokens[b * x.time + t];
+      begin[b + 1] = n;
+    }
+  }
+
+  // One item per active row: its last token.
+  template <class T>
+  void next(const SampledRows<T>& rows) {
+    for (std::size_t k = 0; k < rows.active.size(); ++k) {
+      const std::size_t b = rows.active[k];
+      row[k] = b, pos[k] = rows.len[b] - 1, tok[k] = rows.last_token(b);
+      begin[k + 1] = k + 1;
+    }
+  }
+};
+
 // One token from a row of logits: softmax(logits / temperature), restricted to the top_k most likely tokens and
 // then to the smallest set whose probability reaches top_p; temperature 0 takes the argmax. Ties go to the
 // lower id. Its buffers grow to the largest vocabulary seen.
@@ -172,6 +210,27 @@ void require_finite_logits(const char* fn, const T* logits, std::size_t V, std::
   if (bad > 0)
     fail<value_error>(fn, ": the logits for row ", b, " at position ", t, " hold ", bad, " NaN or Inf value(s) among ",
                       V, "; the model's parameters are not finite or overflow");
+}
+
+// The draw loop of a host sampler, once step(B) has run the prefill items: each round draws a token for every row
+// still going from its row k of logits [rows, V] (finite, or refused; `draw`), with the log-prob
+// logprob(logits row, V, token); then drops the rows that drew the stop token and runs step(rows left) on the
+// next items, until max_new_tokens. fn names the caller.
+template <class T, class LogProb, class Step>
+void draw_tokens(const char* fn, SampledRows<T>& rows, SamplingItems& items, const T* logits, std::size_t V,
+                 const SampleOptions& o, Rng& rng, TokenDraw<T>& draw, LogProb logprob, Step step) {
+  for (std::size_t generated = 0;; ++generated) {
+    for (std::size_t k = 0; k < rows.active.size(); ++k) {
+      const std::size_t b = rows.active[k];
+      const T* row = logits + k * V;
+      require_finite_logits(fn, row, V, b, rows.len[b]);
+      const token_id tok = draw(row, V, o, rng);
+      rows.append(b, tok, logprob(row, V, tok));
+    }
+    if (!rows.drop_stopped(o.stop_token) || generated + 1 == o.max_new_tokens) return;
+    items.next(rows);
+    step(rows.active.size());
+  }
 }
 
 }  // namespace rlhf::gpt_host

@@ -31,41 +31,17 @@ class Sampler {
   TokenBatch sample(const LlamaTensors<const T>& p, const LlamaConfig& c, RopeTable<T>& rope, const PromptBatch& x,
                     const SampleOptions& o, Rng& rng) {
     constexpr const char* fn = "rlhf::Llama::sample";
-    const std::size_t B = x.batch, V = c.vocab_size;
     gpt_host::SampledRows<T> rows(fn, c, x, o);
     cap_ = rows.cap;
     rope.ensure(cap_);
-    reserve(c, B, rows.prompt_tokens);
-
-    std::size_t n = 0;  // prefill: every prompt token is one item
-    item_begin_[0] = 0;
-    for (std::size_t b = 0; b < B; ++b) {
-      for (std::size_t t = 0; t < rows.len[b]; ++t, ++n)
-        item_row_[n] = b, item_pos_[n] = t, item_tok_[n] = x.tokens[b * x.time + t];
-      item_begin_[b + 1] = n;  // the last prompt token predicts the first new one
-    }
-    step(p, c, rope, B);
-
-    for (std::size_t generated = 0;; ++generated) {
-      for (std::size_t k = 0; k < rows.active.size(); ++k) {
-        const std::size_t b = rows.active[k];
-        const T* row = logits_.data() + k * V;
-        gpt_host::require_finite_logits(fn, row, V, b, rows.len[b]);
-        const token_id tok = draw_(row, V, o, rng);
-        rows.append(b, tok, row_logprob<backend>(row, V, tok, static_cast<const T*>(nullptr)).logprob);
-      }
-      if (!rows.drop_stopped(o.stop_token) || generated + 1 == o.max_new_tokens) break;
-      for (std::size_t k = 0; k < rows.active.size(); ++k) {
-        const std::size_t b = rows.active[k];
-        item_row_[k] = b, item_pos_[k] = rows.len[b] - 1, item_tok_[k] = rows.last_token(b);
-        item_begin_[k + 1] = k + 1;
-      }
-      step(p, c, rope, rows.active.size());
-    }
-
+    reserve(c, x.batch, rows.prompt_tokens);
+    items_.prefill(rows, x);  // every prompt token is one item
+    step(p, c, rope, x.batch);
+    gpt_host::draw_tokens(fn, rows, items_, logits_.data(), c.vocab_size, o, rng, draw_, logprob_of,
+                          [&](std::size_t n_out) { step(p, c, rope, n_out); });
     std::vector<T> logp;
     TokenBatch out = rows.to_batch(x, logp);
-    log_probs_ = gpt::ConstMatrixMap<T>(logp.data(), gpt::ix(B), gpt::ix(out.time));
+    log_probs_ = gpt::ConstMatrixMap<T>(logp.data(), gpt::ix(x.batch), gpt::ix(out.time));
     return out;
   }
 
@@ -73,16 +49,20 @@ class Sampler {
   const gpt::RowMatrix<T>& log_probs() const { return log_probs_; }
 
  private:
-  // Runs the items of n_out sequences through the model: sequence o owns items item_begin_[o] … item_begin_[o+1]−1
-  // at consecutive positions. Their keys and values go into the cache, the logits of each sequence's last item
-  // into logits_ row o.
+  static T logprob_of(const T* logits, std::size_t V, token_id token) {
+    return row_logprob<backend>(logits, V, token, static_cast<const T*>(nullptr)).logprob;
+  }
+
+  // Runs the items of n_out sequences through the model: sequence o owns items items_.begin[o] …
+  // items_.begin[o+1]−1 at consecutive positions (gpt_host::SamplingItems). Their keys and values go into the
+  // cache, the logits of each sequence's last item into logits_ row o.
   void step(const LlamaTensors<const T>& p, const LlamaConfig& c, const RopeTable<T>& rope, std::size_t n_out) {
     const std::size_t C = c.hidden_size, L = c.layers, NH = c.heads, KVH = c.kv_heads, hd = c.head_size(),
                       Q = c.q_size(), K = c.kv_size(), F = c.intermediate_size, V = c.vocab_size, group = NH / KVH;
-    const std::size_t n = item_begin_[n_out], lcache = batch_ * cap_ * K;  // items; one layer of the cache
+    const std::size_t n = items_.begin[n_out], lcache = batch_ * cap_ * K;  // items; one layer of the cache
     const T eps = T(c.rms_norm_eps), scale = T(1) / std::sqrt(T(hd));
     const gpt::MatmulPrecision fp32 = gpt::MatmulPrecision::fp32;
-    for (std::size_t i = 0; i < n; ++i) std::copy_n(p.embed + std::size_t(item_tok_[i]) * C, C, x_.data() + i * C);
+    for (std::size_t i = 0; i < n; ++i) std::copy_n(p.embed + std::size_t(items_.tok[i]) * C, C, x_.data() + i * C);
     for (std::size_t l = 0; l < L; ++l) {
       rmsnorm_forward(h_.data(), r_.data(), x_.data(), p.attn_norm + l * C, n, C, eps);
       linear_forward(q_.data(), h_.data(), p.qw + l * C * Q, c.qkv_bias ? p.qb + l * Q : nullptr, n, C, Q, fp32);
@@ -92,12 +72,12 @@ class Sampler {
         rmsnorm_forward(q_.data(), r_.data(), q_.data(), p.q_norm + l * hd, n * NH, hd, eps);
         rmsnorm_forward(k_.data(), r_.data(), k_.data(), p.k_norm + l * hd, n * KVH, hd, eps);
       }
-      rope_apply(q_.data(), item_pos_.data(), rope, n, NH, false);
-      rope_apply(k_.data(), item_pos_.data(), rope, n, KVH, false);
+      rope_apply(q_.data(), items_.pos.data(), rope, n, NH, false);
+      rope_apply(k_.data(), items_.pos.data(), rope, n, KVH, false);
       T* kc = k_cache_.data() + l * lcache;  // [B, cap, K]
       T* vc = v_cache_.data() + l * lcache;
       for (std::size_t i = 0; i < n; ++i) {
-        const std::size_t at = (item_row_[i] * cap_ + item_pos_[i]) * K;
+        const std::size_t at = (items_.row[i] * cap_ + items_.pos[i]) * K;
         std::copy_n(k_.data() + i * K, K, kc + at);
         std::copy_n(v_.data() + i * K, K, vc + at);
       }
@@ -106,9 +86,9 @@ class Sampler {
 #pragma omp parallel for collapse(2) schedule(dynamic, 1) if (n * NH * cap_ * hd >= gpt::parallel_work)
       for (std::ptrdiff_t o = 0; o < std::ptrdiff_t(n_out); ++o) {
         for (std::ptrdiff_t h = 0; h < std::ptrdiff_t(NH); ++h) {
-          const std::size_t first = item_begin_[o], m = item_begin_[o + 1] - first;
-          const std::size_t pos0 = item_pos_[first], keys = pos0 + m;
-          const std::size_t base = item_row_[first] * cap_ * K + std::size_t(h) / group * hd;
+          const std::size_t first = items_.begin[o], m = items_.begin[o + 1] - first;
+          const std::size_t pos0 = items_.pos[first], keys = pos0 + m;
+          const std::size_t base = items_.row[first] * cap_ * K + std::size_t(h) / group * hd;
           const gpt::ConstStridedMap<T> Kc(kc + base, gpt::ix(keys), gpt::ix(hd), Eigen::OuterStride<>(gpt::ix(K)));
           const gpt::ConstStridedMap<T> Vc(vc + base, gpt::ix(keys), gpt::ix(hd), Eigen::OuterStride<>(gpt::ix(K)));
           const gpt::ConstStridedMap<T> Qm(q_.data() + first * Q + h * hd, gpt::ix(m), gpt::ix(hd),
@@ -135,7 +115,8 @@ class Sampler {
       gpt::residual_forward(x_.data(), x_.data(), h_.data(), n * C);
     }
     // the final norm and the LM head, for each sequence's last item only
-    for (std::size_t o = 0; o < n_out; ++o) std::copy_n(x_.data() + (item_begin_[o + 1] - 1) * C, C, last_.data() + o * C);
+    for (std::size_t o = 0; o < n_out; ++o)
+      std::copy_n(x_.data() + (items_.begin[o + 1] - 1) * C, C, last_.data() + o * C);
     rmsnorm_forward(last_.data(), r_.data(), last_.data(), p.norm, n_out, C, eps);
     gpt::MatrixMap<T>(logits_.data(), gpt::ix(n_out), gpt::ix(V)).noalias() =
         gpt::ConstMatrixMap<T>(last_.data(), gpt::ix(n_out), gpt::ix(C)) *
@@ -156,7 +137,7 @@ class Sampler {
     grow(r_, items * c.heads);
     grow(scores_, items * c.heads * cap_);
     grow(logits_, B * c.vocab_size), grow(last_, B * C);
-    grow(item_row_, items), grow(item_pos_, items), grow(item_tok_, items), grow(item_begin_, B + 1);
+    items_.reserve(items, B);
     draw_.reserve(c.vocab_size);
   }
 
@@ -168,9 +149,7 @@ class Sampler {
   gpt::aligned_vector<T> r_;                      // [items · NH] rstd scratch
   gpt::aligned_vector<T> scores_;                 // [items, NH, cap]
   gpt::aligned_vector<T> logits_, last_;          // [B, V], [B, C]
-  std::vector<std::size_t> item_row_, item_pos_;  // [items]
-  std::vector<std::size_t> item_begin_;           // [B + 1] each sequence's first item
-  std::vector<token_id> item_tok_;
+  gpt_host::SamplingItems items_;
   gpt_host::TokenDraw<T> draw_;
   gpt::RowMatrix<T> log_probs_;
 };
