@@ -37,6 +37,7 @@
 #include "rlhf/models/gpt_host/init.hpp"
 #include "rlhf/models/gpt_host/params.hpp"
 #include "rlhf/models/gpt_host/scoring.hpp"
+#include "rlhf/models/linear_hook.hpp"
 
 namespace rlhf {
 
@@ -60,14 +61,35 @@ class Gpt {
   const GptConfig& config() const { return config_; }
   std::span<T> parameters() { return params_; }
   std::span<const T> parameters() const { return params_; }
-  std::span<T> gradients() { return grads_; }
+  std::span<T> gradients() { return grads_; }  // empty while the weights are frozen
   std::span<const T> gradients() const { return grads_; }
-  // The same buffers as named tensors (GptTensors, layout of gpt_host/params.hpp).
+  // The same buffers as named tensors (GptTensors, layout of gpt_host/params.hpp). Frozen: every gradient pointer
+  // null but the scalar head's (headw, headb), which stays.
   GptTensors<T> parameter_tensors() { return gpt_tensors(params_.data(), config_); }
   GptTensors<const T> parameter_tensors() const { return gpt_tensors<const T>(params_.data(), config_); }
-  GptTensors<T> gradient_tensors() { return gpt_tensors(grads_.data(), config_); }
-  GptTensors<const T> gradient_tensors() const { return gpt_tensors<const T>(grads_.data(), config_); }
-  void zero_grad() { std::fill(grads_.begin(), grads_.end(), T(0)); }
+  GptTensors<T> gradient_tensors() { return gradient_views<T>(grads_.data(), head_grads_.data()); }
+  GptTensors<const T> gradient_tensors() const { return gradient_views<const T>(grads_.data(), head_grads_.data()); }
+  void zero_grad() {
+    std::fill(grads_.begin(), grads_.end(), T(0));
+    std::fill(head_grads_.begin(), head_grads_.end(), T(0));
+  }
+
+  // false: the weights are frozen, as under LoRA (models/lora/): the gradient buffer is released and the backward
+  // skips every weight gradient, computing only what flows to the inputs (and the scalar head's, for an adapter's
+  // modules_to_save). true (the default): a fresh zero gradient buffer.
+  void set_weights_trainable(bool trainable) {
+    frozen_ = !trainable;
+    gpt::aligned_vector<T>().swap(grads_);
+    gpt::aligned_vector<T>().swap(extra_grads_);
+    head_grads_.assign(frozen_ && config_.scalar_head ? config_.channels + 1 : 0, T(0));
+    if (!frozen_) grads_.assign(params_.size(), T(0));
+  }
+  bool weights_trainable() const { return !frozen_; }
+
+  // An adapter on the linear layers (linear_hook.hpp), or null. Its sites: module 0 … 3 = attn.c_attn,
+  // attn.c_proj, mlp.c_fc, mlp.c_proj, and the layer. With one, the backward runs its tiles on one thread (the
+  // adapter's gradients are shared). The model does not own it.
+  void set_linear_hook(LinearHook<T>* hook) { hook_ = hook; }
 
   // The matrix products of forward and backward (attention's included; not sampling's): float32 (the default) or bf16
   // operands with float32 sums and float32 parameters (gpt/bf16_matmul.hpp; AVX-512 BF16 where the CPU has it,
@@ -218,6 +240,14 @@ class Gpt {
 
   void require_head(const char* fn) const { gpt_host::require_scalar_head(config_, fn); }
 
+  template <class U>
+  GptTensors<U> gradient_views(U* grads, U* head_grads) const {
+    if (!frozen_) return gpt_tensors(grads, config_);
+    GptTensors<U> g{};
+    if (!head_grads_.empty()) g.headw = head_grads, g.headb = head_grads + config_.channels;
+    return g;
+  }
+
   T head_at(std::size_t row) const {
     const auto p = parameter_tensors();
     return gpt::ConstArrayMap<T>(act_.lnf + row * config_.channels, gpt::ix(config_.channels))
@@ -282,6 +312,7 @@ class Gpt {
 #ifdef _OPENMP
     if (omp_in_parallel()) return 1;
     std::size_t n = std::min<std::size_t>(std::size_t(std::max(1, omp_get_max_threads())), tiles);
+    if (backward && (frozen_ || hook_)) return 1;  // one gradient buffer: the adapter's, or the head's
     if (backward) n = std::min(n, 1 + max_extra_gradient_bytes / (params_.size() * sizeof(T)));
     return std::max<std::size_t>(n, 1);
 #else
@@ -419,14 +450,18 @@ class Gpt {
       gpt::layernorm_forward(ln1, a.ln1_mean + at, a.ln1_rstd + at, res_in, p.ln1w + l * C, p.ln1b + l * C, n, C,
                              eps);
       linear_forward(l * 4 + 0, qkv, ln1, p.qkvw + l * C * 3 * C, p.qkvb + l * 3 * C, n, C, 3 * C);
+      hook_forward(0, l, qkv, ln1, r0, n, N);
       gpt::attention_forward(atty, a.att + l * att_size + b0 * NH * Tn * Tn, qkv, scored_.real.data() + r0, B, Tn, C,
                              NH, precision_);
       linear_forward(l * 4 + 1, res2, atty, p.attprojw + l * C * C, p.attprojb + l * C, n, C, C);
+      hook_forward(1, l, res2, atty, r0, n, N);
       gpt::residual_forward(res2, res2, res_in, n * C);
       gpt::layernorm_forward(ln2, a.ln2_mean + at, a.ln2_rstd + at, res2, p.ln2w + l * C, p.ln2b + l * C, n, C, eps);
       linear_forward(l * 4 + 2, fch, ln2, p.fcw + l * C * 4 * C, p.fcb + l * 4 * C, n, C, 4 * C);
+      hook_forward(2, l, fch, ln2, r0, n, N);
       gpt::gelu_forward(fch_gelu, fch, n * 4 * C);
       linear_forward(l * 4 + 3, res3, fch_gelu, p.fcprojw + l * 4 * C * C, p.fcprojb + l * C, n, 4 * C, C);
+      hook_forward(3, l, res3, fch_gelu, r0, n, N);
       gpt::residual_forward(res3, res3, res2, n * C);
     }
     gpt::layernorm_forward(a.lnf + r0 * C, a.lnf_mean + r0, a.lnf_rstd + r0, a.res3 + ((L - 1) * N + r0) * C,
@@ -454,20 +489,22 @@ class Gpt {
         gpt::ConstMatrixMap<T>(wte, gpt::ix(V), gpt::ix(C)).transpose();
   }
 
-  // d_rows [M, C] = d logits [M, V] · wte [V, C];  d wte [V, C] += d logitsᵀ · rows [M, C]
+  // d_rows [M, C] = d logits [M, V] · wte [V, C];  d wte [V, C] += d logitsᵀ · rows [M, C] (null d_wte: skipped)
   void head_gradient_products(T* d_rows, T* d_wte, const T* dlogits, const T* rows, const T* wte, std::size_t M) {
     const std::size_t C = config_.channels, V = config_.vocab_size;
     if constexpr (std::is_same_v<T, float>) {
       if (in_bf16()) {
         gpt::bf16::gemm(d_rows, C, gpt::bf16::row_major(dlogits, V), packed_backward_[head_slot()], M, false);
-        return gpt::bf16::gemm(d_wte, C, gpt::bf16::transposed(dlogits, V), gpt::bf16::row_major(rows, C), V, C, M,
-                               true);
+        if (d_wte)  // null: frozen
+          gpt::bf16::gemm(d_wte, C, gpt::bf16::transposed(dlogits, V), gpt::bf16::row_major(rows, C), V, C, M, true);
+        return;
       }
     }
     const gpt::ConstMatrixMap<T> dl(dlogits, gpt::ix(M), gpt::ix(V));
     gpt::MatrixMap<T>(d_rows, gpt::ix(M), gpt::ix(C)).noalias() = dl * gpt::ConstMatrixMap<T>(wte, gpt::ix(V), gpt::ix(C));
-    gpt::MatrixMap<T>(d_wte, gpt::ix(V), gpt::ix(C)).noalias() +=
-        dl.transpose() * gpt::ConstMatrixMap<T>(rows, gpt::ix(M), gpt::ix(C));
+    if (d_wte)
+      gpt::MatrixMap<T>(d_wte, gpt::ix(V), gpt::ix(C)).noalias() +=
+          dl.transpose() * gpt::ConstMatrixMap<T>(rows, gpt::ix(M), gpt::ix(C));
   }
 
   // d logits in place (one backward per log_probs), then d lnf for sequences [b0, b1) into act_.d_ln and
@@ -486,6 +523,16 @@ class Gpt {
       gpt::ArrayMap<T>(act_.d_ln + scored_.src[m] * C, gpt::ix(C)) +=
           gpt::ConstArrayMap<T>(d_rows + (m - m0) * C, gpt::ix(C));
   }
+
+  void hook_forward(std::size_t module, std::size_t l, T* out, const T* inp, std::size_t r0, std::size_t n,
+                    std::size_t N) {
+    if (hook_) hook_->forward({module, l}, out, inp, r0, n, N);
+  }
+  void hook_backward(std::size_t module, std::size_t l, T* dinp, const T* dout, const T* inp, std::size_t r0,
+                     std::size_t n) {
+    if (hook_) hook_->backward({module, l}, dinp, dout, inp, r0, n);
+  }
+  static T* grad_at(T* gradient, std::size_t offset) { return gradient ? gradient + offset : nullptr; }  // null: frozen
 
   // From d loss / d lnf (act_.d_ln, rows of sequences [b0, b1)) to the parameter gradients g.
   void trunk_backward(std::size_t b0, std::size_t b1, const GptTensors<T>& g) {
@@ -507,20 +554,24 @@ class Gpt {
     for (std::size_t l = L; l-- > 0;) {
       const std::size_t at = l * N + r0;
       const T* res_in = l == 0 ? a.encoded + r0 * C : a.res3 + (at - N) * C;
-      linear_backward(l * 4 + 3, d_fch, g.fcprojw + l * 4 * C * C, g.fcprojb + l * C, d_res, a.fch_gelu + at * 4 * C,
-                           p.fcprojw + l * 4 * C * C, n, 4 * C, C);
+      linear_backward(l * 4 + 3, d_fch, grad_at(g.fcprojw, l * 4 * C * C), grad_at(g.fcprojb, l * C), d_res,
+                      a.fch_gelu + at * 4 * C, p.fcprojw + l * 4 * C * C, n, 4 * C, C);
+      hook_backward(3, l, d_fch, d_res, a.fch_gelu + at * 4 * C, r0, n);
       gpt::gelu_backward(d_fch, a.fch + at * 4 * C, d_fch, n * 4 * C);
-      linear_backward(l * 4 + 2, d_ln, g.fcw + l * C * 4 * C, g.fcb + l * 4 * C, d_fch, a.ln2 + at * C,
-                           p.fcw + l * C * 4 * C, n, C, 4 * C);
-      gpt::layernorm_backward(d_res, g.ln2w + l * C, g.ln2b + l * C, d_ln, a.res2 + at * C, p.ln2w + l * C,
+      linear_backward(l * 4 + 2, d_ln, grad_at(g.fcw, l * C * 4 * C), grad_at(g.fcb, l * 4 * C), d_fch,
+                      a.ln2 + at * C, p.fcw + l * C * 4 * C, n, C, 4 * C);
+      hook_backward(2, l, d_ln, d_fch, a.ln2 + at * C, r0, n);
+      gpt::layernorm_backward(d_res, grad_at(g.ln2w, l * C), grad_at(g.ln2b, l * C), d_ln, a.res2 + at * C, p.ln2w + l * C,
                               a.ln2_mean + at, a.ln2_rstd + at, n, C);
-      linear_backward(l * 4 + 1, d_atty, g.attprojw + l * C * C, g.attprojb + l * C, d_res, a.atty + at * C,
-                           p.attprojw + l * C * C, n, C, C);
+      linear_backward(l * 4 + 1, d_atty, grad_at(g.attprojw, l * C * C), grad_at(g.attprojb, l * C), d_res,
+                      a.atty + at * C, p.attprojw + l * C * C, n, C, C);
+      hook_backward(1, l, d_atty, d_res, a.atty + at * C, r0, n);
       gpt::attention_backward(d_qkv, d_att, d_atty, a.qkv + at * 3 * C, a.att + l * att_size + b0 * NH * Tn * Tn,
                               scored_.real.data() + r0, B, Tn, C, NH, precision_);
-      linear_backward(l * 4 + 0, d_ln, g.qkvw + l * C * 3 * C, g.qkvb + l * 3 * C, d_qkv, a.ln1 + at * C,
-                           p.qkvw + l * C * 3 * C, n, C, 3 * C);
-      gpt::layernorm_backward(d_res, g.ln1w + l * C, g.ln1b + l * C, d_ln, res_in, p.ln1w + l * C, a.ln1_mean + at,
+      linear_backward(l * 4 + 0, d_ln, grad_at(g.qkvw, l * C * 3 * C), grad_at(g.qkvb, l * 3 * C), d_qkv,
+                      a.ln1 + at * C, p.qkvw + l * C * 3 * C, n, C, 3 * C);
+      hook_backward(0, l, d_ln, d_qkv, a.ln1 + at * C, r0, n);
+      gpt::layernorm_backward(d_res, grad_at(g.ln1w, l * C), grad_at(g.ln1b, l * C), d_ln, res_in, p.ln1w + l * C, a.ln1_mean + at,
                               a.ln1_rstd + at, n, C);
     }
     gpt::encoder_backward(g.wte, g.wpe, d_res, scored_.batch.tokens.data() + r0, scored_.pos.data() + r0,
@@ -607,6 +658,9 @@ class Gpt {
   gpt::aligned_vector<T> lnf_rows_;        // [M, C] final hidden rows that score a response token
   gpt::aligned_vector<T> row_max_, row_log_sum_;  // [M]
   gpt::aligned_vector<T> extra_grads_;    // [parts − 1, parameters] gradients of the other backward blocks
+  bool frozen_ = false;                    // set_weights_trainable(false): grads_ empty
+  gpt::aligned_vector<T> head_grads_;      // [C + 1] the scalar head's gradient (headw, headb) while frozen
+  LinearHook<T>* hook_ = nullptr;          // an adapter on the linear layers, not owned
   gpt::Sampler<T> sampler_;
 };
 

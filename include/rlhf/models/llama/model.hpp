@@ -26,6 +26,7 @@
 #include "rlhf/core/validate.hpp"
 #include "rlhf/models/gpt/layers.hpp"
 #include "rlhf/models/gpt_host/scoring.hpp"
+#include "rlhf/models/linear_hook.hpp"
 #include "rlhf/models/llama/config.hpp"
 #include "rlhf/models/llama/layers.hpp"
 #include "rlhf/models/llama/params.hpp"
@@ -53,12 +54,36 @@ class Llama {
   const LlamaConfig& config() const { return config_; }
   std::span<T> parameters() { return params_; }
   std::span<const T> parameters() const { return params_; }
-  std::span<T> gradients() { return grads_; }
+  std::span<T> gradients() { return grads_; }  // empty while the weights are frozen
   std::span<const T> gradients() const { return grads_; }
   LlamaTensors<T> parameter_tensors() { return llama_tensors(params_.data(), config_); }
   LlamaTensors<const T> parameter_tensors() const { return llama_tensors<const T>(params_.data(), config_); }
-  LlamaTensors<T> gradient_tensors() { return llama_tensors(grads_.data(), config_); }
-  void zero_grad() { std::fill(grads_.begin(), grads_.end(), T(0)); }
+  // Frozen: every pointer null (no gradient is computed for it) but `score`, the scalar head's, which stays.
+  LlamaTensors<T> gradient_tensors() {
+    if (!frozen_) return llama_tensors(grads_.data(), config_);
+    LlamaTensors<T> g{};
+    g.score = head_grads_.empty() ? nullptr : head_grads_.data();
+    return g;
+  }
+  void zero_grad() {
+    std::fill(grads_.begin(), grads_.end(), T(0));
+    std::fill(head_grads_.begin(), head_grads_.end(), T(0));
+  }
+
+  // false: the weights are frozen, as under LoRA (models/lora/): the gradient buffer is released and the backward
+  // skips every weight gradient, computing only what flows to the inputs (and the scalar head's gradient, kept in
+  // gradient_tensors().score for an adapter's modules_to_save). true (the default): a fresh zero gradient buffer.
+  void set_weights_trainable(bool trainable) {
+    frozen_ = !trainable;
+    gpt::aligned_vector<T>().swap(grads_);
+    head_grads_.assign(frozen_ && config_.scalar_head ? config_.hidden_size : 0, T(0));
+    if (!frozen_) grads_.assign(params_.size(), T(0));
+  }
+  bool weights_trainable() const { return !frozen_; }
+
+  // An adapter on the projections (linear_hook.hpp), or null. Its sites: module 0 … 6 = q_proj, k_proj, v_proj,
+  // o_proj, gate_proj, up_proj, down_proj, and the layer. The model does not own it.
+  void set_linear_hook(LinearHook<T>* hook) { hook_ = hook; }
   void initialize(std::uint64_t seed) { llama_initialize_parameters(params_.data(), config_, seed); }
 
   // The projections' matrix products (q/k/v/o, gate/up/down, not attention's, not the LM head's): float32 or bf16
@@ -114,8 +139,9 @@ class Llama {
     T* d_rows = act_.d_h;  // [M, C] ⊂ [N, C], free until the trunk's backward
     gpt::MatrixMap<T>(d_rows, gpt::ix(M), gpt::ix(C)).noalias() =
         dl * gpt::ConstMatrixMap<T>(p.lm_head, gpt::ix(V), gpt::ix(C));
-    gpt::MatrixMap<T>(g.lm_head, gpt::ix(V), gpt::ix(C)).noalias() +=
-        dl.transpose() * gpt::ConstMatrixMap<T>(hf_rows_.data(), gpt::ix(M), gpt::ix(C));
+    if (g.lm_head)  // null: frozen
+      gpt::MatrixMap<T>(g.lm_head, gpt::ix(V), gpt::ix(C)).noalias() +=
+          dl.transpose() * gpt::ConstMatrixMap<T>(hf_rows_.data(), gpt::ix(M), gpt::ix(C));
     const std::size_t N = batch.batch * batch.time;
     std::fill_n(act_.d_hf, N * C, T(0));
     for (std::size_t m = 0; m < M; ++m)
@@ -268,8 +294,11 @@ class Llama {
       T* qlin = c.qk_norm ? a.qraw + l * N * Q : q;
       T* klin = c.qk_norm ? a.kraw + l * N * K : k;
       llama::linear_forward(qlin, h1, p.qw + l * C * Q, c.qkv_bias ? p.qb + l * Q : nullptr, N, C, Q, precision_);
+      hook_forward(0, l, qlin, h1, N);
       llama::linear_forward(klin, h1, p.kw + l * C * K, c.qkv_bias ? p.kb + l * K : nullptr, N, C, K, precision_);
+      hook_forward(1, l, klin, h1, N);
       llama::linear_forward(v, h1, p.vw + l * C * K, c.qkv_bias ? p.vb + l * K : nullptr, N, C, K, precision_);
+      hook_forward(2, l, v, h1, N);
       if (c.qk_norm) {
         llama::rmsnorm_forward(q, a.rq + l * N * NH, qlin, p.q_norm + l * hd, N * NH, hd, eps);
         llama::rmsnorm_forward(k, a.rk + l * N * KVH, klin, p.k_norm + l * hd, N * KVH, hd, eps);
@@ -280,17 +309,29 @@ class Llama {
                                KVH, hd);
       llama::linear_forward(mid, a.atty + l * N * Q, p.ow + l * Q * C, c.o_bias ? p.ob + l * C : nullptr, N, Q, C,
                             precision_);
+      hook_forward(3, l, mid, a.atty + l * N * Q, N);
       gpt::residual_forward(mid, mid, x, N * C);
       llama::rmsnorm_forward(h2, a.r2 + l * N, mid, p.mlp_norm + l * C, N, C, eps);
       llama::linear_forward(gate, h2, p.gate + l * C * F, static_cast<const T*>(nullptr), N, C, F, precision_);
+      hook_forward(4, l, gate, h2, N);
       llama::linear_forward(up, h2, p.up + l * C * F, static_cast<const T*>(nullptr), N, C, F, precision_);
+      hook_forward(5, l, up, h2, N);
       llama::swiglu_forward(a.act, gate, up, N * F);
       T* out = a.x + (l + 1) * N * C;
       llama::linear_forward(out, a.act, p.down + l * F * C, static_cast<const T*>(nullptr), N, F, C, precision_);
+      hook_forward(6, l, out, a.act, N);
       gpt::residual_forward(out, out, mid, N * C);
     }
     llama::rmsnorm_forward(a.hf, a.rf, a.x + L * N * C, p.norm, N, C, eps);
   }
+
+  void hook_forward(std::size_t module, std::size_t l, T* out, const T* inp, std::size_t N) {
+    if (hook_) hook_->forward({module, l}, out, inp, 0, N, N);
+  }
+  void hook_backward(std::size_t module, std::size_t l, T* dinp, const T* dout, const T* inp, std::size_t N) {
+    if (hook_) hook_->backward({module, l}, dinp, dout, inp, 0, N);
+  }
+  static T* at(T* gradient, std::size_t offset) { return gradient ? gradient + offset : nullptr; }  // null: frozen
 
   // From d loss / d final hidden state (act_.d_hf) to every parameter's gradient.
   void trunk_backward() {
@@ -311,17 +352,21 @@ class Llama {
       const T *gate = a.gate + l * N * F, *up = a.up + l * N * F;
       // MLP: out = mid + down(silu(gate(h2)) · up(h2)),  h2 = norm(mid)
       llama::swiglu_forward(a.act, gate, up, N * F);  // recomputed rather than kept: [L, N, F] saved
-      llama::linear_backward(a.dgate, g.down + l * F * C, static_cast<T*>(nullptr), d_res, a.act,
+      llama::linear_backward(a.dgate, at(g.down, l * F * C), static_cast<T*>(nullptr), d_res, a.act,
                              p.down + l * F * C, N, F, C, pr);  // d act, into dgate
+      hook_backward(6, l, a.dgate, d_res, a.act, N);
       llama::swiglu_backward(a.dgate, a.dup, a.dgate, gate, up, N * F);
-      llama::linear_backward(a.d_h, g.gate + l * C * F, static_cast<T*>(nullptr), a.dgate, h2, p.gate + l * C * F, N,
-                             C, F, pr);
-      llama::linear_backward(a.d_h, g.up + l * C * F, static_cast<T*>(nullptr), a.dup, h2, p.up + l * C * F, N, C, F,
-                             pr, true);
-      llama::rmsnorm_backward(d_res, g.mlp_norm + l * C, a.d_h, mid, p.mlp_norm + l * C, a.r2 + l * N, N, C);
+      llama::linear_backward(a.d_h, at(g.gate, l * C * F), static_cast<T*>(nullptr), a.dgate, h2, p.gate + l * C * F,
+                             N, C, F, pr);
+      hook_backward(4, l, a.d_h, a.dgate, h2, N);
+      llama::linear_backward(a.d_h, at(g.up, l * C * F), static_cast<T*>(nullptr), a.dup, h2, p.up + l * C * F, N, C,
+                             F, pr, true);
+      hook_backward(5, l, a.d_h, a.dup, h2, N);
+      llama::rmsnorm_backward(d_res, at(g.mlp_norm, l * C), a.d_h, mid, p.mlp_norm + l * C, a.r2 + l * N, N, C);
       // attention: mid = x + o(attention(rope(norm(q(h1))), rope(norm(k(h1))), v(h1))),  h1 = norm(x)
-      llama::linear_backward(a.d_atty, g.ow + l * Q * C, c.o_bias ? g.ob + l * C : nullptr, d_res, a.atty + l * N * Q,
-                             p.ow + l * Q * C, N, Q, C, pr);
+      llama::linear_backward(a.d_atty, at(g.ow, l * Q * C), c.o_bias ? at(g.ob, l * C) : nullptr, d_res,
+                             a.atty + l * N * Q, p.ow + l * Q * C, N, Q, C, pr);
+      hook_backward(3, l, a.d_atty, d_res, a.atty + l * N * Q, N);
       llama::attention_backward(a.dq, a.dk, a.dv, a.d_att, a.d_atty, a.q + l * N * Q, a.k + l * N * K,
                                 a.v + l * N * K, a.att + l * att_size, scored_.real.data(), B, Tn, NH, KVH, hd);
       llama::rope_apply(a.dq, scored_.pos.data(), rope_, N, NH, true);
@@ -330,24 +375,27 @@ class Llama {
       if (c.qk_norm) {
         std::fill_n(a.dqraw, N * Q, T(0));
         std::fill_n(a.dkraw, N * K, T(0));
-        llama::rmsnorm_backward(a.dqraw, g.q_norm + l * hd, a.dq, a.qraw + l * N * Q, p.q_norm + l * hd,
+        llama::rmsnorm_backward(a.dqraw, at(g.q_norm, l * hd), a.dq, a.qraw + l * N * Q, p.q_norm + l * hd,
                                 a.rq + l * N * NH, N * NH, hd);
-        llama::rmsnorm_backward(a.dkraw, g.k_norm + l * hd, a.dk, a.kraw + l * N * K, p.k_norm + l * hd,
+        llama::rmsnorm_backward(a.dkraw, at(g.k_norm, l * hd), a.dk, a.kraw + l * N * K, p.k_norm + l * hd,
                                 a.rk + l * N * KVH, N * KVH, hd);
         dq = a.dqraw, dk = a.dkraw;
       }
-      llama::linear_backward(a.d_h, g.qw + l * C * Q, c.qkv_bias ? g.qb + l * Q : nullptr, dq, h1, p.qw + l * C * Q,
-                             N, C, Q, pr);
-      llama::linear_backward(a.d_h, g.kw + l * C * K, c.qkv_bias ? g.kb + l * K : nullptr, dk, h1, p.kw + l * C * K,
-                             N, C, K, pr, true);
-      llama::linear_backward(a.d_h, g.vw + l * C * K, c.qkv_bias ? g.vb + l * K : nullptr, a.dv, h1,
+      llama::linear_backward(a.d_h, at(g.qw, l * C * Q), c.qkv_bias ? at(g.qb, l * Q) : nullptr, dq, h1,
+                             p.qw + l * C * Q, N, C, Q, pr);
+      hook_backward(0, l, a.d_h, dq, h1, N);
+      llama::linear_backward(a.d_h, at(g.kw, l * C * K), c.qkv_bias ? at(g.kb, l * K) : nullptr, dk, h1,
+                             p.kw + l * C * K, N, C, K, pr, true);
+      hook_backward(1, l, a.d_h, dk, h1, N);
+      llama::linear_backward(a.d_h, at(g.vw, l * C * K), c.qkv_bias ? at(g.vb, l * K) : nullptr, a.dv, h1,
                              p.vw + l * C * K, N, C, K, pr, true);
-      llama::rmsnorm_backward(d_res, g.attn_norm + l * C, a.d_h, x, p.attn_norm + l * C, a.r1 + l * N, N, C);
+      hook_backward(2, l, a.d_h, a.dv, h1, N);
+      llama::rmsnorm_backward(d_res, at(g.attn_norm, l * C), a.d_h, x, p.attn_norm + l * C, a.r1 + l * N, N, C);
     }
     // the embedding: padding rows get no gradient; serial, as rows may share a token
     const std::int32_t* tokens = scored_.batch.tokens.data();
     for (std::size_t n = 0; n < N; ++n)
-      if (scored_.real[n])
+      if (scored_.real[n] && g.embed)
         gpt::ArrayMap<T>(g.embed + std::size_t(tokens[n]) * C, gpt::ix(C)) +=
             gpt::ConstArrayMap<T>(d_res + n * C, gpt::ix(C));
   }
@@ -388,6 +436,9 @@ class Llama {
   llama::RopeTable<T> rope_;
   gpt::MatmulPrecision precision_ = gpt::MatmulPrecision::fp32;
   gpt::aligned_vector<T> params_, grads_;  // [llama_param_count(config)] each; layout in llama/params.hpp
+  bool frozen_ = false;                    // set_weights_trainable(false): grads_ empty
+  gpt::aligned_vector<T> head_grads_;      // [C] the scalar head's gradient while frozen (else empty)
+  LinearHook<T>* hook_ = nullptr;          // an adapter on the projections, not owned
   gpt::aligned_vector<T> act_buffer_;      // every activation, viewed through act_
   Activations act_{};
   gpt_host::ScoredBatch<std::size_t> scored_;  // the last forward's batch and scoring rows
