@@ -8,10 +8,12 @@
 #
 #   scripts/gpu_pack.sh            -> gpu_deps/include/{eigen3,doctest,nlohmann,CLI}, gpu_deps/MANIFEST
 #   RLHF_GPU_DEPS_DIR=dir scripts/gpu_pack.sh   another folder
-#   scripts/gpu_pack.sh --binaries  also the six binaries a dry run of scripts/gpu_run.sh built here (build-gpu/),
-#                                   stripped (~34 MB), in gpu_deps/bin/ with the stamp of the sources they were
-#                                   built from: the GPU machine skips its build while the sources are unchanged
-#                                   (and the binaries load there). Mind the device tool's 64 MiB for all it carries.
+#   scripts/gpu_pack.sh --binaries  also the binaries the last dry run of scripts/gpu_run.sh built here (build-gpu/;
+#                                   the targets of its stages, listed in build-gpu/TARGETS; all nine by default),
+#                                   stripped (the GPT's six ~34 MB), in gpu_deps/bin/ with the stamp of the sources
+#                                   they were built from: the GPU machine skips its build while the sources are
+#                                   unchanged (and the binaries of its stages are all there and load). Mind the
+#                                   device tool's 64 MiB for all it carries: RLHF_GPU_STAGES picks fewer.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 dest="${RLHF_GPU_DEPS_DIR:-$root/gpu_deps}"
@@ -40,11 +42,12 @@ rm -rf "$dest/bin"
 if [ "${1:-}" = "--binaries" ]; then
   build="${RLHF_GPU_BUILD_DIR:-$root/build-gpu}"
   mkdir -p "$dest/bin"
-  for t in cuda_typed_tests gpt_cuda_training gpt_cuda_model gpt_cuda_kernels gpt_dpo_cuda bench_gpt_cuda; do
+  [ -f "$build/STAMP" ] && [ -f "$build/TARGETS" ] ||
+    { echo "gpu_pack: $build/STAMP or TARGETS missing: the last gpu_run.sh did not build all its targets" >&2; exit 1; }
+  for t in $(cat "$build/TARGETS"); do
     [ -x "$build/$t/$t" ] || { echo "gpu_pack: $build/$t/$t missing: run scripts/gpu_run.sh first" >&2; exit 1; }
     strip -o "$dest/bin/$t" "$build/$t/$t"
   done
-  [ -f "$build/STAMP" ] || { echo "gpu_pack: $build/STAMP missing: the last gpu_run.sh did not build all six" >&2; exit 1; }
   cp "$build/STAMP" "$dest/bin/STAMP"  # the sources' stamp taken when that build started
   echo "gpu_pack: binaries for sources $(cat "$dest/bin/STAMP"): $(du -sh "$dest/bin" | cut -f1)"
 fi

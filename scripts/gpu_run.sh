@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
-# The CUDA GPT's run on a GPU machine with no network (no apt, no pip): builds only the CUDA targets with nvcc
+# The CUDA models' run on a GPU machine with no network (no apt, no pip): builds only the CUDA targets with nvcc
 # from the headers that scripts/gpu_pack.sh carried (gpu_deps/), then runs, each under its own timeout inside one
-# overall budget: kernels -> model -> training -> Thrust typed tests -> the gpt_dpo example -> the benchmark.
-# Writes $OUT/summary.txt plus one log per stage (build, kernels, model, training, typed, example, bench: 8 files,
-# what the device tool brings back); ./gpu-out when OUT is unset. docs/models/gpt_cuda.md, "Running on a GPU".
+# overall budget: kernels -> model -> training -> llama_kernels -> llama_model -> Thrust typed tests -> the
+# gpt_dpo example -> the GPT benchmark -> the Llama benchmark. Writes $OUT/summary.txt plus one log per stage and
+# build.log (what the device tool brings back); ./gpu-out when OUT is unset. docs/models/gpt_cuda.md, "Running on a
+# GPU"; the Llama's stages: docs/models/llama.md, "The CUDA twin" (compiled here, not yet run on a device).
 #
 #   scripts/gpu_pack.sh && OUT=/tmp/gpu-out scripts/gpu_run.sh      (exit 0: every stage passed, or, on a machine
 #                                                                   without a GPU, every stage skipped cleanly)
 # Settings (environment):
-#   RLHF_GPU_BUDGET        seconds for everything, build included (default 420 with a GPU; none without one)
+#   RLHF_GPU_BUDGET        seconds for everything, build included (default 540 with a GPU; none without one)
 #   RLHF_JOBS              parallel compilations (default: nproc)
 #   RLHF_GPU_ARCH          CMAKE_CUDA_ARCHITECTURES (default 90: sm_90 code + PTX, H100/H200)
 #   RLHF_GPU_DEPS_DIR      the folder gpu_pack.sh made (default gpu_deps/)
 #   RLHF_GPU_BUILD_DIR     build folders, one per target (default build-gpu/)
 #   RLHF_GPU_BENCH_STEPS   timed steps per benchmark row (default 5)
+#   RLHF_GPU_STAGES        the stages to build and run, in this order (default all: kernels model training
+#                          llama_kernels llama_model typed example bench llama_bench); e.g. "llama_kernels
+#                          llama_model" builds and runs only the CUDA Llama's tests
 #   RLHF_GPU_SANITIZER     1: then compute-sanitizer memcheck on the kernel tests with what is left of the budget
 #   RLHF_GPU_FORCE_BUILD   1: build even when gpu_deps/bin holds binaries of these very sources (gpu_pack.sh
 #                          --binaries; used when their stamp matches `scripts/gpu_run.sh --stamp` and they load)
@@ -48,7 +52,7 @@ elif [ -e /dev/nvidia0 ]; then
   gpu_name="(a /dev/nvidia0, no nvidia-smi)"
 fi
 if [ -n "$gpu_name" ]; then have_gpu=1; else have_gpu=0; fi
-budget="${RLHF_GPU_BUDGET:-$([ "$have_gpu" = 1 ] && echo 420 || echo 86400)}"
+budget="${RLHF_GPU_BUDGET:-$([ "$have_gpu" = 1 ] && echo 540 || echo 86400)}"
 left() { echo $((budget - (SECONDS - t0))); }
 jobs="${RLHF_JOBS:-$(nproc)}"
 arch="${RLHF_GPU_ARCH:-90}"
@@ -68,10 +72,37 @@ say "tree: $(git rev-parse --short HEAD 2>/dev/null || echo 'no git') $(git stat
 command -v nvcc >/dev/null 2>&1 || { say "FAIL: nvcc not found"; exit 1; }
 [ -f "$deps/include/doctest/doctest.h" ] || { say "FAIL: $deps/include lacks doctest (scripts/gpu_pack.sh)"; exit 1; }
 
+# ---- the stages and their binaries -------------------------------------------------------------------------------
+all_stages="kernels model training llama_kernels llama_model typed example bench llama_bench"
+stages="${RLHF_GPU_STAGES:-$all_stages}"
+stage_target() {
+  case $1 in
+    kernels) echo gpt_cuda_kernels ;;
+    model) echo gpt_cuda_model ;;
+    training) echo gpt_cuda_training ;;
+    llama_kernels) echo llama_cuda_kernels ;;
+    llama_model) echo llama_cuda_model ;;
+    typed) echo cuda_typed_tests ;;
+    example) echo gpt_dpo_cuda ;;
+    bench) echo bench_gpt_cuda ;;
+    llama_bench) echo bench_llama_cuda ;;
+    *) return 1 ;;
+  esac
+}
+for st in $stages; do
+  stage_target "$st" >/dev/null || { say "FAIL: RLHF_GPU_STAGES names '$st'; the stages: $all_stages"; exit 1; }
+done
+selected() { case " $stages " in *" $1 "*) return 0 ;; esac; return 1; }
+
 # ---- build: one folder per target, the targets side by side ---------------------------------------------------
 # Slowest first. With fewer jobs than targets (a small machine), one compilation per target at a time.
-targets="cuda_typed_tests gpt_cuda_training gpt_cuda_model gpt_cuda_kernels gpt_dpo_cuda bench_gpt_cuda"
-ntargets=6
+targets=""
+for t in cuda_typed_tests gpt_cuda_training llama_cuda_model gpt_cuda_model llama_cuda_kernels gpt_cuda_kernels \
+  gpt_dpo_cuda bench_gpt_cuda bench_llama_cuda; do
+  for st in $stages; do [ "$(stage_target "$st")" = "$t" ] && targets="$targets $t"; done
+done
+targets="${targets# }"
+ntargets=$(echo $targets | wc -w)
 if [ "$jobs" -ge "$ntargets" ]; then parallel=$ntargets per_target=$jobs; else parallel=$jobs per_target=1; fi
 if [ "$have_gpu" = 1 ]; then build_limit=$(($(left) - 150)); else build_limit=$(left); fi  # 150 s kept for runs
 [ "$build_limit" -lt 60 ] && build_limit=60
@@ -114,12 +145,13 @@ if [ "$prebuilt" = 1 ]; then
       echo "prebuilt: $deps/bin/$t (stamp $want)" >"$build/$t.log"
   done
 else
-  rm -f "$build/STAMP"
+  rm -f "$build/STAMP" "$build/TARGETS"
   sources="$(stamp)"  # before the build: binaries of sources edited during it must not pass for the new ones
   echo $targets | tr ' ' '\n' | xargs -P "$parallel" -I{} bash -c 'build_one {}'
   all_built=1
   for t in $targets; do [ "$(cut -d' ' -f1 "$build/$t.rc" 2>/dev/null)" = 0 ] || all_built=0; done
-  [ "$all_built" = 1 ] && echo "$sources" >"$build/STAMP"  # what gpu_pack.sh --binaries carries
+  # what gpu_pack.sh --binaries carries: the targets of this build, and the stamp of the sources they came from
+  [ "$all_built" = 1 ] && echo "$sources" >"$build/STAMP" && echo "$targets" >"$build/TARGETS"
 fi
 : >"$out/build.log"
 for t in $targets; do
@@ -159,16 +191,17 @@ bin() { echo "$build/$1/$1"; }
 run_stage() {  # run_stage <name> <limit s> <skip exit code> <command...>
   local name=$1 limit=$2 skip_rc=$3 log="$out/$1.log" l rc s verdict
   shift 3
+  selected "$name" || return 0
   l=$(left)
   if [ "$l" -lt 20 ]; then
-    say "$(printf '%-9s NOT RUN (%ss of the budget left)' "$name" "$l")"
+    say "$(printf '%-13s NOT RUN (%ss of the budget left)' "$name" "$l")"
     failures=$((failures + 1))
     return
   fi
   [ "$limit" -gt "$((l - 5))" ] && limit=$((l - 5))
   if [ ! -x "$1" ]; then
     echo "not built: $1 (see build.log)" >"$log"
-    say "$(printf '%-9s NOT BUILT' "$name")"
+    say "$(printf '%-13s NOT BUILT' "$name")"
     failures=$((failures + 1))
     return
   fi
@@ -187,8 +220,8 @@ run_stage() {  # run_stage <name> <limit s> <skip exit code> <command...>
     else verdict="FAIL (exit $rc; a dry run expects exit $skip_rc and 'no CUDA device')"; fi
   fi
   case $verdict in PASS | no\ GPU*) ;; *) failures=$((failures + 1)) ;; esac
-  say "$(printf '%-9s %s in %ss' "$name" "$verdict" "$((SECONDS - s))")"
-  grep -E "^\[doctest\] (test cases|assertions)|no CUDA device|CUDA error|compute capability|^bench_gpt_cuda|^\||^device:|^done" \
+  say "$(printf '%-13s %s in %ss' "$name" "$verdict" "$((SECONDS - s))")"
+  grep -E "^\[doctest\] (test cases|assertions)|no CUDA device|CUDA error|compute capability|^bench_(gpt|llama)_cuda|^\||^device:|^done" \
     "$log" | head -n 12 | sed 's/^/    /' | tee -a "$summary"
   grep -E "ERROR|THREW|TEST CASE|cuda_error|exception" "$log" | head -n 12 | sed 's/^/    ! /' | tee -a "$summary"
 }
@@ -198,21 +231,32 @@ export CUDA_LAUNCH_BLOCKING=1  # a kernel fault is reported at its own launch's 
 run_stage kernels 45 77 "$(bin gpt_cuda_kernels)" --duration=true
 run_stage model 60 77 "$(bin gpt_cuda_model)" --duration=true
 run_stage training 75 77 "$(bin gpt_cuda_training)" --duration=true
+run_stage llama_kernels 45 77 "$(bin llama_cuda_kernels)" --duration=true
+run_stage llama_model 75 77 "$(bin llama_cuda_model)" --duration=true
 run_stage typed 60 77 "$(bin cuda_typed_tests)" --duration=true
 run_stage example 40 2 "$(bin gpt_dpo_cuda)" --device cuda --steps 20
 unset CUDA_LAUNCH_BLOCKING  # timings: launches asynchronous
 run_stage bench 150 77 "$(bin bench_gpt_cuda)" --steps "${RLHF_GPU_BENCH_STEPS:-5}"
+run_stage llama_bench 120 77 "$(bin bench_llama_cuda)" --steps "${RLHF_GPU_BENCH_STEPS:-5}"
 
 # ---- opt-in (RLHF_GPU_SANITIZER=1): compute-sanitizer on the kernel tests, with what is left of the budget --------
+# (the GPT's and the Llama's kernel tests, when their stages ran; each gets half of what is left when both do)
+sanitized=""
+for t in gpt_cuda_kernels llama_cuda_kernels; do [ -x "$(bin $t)" ] && sanitized="$sanitized $t"; done
 if [ "${RLHF_GPU_SANITIZER:-0}" = 1 ] && [ "$have_gpu" = 1 ] && command -v compute-sanitizer >/dev/null 2>&1 &&
-  [ -x "$(bin gpt_cuda_kernels)" ] && [ "$(left)" -ge 60 ]; then
-  say ""
-  say "-- compute-sanitizer memcheck on gpt_cuda_kernels (informational, $(($(left) - 10))s) --"
-  timeout -k 5 $(($(left) - 10)) compute-sanitizer --tool memcheck --print-limit 10 "$(bin gpt_cuda_kernels)" \
-    >"$build/sanitizer.log" 2>&1
-  say "exit $?"
-  grep -E "ERROR SUMMARY|Invalid|test cases|Device not supported|error" "$build/sanitizer.log" | head -n 15 |
-    sed 's/^/    /' | tee -a "$summary"
+  [ -n "$sanitized" ] && [ "$(left)" -ge 60 ]; then
+  n_sanitized=$(echo $sanitized | wc -w)
+  for t in $sanitized; do
+    limit=$((($(left) - 10) / n_sanitized))
+    n_sanitized=$((n_sanitized - 1))
+    [ "$limit" -lt 20 ] && break
+    say ""
+    say "-- compute-sanitizer memcheck on $t (informational, ${limit}s) --"
+    timeout -k 5 "$limit" compute-sanitizer --tool memcheck --print-limit 10 "$(bin $t)" >"$build/sanitizer-$t.log" 2>&1
+    say "exit $?"
+    grep -E "ERROR SUMMARY|Invalid|test cases|Device not supported|error" "$build/sanitizer-$t.log" | head -n 15 |
+      sed 's/^/    /' | tee -a "$summary"
+  done
 fi
 
 say ""
