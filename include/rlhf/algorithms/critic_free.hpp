@@ -260,8 +260,7 @@ template <class P, class Ref, class Reward, class O, class Be>
 StepResult critic_free_update(const CriticFreeModels<P, Ref, Reward>& models, O& optimizer,
                               const CriticFreeRollout<Be>& rollout, Rng& rng, const CriticFreeConfig& config,
                               const StepOptions& options = {}) {
-  RLHF_REQUIRE_TRAINABLE_POLICY(P, "rlhf::critic_free_update");
-  RLHF_REQUIRE_OPTIMIZER(O, P, "rlhf::critic_free_update");
+  RLHF_REQUIRE_TRAINING_STEP(P, O, "rlhf::critic_free_update");
   using T = typename Be::scalar;
   constexpr const char* fn = "rlhf::critic_free_update";
   detail::validate_critic_free(fn, config, detail::online_step_options(config, options).communicator);

@@ -93,9 +93,8 @@ StepResult dpo_step(P& policy, Ref* reference, O& optimizer, const PreferenceBat
   if (batch.reference_chosen.empty() != batch.reference_rejected.empty())
     fail<shape_error>(fn, ": the batch carries reference log-probs for one side only; fill both or neither");
 
-  return training_step(fn, policy, optimizer, B, options, [&](std::size_t lo, std::size_t hi, double share) {
+  const auto block = [&](const TokenBatch& joint, std::size_t lo, std::size_t hi, double share) {
     const std::size_t n = hi - lo;
-    const TokenBatch joint = pair_rows(batch, lo, hi);
     const auto mask = mask_matrix<Be>(joint);       // [2n, T]
     const V lengths = response_lengths<Be>(joint);  // [2n]
     V ref;                                          // [2n]
@@ -112,7 +111,8 @@ StepResult dpo_step(P& policy, Ref* reference, O& optimizer, const PreferenceBat
     auto r = dpo_loss(pairs, config);
     policy.backward(joint, spread_over_tokens(concat<Be>(r.d_policy_chosen, r.d_policy_rejected, share), mask));
     return r;
-  });
+  };
+  return pair_training_step(fn, policy, optimizer, batch, B, options, block);
 }
 
 template <class P, class Ref, class O>
@@ -144,9 +144,8 @@ StepResult listwise_dpo_step(P& policy, Ref* reference, O& optimizer, const Rank
 template <class P, class Ref, class O>
 StepResult dpo_step(P& policy, Ref& reference, O& optimizer, const PreferenceBatch& batch, const DpoConfig& config = {},
                     const StepOptions& options = {}) {
-  RLHF_REQUIRE_TRAINABLE_POLICY(P, "rlhf::dpo_step");
+  RLHF_REQUIRE_TRAINING_STEP(P, O, "rlhf::dpo_step");
   RLHF_REQUIRE_POLICY(Ref, "rlhf::dpo_step (reference)");
-  RLHF_REQUIRE_OPTIMIZER(O, P, "rlhf::dpo_step");
   detail::check_reference_backend<P, Ref>();
   return detail::dpo_step(policy, &reference, optimizer, batch, config, options);
 }
@@ -155,8 +154,7 @@ StepResult dpo_step(P& policy, Ref& reference, O& optimizer, const PreferenceBat
 template <class P, class O>
 StepResult dpo_step(P& policy, O& optimizer, const PreferenceBatch& batch, const DpoConfig& config = {},
                     const StepOptions& options = {}) {
-  RLHF_REQUIRE_TRAINABLE_POLICY(P, "rlhf::dpo_step");
-  RLHF_REQUIRE_OPTIMIZER(O, P, "rlhf::dpo_step");
+  RLHF_REQUIRE_TRAINING_STEP(P, O, "rlhf::dpo_step");
   return detail::dpo_step(policy, static_cast<detail::no_reference*>(nullptr), optimizer, batch, config, options);
 }
 
@@ -164,9 +162,8 @@ StepResult dpo_step(P& policy, O& optimizer, const PreferenceBatch& batch, const
 template <class P, class Ref, class O>
 StepResult listwise_dpo_step(P& policy, Ref& reference, O& optimizer, const RankedBatch& batch,
                              const ListwiseDpoConfig& config = {}, const StepOptions& options = {}) {
-  RLHF_REQUIRE_TRAINABLE_POLICY(P, "rlhf::listwise_dpo_step");
+  RLHF_REQUIRE_TRAINING_STEP(P, O, "rlhf::listwise_dpo_step");
   RLHF_REQUIRE_POLICY(Ref, "rlhf::listwise_dpo_step (reference)");
-  RLHF_REQUIRE_OPTIMIZER(O, P, "rlhf::listwise_dpo_step");
   detail::check_reference_backend<P, Ref>();
   return detail::listwise_dpo_step(policy, &reference, optimizer, batch, config, options);
 }
@@ -174,8 +171,7 @@ StepResult listwise_dpo_step(P& policy, Ref& reference, O& optimizer, const Rank
 template <class P, class O>
 StepResult listwise_dpo_step(P& policy, O& optimizer, const RankedBatch& batch, const ListwiseDpoConfig& config = {},
                              const StepOptions& options = {}) {
-  RLHF_REQUIRE_TRAINABLE_POLICY(P, "rlhf::listwise_dpo_step");
-  RLHF_REQUIRE_OPTIMIZER(O, P, "rlhf::listwise_dpo_step");
+  RLHF_REQUIRE_TRAINING_STEP(P, O, "rlhf::listwise_dpo_step");
   return detail::listwise_dpo_step(policy, static_cast<detail::no_reference*>(nullptr), optimizer, batch, config,
                                    options);
 }

@@ -131,9 +131,8 @@ StepResult kto_step(P& policy, Ref* reference, O& optimizer, const UnpairedBatch
 template <class P, class Ref, class O>
 StepResult kto_step(P& policy, Ref& reference, O& optimizer, const UnpairedBatch& batch, const KtoConfig& config = {},
                     const StepOptions& options = {}) {
-  RLHF_REQUIRE_TRAINABLE_POLICY(P, "rlhf::kto_step");
+  RLHF_REQUIRE_TRAINING_STEP(P, O, "rlhf::kto_step");
   RLHF_REQUIRE_POLICY(Ref, "rlhf::kto_step (reference)");
-  RLHF_REQUIRE_OPTIMIZER(O, P, "rlhf::kto_step");
   static_assert(std::is_same_v<typename Ref::backend, typename P::backend>,
                 "rlhf::kto_step: the reference policy must use the same backend type as the policy "
                 "(or precompute its log-probs with rlhf::precompute_reference_logps)");
@@ -144,8 +143,7 @@ StepResult kto_step(P& policy, Ref& reference, O& optimizer, const UnpairedBatch
 template <class P, class O>
 StepResult kto_step(P& policy, O& optimizer, const UnpairedBatch& batch, const KtoConfig& config = {},
                     const StepOptions& options = {}) {
-  RLHF_REQUIRE_TRAINABLE_POLICY(P, "rlhf::kto_step");
-  RLHF_REQUIRE_OPTIMIZER(O, P, "rlhf::kto_step");
+  RLHF_REQUIRE_TRAINING_STEP(P, O, "rlhf::kto_step");
   return detail::kto_step(policy, static_cast<detail::no_reference*>(nullptr), optimizer, batch, config, options);
 }
 

@@ -21,8 +21,7 @@ namespace rlhf {
 template <class P, class O>
 StepResult orpo_step(P& policy, O& optimizer, const PreferenceBatch& batch, const OrpoConfig& config = {},
                      const StepOptions& options = {}) {
-  RLHF_REQUIRE_TRAINABLE_POLICY(P, "rlhf::orpo_step");
-  RLHF_REQUIRE_OPTIMIZER(O, P, "rlhf::orpo_step");
+  RLHF_REQUIRE_TRAINING_STEP(P, O, "rlhf::orpo_step");
   using Be = typename P::backend;
   using V = typename Be::vector;
   constexpr const char* fn = "rlhf::orpo_step";
@@ -34,9 +33,8 @@ StepResult orpo_step(P& policy, O& optimizer, const PreferenceBatch& batch, cons
     options.communicator->all_reduce_sum(std::span<double>(totals, 2));
   const double tokens_per_pair = totals[0] / totals[1];  // every row has a response token
 
-  return training_step(fn, policy, optimizer, B, options, [&](std::size_t lo, std::size_t hi, double share) {
+  const auto block = [&](const TokenBatch& joint, std::size_t lo, std::size_t hi, double share) {
     const std::size_t n = hi - lo;
-    const TokenBatch joint = pair_rows(batch, lo, hi);
     const auto mask = mask_matrix<Be>(joint);                     // [2n, T]
     const V lengths = response_lengths<Be>(joint);                // [2n]
     const V sums = sequence_sums(policy.log_probs(joint), mask);  // [2n]
@@ -45,7 +43,8 @@ StepResult orpo_step(P& policy, O& optimizer, const PreferenceBatch& batch, cons
     auto r = orpo_loss(pairs, config, tokens_per_pair);
     policy.backward(joint, spread_over_tokens(detail::concat<Be>(r.d_policy_chosen, r.d_policy_rejected, share), mask));
     return r;
-  });
+  };
+  return pair_training_step(fn, policy, optimizer, batch, B, options, block);
 }
 
 }  // namespace rlhf

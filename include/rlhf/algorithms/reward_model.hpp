@@ -28,9 +28,8 @@ StepResult reward_model_step(R& model, O& optimizer, const PreferenceBatch& batc
   constexpr const char* fn = "rlhf::reward_model_step";
   const std::size_t B = detail::require_preference_batch(fn, batch);
   if (!batch.margin.empty()) require_size(fn, "batch.margin", batch.margin.size(), B, "the number of pairs");
-  return training_step(fn, model, optimizer, B, options, [&](std::size_t lo, std::size_t hi, double share) {
+  const auto block = [&](const TokenBatch& joint, std::size_t lo, std::size_t hi, double share) {
     const std::size_t n = hi - lo;
-    const TokenBatch joint = pair_rows(batch, lo, hi);
     const V scores = model.scores(joint);  // [2n]
     require_size(fn, "model.scores(batch)", Be::size(scores), 2 * n, "the number of rows scored");
     const V margin = batch.margin.empty() ? V() : detail::vector_from_host<Be>(batch.margin, lo, hi);  // [n] or empty
@@ -38,7 +37,8 @@ StepResult reward_model_step(R& model, O& optimizer, const PreferenceBatch& batc
         RewardPairs<V>{slice_elements(scores, 0, n), slice_elements(scores, n, 2 * n), margin}, config);
     model.backward_scores(joint, detail::concat<Be>(r.d_chosen, r.d_rejected, share));
     return r;
-  });
+  };
+  return pair_training_step(fn, model, optimizer, batch, B, options, block);
 }
 
 // Plackett–Luce: the K responses of each list are drawn best first, each with probability ∝ e^{r}.

@@ -6,6 +6,7 @@
 //   sequence_sums(x, mask)        [B, T] → [B]   Σ_t mask·x     (sequence log-prob from token log-probs)
 //   spread_over_tokens(d, mask)   [B] → [B, T]   d[b]·mask      (its gradient, back to the tokens)
 //   slice_rows / concat_rows      row blocks of TokenBatch, matrices and vectors, for micro-batches
+//   pair_training_step            a training step over a preference batch's pairs, [chosen; rejected] per block
 //
 // Written against the Backend concept only (kernels + raw pointers), so it runs wherever the losses run.
 #include <algorithm>
@@ -208,6 +209,16 @@ Vector slice_elements(const Vector& v, std::size_t begin, std::size_t end) {
 // forward scores both sides.
 inline TokenBatch pair_rows(const PreferenceBatch& batch, std::size_t lo, std::size_t hi) {
   return concat_rows(slice_rows(batch.chosen, lo, hi), slice_rows(batch.rejected, lo, hi));
+}
+
+// training_step (step.hpp) over the B pairs of a preference batch: body(joint, lo, hi, share) for each micro-batch
+// of pairs [lo, hi), joint = pair_rows(batch, lo, hi).
+template <class Model, class Optimizer, class Body>
+StepResult pair_training_step(std::string_view fn, Model& model, Optimizer& optimizer, const PreferenceBatch& batch,
+                              std::size_t B, const StepOptions& options, Body&& body) {
+  return training_step(fn, model, optimizer, B, options, [&](std::size_t lo, std::size_t hi, double share) {
+    return body(pair_rows(batch, lo, hi), lo, hi, share);
+  });
 }
 
 // Lists [lo, hi) of a ranked batch: rows [lo·K, hi·K) of its responses, [n·K, T].

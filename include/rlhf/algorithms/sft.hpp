@@ -17,8 +17,7 @@ namespace rlhf {
 template <class P, class O>
 StepResult sft_step(P& policy, O& optimizer, const TokenBatch& batch, const SftConfig& config = {},
                     const StepOptions& options = {}) {
-  RLHF_REQUIRE_TRAINABLE_POLICY(P, "rlhf::sft_step");
-  RLHF_REQUIRE_OPTIMIZER(O, P, "rlhf::sft_step");
+  RLHF_REQUIRE_TRAINING_STEP(P, O, "rlhf::sft_step");
   using Be = typename P::backend;
   constexpr const char* fn = "rlhf::sft_step";
   detail::require_token_batch(fn, "batch", batch);

@@ -18,15 +18,13 @@ namespace rlhf {
 template <class P, class O>
 StepResult unlikelihood_step(P& policy, O& optimizer, const PreferenceBatch& batch,
                              const UnlikelihoodConfig& config = {}, const StepOptions& options = {}) {
-  RLHF_REQUIRE_TRAINABLE_POLICY(P, "rlhf::unlikelihood_step");
-  RLHF_REQUIRE_OPTIMIZER(O, P, "rlhf::unlikelihood_step");
+  RLHF_REQUIRE_TRAINING_STEP(P, O, "rlhf::unlikelihood_step");
   using Be = typename P::backend;
   using M = typename Be::matrix;
   constexpr const char* fn = "rlhf::unlikelihood_step";
   const std::size_t B = detail::require_preference_batch(fn, batch);
-  return training_step(fn, policy, optimizer, B, options, [&](std::size_t lo, std::size_t hi, double share) {
+  const auto block = [&](const TokenBatch& joint, std::size_t lo, std::size_t hi, double share) {
     const std::size_t n = hi - lo;
-    const TokenBatch joint = pair_rows(batch, lo, hi);
     const M mask = mask_matrix<Be>(joint);   // [2n, T]
     const M logp = policy.log_probs(joint);  // [2n, T]
     auto r = unlikelihood_loss(slice_rows(logp, 0, n), slice_rows(mask, 0, n), slice_rows(logp, n, 2 * n),
@@ -37,7 +35,8 @@ StepResult unlikelihood_step(P& policy, O& optimizer, const PreferenceBatch& bat
     detail::copy<Be>(Be::data(r.d_rejected), Be::data(d) + n * T, n * T, share);
     policy.backward(joint, d);
     return r;
-  });
+  };
+  return pair_training_step(fn, policy, optimizer, batch, B, options, block);
 }
 
 }  // namespace rlhf

@@ -150,3 +150,8 @@ concept OptimizerFor = HasParameters<P> && requires(O& o, P& p) { o.step(p.param
   static_assert(::rlhf::OptimizerFor<O, P>, where ": the optimizer has no member 'step(params, grads)' "    \
                                                   "accepting the model's parameters() and gradients(); "     \
                                                   "see docs/concepts.md#optimizer")
+
+// A training step's two: P a TrainablePolicy, O an optimizer of its parameters.
+#define RLHF_REQUIRE_TRAINING_STEP(P, O, where) \
+  RLHF_REQUIRE_TRAINABLE_POLICY(P, where);      \
+  RLHF_REQUIRE_OPTIMIZER(O, P, where)
