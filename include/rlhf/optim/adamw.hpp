@@ -50,6 +50,21 @@ inline void validate_adamw(const AdamWConfig& c, std::string_view fn = "rlhf::Ad
   require_in_range(fn, "weight_decay", c.weight_decay, 0.0, std::numeric_limits<double>::max());
 }
 
+// The scalars of update t (≥ 1), in T, computed alike by every AdamW (AdamW<T>; CudaAdamW,
+// models/gpt_cuda/adamw.cuh): p ← p·decay − step_size · m / (√v · inv_sqrt_correction2 + eps).
+template <class T>
+struct AdamWScalars {
+  T b1, b2, eps, decay, step_size, inv_sqrt_correction2;
+};
+template <class T>
+AdamWScalars<T> adamw_scalars(const AdamWConfig& c, std::size_t t) {
+  const T lr = T(c.learning_rate), b1 = T(c.beta1), b2 = T(c.beta2);
+  const T eps = T(c.epsilon), decay = T(1) - lr * T(c.weight_decay);
+  const T correction1 = T(1) - T(std::pow(double(c.beta1), double(t)));
+  const T correction2 = T(1) - T(std::pow(double(c.beta2), double(t)));
+  return {b1, b2, eps, decay, lr / correction1, T(1) / std::sqrt(correction2)};
+}
+
 // A state some AdamW can be in: a valid config (config_error), moments of one size, empty at step 0
 // (shape_error), every value finite and v ≥ 0 (value_error). Messages begin with `fn`.
 template <class T>
@@ -80,11 +95,7 @@ class AdamW {
       v_.assign(params.size(), T(0));
     });
     ++t_;
-    const T lr = T(config_.learning_rate), b1 = T(config_.beta1), b2 = T(config_.beta2);
-    const T eps = T(config_.epsilon), decay = T(1) - lr * T(config_.weight_decay);
-    const T correction1 = T(1) - T(std::pow(double(config_.beta1), double(t_)));
-    const T correction2 = T(1) - T(std::pow(double(config_.beta2), double(t_)));
-    const T step_size = lr / correction1, inv_sqrt_correction2 = T(1) / std::sqrt(correction2);
+    const auto [b1, b2, eps, decay, step_size, inv_sqrt_correction2] = detail::adamw_scalars<T>(config_, t_);
     T* p = params.data();
     const T* g = grads.data();
     T* m = m_.data();

@@ -49,15 +49,11 @@ class CudaAdamW {
     };
     detail::begin_optimizer_step(fn, params, grads, m_.size(), size_state, /*host_gradients=*/false);
     ++t_;
-    // the scalars exactly as rlhf::AdamW computes them
-    const float lr = config_.learning_rate, b1 = config_.beta1, b2 = config_.beta2, eps = config_.epsilon;
-    const float decay = 1.0f - lr * config_.weight_decay;
-    const float correction1 = 1.0f - float(std::pow(double(config_.beta1), double(t_)));
-    const float correction2 = 1.0f - float(std::pow(double(config_.beta2), double(t_)));
-    const float step_size = lr / correction1, inv_sqrt_correction2 = 1.0f / std::sqrt(correction2);
+    const auto k = detail::adamw_scalars<float>(config_, t_);  // the scalars of rlhf::AdamW, by the same code
     if (n_ == 0) return;
     gpt_cuda::adamw_kernel<<<gpt_cuda::ceil_div(n_, 256), 256>>>(params.data(), grads.data(), m_.data(), v_.data(), n_,
-                                                                 b1, b2, eps, decay, step_size, inv_sqrt_correction2);
+                                                                 k.b1, k.b2, k.eps, k.decay, k.step_size,
+                                                                 k.inv_sqrt_correction2);
     RLHF_CUDA_CHECK(cudaGetLastError());
   }
 
