@@ -36,13 +36,14 @@
 #include "rlhf/models/gpt_host/config.hpp"
 #include "rlhf/models/gpt_host/init.hpp"
 #include "rlhf/models/gpt_host/params.hpp"
+#include "rlhf/models/gpt_host/scored_model.hpp"
 #include "rlhf/models/gpt_host/scoring.hpp"
 #include "rlhf/models/linear_hook.hpp"
 
 namespace rlhf {
 
 template <class T = float>
-class Gpt {
+class Gpt : public gpt_host::ScoredModel<Gpt<T>, rlhf::eigen<T>> {
  public:
   using backend = rlhf::eigen<T>;
   using scalar = T;
@@ -110,16 +111,12 @@ class Gpt {
   matrix log_probs(const TokenBatch& batch) {
     constexpr const char* fn = "rlhf::Gpt::log_probs";
     forward_trunk(batch, fn);
-    const std::size_t M = scored_.rows;
     matrix out = backend::matrix_of(batch.batch, batch.time);
     T* o = out.data();
     for_parts(batch.batch, [&](std::size_t b0, std::size_t b1) {
       lm_head_forward(scored_.row_begin[b0], scored_.row_begin[b1], o);
     });
-    for (std::size_t m = 0; m < M; ++m)
-      if (!std::isfinite(double(out.data()[scored_.dst[m]])))
-        fail<value_error>(fn, ": log-prob of token [", scored_.dst[m] / batch.time, ",", scored_.dst[m] % batch.time,
-                          "] is not finite; the parameters hold NaN or Inf");
+    this->require_finite_logprobs(batch, out, fn);
     scored_.logits_ready = true;
     return out;
   }
@@ -132,14 +129,7 @@ class Gpt {
   // same batch in between keep the logits; a forward on another batch, or a logits() call, in between makes it
   // throw). Also value_error for a non-finite d_logp at a response token.
   void backward(const TokenBatch& batch, const matrix& d_logp) {
-    constexpr const char* fn = "rlhf::Gpt::backward";
-    scored_.require_logits(batch, fn);
-    detail::require_shape<backend>(fn, "d_logp", d_logp, batch.batch, batch.time, "the batch [B, T]");
-    for (std::size_t m = 0; m < scored_.rows; ++m)
-      if (!std::isfinite(double(d_logp.data()[scored_.dst[m]])))
-        fail<value_error>(fn, ": d_logp[", scored_.dst[m] / batch.time, ",", scored_.dst[m] % batch.time, "] is ",
-                          d_logp.data()[scored_.dst[m]], " at a response token");
-    scored_.logits_ready = false;
+    this->begin_backward(batch, d_logp, "rlhf::Gpt::backward");
     const T* d = d_logp.data();
     pack_weights(true);
     backward_parts(batch.batch, [&](std::size_t b0, std::size_t b1, const GptTensors<T>& g) {
@@ -148,64 +138,8 @@ class Gpt {
     });
   }
 
-  // [B·T, V]: the logits at every position (padding included), for inspection and parity tests.
-  matrix logits(const TokenBatch& batch) {
-    forward_trunk(batch, "rlhf::Gpt::logits", false);
-    const std::size_t N = batch.batch * batch.time, V = config_.vocab_size;
-    matrix out(gpt::ix(N), gpt::ix(V));
-    logits_product(out.data(), act_.lnf, N);
-    scored_.trunk_ready = false;  // not a scoring forward: nothing to differentiate
-    return out;
-  }
-
-  // ---- ValueModel (scalar head) ----------------------------------------------------------------------------
-  // [B, T]: V(prefix) = head(final hidden state of the last real position before t) for each response token
-  // t (aligned with log_probs), 0 elsewhere.
-  matrix values(const TokenBatch& batch) {
-    constexpr const char* fn = "rlhf::Gpt::values";
-    require_head(fn);
-    forward_trunk(batch, fn);
-    matrix out = backend::matrix_of(batch.batch, batch.time);
-    for (std::size_t m = 0; m < scored_.rows; ++m) out.data()[scored_.dst[m]] = head_at(scored_.src[m]);
-    return out;
-  }
-
-  void backward_values(const TokenBatch& batch, const matrix& d_values) {
-    constexpr const char* fn = "rlhf::Gpt::backward_values";
-    require_head(fn);
-    require_same_batch(batch, fn);
-    detail::require_shape<backend>(fn, "d_values", d_values, batch.batch, batch.time, "the batch [B, T]");
-    for (std::size_t m = 0; m < scored_.rows; ++m) require_finite_upstream(d_values.data()[scored_.dst[m]], fn);
-    std::fill_n(act_.d_ln, batch.batch * batch.time * config_.channels, T(0));
-    for (std::size_t m = 0; m < scored_.rows; ++m) head_backward(scored_.src[m], d_values.data()[scored_.dst[m]]);
-    pack_weights(true);
-    backward_parts(batch.batch,
-                   [&](std::size_t b0, std::size_t b1, const GptTensors<T>& g) { trunk_backward(b0, b1, g); });
-  }
-
-  // ---- RewardModel (scalar head) ---------------------------------------------------------------------------
-  // [B]: head(final hidden state at the last response token of each row): the score of the whole sequence.
-  vector scores(const TokenBatch& batch) {
-    constexpr const char* fn = "rlhf::Gpt::scores";
-    require_head(fn);
-    forward_trunk(batch, fn);
-    vector out = backend::vector_of(batch.batch);
-    for (std::size_t b = 0; b < batch.batch; ++b) out[gpt::ix(b)] = head_at(scored_.last[b]);
-    return out;
-  }
-
-  void backward_scores(const TokenBatch& batch, const vector& d_scores) {
-    constexpr const char* fn = "rlhf::Gpt::backward_scores";
-    require_head(fn);
-    require_same_batch(batch, fn);
-    require_size(fn, "d_scores", backend::size(d_scores), batch.batch, "the batch size B");
-    for (std::size_t b = 0; b < batch.batch; ++b) require_finite_upstream(d_scores[gpt::ix(b)], fn);
-    std::fill_n(act_.d_ln, batch.batch * batch.time * config_.channels, T(0));
-    for (std::size_t b = 0; b < batch.batch; ++b) head_backward(scored_.last[b], d_scores[gpt::ix(b)]);
-    pack_weights(true);
-    backward_parts(batch.batch,
-                   [&](std::size_t b0, std::size_t b1, const GptTensors<T>& g) { trunk_backward(b0, b1, g); });
-  }
+  // logits(batch) [B·T, V]; the ValueModel and RewardModel members (values, backward_values, scores,
+  // backward_scores) with config.scalar_head: gpt_host::ScoredModel (gpt_host/scored_model.hpp).
 
   // ---- SamplingPolicy ------------------------------------------------------------------------------------
   // Continues each prompt (KV cache; sampler.hpp). Leaves the training activations alone.
@@ -217,6 +151,11 @@ class Gpt {
   const matrix& sampled_log_probs() const { return sampler_.log_probs(); }
 
  private:
+  friend class gpt_host::ScoredModel<Gpt<T>, backend>;
+  static constexpr gpt_host::ScoredModelNames scored_names{"rlhf::Gpt::logits", "rlhf::Gpt::values",
+                                                           "rlhf::Gpt::backward_values", "rlhf::Gpt::scores",
+                                                           "rlhf::Gpt::backward_scores"};
+
   struct Activations {  // views into act_buffer_ for a batch B x T, N = B·T
     T* encoded;                 // [N, C]
     T *ln1, *ln1_mean, *ln1_rstd;  // [L, N, C], [L, N], [L, N]
@@ -256,10 +195,6 @@ class Gpt {
            p.headb[0];
   }
 
-  static void require_finite_upstream(T g, const char* fn) {
-    if (!std::isfinite(double(g))) fail<value_error>(fn, ": upstream gradient ", g, " is not finite");
-  }
-
   void head_backward(std::size_t row, T g) {
     const std::size_t C = config_.channels;
     auto gr = gradient_tensors();
@@ -267,6 +202,16 @@ class Gpt {
         g * gpt::ConstArrayMap<T>(parameter_tensors().headw, gpt::ix(C));
     gpt::ArrayMap<T>(gr.headw, gpt::ix(C)) += g * gpt::ConstArrayMap<T>(act_.lnf + row * C, gpt::ix(C));
     gr.headb[0] += g;
+  }
+
+  // ScoredModel's view of the final hidden state [N, C] and its gradient, and the backward from that gradient.
+  std::size_t width() const { return config_.channels; }
+  const T* final_hidden() const { return act_.lnf; }
+  T* d_final_hidden() { return act_.d_ln; }
+  void backward_from_final_hidden() {
+    pack_weights(true);
+    backward_parts(scored_.batch.batch,
+                   [&](std::size_t b0, std::size_t b1, const GptTensors<T>& g) { trunk_backward(b0, b1, g); });
   }
 
   // Checks and records the batch with its positions and scoring rows (gpt_host/scoring.hpp), and runs the blocks
@@ -621,8 +566,6 @@ class Gpt {
                                           row_log_sum_.data() + m0},
                       2 * V);
   }
-
-  void require_same_batch(const TokenBatch& b, const char* fn) const { scored_.require_same(b, fn); }
 
   // Sizes every buffer for B x T; grows, never shrinks.
   void reserve(std::size_t B, std::size_t Tn) {

@@ -25,6 +25,7 @@
 #include "rlhf/core/rng.hpp"
 #include "rlhf/core/validate.hpp"
 #include "rlhf/models/gpt/layers.hpp"
+#include "rlhf/models/gpt_host/scored_model.hpp"
 #include "rlhf/models/gpt_host/scoring.hpp"
 #include "rlhf/models/linear_hook.hpp"
 #include "rlhf/models/llama/config.hpp"
@@ -37,7 +38,7 @@
 namespace rlhf {
 
 template <class T = float>
-class Llama {
+class Llama : public gpt_host::ScoredModel<Llama<T>, rlhf::eigen<T>> {
  public:
   using backend = rlhf::eigen<T>;
   using scalar = T;
@@ -108,25 +109,16 @@ class Llama {
     for (std::size_t m = 0; m < M; ++m) {
       const auto r = row_logprob<backend>(logits_.data() + m * V, V, scored_.targets[m], static_cast<const T*>(nullptr));
       o[scored_.dst[m]] = r.logprob, row_max_[m] = r.max, row_log_sum_[m] = r.log_sum;
-      if (!std::isfinite(double(r.logprob)))
-        fail<value_error>(fn, ": log-prob of token [", scored_.dst[m] / batch.time, ",", scored_.dst[m] % batch.time,
-                          "] is not finite; the parameters hold NaN or Inf");
     }
+    this->require_finite_logprobs(batch, out, fn);
     scored_.logits_ready = true;
     return out;
   }
 
   // Accumulates parameter gradients for d loss / d log_probs [B, T]; the GPT's checks (gpt/model.hpp).
   void backward(const TokenBatch& batch, const matrix& d_logp) {
-    constexpr const char* fn = "rlhf::Llama::backward";
-    scored_.require_logits(batch, fn);
-    detail::require_shape<backend>(fn, "d_logp", d_logp, batch.batch, batch.time, "the batch [B, T]");
+    this->begin_backward(batch, d_logp, "rlhf::Llama::backward");
     const std::size_t M = scored_.rows, C = config_.hidden_size, V = config_.vocab_size;
-    for (std::size_t m = 0; m < M; ++m)
-      if (!std::isfinite(double(d_logp.data()[scored_.dst[m]])))
-        fail<value_error>(fn, ": d_logp[", scored_.dst[m] / batch.time, ",", scored_.dst[m] % batch.time, "] is ",
-                          d_logp.data()[scored_.dst[m]], " at a response token");
-    scored_.logits_ready = false;
     for (std::size_t m = 0; m < M; ++m) {
       T* x = logits_.data() + m * V;
       row_logprob_backward<backend>(x, x, V, scored_.targets[m], row_max_[m], row_log_sum_[m],
@@ -149,58 +141,9 @@ class Llama {
     trunk_backward();
   }
 
-  // [B·T, V]: the logits at every position (padding included), for inspection and parity tests.
-  matrix logits(const TokenBatch& batch) {
-    forward_trunk(batch, "rlhf::Llama::logits", false);
-    const std::size_t N = batch.batch * batch.time;
-    matrix out(gpt::ix(N), gpt::ix(config_.vocab_size));
-    logits_product(out.data(), act_.hf, N);
-    scored_.trunk_ready = false;  // not a scoring forward: nothing to differentiate
-    return out;
-  }
-
-  // ---- ValueModel and RewardModel (scalar head) -------------------------------------------------------------
-  // [B, T]: score · (final hidden state of the last real position before t) for each response token t.
-  matrix values(const TokenBatch& batch) {
-    constexpr const char* fn = "rlhf::Llama::values";
-    require_head(fn);
-    forward_trunk(batch, fn);
-    matrix out = backend::matrix_of(batch.batch, batch.time);
-    for (std::size_t m = 0; m < scored_.rows; ++m) out.data()[scored_.dst[m]] = head_at(scored_.src[m]);
-    return out;
-  }
-
-  void backward_values(const TokenBatch& batch, const matrix& d_values) {
-    constexpr const char* fn = "rlhf::Llama::backward_values";
-    require_head(fn);
-    scored_.require_same(batch, fn);
-    detail::require_shape<backend>(fn, "d_values", d_values, batch.batch, batch.time, "the batch [B, T]");
-    for (std::size_t m = 0; m < scored_.rows; ++m) require_finite_upstream(d_values.data()[scored_.dst[m]], fn);
-    std::fill_n(act_.d_hf, batch.batch * batch.time * config_.hidden_size, T(0));
-    for (std::size_t m = 0; m < scored_.rows; ++m) head_backward(scored_.src[m], d_values.data()[scored_.dst[m]]);
-    trunk_backward();
-  }
-
-  // [B]: score · (final hidden state at the last response token of each row).
-  vector scores(const TokenBatch& batch) {
-    constexpr const char* fn = "rlhf::Llama::scores";
-    require_head(fn);
-    forward_trunk(batch, fn);
-    vector out = backend::vector_of(batch.batch);
-    for (std::size_t b = 0; b < batch.batch; ++b) out[gpt::ix(b)] = head_at(scored_.last[b]);
-    return out;
-  }
-
-  void backward_scores(const TokenBatch& batch, const vector& d_scores) {
-    constexpr const char* fn = "rlhf::Llama::backward_scores";
-    require_head(fn);
-    scored_.require_same(batch, fn);
-    require_size(fn, "d_scores", backend::size(d_scores), batch.batch, "the batch size B");
-    for (std::size_t b = 0; b < batch.batch; ++b) require_finite_upstream(d_scores[gpt::ix(b)], fn);
-    std::fill_n(act_.d_hf, batch.batch * batch.time * config_.hidden_size, T(0));
-    for (std::size_t b = 0; b < batch.batch; ++b) head_backward(scored_.last[b], d_scores[gpt::ix(b)]);
-    trunk_backward();
-  }
+  // logits(batch) [B·T, V]; the ValueModel and RewardModel members (values, backward_values, scores,
+  // backward_scores: score · the final hidden state) with config.scalar_head: gpt_host::ScoredModel
+  // (gpt_host/scored_model.hpp).
 
   // ---- SamplingPolicy ------------------------------------------------------------------------------------
   // Continues each prompt with a KV cache (llama/sampler.hpp). Leaves the training activations alone.
@@ -211,6 +154,11 @@ class Llama {
   const gpt::RowMatrix<T>& sampled_log_probs() const { return sampler_.log_probs(); }
 
  private:
+  friend class gpt_host::ScoredModel<Llama<T>, backend>;
+  static constexpr gpt_host::ScoredModelNames scored_names{"rlhf::Llama::logits", "rlhf::Llama::values",
+                                                           "rlhf::Llama::backward_values", "rlhf::Llama::scores",
+                                                           "rlhf::Llama::backward_scores"};
+
   static const LlamaConfig& validated(const LlamaConfig& c) {
     c.validate("rlhf::Llama");
     return c;
@@ -241,9 +189,6 @@ class Llama {
   void require_head(const char* fn) const {
     if (!config_.scalar_head) fail<config_error>(fn, ": the model has no scalar head (LlamaConfig::scalar_head)");
   }
-  static void require_finite_upstream(T g, const char* fn) {
-    if (!std::isfinite(double(g))) fail<value_error>(fn, ": upstream gradient ", g, " is not finite");
-  }
   T head_at(std::size_t row) const {
     const std::size_t C = config_.hidden_size;
     return gpt::ConstArrayMap<T>(act_.hf + row * C, gpt::ix(C)).matrix().dot(
@@ -254,6 +199,12 @@ class Llama {
     gpt::ArrayMap<T>(act_.d_hf + row * C, gpt::ix(C)) += g * gpt::ConstArrayMap<T>(parameter_tensors().score, gpt::ix(C));
     gpt::ArrayMap<T>(gradient_tensors().score, gpt::ix(C)) += g * gpt::ConstArrayMap<T>(act_.hf + row * C, gpt::ix(C));
   }
+
+  // ScoredModel's view of the final hidden state [N, C] and its gradient, and the backward from that gradient.
+  std::size_t width() const { return config_.hidden_size; }
+  const T* final_hidden() const { return act_.hf; }
+  T* d_final_hidden() { return act_.d_hf; }
+  void backward_from_final_hidden() { trunk_backward(); }
 
   // logits [M, V] = hidden [M, C] · Wᵀ (W: lm_head [V, C], the embedding when tied)
   void logits_product(T* logits, const T* hidden, std::size_t M) {
@@ -275,9 +226,8 @@ class Llama {
 
   void trunk_forward() {
     const LlamaConfig& c = config_;
-    const std::size_t B = scored_.batch.batch, Tn = scored_.batch.time, N = B * Tn, C = c.hidden_size,
-                      L = c.layers, NH = c.heads, KVH = c.kv_heads, hd = c.head_size(), Q = c.q_size(),
-                      K = c.kv_size(), F = c.intermediate_size, att_size = B * NH * Tn * Tn;
+    const auto [B, Tn, N, C, L, NH, KVH, hd, Q, K, F, V, att_size] =
+        pass_sizes(scored_.batch.batch, scored_.batch.time);
     const auto p = parameter_tensors();
     const Activations& a = act_;
     const T eps = T(c.rms_norm_eps);
@@ -336,9 +286,8 @@ class Llama {
   // From d loss / d final hidden state (act_.d_hf) to every parameter's gradient.
   void trunk_backward() {
     const LlamaConfig& c = config_;
-    const std::size_t B = scored_.batch.batch, Tn = scored_.batch.time, N = B * Tn, C = c.hidden_size,
-                      L = c.layers, NH = c.heads, KVH = c.kv_heads, hd = c.head_size(), Q = c.q_size(),
-                      K = c.kv_size(), F = c.intermediate_size, att_size = B * NH * Tn * Tn;
+    const auto [B, Tn, N, C, L, NH, KVH, hd, Q, K, F, V, att_size] =
+        pass_sizes(scored_.batch.batch, scored_.batch.time);
     const auto p = parameter_tensors();
     const auto g = gradient_tensors();
     const Activations& a = act_;
@@ -400,11 +349,21 @@ class Llama {
             gpt::ConstArrayMap<T>(d_res + n * C, gpt::ix(C));
   }
 
+  // The sizes of a pass over a batch B × T, N = B·T rows: the config's, and att = B·NH·T·T.
+  struct Sizes {
+    std::size_t B, Tn, N, C, L, NH, KVH, hd, Q, K, F, V, att;
+  };
+  Sizes pass_sizes(std::size_t B, std::size_t Tn) const {
+    const LlamaConfig& c = config_;
+    return {B,          Tn,         B * Tn,     c.hidden_size,        c.layers,     c.heads,
+            c.kv_heads, c.head_size(), c.q_size(), c.kv_size(), c.intermediate_size, c.vocab_size,
+            B * c.heads * Tn * Tn};
+  }
+
   // Sizes every buffer for B × T; grows, never shrinks.
   void reserve(std::size_t B, std::size_t Tn) {
     const LlamaConfig& c = config_;
-    const std::size_t N = B * Tn, C = c.hidden_size, L = c.layers, NH = c.heads, KVH = c.kv_heads, Q = c.q_size(),
-                      K = c.kv_size(), F = c.intermediate_size, V = c.vocab_size, att = B * NH * Tn * Tn;
+    const auto [B_, Tn_, N, C, L, NH, KVH, hd, Q, K, F, V, att] = pass_sizes(B, Tn);
     const std::size_t qk = c.qk_norm ? 1 : 0;
     const std::size_t sizes[] = {
         (L + 1) * N * C, L * N * C, L * N,                     // x, h1, r1
