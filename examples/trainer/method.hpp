@@ -52,6 +52,11 @@ class Method {
   virtual bool scalar_head() const { return false; }  // the policy is a reward model
   // The fewest rows a step or an evaluation batch may hold (KTO pairs each row with another's completion).
   virtual std::size_t min_rows() const { return 1; }
+  // TRL's assistant_only_loss: of conversational rows, only the assistant's turns are scored.
+  virtual bool assistant_only_loss() const { return false; }
+  // Whether completions rendered by the model's own chat template get the end-of-sequence token appended
+  // (TRL's DPOTrainer appends it; its SFTTrainer leaves the template's end-of-turn text as the end).
+  virtual bool eos_after_template_turns() const { return true; }
   // The metrics the progress line shows after loss and lr.
   virtual std::vector<std::string> shown_metrics() const { return {}; }
 

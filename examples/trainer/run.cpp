@@ -71,6 +71,9 @@ void print_start(const Session& s, std::size_t start, const fs::path& out) {
   std::printf("  model: %zu parameters (%s), tokenizer %s\n", s.policy->parameters().size(),
               s.policy->describe().c_str(), s.codec.kind.c_str());
   std::printf("  %s\n", describe_eos(s.codec).c_str());
+  if (s.train.format.conversational) std::printf("  %s\n", s.renderer->describe().c_str());
+  if (s.method->samples() && s.stop_token != s.codec.eos)
+    std::printf("  sampling stops at the chat template's end of turn (id %d)\n", int(s.stop_token));
   std::printf("  %zu steps of %zu rows (%zu micro-batches of %zu), %zu steps per epoch%s; output: %s\n", s.total_steps,
               s.rows_per_step, s.args.gradient_accumulation_steps, s.args.per_device_train_batch_size, s.steps_per_epoch,
               start ? (", resuming at step " + std::to_string(start)).c_str() : "", out.string().c_str());

@@ -16,6 +16,8 @@
 #include "model_family.hpp"
 #include "rlhf/core/rng.hpp"
 #include "rlhf/distributed/communicator.hpp"
+#include "rlhf/io/chat_template/conversation_renderer.hpp"
+#include "rlhf/io/json_file.hpp"
 #include "rlhf/io/tokenized_dataset.hpp"
 #include "rlhf/optim/adamw.hpp"
 #include "rlhf/optim/schedule.hpp"
@@ -31,6 +33,10 @@ struct Session {
   Method* method = nullptr;
   rlhf::Communicator* comm = nullptr;  // never null once made: SingleProcess, or the MPI ranks (mpirun)
   TextCodec codec;
+  // How conversational rows become text: the tokenizer's own chat template, else the one-message chat_template.
+  std::shared_ptr<const rlhf::io::JinjaConversationRenderer> model_template;  // null: the tokenizer has none
+  std::shared_ptr<const rlhf::io::ConversationRenderer> renderer;
+  rlhf::token_id stop_token = -1;  // where sampling stops: eos, or the template's end-of-turn token
   TokenizedDataset train, eval;  // eval: empty without eval_file
   std::optional<Model> policy;   // the reward model itself for `reward`
   std::optional<rlhf::AdamW<float>> optimizer;
@@ -79,8 +85,10 @@ inline std::vector<std::size_t> rows_of_step(const Session& s, std::size_t g) {
 
 namespace detail {
 
-inline TokenizedDataset load_data(const TrainingArguments& a, const Method& method, const TextCodec& codec,
-                                  const std::string& path, std::size_t n_positions) {
+inline TokenizedDataset load_data(const Session& s, const Method& method, const std::string& path,
+                                  std::size_t n_positions) {
+  const TrainingArguments& a = s.args;
+  const TextCodec& codec = s.codec;
   rlhf::io::TokenizeConfig t;
   t.truncation_mode = a.truncation_mode == "keep_start" ? rlhf::io::TruncationMode::keep_start
                                                         : rlhf::io::TruncationMode::keep_end;
@@ -96,9 +104,9 @@ inline TokenizedDataset load_data(const TrainingArguments& a, const Method& meth
     t.max_prompt_length = a.max_prompt_length;
     t.max_completion_length = a.max_completion_length;
     t.eos = codec.eos;
+    t.eos_after_conversations = !s.model_template || method.eos_after_template_turns();
   }
-  rlhf::io::DatasetReadOptions read;
-  if (!a.chat_template.empty()) read.chat_template.message = a.chat_template;
+  rlhf::io::DatasetReadOptions read{.renderer = s.renderer, .assistant_only_loss = method.assistant_only_loss()};
   auto data = rlhf::io::load_dataset(path, codec, t, read);
   if (data.size() == 0)
     rlhf::fail<rlhf::io_error>("'", path, "': no row is left after truncation (", data.stats.summary(), ")");
@@ -121,6 +129,29 @@ inline void require_vocabulary(const TokenizedDataset& d, std::size_t vocab) {
     check(r.prompt);
     for (const auto& c : r.completions) check(c);
   }
+}
+
+// The tokenizer folder's own chat template (tokenizer_config.json's chat_template), unless `chat_template` sets
+// the one-message template; null when there is none.
+inline std::shared_ptr<const rlhf::io::JinjaConversationRenderer> model_template(const TrainingArguments& a,
+                                                                                const std::string& tokenizer) {
+  std::error_code ec;
+  const fs::path config = fs::path(tokenizer) / "tokenizer_config.json";
+  if (!a.chat_template.empty() || !fs::is_regular_file(config, ec)) return nullptr;
+  const auto doc = rlhf::io::read_json_file<nlohmann::ordered_json>(config, {.max_bytes = std::size_t(16) << 20});
+  if (!doc.is_object() || !doc.contains("chat_template") || doc["chat_template"].is_null()) return nullptr;
+  return std::make_shared<const rlhf::io::JinjaConversationRenderer>(
+      rlhf::io::JinjaChatTemplate::from_tokenizer_config(doc, config.string()), config.string());
+}
+
+// Where sampling stops after a conversational prompt: the first token of what the template writes after an
+// assistant's turn ("<|im_end|>" of "<|im_end|>\n"), leading spaces aside; the eos token otherwise.
+inline rlhf::token_id stop_token(const Session& s) {
+  if (!s.model_template || !s.train.format.conversational) return s.codec.eos;
+  std::string end = s.model_template->chat_template().end_of_turn_text();
+  end.erase(0, end.find_first_not_of(" \t\n"));
+  const auto ids = s.codec.encode(end);
+  return ids.empty() ? s.codec.eos : ids.front();
 }
 
 inline rlhf::LearningRateSchedule make_schedule(const TrainingArguments& a, std::size_t total_steps) {
@@ -146,6 +177,16 @@ inline Session make_session(const TrainingArguments& args, Method& method, rlhf:
   s.rng = rlhf::Rng(args.seed + 0x632be59bd9b4e019ULL * std::uint64_t(comm.rank()));  // each rank samples its own
   const std::string tokenizer = args.tokenizer_name_or_path.empty() ? args.model_name_or_path : args.tokenizer_name_or_path;
   s.codec = load_text_codec(tokenizer);
+  s.model_template = detail::model_template(args, tokenizer);
+  if (s.model_template) {
+    s.renderer = s.model_template;
+    const fs::path config = fs::path(tokenizer) / "tokenizer_config.json";  // saved folders carry the template
+    if (std::find(s.codec.files.begin(), s.codec.files.end(), config) == s.codec.files.end()) s.codec.files.push_back(config);
+  } else {
+    rlhf::io::ChatTemplate one;
+    if (!args.chat_template.empty()) one.message = args.chat_template;
+    s.renderer = std::make_shared<const rlhf::io::OneMessageRenderer>(one);
+  }
 
   if (args.bf16 && comm.rank() == 0)
     std::printf("bf16: matrix products in bf16 with float32 sums, %s\n",
@@ -161,10 +202,11 @@ inline Session make_session(const TrainingArguments& args, Method& method, rlhf:
     s.args.max_length = positions;
     if (s.args.max_prompt_length >= s.args.max_length) s.args.max_prompt_length = s.args.max_length / 2;
   }
-  s.train = detail::load_data(s.args, method, s.codec, args.train_file, positions);
+  s.train = detail::load_data(s, method, args.train_file, positions);
   detail::require_vocabulary(s.train, vocab);
+  s.stop_token = detail::stop_token(s);
   if (!args.eval_file.empty()) {
-    s.eval = detail::load_data(s.args, method, s.codec, args.eval_file, positions);
+    s.eval = detail::load_data(s, method, args.eval_file, positions);
     detail::require_vocabulary(s.eval, vocab);
     if (s.eval.size() < method.min_rows())
       rlhf::fail<rlhf::io_error>("eval_file '", args.eval_file, "': ", method.name(), " needs at least ",

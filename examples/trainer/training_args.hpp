@@ -24,7 +24,8 @@ struct TrainingArguments {
   std::string output_dir = "trainer_output";
   bool overwrite_output_dir = false;    // a fresh run into a folder holding a run moves that run aside
   std::string resume_from_checkpoint;   // a checkpoint folder, or "latest": the newest under output_dir
-  std::string chat_template;            // for conversational rows; "" = the default template (io/chat_template.hpp)
+  std::string chat_template;            // one message's template for conversational rows; "": the tokenizer's own
+                                        // (tokenizer_config.json), else the default (io/chat_template.hpp)
 
   // ---- optimisation ----
   double learning_rate = 0;             // 0 here: the method's default
@@ -76,7 +77,8 @@ struct TrainingArguments {
                  "a fresh run into an output_dir that holds a run moves that run aside (else it is refused)"),
         text_key("resume_from_checkpoint", &A::resume_from_checkpoint,
                  "a checkpoint folder, or 'latest' (the newest under output_dir)"),
-        text_key("chat_template", &A::chat_template, "one message's template for conversational rows, {role} {content}"),
+        text_key("chat_template", &A::chat_template,
+                 "one message's template for conversational rows, {role} {content} (default: the tokenizer's own)"),
         float_key("learning_rate", &A::learning_rate, "peak AdamW learning rate (default: the method's)", 1e-30, 10),
         count_key("per_device_train_batch_size", &A::per_device_train_batch_size, "rows per micro-batch", 1, 1 << 20),
         count_key("per_device_eval_batch_size", &A::per_device_eval_batch_size, "rows per evaluation batch", 1, 1 << 20),

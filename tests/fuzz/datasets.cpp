@@ -1,6 +1,7 @@
 // libFuzzer target: the JSON Lines dataset readers on arbitrary bytes: rlhf::io::parse_text_dataset (every format,
 // standard and conversational), then tokenize_dataset with a one-id-per-byte encoder under two configs (no limits;
-// tight limits with truncation or dropping and an eos), then every collation of the kept rows in batches of 3.
+// tight limits with truncation or dropping and an eos; assistant_only_loss masks with and without the eos), then every
+// collation of the kept rows in batches of 3.
 #include <cstddef>
 #include <span>
 #include <string_view>
@@ -49,5 +50,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                                    .overlong = overlong, .eos = 256};
         collate_all(tokenize_dataset(ds, encoder, tight));
       });
+    fuzz::refuse_or_accept([&] {  // assistant_only_loss: spans, masks, and their truncation
+      const TextDataset turns = parse_text_dataset(text, "fuzz.jsonl", {.assistant_only_loss = true});
+      collate_all(tokenize_dataset(turns, encoder, {.max_length = 24, .eos = 256, .eos_after_conversations = false}));
+      collate_all(tokenize_dataset(turns, encoder, {.max_length = 24, .eos = 256}));
+    });
   });
 }

@@ -39,7 +39,7 @@ struct OnlineArguments {
       throw Refusal(std::string("reward_model_path: is required for ") + method + ": a reward-model folder or 'vader'");
   }
   rlhf::SampleOptions sample_options(const Session& s) const {
-    return {.max_new_tokens = response_length, .temperature = float(temperature), .stop_token = s.codec.eos};
+    return {.max_new_tokens = response_length, .temperature = float(temperature), .stop_token = s.stop_token};
   }
 };
 

@@ -5,7 +5,20 @@
 
 namespace trainer {
 
-class Sft final : public OfflineMethod<Sft> {
+struct SftSettings {
+  bool assistant_only_loss = false;
+
+  static const std::vector<KeySpec<SftSettings>>& keys() {
+    using S = SftSettings;
+    static const std::vector<KeySpec<S>> table = {
+        flag_key("assistant_only_loss", &S::assistant_only_loss,
+                 "score only the assistant's turns of conversational rows (as the chat template marks them)"),
+    };
+    return table;
+  }
+};
+
+class Sft final : public OfflineMethod<Sft, SftSettings> {
  public:
   static constexpr const char* method_name = "sft";
   const char* name() const override { return method_name; }
@@ -16,6 +29,8 @@ class Sft final : public OfflineMethod<Sft> {
             "rows with a completion (a prompt-only file has nothing to learn)"};
   }
   double default_learning_rate() const override { return 2e-5; }
+  bool assistant_only_loss() const override { return settings_.assistant_only_loss; }
+  bool eos_after_template_turns() const override { return false; }  // TRL: the template ends each turn
   void apply_defaults(TrainingArguments& a) const override {
     Method::apply_defaults(a);
     if (!a.was_set("max_prompt_length")) a.max_prompt_length = 0;  // the whole row is learned, prompt included

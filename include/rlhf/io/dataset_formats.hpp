@@ -19,6 +19,7 @@
 #include <cmath>
 #include <cstddef>
 #include <filesystem>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <optional>
@@ -29,6 +30,7 @@
 
 #include "rlhf/core/error.hpp"        // io_error
 #include "rlhf/io/chat_template.hpp"  // ChatTemplate, ChatMessage
+#include "rlhf/io/conversation_renderer.hpp"  // ConversationRenderer, OneMessageRenderer, TextSpan
 #include "rlhf/io/jsonl.hpp"          // for_each_jsonl, JsonlLimits
 #include "rlhf/io/untrusted.hpp"      // detail::clip
 
@@ -84,6 +86,9 @@ struct TextRow {
   std::vector<double> scores;   // ranked with "scores": one per completion, best first (descending); else empty
   std::optional<double> margin;  // preference types: the record's "margin" (TRL's reward-model margin), if any
   std::optional<bool> label;     // unpaired_preference: true when the completion is desirable
+  // With assistant_only_loss (conversational language_modeling and prompt_completion): the byte ranges of
+  // completions[0] that the assistant's turns cover, the only text to score; nullopt: score all of it.
+  std::optional<std::vector<TextSpan>> scored_spans;
 };
 
 struct TextDataset {
@@ -95,8 +100,12 @@ struct TextDataset {
 };
 
 struct DatasetReadOptions {
-  ChatTemplate chat_template{};  // for conversational records
+  ChatTemplate chat_template{};  // for conversational records, unless `renderer` is given
   JsonlLimits limits{};
+  std::shared_ptr<const ConversationRenderer> renderer{};  // e.g. the model's own Jinja template; null: chat_template
+  // TRL's assistant_only_loss: of a conversation's text, only the assistant's turns are scored (TextRow's
+  // scored_spans). Conversational language-modeling and prompt-completion records only.
+  bool assistant_only_loss = false;
 };
 
 namespace detail {
@@ -161,6 +170,8 @@ DatasetFormat detect_format(const nlohmann::json& r, const Bad& bad) {
 struct TextRowParser {
   std::string_view name;
   const DatasetReadOptions& options;
+  std::shared_ptr<const ConversationRenderer> renderer =
+      options.renderer ? options.renderer : std::make_shared<OneMessageRenderer>(options.chat_template);
   std::optional<DatasetFormat> format;
   std::size_t format_line = 0;
   std::optional<bool> has_margin;  // whether the first preference record had a margin
@@ -183,12 +194,11 @@ struct TextRowParser {
     return j.get<std::string>();
   }
 
-  std::vector<ChatMessage> messages(const nlohmann::json& j, std::string_view what) const {
+  // A field's list of messages, checked: each an object with string "role" and "content", the role known.
+  const nlohmann::json& messages(const nlohmann::json& j, std::string_view what) const {
     if (!j.is_array())
       bad(what, " is a JSON ", j.type_name(), ", not a list of {\"role\", \"content\"} messages (this dataset is "
           "conversational, as line ", format_line, " began it)");
-    std::vector<ChatMessage> out;
-    out.reserve(j.size());
     for (std::size_t i = 0; i < j.size(); ++i) {
       const auto& m = j[i];
       const std::string where = std::string(what) + "[" + std::to_string(i) + "]";
@@ -196,33 +206,78 @@ struct TextRowParser {
       const auto role = m.find("role"), content = m.find("content");
       if (role == m.end()) bad(where, " has no \"role\"");
       if (content == m.end()) bad(where, " has no \"content\"");
-      out.push_back({text(*role, where + ".role"), text(*content, where + ".content")});
-      if (!options.chat_template.knows_role(out.back().role))
-        bad(where, ".role \"", clip(out.back().role, 40), "\" is not one of the chat template's roles (",
-            options.chat_template.role_list(), ")");
+      const std::string r = text(*role, where + ".role");
+      text(*content, where + ".content");
+      if (!renderer->knows_role(r))
+        bad(where, ".role \"", clip(r, 40), "\" is not one of the chat template's roles (", renderer->role_list(), ")");
     }
-    if (out.empty()) bad(what, " is an empty list of messages");
-    return out;
+    if (j.empty()) bad(what, " is an empty list of messages");
+    return j;
   }
 
-
-  void check_completion(const std::vector<ChatMessage>& c, std::string_view what) const {
-    if (!c.empty() && c[0].role != options.chat_template.assistant_role)
-      bad(what, " starts with a \"", clip(c[0].role, 40), "\" message; a completion starts with the \"",
-          options.chat_template.assistant_role, "\" turn");
+  void check_completion(const nlohmann::json& c, std::string_view what) const {
+    const std::string assistant = renderer->assistant_role();
+    if (!c.empty() && c[0]["role"] != assistant)
+      bad(what, " starts with a \"", clip(c[0]["role"].get<std::string>(), 40),
+          "\" message; a completion starts with the \"", assistant, "\" turn");
   }
 
-  // A completion field: a string, or messages rendered to follow the generation prompt.
-  std::string completion(const nlohmann::json& j, std::string_view what) const {
+  // The renderer's result, its errors named with this record's line.
+  template <class Render>
+  auto rendered(std::string_view what, const Render& render) const {
+    try {
+      return render();
+    } catch (const rlhf::error& e) {
+      bad(what, ": ", e.what());
+    }
+  }
+
+  std::string prompt_text(const nlohmann::json& prompt) const {
+    return rendered("\"prompt\"", [&] { return renderer->prompt(prompt); });
+  }
+
+  // A completion field: a string, or messages rendered to follow the prompt's messages.
+  std::string completion(const nlohmann::json& r, const nlohmann::json& j, std::string_view what) const {
     if (!format->conversational) return text(j, what);
-    const auto c = messages(j, what);
+    const auto& c = messages(j, what);
     check_completion(c, what);
-    return options.chat_template.render_completion(c);
+    return rendered(what, [&] { return render_completion(*renderer, field(r, "prompt"), c); });
   }
 
   std::string prompt(const nlohmann::json& j) const {
     if (!format->conversational) return text(j, "\"prompt\"");
-    return options.chat_template.render_prompt(messages(j, "\"prompt\""));
+    return prompt_text(messages(j, "\"prompt\""));
+  }
+
+  // assistant_only_loss: completions[0] with the assistant turns' spans of `whole` (prompt + completion), moved
+  // to the completion's coordinates (the prompt's text is `prompt_size` bytes of `whole`'s front).
+  void assistant_turns(const nlohmann::json& whole, std::size_t prompt_size, TextRow& row) const {
+    auto r = rendered("the conversation", [&] { return renderer->with_assistant_spans(whole); });
+    if (prompt_size > r.text.size() || r.text.substr(prompt_size) != row.completions[0])
+      bad("the chat template renders the conversation differently when asked for its assistant turns");
+    std::vector<TextSpan> spans;
+    for (const auto& s : r.assistant_spans)
+      if (s.end > prompt_size) spans.push_back({std::max(s.begin, prompt_size) - prompt_size, s.end - prompt_size});
+    row.scored_spans = std::move(spans);
+  }
+
+  void language_modeling(const nlohmann::json& r, TextRow& row) const {
+    if (!format->conversational) {
+      row.completions.push_back(text(field(r, "text"), "\"text\""));
+      return;
+    }
+    const auto& m = messages(field(r, "messages"), "\"messages\"");
+    row.completions.push_back(rendered("\"messages\"", [&] { return renderer->conversation(m); }));
+    if (options.assistant_only_loss) assistant_turns(m, 0, row);
+  }
+
+  void prompt_completion(const nlohmann::json& r, TextRow& row) const {
+    row.prompt = prompt(field(r, "prompt"));
+    row.completions.push_back(completion(r, field(r, "completion"), "\"completion\""));
+    if (!options.assistant_only_loss || !format->conversational) return;
+    nlohmann::json whole = field(r, "prompt");
+    for (const auto& m : field(r, "completion")) whole.push_back(m);
+    assistant_turns(whole, row.prompt.size(), row);
   }
 
   TextRow parse(std::size_t line_no, const nlohmann::json& r) {
@@ -238,20 +293,13 @@ struct TextRowParser {
     TextRow row;
     row.line = line;
     switch (format->type) {
-      case DatasetType::language_modeling:
-        row.completions.push_back(format->conversational
-                                      ? options.chat_template.render(messages(field(r, "messages"), "\"messages\""))
-                                      : text(field(r, "text"), "\"text\""));
-        break;
+      case DatasetType::language_modeling: language_modeling(r, row); break;
       case DatasetType::prompt_only: row.prompt = prompt(field(r, "prompt")); break;
-      case DatasetType::prompt_completion:
-        row.prompt = prompt(field(r, "prompt"));
-        row.completions.push_back(completion(field(r, "completion"), "\"completion\""));
-        break;
+      case DatasetType::prompt_completion: prompt_completion(r, row); break;
       case DatasetType::preference:
         row.prompt = prompt(field(r, "prompt"));
-        row.completions.push_back(completion(field(r, "chosen"), "\"chosen\""));
-        row.completions.push_back(completion(field(r, "rejected"), "\"rejected\""));
+        row.completions.push_back(completion(r, field(r, "chosen"), "\"chosen\""));
+        row.completions.push_back(completion(r, field(r, "rejected"), "\"rejected\""));
         break;
       case DatasetType::implicit_preference:
         if (format->conversational) {
@@ -264,7 +312,7 @@ struct TextRowParser {
       case DatasetType::ranked: ranked(r, row); break;
       case DatasetType::unpaired_preference: {
         row.prompt = prompt(field(r, "prompt"));
-        row.completions.push_back(completion(field(r, "completion"), "\"completion\""));
+        row.completions.push_back(completion(r, field(r, "completion"), "\"completion\""));
         const auto& label = field(r, "label");
         if (!label.is_boolean()) bad("\"label\" is ", json_brief(label), ", not true or false");
         row.label = label.get<bool>();
@@ -277,19 +325,24 @@ struct TextRowParser {
 
   // TRL's extract_prompt on messages: the prompt is the messages both conversations begin with.
   void implicit_conversation(const nlohmann::json& r, TextRow& row) const {
-    const auto chosen = messages(field(r, "chosen"), "\"chosen\"");
-    const auto rejected = messages(field(r, "rejected"), "\"rejected\"");
+    const auto& chosen = messages(field(r, "chosen"), "\"chosen\"");
+    const auto& rejected = messages(field(r, "rejected"), "\"rejected\"");
     std::size_t n = 0;
-    while (n < chosen.size() && n < rejected.size() && chosen[n].role == rejected[n].role &&
-           chosen[n].content == rejected[n].content)
+    while (n < chosen.size() && n < rejected.size() && chosen[n]["role"] == rejected[n]["role"] &&
+           chosen[n]["content"] == rejected[n]["content"])
       ++n;
-    const std::vector<ChatMessage> common(chosen.begin(), chosen.begin() + std::ptrdiff_t(n));
-    const std::vector<ChatMessage> c(chosen.begin() + std::ptrdiff_t(n), chosen.end());
-    const std::vector<ChatMessage> x(rejected.begin() + std::ptrdiff_t(n), rejected.end());
+    const auto slice = [](const nlohmann::json& list, std::size_t from, std::size_t to) {
+      nlohmann::json out = nlohmann::json::array();
+      for (std::size_t i = from; i < to; ++i) out.push_back(list[i]);
+      return out;
+    };
+    const nlohmann::json common = slice(chosen, 0, n), c = slice(chosen, n, chosen.size()),
+                         x = slice(rejected, n, rejected.size());
     check_completion(c, "\"chosen\" after the messages it shares with \"rejected\"");
     check_completion(x, "\"rejected\" after the messages it shares with \"chosen\"");
-    row.prompt = options.chat_template.render_prompt(common);
-    row.completions = {options.chat_template.render_completion(c), options.chat_template.render_completion(x)};
+    row.prompt = prompt_text(common);
+    row.completions = {rendered("\"chosen\"", [&] { return render_completion(*renderer, common, c); }),
+                       rendered("\"rejected\"", [&] { return render_completion(*renderer, common, x); })};
   }
 
   void ranked(const nlohmann::json& r, TextRow& row) const {
@@ -298,7 +351,7 @@ struct TextRowParser {
     if (!list.is_array()) bad("\"completions\" is a JSON ", list.type_name(), ", not a list");
     if (list.size() < 2) bad("\"completions\" has ", list.size(), " element(s); a ranked list needs at least 2");
     for (std::size_t i = 0; i < list.size(); ++i)
-      row.completions.push_back(completion(list[i], "\"completions\"[" + std::to_string(i) + "]"));
+      row.completions.push_back(completion(r, list[i], "\"completions\"[" + std::to_string(i) + "]"));
     const auto s = r.find("scores");
     if (s == r.end()) return;
     if (!s->is_array()) bad("\"scores\" is a JSON ", s->type_name(), ", not a list of numbers");
@@ -332,6 +385,17 @@ struct TextRowParser {
   }
 };
 
+inline void finish(TextDataset& ds, const TextRowParser& p, const DatasetReadOptions& options) {
+  if (ds.rows.empty()) fail<io_error>("dataset '", ds.source, "' has no records (it is empty or holds only blank lines)");
+  ds.format = *p.format;
+  ds.implicit_prompt = ds.format == DatasetFormat{DatasetType::implicit_preference, false};
+  const bool spans = ds.format.conversational && (ds.format.type == DatasetType::language_modeling ||
+                                                  ds.format.type == DatasetType::prompt_completion);
+  if (options.assistant_only_loss && !spans)
+    fail<io_error>("dataset '", ds.source, "' is ", to_string(ds.format), "; assistant_only_loss needs conversational "
+                   "records with the assistant's turns in them (\"messages\", or \"prompt\" and \"completion\")");
+}
+
 }  // namespace detail
 
 // The format a record (a JSON object) has by its keys; io_error if it has none of them, or an incomplete set
@@ -348,9 +412,7 @@ inline TextDataset parse_text_dataset(std::string_view contents, std::string_vie
   ds.source = std::string(name);
   detail::TextRowParser p{name, options};
   for_each_jsonl(contents, name, options.limits, [&](JsonlRecord&& r) { ds.rows.push_back(p.parse(r.line, r.value)); });
-  if (ds.rows.empty()) fail<io_error>("dataset '", name, "' has no records (it is empty or holds only blank lines)");
-  ds.format = *p.format;
-  ds.implicit_prompt = ds.format == DatasetFormat{DatasetType::implicit_preference, false};
+  detail::finish(ds, p, options);
   return ds;
 }
 
@@ -362,9 +424,7 @@ inline TextDataset read_text_dataset(const std::filesystem::path& path, const Da
   ds.source = name;
   detail::TextRowParser p{name, options};
   for_each_jsonl(path, options.limits, [&](JsonlRecord&& r) { ds.rows.push_back(p.parse(r.line, r.value)); });
-  if (ds.rows.empty()) fail<io_error>("dataset '", name, "' has no records (it is empty or holds only blank lines)");
-  ds.format = *p.format;
-  ds.implicit_prompt = ds.format == DatasetFormat{DatasetType::implicit_preference, false};
+  detail::finish(ds, p, options);
   return ds;
 }
 

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <concepts>
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <span>
@@ -54,6 +55,8 @@ struct TokenizeConfig {
   TruncationMode truncation_mode = TruncationMode::keep_end;  // TRL's default
   OverlongRows overlong = OverlongRows::truncate;  // truncate: cut the completion's end (TRL); drop: count it dropped
   token_id eos = -1;  // appended to every completion and text (not to prompts) unless it already ends with it; -1: none
+  // false: conversational records get no eos (TRL's SFTTrainer: the chat template ends each turn itself)
+  bool eos_after_conversations = true;
 };
 
 enum class DropReason {
@@ -116,6 +119,8 @@ struct TokenizedRow {
   std::vector<double> scores;    // ranked with scores, best first
   std::optional<double> margin;  // preference with "margin"
   std::optional<bool> label;     // unpaired preference: true = desirable
+  // assistant_only_loss: 1 for each token of completions[0] to score, 0 for the rest; empty: score them all.
+  std::vector<std::uint8_t> loss_mask;
 };
 
 struct TokenizedDataset {
@@ -135,11 +140,15 @@ inline std::size_t common_prefix(const std::vector<token_id>& a, const std::vect
 }
 
 // Truncates one row in place (config's order: prompt, then each completion); nullopt when it is kept.
-inline std::optional<DropReason> truncate_row(TokenizedRow& row, DatasetType type, const TokenizeConfig& c,
+inline std::optional<DropReason> truncate_row(TokenizedRow& row, DatasetFormat format, const TokenizeConfig& c,
                                               bool& prompt_cut, bool& completion_cut) {
-  if (c.eos >= 0 && type != DatasetType::prompt_only)
+  const DatasetType type = format.type;
+  if (c.eos >= 0 && type != DatasetType::prompt_only && (c.eos_after_conversations || !format.conversational))
     for (auto& t : row.completions)
-      if (t.empty() || t.back() != c.eos) t.push_back(c.eos);
+      if (t.empty() || t.back() != c.eos) {
+        if (&t == &row.completions[0] && !row.loss_mask.empty()) row.loss_mask.push_back(row.loss_mask.back());
+        t.push_back(c.eos);
+      }
   if (type == DatasetType::prompt_only && row.prompt.empty()) return DropReason::empty_prompt;
   if (c.max_prompt_length && row.prompt.size() > c.max_prompt_length) {
     const auto cut = std::ptrdiff_t(row.prompt.size() - c.max_prompt_length);
@@ -158,7 +167,46 @@ inline std::optional<DropReason> truncate_row(TokenizedRow& row, DatasetType typ
     // a sequence's first token is context, never scored: without a prompt a completion needs two tokens
     if (t.size() < (row.prompt.empty() ? 2u : 1u)) return DropReason::nothing_to_score;
   }
+  if (!row.loss_mask.empty()) {
+    row.loss_mask.resize(row.completions[0].size());
+    const auto first = std::ptrdiff_t(row.prompt.empty() ? 1 : 0);
+    if (std::find(row.loss_mask.begin() + first, row.loss_mask.end(), std::uint8_t{1}) == row.loss_mask.end())
+      return DropReason::nothing_to_score;
+  }
   return std::nullopt;
+}
+
+// A text whose scored byte ranges are `spans` (in order, not overlapping) as tokens and a mask: the text is
+// encoded in pieces cut at the spans' edges, which must give the ids the whole text gives (a tokenizer that
+// would join tokens across an edge cannot say which of them to score); io_error naming `where` otherwise.
+template <class Encode>
+std::vector<token_id> encode_with_mask(const Encode& encode, std::string_view text, std::span<const TextSpan> spans,
+                                       std::vector<std::uint8_t>& mask, const std::string& where) {
+  std::vector<token_id> ids;
+  mask.clear();
+  std::size_t at = 0;
+  const auto piece = [&](std::size_t end, std::uint8_t scored) {
+    if (end <= at) return;
+    const auto part = encode(text.substr(at, end - at));
+    ids.insert(ids.end(), part.begin(), part.end());
+    mask.insert(mask.end(), part.size(), scored);
+    at = end;
+  };
+  for (const auto& s : spans) {
+    if (s.begin < at || s.end < s.begin || s.end > text.size())
+      fail<io_error>(where, ": the assistant turns' byte ranges are out of order or outside the text");
+    piece(s.begin, 0);
+    piece(s.end, 1);
+  }
+  piece(text.size(), 0);
+  const auto whole = encode(text);
+  if (whole != ids) {
+    std::size_t n = 0;
+    while (n < ids.size() && n < whole.size() && ids[n] == whole[n]) ++n;
+    fail<io_error>(where, ": the tokenizer joins text across an assistant turn's edge (the ids differ from token ", n,
+                   "), so assistant_only_loss cannot say which tokens are the assistant's");
+  }
+  return ids;
 }
 
 }  // namespace detail
@@ -179,7 +227,15 @@ TokenizedDataset tokenize_dataset(const TextDataset& text, const E& encoder, con
     row.margin = r.margin;
     row.label = r.label;
     if (!r.prompt.empty()) row.prompt = encode_text(encoder, r.prompt);
-    for (const auto& c : r.completions) row.completions.push_back(encode_text(encoder, c));
+    for (const auto& c : r.completions) {
+      if (r.scored_spans && row.completions.empty()) {
+        const auto encode = [&](std::string_view t) { return encode_text(encoder, t); };
+        row.completions.push_back(detail::encode_with_mask(encode, c, *r.scored_spans, row.loss_mask,
+                                                           "dataset '" + text.source + "' line " + std::to_string(r.line)));
+        continue;
+      }
+      row.completions.push_back(encode_text(encoder, c));
+    }
     if (text.implicit_prompt && row.completions.size() == 2) {
       auto& a = row.completions[0];
       auto& b = row.completions[1];
@@ -189,7 +245,7 @@ TokenizedDataset tokenize_dataset(const TextDataset& text, const E& encoder, con
       b.erase(b.begin(), b.begin() + n);
     }
     bool prompt_cut = false, completion_cut = false;
-    if (const auto drop = detail::truncate_row(row, text.format.type, config, prompt_cut, completion_cut)) {
+    if (const auto drop = detail::truncate_row(row, text.format, config, prompt_cut, completion_cut)) {
       ds.stats.dropped_rows.push_back({r.line, *drop});
       continue;
     }
@@ -295,7 +351,13 @@ inline TokenBatch collate_sft(std::span<const TokenizedRow> rows, std::span<cons
     detail::need_completions(fn, rows[i], i, 1, "supervised fine-tuning needs a completion or a text");
     seqs.emplace_back(&rows[i].prompt, &rows[i].completions[0]);
   }
-  return detail::pack(seqs);
+  TokenBatch b = detail::pack(seqs);
+  for (std::size_t j = 0; j < indices.size(); ++j) {  // assistant_only_loss: the assistant's tokens only
+    const auto& r = rows[indices[j]];
+    for (std::size_t t = 0; t < r.loss_mask.size(); ++t)
+      if (!r.loss_mask[t]) b.mask(j, r.prompt.size() + t) = 0;
+  }
+  return b;
 }
 
 // Unpaired examples for KTO: prompt + completion per row with its label, and KTO's mismatched rows (each prompt
