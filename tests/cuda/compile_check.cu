@@ -3,7 +3,8 @@
 // only builds this file (sm_90 code + PTX), which is what proves the kernels are device-clean.
 // It also includes the CUDA GPT with its checkpoints: this target links rlhf::cuda alone, with no Eigen on the
 // include path, so it proves that the CUDA model shares the CPU model's host code (models/gpt_host/) without
-// needing any of its Eigen headers.
+// needing any of its Eigen headers. The same holds for the CUDA Llama (models/llama_cuda/), which takes only the
+// CPU Llama's config, parameter layout and RoPE table (models/llama/config.hpp, params.hpp, rope.hpp).
 #include <cstdio>
 
 #include "rlhf/backends/thrust.hpp"
@@ -18,6 +19,7 @@
 #include "rlhf/losses/sft.hpp"
 #include "rlhf/losses/unlikelihood.hpp"
 #include "rlhf/models/gpt_cuda/checkpoint.cuh"
+#include "rlhf/models/llama_cuda/model.cuh"
 
 namespace {
 
