@@ -221,6 +221,9 @@ class Lora {
   void set_adapters_enabled(bool on) { state_->enabled = on; }
   bool adapters_enabled() const { return state_->enabled; }
   void set_training(bool on) { state_->training = on; }  // dropout acts only while training
+  // The dropout masks' stream from here on (each forward draws its mask seed from it): a trainer that reseeds it
+  // from the step makes a resumed run draw the masks the straight run drew.
+  void set_dropout_seed(std::uint64_t seed) { state_->rng = Rng(seed); }
   // The reference policy: this model's log-probs with the adapters off (a view, defined below).
   LoraReference<Model> reference();
   bool training() const { return state_->training; }
