@@ -96,7 +96,8 @@ Parsed parse_arguments(int argc, char** argv) {
   const std::string name = argv[1];
   if (name == "--help" || name == "-h") {
     std::printf("usage: rlhf-train METHOD [--config FILE.json] [--key value ...]\n  METHOD: %s\n"
-                "rlhf-train METHOD --help lists the settings of that method; docs/trainer.md describes them.\n",
+                "rlhf-train METHOD --help lists the settings of that method; docs/trainer.md describes them.\n"
+                "rlhf-train merge --help: LoRA adapters merged into their base model.\n",
                 method_list().c_str());
     out.exit_code = 0;
     return out;

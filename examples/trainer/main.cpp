@@ -1,11 +1,14 @@
 // rlhf-train METHOD [--config FILE.json] [--key value ...]: the library's methods on JSON Lines data in TRL's
 // formats, with a GPT-2 model folder or a fresh model, evaluation, metrics files, checkpoints and an exact resume.
+// rlhf-train merge: LoRA adapters merged into their base (merge.hpp).
 // Started by mpirun, it trains data-parallel over the ranks (docs/distributed.md). docs/trainer.md.
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <string>
 
 #include "arguments.hpp"
+#include "merge.hpp"
 #include "rlhf/core/error.hpp"
 #include "rlhf/distributed/communicator.hpp"
 #include "run.hpp"
@@ -44,6 +47,7 @@ bool started_by_mpirun() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc >= 2 && std::string(argv[1]) == "merge") return trainer::merge_main(argc, argv);
   const trainer::Parsed parsed = trainer::parse_arguments(argc, argv);
   if (parsed.exit_code >= 0) return parsed.exit_code;
   if (started_by_mpirun()) {

@@ -1,7 +1,11 @@
 #pragma once
 // The model rlhf-train trains: a GPT-2 or a Llama-family decoder (Llama, Qwen2, Qwen3, Mistral), chosen by the
-// model_type of the folder's (or model_config's) config.json. Model holds either and is itself a policy, value
-// and reward model for the library's algorithms, so that every method runs on both families unchanged.
+// model_type of the folder's (or model_config's) config.json; with use_peft, either as a frozen base with LoRA
+// adapters, and the reference as that base with the adapters off (adapters.hpp). Model holds any of these and is
+// itself a policy, value and reward model for the library's algorithms, so that every method runs on all of them
+// unchanged.
+#include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <span>
@@ -11,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "adapters.hpp"
 #include "model_folder.hpp"
 #include "rlhf/io/atomic_file.hpp"
 #include "rlhf/io/json_file.hpp"
@@ -23,13 +28,36 @@ namespace trainer {
 
 using LlamaModel = rlhf::Llama<float>;
 
+inline std::string describe_config(const rlhf::GptConfig& c) {
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "gpt2: vocab_size %zu, n_positions %zu, n_embd %zu, n_layer %zu, n_head %zu%s",
+                c.vocab_size, c.max_seq_len, c.channels, c.layers, c.heads, c.scalar_head ? ", scalar head" : "");
+  return buf;
+}
+inline std::string describe_config(const rlhf::LlamaConfig& c) {
+  char buf[256];
+  std::snprintf(buf, sizeof buf,
+                "%s: vocab_size %zu, max_position_embeddings %zu, hidden_size %zu, num_hidden_layers %zu, "
+                "num_attention_heads %zu, num_key_value_heads %zu%s",
+                c.model_type.c_str(), c.vocab_size, c.max_seq_len, c.hidden_size, c.layers, c.heads, c.kv_heads,
+                c.scalar_head ? ", scalar head" : "");
+  return buf;
+}
+
 class Model {
-  std::variant<GptModel, LlamaModel> m_;
+  using Variant = std::variant<GptModel, LlamaModel, AdaptedModel<GptModel>, AdaptedModel<LlamaModel>,
+                               AdaptersOffModel<GptModel>, AdaptersOffModel<LlamaModel>>;
+  Variant m_;
   // Calls f with the model it holds (before its first use: the deduced return types need it).
   template <class F>
   decltype(auto) visit(F&& f) { return std::visit(std::forward<F>(f), m_); }
   template <class F>
   decltype(auto) visit(F&& f) const { return std::visit(std::forward<F>(f), m_); }
+  [[noreturn]] static void frozen(const char* what) {
+    rlhf::fail<rlhf::value_error>("rlhf-train: ", what, " on the reference (the base with its adapters off), which is "
+                                  "never trained or sampled");
+  }
+  explicit Model(Variant m) : m_(std::move(m)) {}
 
  public:
   using backend = rlhf::eigen<float>;
@@ -39,28 +67,79 @@ class Model {
   explicit Model(GptModel m) : m_(std::move(m)) {}
   explicit Model(LlamaModel m) : m_(std::move(m)) {}
 
+  // `base` (a plain model) frozen, with LoRA adapters.
+  static Model adapted(Model base, const rlhf::LoraSettings& settings, rlhf::Rng& rng) {
+    if (auto* g = base.gpt()) return Model(Variant(AdaptedModel<GptModel>(std::move(*g), settings, rng)));
+    if (auto* l = base.llama()) return Model(Variant(AdaptedModel<LlamaModel>(std::move(*l), settings, rng)));
+    frozen("adapters attached twice");
+  }
+  // The reference of an adapted model: its base, adapters off, sharing its weights.
+  Model adapters_off() const {
+    if (const auto* a = std::get_if<AdaptedModel<GptModel>>(&m_)) return Model(Variant(AdaptersOffModel<GptModel>(a->shared())));
+    if (const auto* a = std::get_if<AdaptedModel<LlamaModel>>(&m_)) return Model(Variant(AdaptersOffModel<LlamaModel>(a->shared())));
+    frozen("adapters_off of a model without adapters");
+  }
+  bool adapted() const { return m_.index() == 2 || m_.index() == 3; }
+
   // ---- the policy, value and reward model the algorithms call ----
   matrix log_probs(const rlhf::TokenBatch& b) { return visit([&](auto& m) { return m.log_probs(b); }); }
-  void backward(const rlhf::TokenBatch& b, const matrix& g) { visit([&](auto& m) { m.backward(b, g); }); }
-  matrix values(const rlhf::TokenBatch& b) { return visit([&](auto& m) { return m.values(b); }); }
-  void backward_values(const rlhf::TokenBatch& b, const matrix& g) { visit([&](auto& m) { m.backward_values(b, g); }); }
-  vector scores(const rlhf::TokenBatch& b) { return visit([&](auto& m) { return m.scores(b); }); }
-  void backward_scores(const rlhf::TokenBatch& b, const vector& g) { visit([&](auto& m) { m.backward_scores(b, g); }); }
-  rlhf::TokenBatch sample(const rlhf::PromptBatch& p, const rlhf::SampleOptions& o, rlhf::Rng& rng) {
-    return visit([&](auto& m) { return m.sample(p, o, rng); });
+  void backward(const rlhf::TokenBatch& b, const matrix& g) {
+    visit([&](auto& m) { if constexpr (requires { m.backward(b, g); }) m.backward(b, g); else frozen("backward"); });
   }
-  void zero_grad() { visit([](auto& m) { m.zero_grad(); }); }
-  std::span<float> parameters() { return visit([](auto& m) { return m.parameters(); }); }
+  matrix values(const rlhf::TokenBatch& b) {
+    return visit([&](auto& m) -> matrix { if constexpr (requires { m.values(b); }) return m.values(b); else frozen("values"); });
+  }
+  void backward_values(const rlhf::TokenBatch& b, const matrix& g) {
+    visit([&](auto& m) { if constexpr (requires { m.backward_values(b, g); }) m.backward_values(b, g); else frozen("backward_values"); });
+  }
+  vector scores(const rlhf::TokenBatch& b) {
+    return visit([&](auto& m) -> vector { if constexpr (requires { m.scores(b); }) return m.scores(b); else frozen("scores"); });
+  }
+  void backward_scores(const rlhf::TokenBatch& b, const vector& g) {
+    visit([&](auto& m) { if constexpr (requires { m.backward_scores(b, g); }) m.backward_scores(b, g); else frozen("backward_scores"); });
+  }
+  rlhf::TokenBatch sample(const rlhf::PromptBatch& p, const rlhf::SampleOptions& o, rlhf::Rng& rng) {
+    return visit([&](auto& m) -> rlhf::TokenBatch {
+      if constexpr (requires { m.sample(p, o, rng); }) return m.sample(p, o, rng); else frozen("sample");
+    });
+  }
+  void zero_grad() { visit([](auto& m) { if constexpr (requires { m.zero_grad(); }) m.zero_grad(); }); }
+  std::span<float> parameters() {
+    return visit([](auto& m) -> std::span<float> { if constexpr (requires { m.gradients(); }) return m.parameters(); else return {}; });
+  }
   std::span<const float> parameters() const { return visit([](const auto& m) { return m.parameters(); }); }
-  std::span<float> gradients() { return visit([](auto& m) { return m.gradients(); }); }
-  std::span<const float> gradients() const { return visit([](const auto& m) { return m.gradients(); }); }
-  void set_matmul_precision(rlhf::gpt::MatmulPrecision p) { visit([&](auto& m) { m.set_matmul_precision(p); }); }
+  std::span<float> gradients() {
+    return visit([](auto& m) -> std::span<float> { if constexpr (requires { m.gradients(); }) return m.gradients(); else return {}; });
+  }
+  std::span<const float> gradients() const {
+    return visit([](const auto& m) -> std::span<const float> { if constexpr (requires { m.gradients(); }) return m.gradients(); else return {}; });
+  }
+  void set_matmul_precision(rlhf::gpt::MatmulPrecision p) {
+    visit([&](auto& m) { if constexpr (requires { m.set_matmul_precision(p); }) m.set_matmul_precision(p); });
+  }
+  // Whether LoRA dropout acts (no-op without adapters).
+  void set_training(bool on) {
+    visit([&](auto& m) { if constexpr (requires { m.lora().set_training(on); }) m.lora().set_training(on); });
+  }
+  // LoRA dropout's masks from here on (no-op without adapters).
+  void set_dropout_seed(std::uint64_t seed) {
+    visit([&](auto& m) { if constexpr (requires { m.lora().set_dropout_seed(seed); }) m.lora().set_dropout_seed(seed); });
+  }
 
   // ---- what the trainer reads ----
   GptModel* gpt() { return std::get_if<GptModel>(&m_); }
   const GptModel* gpt() const { return std::get_if<GptModel>(&m_); }
   LlamaModel* llama() { return std::get_if<LlamaModel>(&m_); }
   const LlamaModel* llama() const { return std::get_if<LlamaModel>(&m_); }
+  // Calls f with the rlhf::Lora of an adapted model (GPT-2's or a Llama's); false when it has none.
+  template <class F>
+  bool with_lora(F&& f) {
+    return visit([&](auto& m) { if constexpr (requires { m.lora(); }) { f(m.lora()); return true; } else return false; });
+  }
+  template <class F>
+  bool with_lora(F&& f) const {
+    return visit([&](const auto& m) { if constexpr (requires { m.lora(); }) { f(m.lora()); return true; } else return false; });
+  }
   std::size_t vocab_size() const { return visit([](const auto& m) { return m.config().vocab_size; }); }
   std::size_t max_seq_len() const { return visit([](const auto& m) { return m.config().max_seq_len; }); }
   bool scalar_head() const { return visit([](const auto& m) { return m.config().scalar_head; }); }
@@ -69,22 +148,20 @@ class Model {
     if (llama() && other.llama()) return llama()->config() == other.llama()->config();
     return false;
   }
-  // For the start of the log: the family and its sizes under config.json's names.
+  // For the start of the log: the family and its sizes under config.json's names, and the adapters.
   std::string describe() const {
+    std::string out = visit([](const auto& m) { return describe_config(m.config()); });
     char buf[256];
-    if (const auto* g = gpt()) {
-      const auto& c = g->config();
-      std::snprintf(buf, sizeof buf, "gpt2: vocab_size %zu, n_positions %zu, n_embd %zu, n_layer %zu, n_head %zu%s",
-                    c.vocab_size, c.max_seq_len, c.channels, c.layers, c.heads, c.scalar_head ? ", scalar head" : "");
-    } else {
-      const auto& c = llama()->config();
-      std::snprintf(buf, sizeof buf,
-                    "%s: vocab_size %zu, max_position_embeddings %zu, hidden_size %zu, num_hidden_layers %zu, "
-                    "num_attention_heads %zu, num_key_value_heads %zu%s",
-                    c.model_type.c_str(), c.vocab_size, c.max_seq_len, c.hidden_size, c.layers, c.heads, c.kv_heads,
-                    c.scalar_head ? ", scalar head" : "");
-    }
-    return buf;
+    with_lora([&](const auto& lora) {
+      const auto& st = lora.settings();
+      std::string targets;
+      for (const auto& t : st.target_modules) targets += (targets.empty() ? "" : ",") + t;
+      std::snprintf(buf, sizeof buf, "; LoRA r %zu, alpha %g%s, dropout %g on %s: %zu adapted layers", st.r,
+                    st.lora_alpha, st.use_rslora ? " (rsLoRA)" : "", st.lora_dropout, targets.c_str(),
+                    lora.adapters().size());
+      out += buf;
+    });
+    return out;
   }
 };
 
@@ -105,11 +182,36 @@ inline bool is_reward_model_folder(const fs::path& folder) {
   return read_model_config(folder / "config.json").scalar_head;
 }
 
+// Whether a folder holds LoRA adapters alone (PEFT's adapter_config.json, no config.json of its own).
+inline bool is_adapter_folder(const fs::path& folder) {
+  std::error_code ec;
+  return fs::is_regular_file(folder / "adapter_config.json", ec) && !fs::exists(folder / "config.json", ec);
+}
+
+inline Model load_model(const fs::path& folder, bool scalar_head, std::uint64_t seed);
+
+// An adapter folder as a plain model: its base (adapter_config.json's base_model_name_or_path) with the adapters
+// merged in (PEFT's merge_and_unload).
+inline Model load_merged_adapter(const fs::path& folder, bool scalar_head, std::uint64_t seed) {
+  const auto settings = rlhf::load_adapter_settings(folder);
+  if (settings.base_model_name_or_path.empty())
+    rlhf::fail<rlhf::io_error>("'", (folder / "adapter_config.json").string(), "' names no base_model_name_or_path, "
+                               "so its base model is not known");
+  if (is_adapter_folder(settings.base_model_name_or_path))
+    rlhf::fail<rlhf::io_error>("'", (folder / "adapter_config.json").string(), "': its base '",
+                               settings.base_model_name_or_path, "' is itself an adapter folder; merge that one first");
+  Model base = load_model(settings.base_model_name_or_path, scalar_head, seed);
+  if (auto* g = base.gpt()) return Model(rlhf::merge_lora(rlhf::load_adapter(folder, std::move(*g))));
+  return Model(rlhf::merge_lora(rlhf::load_adapter(folder, std::move(*base.llama()))));
+}
+
 // A model folder's weights into a model of its config (with the scalar head when `scalar_head`: a language
-// model's folder then gives the trunk, and the head keeps its seeded initialisation).
+// model's folder then gives the trunk, and the head keeps its seeded initialisation). An adapter folder gives its
+// base with the adapters merged.
 inline Model load_model(const fs::path& folder, bool scalar_head, std::uint64_t seed) {
   std::error_code ec;
   if (!fs::is_directory(folder, ec)) rlhf::fail<rlhf::io_error>("model folder '", folder.string(), "' is not a folder");
+  if (is_adapter_folder(folder)) return load_merged_adapter(folder, scalar_head, seed);
   if (!is_llama_config(folder / "config.json")) return Model(load_model_folder(folder, scalar_head, seed));
   rlhf::LlamaConfig c = rlhf::load_llama_config(folder);
   if (c.scalar_head && !scalar_head)
@@ -134,8 +236,10 @@ inline Model fresh_model(const fs::path& config_json, bool scalar_head, std::uin
 }
 
 // Writes the model's folder: config.json (with the tokenizer's end-of-sequence id), model.safetensors and the
-// tokenizer's files, loadable as model_name_or_path.
+// tokenizer's files, loadable as model_name_or_path; an adapted model's is PEFT's adapter folder
+// (adapter_config.json, adapter_model.safetensors) and the tokenizer's files.
 inline void save_model(const Model& model, const TextCodec& codec, const fs::path& folder) {
+  if (model.with_lora([&](const auto& lora) { rlhf::save_adapter(lora, folder); })) return copy_tokenizer_files(codec, folder);
   if (const auto* g = model.gpt()) return save_model_folder(*g, codec, folder);
   rlhf::save_llama(*model.llama(), folder);
   auto config = rlhf::llama_config_to_json(model.llama()->config());
@@ -144,8 +248,17 @@ inline void save_model(const Model& model, const TextCodec& codec, const fs::pat
   copy_tokenizer_files(codec, folder);
 }
 
-// A checkpoint's weights into a model of the run (refused, naming the folder, when the shapes differ).
+// A checkpoint's weights into a model of the run (refused, naming the folder, when the shapes differ); an adapted
+// model's adapters from its adapter folder.
 inline void restore_model(Model& model, const fs::path& folder) {
+  if (model.with_lora([&](auto& lora) {
+        const auto saved = rlhf::load_adapter(folder, lora.base_copy());  // checks every tensor's name and shape
+        if (saved.parameters().size() != lora.parameters().size() || saved.adapters().size() != lora.adapters().size())
+          rlhf::fail<rlhf::config_error>("resume_from_checkpoint: the adapters in '", folder.string(),
+                                         "' are not the run's (lora_r / lora_target_modules changed?)");
+        std::copy(saved.parameters().begin(), saved.parameters().end(), lora.parameters().begin());
+      }))
+    return;
   const Model saved_shape = [&] {
     const bool head = model.scalar_head();
     if (is_llama_config(folder / "config.json")) {

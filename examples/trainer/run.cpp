@@ -92,7 +92,9 @@ Evaluation evaluation_pass(Session& s, std::size_t step) {
     std::vector<std::size_t> rows;
     for (std::size_t i = lo; i < hi; ++i) rows.push_back(i);
     const double share = double(rows.size()) / double(n);
+    s.policy->set_training(false);  // no LoRA dropout while evaluating
     const Evaluation e = s.method->evaluate(s, rows, step);
+    s.policy->set_training(true);
     total.metrics.combine(e.metrics, share);
     total.loss += share * e.loss;
   }
@@ -199,6 +201,7 @@ int run(const TrainingArguments& config, Method& method, rlhf::Communicator& com
                                     .max_grad_norm = config.max_grad_norm,
                                     .communicator = &comm};
     StepOutcome o;
+    s.policy->set_dropout_seed(s.args.seed ^ (0xd6e8feb86659fd93ULL * (g + 1)));  // LoRA's masks: a function of the step
     try {
       o = method.train_step(s, rows, options);
     } catch (const rlhf::value_error& e) {
@@ -246,9 +249,12 @@ int run(const TrainingArguments& config, Method& method, rlhf::Communicator& com
   if (s.writes()) save_model(*s.policy, s.codec, out);
   evaluate_now(s.total_steps);
   if (!s.writes()) return 0;
-  std::printf("wrote %s (the last checkpoint), the model in %s (config.json, model.safetensors, tokenizer files; "
-              "loadable as model_name_or_path), and the metrics in %s and %s\n",
-              path.string().c_str(), out.string().c_str(), log->jsonl().string().c_str(), log->csv().string().c_str());
+  std::printf("wrote %s (the last checkpoint), the model in %s (%s, tokenizer files; loadable as model_name_or_path%s), "
+              "and the metrics in %s and %s\n",
+              path.string().c_str(), out.string().c_str(),
+              s.policy->adapted() ? "PEFT's adapter_config.json, adapter_model.safetensors" : "config.json, model.safetensors",
+              s.policy->adapted() ? ", or as a full model after rlhf-train merge" : "", log->jsonl().string().c_str(),
+              log->csv().string().c_str());
   return 0;
 }
 

@@ -59,6 +59,33 @@ struct Session {
     if (args.bf16) m.set_matmul_precision(rlhf::gpt::MatmulPrecision::bf16);
     return m;
   }
+  // The frozen reference a method compares the policy with: the policy's base with its adapters off (use_peft), or
+  // the model as the run starts from.
+  Model reference_model() const {
+    return policy && policy->adapted() ? policy->adapters_off() : initial_model(false, args.seed);
+  }
+  // PEFT's LoraConfig from TRL's keys; a reward model's score head is trained in full (PEFT's SEQ_CLS task).
+  rlhf::LoraSettings lora_settings(bool scalar_head) const {
+    const auto names = [](const std::string& joined) {
+      std::vector<std::string> out;
+      for (std::size_t at = 0; at < joined.size();) {
+        const std::size_t comma = std::min(joined.find(',', at), joined.size());
+        out.push_back(joined.substr(at, comma - at));
+        at = comma + 1;
+      }
+      return out;
+    };
+    rlhf::LoraSettings l{.r = args.lora_r, .lora_alpha = args.lora_alpha, .lora_dropout = args.lora_dropout,
+                         .use_rslora = args.use_rslora, .target_modules = names(args.lora_target_modules),
+                         .modules_to_save = names(args.lora_modules_to_save),
+                         .base_model_name_or_path = args.model_name_or_path};
+    if (scalar_head) {
+      l.task_type = "SEQ_CLS";
+      if (std::find(l.modules_to_save.begin(), l.modules_to_save.end(), "score") == l.modules_to_save.end())
+        l.modules_to_save.push_back("score");
+    }
+    return l;
+  }
   // The AdamW settings of every optimizer the run makes.
   rlhf::AdamWConfig adamw_config() const {
     return {.learning_rate = float(args.learning_rate),
@@ -194,6 +221,10 @@ inline Session make_session(const TrainingArguments& args, Method& method, rlhf:
                     ? "on AVX-512 BF16"
                     : "portable path (this CPU has no AVX-512 BF16: bf16 rounding at float32 speed)");
   s.policy.emplace(s.initial_model(method.scalar_head(), args.seed));
+  if (args.use_peft) {  // A drawn from its own stream, so that the base's initialisation is the same as without
+    rlhf::Rng adapter_rng(args.seed ^ 0x4c6f52414c6f5241ULL);
+    s.policy.emplace(Model::adapted(std::move(*s.policy), s.lora_settings(method.scalar_head()), adapter_rng));
+  }
   const std::size_t positions = s.policy->max_seq_len(), vocab = s.policy->vocab_size();
   if (!method.samples() && s.args.max_length > positions) {
     if (comm.rank() == 0)

@@ -29,8 +29,9 @@ inline constexpr double unbounded = std::numeric_limits<double>::max();
 
 // text: any string; choice: one of a list; count: an integer ≥ 0 in a range; signed_count: an integer in a
 // range; seed: any 64-bit unsigned integer; real: a finite number in a range; real32: the same, where the value is
-// used as a float32 (the optimizer's settings), so that it must be in its range after rounding; boolean.
-enum class Kind { text, choice, count, signed_count, seed, real, real32, boolean };
+// used as a float32 (the optimizer's settings), so that it must be in its range after rounding; boolean; names: a
+// list of names (a JSON list of strings, or one string with commas between them), kept as one comma-joined string.
+enum class Kind { text, choice, count, signed_count, seed, real, real32, boolean, names };
 
 // Where a bound key's value lives: a typed pointer into its settings object.
 using FieldRef = std::variant<std::string*, bool*, std::size_t*, long long*, double*>;
@@ -97,6 +98,10 @@ KeySpec<O> float_key(const char* name, double O::*m, const char* help, double lo
   return {name, Kind::real32, m, help, lo, hi};
 }
 template <class O>
+KeySpec<O> names_key(const char* name, std::string O::*m, const char* help) {
+  return {name, Kind::names, m, help};
+}
+template <class O>
 KeySpec<O> flag_key(const char* name, bool O::*m, const char* help) {
   return {name, Kind::boolean, m, help};
 }
@@ -118,6 +123,7 @@ inline std::string range_text(const Key& k) {
     }
     case Kind::boolean: return "true or false";
     case Kind::text: return "a string";
+    case Kind::names: return "a list of names (or one string, names separated by commas)";
     case Kind::seed: return "an integer in [0, 2^64)";
     default: return "in [" + number_text(k.lo) + ", " + (k.hi == unbounded ? std::string("inf") : number_text(k.hi)) + "]";
   }
@@ -142,6 +148,33 @@ inline void assign(const Key& k, const json& v) {
       if (k.kind == Kind::choice && std::find(k.choices.begin(), k.choices.end(), s) == k.choices.end())
         refuse("'" + s.substr(0, 60) + "' is not " + range_text(k));
       *std::get<std::string*>(k.field) = s;
+      return;
+    }
+    case Kind::names: {
+      std::vector<std::string> names;
+      if (v.is_string()) {
+        const auto s = v.get<std::string>();
+        for (std::size_t at = 0; at <= s.size();) {
+          const std::size_t comma = std::min(s.find(',', at), s.size());
+          names.push_back(s.substr(at, comma - at));
+          at = comma + 1;
+        }
+        if (s.empty()) names.clear();
+      } else if (v.is_array()) {
+        for (const auto& n : v) {
+          if (!n.is_string()) refuse("must be a list of strings, got an element " + brief(n));
+          names.push_back(n.get<std::string>());
+        }
+      } else {
+        refuse("must be " + range_text(k) + ", got " + brief(v));
+      }
+      std::string joined;
+      for (const auto& n : names) {
+        if (n.empty() || n.find_first_of(std::string(",\0 ", 3)) != std::string::npos)
+          refuse("'" + n.substr(0, 60) + "' is not a name (empty, or holding a comma, a space or a NUL)");
+        joined += (joined.empty() ? "" : ",") + n;
+      }
+      *std::get<std::string*>(k.field) = joined;
       return;
     }
     case Kind::boolean:
@@ -183,6 +216,7 @@ inline json value_from_text(const Key& k, const std::string& text) {
   const auto refuse = [&](const std::string& why) { throw Refusal(std::string(k.name) + ": " + why); };
   switch (k.kind) {
     case Kind::text:
+    case Kind::names:
     case Kind::choice: return text;
     case Kind::boolean:
       if (text == "true" || text == "1") return true;

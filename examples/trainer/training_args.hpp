@@ -50,6 +50,15 @@ struct TrainingArguments {
   bool disable_tqdm = false;            // true: plain lines even on a terminal
   bool bf16 = false;                    // the models' matrix products in bf16 with float32 sums
 
+  // ---- LoRA (TRL's ModelConfig; PEFT's LoraConfig, docs/models/lora.md) ----
+  bool use_peft = false;                // train LoRA adapters on a frozen base; the reference is the base
+  std::size_t lora_r = 16;
+  double lora_alpha = 32;
+  double lora_dropout = 0.05;
+  std::string lora_target_modules;      // comma-joined names; "": PEFT's default for the family
+  std::string lora_modules_to_save;     // comma-joined; a reward model adds "score"
+  bool use_rslora = false;
+
   // ---- tokenisation (TRL's truncation) ----
   std::size_t max_length = 1024;
   std::size_t max_prompt_length = 512;  // 0: no limit
@@ -103,6 +112,16 @@ struct TrainingArguments {
         count_key("save_steps", &A::save_steps, "a checkpoint every N steps; 0: only the last", 0, 1e12),
         count_key("save_total_limit", &A::save_total_limit, "keep at most N checkpoints (the newest); 0: all", 0, 1e12),
         flag_key("disable_tqdm", &A::disable_tqdm, "plain progress lines even on a terminal"),
+        flag_key("use_peft", &A::use_peft, "train LoRA adapters on the frozen model; the reference is it without them"),
+        count_key("lora_r", &A::lora_r, "LoRA rank", 1, 4096),
+        real_key("lora_alpha", &A::lora_alpha, "LoRA scale numerator (scale alpha/r, or alpha/sqrt(r) with use_rslora)",
+                 1e-12, 1e12),
+        real_key("lora_dropout", &A::lora_dropout, "dropout on the adapters' input while training", 0, 0.999999),
+        names_key("lora_target_modules", &A::lora_target_modules,
+                  "PEFT module names to adapt, or all-linear (default: q_proj,v_proj; GPT-2: c_attn)"),
+        names_key("lora_modules_to_save", &A::lora_modules_to_save,
+                  "modules trained in full beside the adapters (a reward model's score is added)"),
+        flag_key("use_rslora", &A::use_rslora, "scale alpha/sqrt(r) (rank-stabilised LoRA)"),
         count_key("max_length", &A::max_length, "tokens per sequence, prompt included", 2, 1 << 20),
         count_key("max_prompt_length", &A::max_prompt_length, "prompt tokens kept; 0: no limit", 0, 1 << 20),
         count_key("max_completion_length", &A::max_completion_length, "completion tokens kept; 0: no limit", 0, 1 << 20),
@@ -125,6 +144,10 @@ inline void check_training_arguments(const TrainingArguments& a, bool samples) {
   if (a.output_dir.empty()) refuse("output_dir", "must not be empty");
   if (a.max_steps == 0) refuse("max_steps", "must be > 0, or -1 to use num_train_epochs");
   if (a.max_steps < 0 && !(a.num_train_epochs > 0)) refuse("num_train_epochs", "must be > 0 when max_steps is -1");
+  if (!a.use_peft)
+    for (const char* key : {"lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "lora_modules_to_save",
+                            "use_rslora"})
+      if (a.was_set(key)) refuse(key, "is a LoRA setting, but use_peft is false");
   if (a.max_prompt_length >= a.max_length && a.max_prompt_length != 0 && !samples)
     refuse("max_prompt_length", "must be below max_length (" + std::to_string(a.max_length) + ") to leave room for a completion");
 }

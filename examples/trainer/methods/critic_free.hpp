@@ -47,7 +47,7 @@ class CriticFreeMethod : public Method {
   void check(const TrainingArguments&) const override { online_.check(derived().name()); }
 
   void load_models(Session& s) override {
-    if (derived().uses_reference()) reference_.emplace(s.initial_model(false, s.args.seed));
+    if (derived().uses_reference()) reference_.emplace(s.reference_model());
     reward_.load(s, online_);
   }
 

@@ -60,7 +60,7 @@ class Dpo final : public OfflineMethod<Dpo, DpoSettings> {
   }
 
   void load_models(Session& s) override {
-    if (!settings_.reference_free) reference_.emplace(s.initial_model(false, s.args.seed));
+    if (!settings_.reference_free) reference_.emplace(s.reference_model());
   }
   // precompute_ref_log_probs: the reference's Σ log π of every pair's two responses, in fixed batches; the
   // reference is then freed.

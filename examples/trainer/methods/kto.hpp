@@ -39,7 +39,7 @@ class Kto final : public OfflineMethod<Kto, KtoSettings> {
       throw Refusal("per_device_train_batch_size: kto needs at least 2 rows per step (its reference point pairs each "
                     "prompt with another row's completion)");
   }
-  void load_models(Session& s) override { reference_.emplace(s.initial_model(false, s.args.seed)); }
+  void load_models(Session& s) override { reference_.emplace(s.reference_model()); }
 
   template <class M, class O>
   StepOutcome step(Session& s, M& model, O& optimizer, const TokenizedDataset& data, Rows rows, Split,

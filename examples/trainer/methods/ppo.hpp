@@ -62,7 +62,7 @@ class Ppo final : public Method {
 
   // The critic starts as the reward model (as TRL's), or with VADER from the policy's trunk and a fresh head.
   void load_models(Session& s) override {
-    reference_.emplace(s.initial_model(false, s.args.seed));
+    reference_.emplace(s.reference_model());
     reward_.load(s, settings_.online);
     if (reward_.is_model())
       value_.emplace(s.with_precision(load_model(settings_.online.reward_model_path, true, s.args.seed)));

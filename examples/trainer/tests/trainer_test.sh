@@ -4,12 +4,14 @@
 #               folder loadable as model_name_or_path for the next method; the same for a Llama-family model
 #               (llama_* resume cases below)
 #   resume M    method M: 2N steps straight vs N, resume, N (mid-epoch, 2 micro-batches): every byte of the
-#               model (and optimizer) files equal; M = dpo_bf16: DPO with bf16 products
+#               model (and optimizer) files equal; M = dpo_bf16: DPO with bf16 products; lora_M: on LoRA adapters
 #   sigint      SIGINT during a run writes a checkpoint and exits; resuming it ends on the straight run's bytes
 #   diverge     a NaN at step k stops the run naming step k; the last checkpoint is untouched and finite
 #   refuse      unknown keys and bad values, on the command line and in the config file: exit 2, the key named
 #   qwen3       a Qwen3-shaped model with Qwen3's own tokenizer.json (the general pipeline) and end-of-sequence
 #               token: SFT, then DPO from its output folder, which carries the tokenizer files
+#   lora        LoRA (use_peft): SFT writes PEFT's adapter folder; DPO starts from it (merged) with new adapters;
+#               rlhf-train merge writes the full model; LoRA keys without use_peft are refused
 #   chat        conversations through Qwen3's own chat template: SFT with assistant_only_loss, then DPO
 #   hostile     hostile inputs (huge numbers, deep nesting, FIFOs, /dev/zero, folders) exit 1 or 2 with one named line;
 #               two runs on one output_dir, a full disk, a fresh run into an old run's folder, a torn metrics line,
@@ -89,6 +91,13 @@ resume)
     orpo) args+=(--beta 0.5) ;;
     reinforce_pp) args+=(--reward_model_path vader --response_length 5 --num_generations 2 --kl_coef 0.05) ;;
     dpo_bf16) method=dpo; args+=(--bf16 true) ;;  # bf16 products: as deterministic, so as exactly resumable
+    lora_*)  # LoRA adapters (use_peft, dropout on): the reference is the base with them off
+      method=${method#lora_}
+      args+=(--use_peft true --lora_r 4 --lora_alpha 8 --lora_dropout 0.1)
+      [[ $method == llama_* ]] && args+=(--model_config "$root/tests/data/trainer/tiny_llama_config.json")
+      method=${method#llama_}
+      [[ $method == kto ]] && args+=(--train_file "$root/tests/data/tiny_unpaired.jsonl")
+      [[ $method == grpo ]] && args+=(--reward_model_path vader --response_length 5 --num_generations 2 --beta 0.1) ;;
     llama_*)  # the same methods on a Llama-family model (a tiny Qwen3: GQA 2:1, q/k norms, head_dim 8)
       method=${method#llama_}
       args+=(--model_config "$root/tests/data/trainer/tiny_llama_config.json")
@@ -102,15 +111,18 @@ resume)
   "$bin" "$method" "${args[@]}" --output_dir "$work/resumed" --resume_from_checkpoint latest > "$work/log.txt"
   grep -q "resuming at step 4" "$work/log.txt" || fail "did not resume"
   [[ "${4:-}" != dpo_bf16 ]] || grep -q "^bf16: matrix products in bf16" "$work/straight.txt" || fail "bf16 not on"
+  model_file=model.safetensors
+  [[ "${4:-}" != lora_* ]] || model_file=adapter_model.safetensors
+  [[ "${4:-}" != lora_* ]] || grep -q "; LoRA r 4, alpha 8" "$work/straight.txt" || fail "not LoRA: $(grep model: "$work/straight.txt")"
   for step in 8 10; do
-    for f in model.safetensors optimizer.safetensors rng_state.safetensors scheduler.safetensors; do
+    for f in $model_file optimizer.safetensors rng_state.safetensors scheduler.safetensors; do
       same "$work/straight/checkpoint-$step/$f" "$work/resumed/checkpoint-$step/$f"
     done
   done
   [[ "${4:-}" != llama_* ]] || grep -q "model: .*(qwen3: " "$work/straight.txt" || fail "not the Llama-family model"
   [[ "$method" != ppo ]] || same "$work/straight/checkpoint-10/value_model/model.safetensors" \
                                  "$work/resumed/checkpoint-10/value_model/model.safetensors"
-  same "$work/straight/model.safetensors" "$work/resumed/model.safetensors"
+  same "$work/straight/$model_file" "$work/resumed/$model_file"
   steps=$(sed 's/^{"step": \([0-9]*\),.*/\1/' "$work/resumed/metrics.jsonl" | tr '\n' ' ')
   [[ "$steps" == "1 2 3 4 5 6 7 8 9 10 " ]] || fail "the resumed log should hold steps 1..10 once each: $steps"
   echo "resume $method: checkpoints 8 and 10 and the final model are byte-identical"
@@ -210,6 +222,47 @@ qwen3)
     --per_device_train_batch_size 4 --output_dir "$work/dpo" > "$work/log.txt"
   grep -q '"rewards/accuracies": ' "$work/dpo/metrics.jsonl" || fail "no DPO metrics"
   echo "qwen3: SFT and DPO with Qwen3's tokenizer.json"
+  ;;
+lora)
+  "$bin" sft "${common[@]}" --max_steps 3 --per_device_train_batch_size 2 --use_peft true \
+    --lora_target_modules c_attn,c_proj,c_fc --use_rslora true --output_dir "$work/sft" > "$work/log.txt"
+  grep -q "PEFT's adapter_config.json" "$work/log.txt" || fail "no adapter folder announced: $(tail -1 "$work/log.txt")"
+  [[ -f "$work/sft/adapter_model.safetensors" && ! -e "$work/sft/model.safetensors" ]] || fail "not an adapter folder"
+  python3 - "$work/sft" <<'PY' || fail "adapter folder is not PEFT's"
+import json, struct, sys
+folder = sys.argv[1]
+c = json.load(open(folder + "/adapter_config.json"))
+assert c["peft_type"] == "LORA" and c["r"] == 16 and c["lora_alpha"] == 32 and c["use_rslora"] is True, c
+assert c["fan_in_fan_out"] is True and c["target_modules"] == ["c_attn", "c_proj", "c_fc"], c
+raw = open(folder + "/adapter_model.safetensors", "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+header = json.loads(raw[8:8 + n])
+names = sorted(k for k in header if k != "__metadata__")
+want = sorted("base_model.model.transformer.h.0.%s.lora_%s.weight" % (m, ab)
+              for m in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj") for ab in "AB")
+assert names == want, names
+assert header["base_model.model.transformer.h.0.attn.c_attn.lora_A.weight"]["shape"] == [16, 16]
+assert header["base_model.model.transformer.h.0.attn.c_attn.lora_B.weight"]["shape"] == [48, 16]
+PY
+  # a fresh model has no base folder to name: merge needs it given
+  status=0
+  "$bin" merge --adapter_path "$work/sft" --output_dir "$work/merged" 2> "$work/err.txt" || status=$?
+  [[ $status == 1 ]] && grep -q "names no base model" "$work/err.txt" || fail "merge without a base: $status $(cat "$work/err.txt")"
+  "$bin" sft "${common[@]}" --max_steps 2 --per_device_train_batch_size 2 --output_dir "$work/base" > /dev/null
+  "$bin" sft --model_name_or_path "$work/base" --train_file "$data" --max_steps 2 --per_device_train_batch_size 2 \
+    --use_peft true --disable_tqdm true --output_dir "$work/adapted" > /dev/null
+  grep -q "\"base_model_name_or_path\": \"$work/base\"" "$work/adapted/adapter_config.json" || fail "base not named"
+  "$bin" dpo --model_name_or_path "$work/adapted" --train_file "$data" --max_steps 2 --per_device_train_batch_size 2 \
+    --use_peft true --disable_tqdm true --output_dir "$work/dpo" > "$work/log.txt"
+  grep -q '"rewards/accuracies": ' "$work/dpo/metrics.jsonl" || fail "no DPO metrics from the adapter folder"
+  "$bin" merge --adapter_path "$work/adapted" --output_dir "$work/merged" > /dev/null
+  [[ -f "$work/merged/model.safetensors" && -f "$work/merged/config.json" ]] || fail "merge wrote no model"
+  cmp -s "$work/merged/model.safetensors" "$work/base/model.safetensors" && fail "merging changed nothing"
+  status=0
+  "$bin" dpo "${common[@]}" --lora_r 8 --output_dir "$work/refused" > /dev/null 2> "$work/err.txt" || status=$?
+  [[ $status == 2 ]] && grep -q "lora_r: is a LoRA setting, but use_peft is false" "$work/err.txt" ||
+    fail "lora_r without use_peft: exit $status, $(cat "$work/err.txt")"
+  echo "lora: SFT on adapters writes PEFT's folder; DPO from it; merge writes the full model"
   ;;
 chat)
   # conversational rows through Qwen3's own chat template (tokenizer_config.json): SFT with and without
