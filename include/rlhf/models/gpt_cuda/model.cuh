@@ -31,6 +31,7 @@
 #include "rlhf/models/gpt_cuda/attention.cuh"
 #include "rlhf/models/gpt_cuda/common.cuh"
 #include "rlhf/models/gpt_cuda/encoder.cuh"
+#include "rlhf/models/gpt_cuda/flash_attention.cuh"
 #include "rlhf/models/gpt_cuda/gelu.cuh"
 #include "rlhf/models/gpt_cuda/head.cuh"
 #include "rlhf/models/gpt_cuda/layernorm.cuh"
@@ -47,6 +48,9 @@ namespace rlhf {
 
 struct GptCudaOptions {
   GemmPrecision precision = GemmPrecision::tf32;  // tf32: tensor cores; fp32: exact float products (matmul.cuh)
+  // materialized: attention.cuh, keeps [L, B, NH, T, T] probabilities; flash: flash_attention.cuh, keeps
+  // [L, B, NH, T] (head size at most 128). flash has not yet run on a GPU: materialized stays the default until it has.
+  AttentionKernel attention = AttentionKernel::materialized;
 };
 
 class GptCuda {
@@ -59,6 +63,9 @@ class GptCuda {
   explicit GptCuda(const GptConfig& config, std::uint64_t seed = 0, const GptCudaOptions& options = {})
       : config_(config), options_(options) {
     config_.validate("rlhf::GptCuda");
+    if (options_.attention == AttentionKernel::flash)
+      gpt_cuda::flash::require_flash_shape({1, 1, config_.heads, config_.heads, config_.channels / config_.heads},
+                                           "rlhf::GptCuda (attention = flash)");
     blas_ = std::make_unique<gpt_cuda::Blas>(options_.precision);
     params_.resize(gpt_param_count(config_));
     grads_.resize(params_.size());
@@ -226,8 +233,10 @@ class GptCuda {
   struct Activations {  // device views into act_buffer_ for a batch B x T, N = B·T
     float* encoded;                       // [N, C]
     float *ln1, *ln1_mean, *ln1_rstd;     // [L, N, C], [L, N], [L, N]
-    float* qkvr;                          // [L, 3, B, NH, T, hs] q, k, v per head (kept for the backward)
-    float* att;                           // [L, B, NH, T, T] softmax probabilities
+    float* qkvr;                          // [L, 3, B, NH, T, hs] q, k, v per head (kept for the backward);
+                                          // flash: [L, N, 3C], the qkv projection itself (read in place)
+    float* att;                           // [L, B, NH, T, T] softmax probabilities (flash: none)
+    float* lse;                           // flash: [L, B, NH, T] log Σ exp of each query's scores (else none)
     float* atty;                          // [L, N, C]
     float* res2;                          // [L, N, C]
     float *ln2, *ln2_mean, *ln2_rstd;     // [L, N, C], [L, N], [L, N]
@@ -236,14 +245,15 @@ class GptCuda {
     float* res3;                          // [L, N, C]
     float *lnf, *lnf_mean, *lnf_rstd;     // [N, C], [N], [N]
     // scratch, reused by every layer
-    float* qkv;     // [N, 3C] the qkv projection before permuting
-    float* heads;   // [B, NH, T, hs] attention output per head (forward), its gradient (backward)
+    float* qkv;     // [N, 3C] the qkv projection before permuting (flash: none)
+    float* heads;   // [B, NH, T, hs] attention output per head (forward), its gradient (backward) (flash: none)
     float* d_res;   // [N, C]
     float* d_ln;    // [N, C]
     float* d_atty;  // [N, C]
     float* d_qkv;   // [N, 3C]
-    float* d_qkvr;  // [3, B, NH, T, hs]
-    float* d_att;   // [B, NH, T, T]
+    float* d_qkvr;  // [3, B, NH, T, hs] (flash: none)
+    float* d_att;   // [B, NH, T, T] (flash: none)
+    float* dsum;    // flash: [B, NH, T] dout·out per query (else none)
     float* d_fch;   // [N, 4C]
     float* column;  // column_scratch(N, 4C): partial sums of the bias and LayerNorm weight gradients
   };
@@ -311,9 +321,16 @@ class GptCuda {
       float* res3 = a.res3 + l * N * C;
       gpt_cuda::layernorm_forward(ln1, a.ln1_mean + l * N, a.ln1_rstd + l * N, res_in, p.ln1w + l * C,
                                   p.ln1b + l * C, N, C, eps);
-      gpt_cuda::matmul_forward(blas, a.qkv, ln1, p.qkvw + l * C * 3 * C, p.qkvb + l * 3 * C, N, C, 3 * C);
-      gpt_cuda::attention_forward(blas, atty, a.qkvr + l * 3 * N * C, a.att + l * att_size, a.heads, a.qkv,
-                                  d_real_.data(), B, Tn, C, NH);
+      if (flash()) {
+        float* qkv = a.qkvr + l * 3 * N * C;  // [N, 3C], kept
+        gpt_cuda::matmul_forward(blas, qkv, ln1, p.qkvw + l * C * 3 * C, p.qkvb + l * 3 * C, N, C, 3 * C);
+        gpt_cuda::flash_attention_forward(atty, a.lse + l * B * NH * Tn, qkv, qkv + C, qkv + 2 * C, d_real_.data(),
+                                          flash_shape(B, Tn));
+      } else {
+        gpt_cuda::matmul_forward(blas, a.qkv, ln1, p.qkvw + l * C * 3 * C, p.qkvb + l * 3 * C, N, C, 3 * C);
+        gpt_cuda::attention_forward(blas, atty, a.qkvr + l * 3 * N * C, a.att + l * att_size, a.heads, a.qkv,
+                                    d_real_.data(), B, Tn, C, NH);
+      }
       gpt_cuda::matmul_forward(blas, res2, atty, p.attprojw + l * C * C, p.attprojb + l * C, N, C, C);
       gpt_cuda::residual_forward(res2, res2, res_in, N * C);
       gpt_cuda::layernorm_forward(ln2, a.ln2_mean + l * N, a.ln2_rstd + l * N, res2, p.ln2w + l * C,
@@ -349,8 +366,15 @@ class GptCuda {
                                    p.ln2w + l * C, a.ln2_mean + l * N, a.ln2_rstd + l * N, N, C);
       gpt_cuda::matmul_backward(blas, a.d_atty, g.attprojw + l * C * C, g.attprojb + l * C, a.column, a.d_res,
                                 a.atty + l * N * C, p.attprojw + l * C * C, N, C, C);
-      gpt_cuda::attention_backward(blas, a.d_qkv, a.heads, a.d_att, a.d_qkvr, a.d_atty, a.qkvr + l * 3 * N * C,
-                                   a.att + l * att_size, B, Tn, C, NH);
+      if (flash()) {
+        const float* qkv = a.qkvr + l * 3 * N * C;
+        gpt_cuda::flash_attention_backward(a.d_qkv, a.d_qkv + C, a.d_qkv + 2 * C, a.dsum, a.d_atty, qkv, qkv + C,
+                                           qkv + 2 * C, a.atty + l * N * C, a.lse + l * B * NH * Tn,
+                                           d_real_.data(), flash_shape(B, Tn));
+      } else {
+        gpt_cuda::attention_backward(blas, a.d_qkv, a.heads, a.d_att, a.d_qkvr, a.d_atty, a.qkvr + l * 3 * N * C,
+                                     a.att + l * att_size, B, Tn, C, NH);
+      }
       gpt_cuda::matmul_backward(blas, a.d_ln, g.qkvw + l * C * 3 * C, g.qkvb + l * 3 * C, a.column, a.d_qkv,
                                 a.ln1 + l * N * C, p.qkvw + l * C * 3 * C, N, C, 3 * C);
       gpt_cuda::layernorm_backward(a.d_res, g.ln1w + l * C, g.ln1b + l * C, a.column, a.d_ln, res_in,
@@ -360,6 +384,13 @@ class GptCuda {
   }
 
   void require_same_batch(const TokenBatch& b, const char* fn) const { scored_.require_same(b, fn); }
+
+  bool flash() const { return options_.attention == AttentionKernel::flash; }
+  // The flash kernels' view of the qkv projection [N, 3C]: q, k, v C apart in each row, heads side by side.
+  gpt_cuda::flash::FlashShape flash_shape(std::size_t B, std::size_t Tn) const {
+    const std::size_t C = config_.channels, NH = config_.heads;
+    return {B, Tn, NH, NH, C / NH, 3 * C, 3 * C, C};
+  }
 
   // The LM head's products run over Vp = V rounded up to 32 (128 bytes). With an odd V (GPT-2's 50257) cuBLAS has
   // only unaligned kernels for them (measured on an H200: 4.8-5.4 ms each at B·T = 8192, three per SFT step).
@@ -382,21 +413,22 @@ class GptCuda {
   // Sizes every buffer for B x T; grows, never shrinks (a growth reallocates: contents are lost).
   void reserve(std::size_t B, std::size_t Tn) {
     const std::size_t C = config_.channels, L = config_.layers, NH = config_.heads, N = B * Tn,
-                      att = B * NH * Tn * Tn;
+                      att = flash() ? 0 : B * NH * Tn * Tn, rows = flash() ? B * NH * Tn : 0,
+                      permuted = flash() ? 0 : N * C;  // the materialized path's per-head scratch
     const std::size_t sizes[] = {N * C,         L * N * C,     L * N,     L * N,     L * 3 * N * C, L * att,
-                                 L * N * C,     L * N * C,     L * N * C, L * N,     L * N,         L * N * 4 * C,
-                                 L * N * 4 * C, L * N * C,     N * C,     N,         N,             N * 3 * C,
-                                 N * C,         N * C,         N * C,     N * C,     N * 3 * C,     3 * N * C,
-                                 att,           N * 4 * C,     gpt_cuda::column_scratch(N, 4 * C)};
+                                 L * rows,      L * N * C,     L * N * C, L * N * C, L * N,         L * N,
+                                 L * N * 4 * C, L * N * 4 * C, L * N * C, N * C,     N,             N,
+                                 3 * permuted,  permuted,      N * C,     N * C,     N * C,         N * 3 * C,
+                                 3 * permuted,  att,           rows,      N * 4 * C, gpt_cuda::column_scratch(N, 4 * C)};
     std::size_t total = 0;
     for (auto s : sizes) total += (s + 63) / 64 * 64;  // every view starts 256-byte aligned (cuBLASLt wants 16)
     act_buffer_.reserve(total);
     float* ptrs[std::size(sizes)];
     float* at = act_buffer_.data();
     for (std::size_t i = 0; i < std::size(sizes); ++i) ptrs[i] = at, at += (sizes[i] + 63) / 64 * 64;
-    act_ = {ptrs[0],  ptrs[1],  ptrs[2],  ptrs[3],  ptrs[4],  ptrs[5],  ptrs[6],  ptrs[7],  ptrs[8],
-            ptrs[9],  ptrs[10], ptrs[11], ptrs[12], ptrs[13], ptrs[14], ptrs[15], ptrs[16], ptrs[17],
-            ptrs[18], ptrs[19], ptrs[20], ptrs[21], ptrs[22], ptrs[23], ptrs[24], ptrs[25], ptrs[26]};
+    act_ = {ptrs[0],  ptrs[1],  ptrs[2],  ptrs[3],  ptrs[4],  ptrs[5],  ptrs[6],  ptrs[7],  ptrs[8],  ptrs[9],
+            ptrs[10], ptrs[11], ptrs[12], ptrs[13], ptrs[14], ptrs[15], ptrs[16], ptrs[17], ptrs[18], ptrs[19],
+            ptrs[20], ptrs[21], ptrs[22], ptrs[23], ptrs[24], ptrs[25], ptrs[26], ptrs[27], ptrs[28]};
     logits_.reserve(N * padded_vocab()), lnf_rows_.reserve(N * C), row_max_.reserve(N), row_log_sum_.reserve(N);
     d_tokens_.reserve(N), d_pos_.reserve(N), d_real_.reserve(N), d_src_.reserve(N), d_dst_.reserve(N);
     d_targets_.reserve(N), d_last_.reserve(B);
