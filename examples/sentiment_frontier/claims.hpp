@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "eval_phase.hpp"
+#include "hull.hpp"
 #include "report.hpp"
 #include "rlhf/eval/bootstrap.hpp"
 
@@ -34,16 +35,6 @@ struct Estimate {
   Interval ci;
   std::size_t seeds = 0;  // how many seeds it rests on
 };
-
-// Student's t 0.975 quantile with df degrees of freedom (a table to 30; beyond, the first Cornish–Fisher term).
-inline double t975(std::size_t df) {
-  static const double table[] = {12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
-                                 2.201,  2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
-                                 2.080,  2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042};
-  if (df >= 1 && df <= 30) return table[df - 1];
-  const double z = 1.959964;
-  return z + (z * z * z + z) / (4.0 * double(df));
-}
 
 // One value per seed (and its bootstrap interval over prompts) to one estimate, as the header says.
 inline Estimate over_seeds(const std::vector<double>& values, const std::vector<Interval>& per_seed) {

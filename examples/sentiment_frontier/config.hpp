@@ -73,15 +73,59 @@ struct TrainSettings {
   // fewer pairs); the whole set is the DPO run at that β.
   std::vector<float> dpo_data_fractions{0.0625f, 0.25f};
   float dpo_data_beta = 0.1f;
+  // The protocol: the pairs of every 10th training prompt (the reward model's held-out pairs) are kept out of the
+  // pair methods' training, for DPO's held-out implicit-reward accuracy; the step counts follow the rest.
+  bool hold_out_pairs = false;
   std::size_t ppo_steps = 48, ppo_batch = 16, ppo_epochs = 2, ppo_checkpoint_every = 12;
   float ppo_learning_rate = 5e-4f;
   std::size_t reward_model_steps = 150;
   float reward_model_learning_rate = 5e-4f;
 };
 
+// Which evaluation prompts a sweep evaluates on: all M, or one side of their split by the FNV-1a hash of the source
+// sentence's text (even: validation, odd: test).
+enum class PromptSplit { all, validation, test };
+
+inline const char* split_name(PromptSplit s) {
+  return s == PromptSplit::all ? "all" : s == PromptSplit::validation ? "validation" : "test";
+}
+
 struct EvalSettings {
+  PromptSplit split = PromptSplit::all;
   std::size_t samples_per_prompt = 2;
   std::size_t bootstrap_resamples = 2000;  // for the 95% intervals over prompts (milliseconds per checkpoint)
+};
+
+// The pre-registered protocol's grids (docs/experiments/sentiment.md#protocol-pre-registered): Stage A (tune) trains
+// every confirmatory method at every optimizer × learning rate × tune strength on tune_seed and evaluates on the
+// validation prompts; Stage B (test) trains the chosen settings at the test strengths on test_seeds, evaluated on the
+// test prompts, with the exploratory methods on their family's choice.
+struct ProtocolMethod {
+  std::string method;                  // a RunSpec method
+  std::vector<float> tune_strengths;   // Stage A; empty: not tuned (exploratory)
+  std::vector<float> test_strengths;   // Stage B
+  std::string tuned_like;              // exploratory: the confirmatory method whose choice it takes
+};
+
+struct ProtocolSettings {
+  std::vector<std::string> optimizers{"adamw", "rmsprop"};
+  std::vector<float> learning_rates{5e-5f, 1.6e-4f, 5e-4f};
+  std::vector<ProtocolMethod> methods{
+      {"dpo", {0.2f, 0.8f}, {0.05f, 0.2f, 0.8f, 3.2f}, ""},
+      {"ppo_rm", {0.05f, 0.1f}, {0.025f, 0.05f, 0.1f, 0.2f}, ""},
+      {"ppo_gt", {0.05f, 0.1f}, {0.025f, 0.05f, 0.1f, 0.2f}, ""},
+      {"grpo_gt", {0.05f, 0.1f}, {0.025f, 0.05f, 0.1f, 0.2f}, ""},
+      {"rloo_gt", {0.05f, 0.1f}, {0.025f, 0.05f, 0.1f, 0.2f}, ""},
+      {"unlikelihood", {}, {0.1f, 1.0f}, "dpo"},
+      {"preferred_ft", {}, {0.0f}, "dpo"},
+      {"ppo_rm_akl", {}, {3.0f, 9.0f}, "ppo_rm"},
+      {"ppo_gt_akl", {}, {3.0f, 9.0f}, "ppo_gt"}};
+  std::uint64_t tune_seed = 1;
+  std::vector<std::uint64_t> test_seeds{2, 3, 4};
+  double max_kl = 10;                      // the hull's area is taken over [0, max_kl] nats
+  std::vector<double> hull_points{2, 5, 10};  // secondary: h(k) at these KLs
+  double margin = 0.02;                    // a difference is called only if its interval clears ±margin
+  double tie = 1e-4;                       // Stage A: areas this close are a tie, won by the earlier setting
 };
 
 struct SweepConfig {
@@ -91,6 +135,7 @@ struct SweepConfig {
   PairSettings pairs;
   TrainSettings train;
   EvalSettings eval;
+  ProtocolSettings protocol;
   std::vector<std::uint64_t> seeds{1};  // one training run per method, setting and seed
   bool bf16 = false;  // SFT, the reward model and every training run with bf16 products (evaluation stays float32)
   std::uint64_t data_seed = 0;          // SFT, sampling the pairs, the evaluation prompts
@@ -177,6 +222,17 @@ inline SweepConfig full_config() {
   return c;
 }
 
+// The pre-registered protocol's base (docs/experiments/sentiment.md#protocol-pre-registered): the full sweep's data,
+// SFT, pairs and reward model, DPO's training pairs without the reward model's held-out ones, 8 checkpoints a run;
+// the runs themselves come from `protocol` (Stage A or B), not from the sweep's lists.
+inline SweepConfig protocol_config() {
+  SweepConfig c = full_config();
+  c.name = "protocol";
+  c.train.checkpoints = 8;
+  c.train.hold_out_pairs = true;
+  return c;
+}
+
 // The tests' configuration: every phase and method runs, on a handful of texts and a toy GPT.
 inline SweepConfig tiny_config() {
   SweepConfig c;
@@ -206,6 +262,18 @@ inline SweepConfig tiny_config() {
   c.train.ppo_checkpoint_every = 1;
   c.train.reward_model_steps = 2;
   c.eval.samples_per_prompt = 1;
+  // the protocol's dry run: its shape, two rates, one strength per stage where the real one has 2 or 4
+  c.protocol.learning_rates = {2.5e-4f, 1e-3f};
+  c.protocol.methods = {{"dpo", {0.8f}, {0.2f, 0.8f}, ""},
+                        {"ppo_rm", {0.1f}, {0.05f, 0.1f}, ""},
+                        {"ppo_gt", {0.1f}, {0.05f, 0.1f}, ""},
+                        {"grpo_gt", {0.1f}, {0.05f, 0.1f}, ""},
+                        {"rloo_gt", {0.1f}, {0.05f, 0.1f}, ""},
+                        {"unlikelihood", {}, {0.5f}, "dpo"},
+                        {"preferred_ft", {}, {0.0f}, "dpo"},
+                        {"ppo_rm_akl", {}, {3.0f}, "ppo_rm"},
+                        {"ppo_gt_akl", {}, {3.0f}, "ppo_gt"}};
+  c.protocol.test_seeds = {2, 3, 4};
   return c;
 }
 
@@ -213,7 +281,8 @@ inline SweepConfig config_named(const std::string& name) {
   if (name == "reduced") return reduced_config();
   if (name == "full") return full_config();
   if (name == "tiny") return tiny_config();
-  throw std::invalid_argument("unknown sweep '" + name + "' (reduced, full or tiny)");
+  if (name == "protocol") return protocol_config();
+  throw std::invalid_argument("unknown sweep '" + name + "' (reduced, full, protocol or tiny)");
 }
 
 }  // namespace sentiment

@@ -8,6 +8,7 @@
 // A sequence is [bos] text [eos], cut to the model's T; every token after bos is a response token for SFT.
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <set>
 #include <string>
 #include <vector>
@@ -102,6 +103,7 @@ inline Prompt prefix_prompt(const rlhf::io::Tokenizer& tok, const std::vector<rl
 
 struct PromptSets {
   std::vector<Prompt> train, eval;
+  std::vector<std::string> eval_sources;          // [eval.size()] the held-out sentence each evaluation prompt cuts
   std::size_t eval_sentences = 0;                 // held-out sentences the evaluation prompts came from
   std::size_t from_reviews = 0, from_fortunes = 0;  // of train
   std::size_t review_candidates = 0;              // distinct training prefixes the other held-out sentences give
@@ -119,7 +121,10 @@ inline PromptSets make_prompt_sets(const rlhf::io::Tokenizer& tok, const Texts& 
   for (; i < texts.prompt_reviews.size() && out.eval.size() < s.eval_prompts; ++i) {
     const auto ids = tok.encode(texts.prompt_reviews[i]);
     const std::size_t k = length();
-    if (ids.size() >= s.min_prompt_tokens + 1) out.eval.push_back(prefix_prompt(tok, ids, k));
+    if (ids.size() >= s.min_prompt_tokens + 1) {
+      out.eval.push_back(prefix_prompt(tok, ids, k));
+      out.eval_sources.push_back(texts.prompt_reviews[i]);
+    }
   }
   out.eval_sentences = i;
   std::set<Prompt> seen(out.eval.begin(), out.eval.end());
@@ -145,6 +150,15 @@ inline PromptSets make_prompt_sets(const rlhf::io::Tokenizer& tok, const Texts& 
   for (auto& p : shuffled(std::move(fortunes)))
     if (out.train.size() < s.train_prompts) out.train.push_back(std::move(p)), ++out.from_fortunes;
   return out;
+}
+
+// The protocol's split of the evaluation prompts: by the 64-bit FNV-1a hash of the source sentence's text, even
+// to validation, odd to test (independent of the tokenizer and of the prompt's length).
+inline bool in_split(const std::string& source, PromptSplit split) {
+  if (split == PromptSplit::all) return true;
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  for (const char c : source) h = (h ^ static_cast<unsigned char>(c)) * 0x100000001b3ull;
+  return (h % 2 == 0) == (split == PromptSplit::validation);
 }
 
 inline rlhf::PromptBatch prompt_batch(const std::vector<std::vector<rlhf::token_id>>& prompts, std::size_t begin,

@@ -101,8 +101,12 @@ class Evaluator {
     key_.add("sft", sft.key.hex()).add("M", c.pairs.eval_prompts).add("samples", c.eval.samples_per_prompt)
         .add("new_tokens", c.pairs.max_new_tokens).add("pairs", pairs.key.hex()).add("seed", c.data_seed)
         .add("format", "per-prompt+bootstrap").add("resamples", c.eval.bootstrap_resamples);
-    prompts_ = pairs.eval_prompts;  // never trained on, never a training prompt
-    if (prompts_.empty()) throw std::runtime_error("no held-out review sentences are left for evaluation prompts");
+    if (c.eval.split != PromptSplit::all) key_.add("split", split_name(c.eval.split));
+    for (std::size_t i = 0; i < pairs.eval_prompts.size(); ++i)  // never trained on, never a training prompt
+      if (in_split(pairs.eval_sources[i], c.eval.split)) prompts_.push_back(pairs.eval_prompts[i]);
+    if (prompts_.empty())
+      throw std::runtime_error(std::string("no held-out review sentences are left for evaluation prompts (") +
+                               split_name(c.eval.split) + " side)");
   }
 
   std::size_t prompt_count() const { return prompts_.size(); }

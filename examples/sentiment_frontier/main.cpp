@@ -5,7 +5,10 @@
 //
 //   sentiment_frontier [--config reduced|full|tiny] [--out DIR] [--reviews DIR] [--lexicon FILE]
 //                      [--fortunes DIR] [--seeds 1,2,3] [--quiet]
+//   sentiment_frontier --config protocol --stage tune|test [--choices FILE]   the pre-registered protocol
+//                      (Stage A writes the choices file, Stage B reads it; --config tiny --stage ... is its dry run)
 //
+// It prints the commit and the machine first, and keeps them in <out>/provenance.txt.
 // Every phase is cached under --out (default out/sentiment/<config>): a re-run skips what is done.
 #include <cstdint>
 #include <cstdio>
@@ -16,6 +19,8 @@
 
 #include "common/cli.hpp"
 #include "pipeline.hpp"
+#include "protocol.hpp"
+#include "provenance.hpp"
 
 #ifndef RLHF_SOURCE_DIR
 #define RLHF_SOURCE_DIR "."
@@ -32,8 +37,17 @@ int main(int argc, char** argv) {
   CLI::App app{"The controlled-sentiment experiment: DPO, unlikelihood, preferred-FT and PPO on the reward-KL "
                "frontier (docs/experiments/sentiment.md)",
                "sentiment_frontier"};
-  app.add_option("--config", name, "sweep size")->check(CLI::IsMember({"reduced", "full", "tiny"}))
+  app.add_option("--config", name, "sweep size (protocol: the pre-registered protocol's base, with --stage)")
+      ->check(CLI::IsMember({"reduced", "full", "tiny", "protocol"}))
       ->capture_default_str();
+  std::string stage, choices;
+  app.add_option("--stage", stage,
+                 "run a stage of the pre-registered protocol (docs/experiments/sentiment.md): tune (Stage A: writes "
+                 "--choices) or test (Stage B: reads it)")
+      ->check(CLI::IsMember({"tune", "test"}));
+  app.add_option("--choices", choices,
+                 "Stage A's choices file (default: docs/experiments/sentiment_protocol_choices.txt for --config "
+                 "protocol, <out>/protocol_choices.txt otherwise)");
   app.add_option("--out", out, "output folder; a re-run skips what is done there (default out/sentiment/<config>)");
   app.add_option("--reviews", reviews, "folder of npm sentiment@5.0.2's review fixtures")->check(CLI::ExistingDirectory);
   app.add_option("--lexicon", lexicon, "VADER's vader_lexicon.txt")->check(CLI::ExistingFile);
@@ -48,6 +62,11 @@ int main(int argc, char** argv) {
   if (const int code = examples::parse_command_line(app, argc, argv); code >= 0) return code;
   if (std::set<std::uint64_t>(seeds.begin(), seeds.end()).size() != seeds.size())
     return examples::refuse(app, "--seeds", "a seed is given twice");
+  if (name == "protocol" && stage.empty())
+    return examples::refuse(app, "--stage", "--config protocol runs one stage: --stage tune or --stage test");
+  if (!stage.empty() && !seeds.empty())
+    return examples::refuse(app, "--seeds", "the protocol's seeds are fixed in advance (config.hpp); not with --stage");
+  if (!choices.empty() && stage.empty()) return examples::refuse(app, "--choices", "only with --stage");
 
   try {
     auto config = sentiment::config_named(name);
@@ -57,12 +76,26 @@ int main(int argc, char** argv) {
     if (!seeds.empty()) config.seeds = seeds;
     config.bf16 = config.bf16 || bf16;  // the full sweep trains with bf16 products anyway
     if (out.empty()) out = "out/sentiment/" + name;
-    std::printf("sentiment_frontier: %s sweep, output in %s\n", name.c_str(), out.c_str());
+    std::printf("sentiment_frontier: %s sweep%s, output in %s\n", name.c_str(),
+                stage.empty() ? "" : (", stage " + stage).c_str(), out.c_str());
+    const std::string provenance = sentiment::provenance_text(RLHF_SOURCE_DIR);
+    std::printf("%s", provenance.c_str());
+    sentiment::fs::create_directories(out);
+    sentiment::write_file_atomic(sentiment::fs::path(out) / "provenance.txt", provenance);
     if (config.bf16)
       std::printf("bf16: training with bf16 products, %s\n",
                   rlhf::gpt::bf16::hardware_available() ? "on AVX-512 BF16"
                                                         : "portable path (no AVX-512 BF16 here: float32 speed)");
     const auto t0 = sentiment::Clock::now();
+    if (!stage.empty()) {
+      if (choices.empty())
+        choices = name == "protocol" ? std::string(RLHF_SOURCE_DIR) + "/docs/experiments/sentiment_protocol_choices.txt"
+                                     : out + "/protocol_choices.txt";
+      const auto report = sentiment::run_protocol_stage(
+          config, stage == "tune" ? sentiment::Stage::tune : sentiment::Stage::test, out, choices, provenance, quiet);
+      std::printf("\n%s  %-22s %8.1fs\n", report.c_str(), "total", sentiment::seconds_since(t0));
+      return 0;
+    }
     const auto r = sentiment::run_pipeline(config, out, quiet);
 
     std::printf("\n%s\n", sentiment::summary_table(r.rows, config.train.dpo_data_beta).c_str());

@@ -36,6 +36,7 @@ struct PairsOutput {
   CacheKey key{"pairs"};
   std::vector<Prompt> prompts;       // the N training prompts
   std::vector<Prompt> eval_prompts;  // the M evaluation prompts: none of them a training prompt
+  std::vector<std::string> eval_sources;  // [M] the held-out sentence of each (its hash splits them: in_split)
   std::size_t from_reviews = 0, from_fortunes = 0, review_candidates = 0, eval_sentences = 0;
   std::vector<Completion> completions;
   std::vector<Pair> pairs;
@@ -120,6 +121,7 @@ inline PairsOutput run_pairs_phase(Context& ctx, const Texts& texts, const SftOu
   auto sets = make_prompt_sets(*ctx.tokenizer, texts, s, c.data_seed + 10);
   out.prompts = std::move(sets.train);
   out.eval_prompts = std::move(sets.eval);
+  out.eval_sources = std::move(sets.eval_sources);
   out.from_reviews = sets.from_reviews, out.from_fortunes = sets.from_fortunes;
   out.review_candidates = sets.review_candidates, out.eval_sentences = sets.eval_sentences;
   const CacheEntry entry(ctx.out, out.key);

@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <ctime>
 #include <optional>
 #include <string>
 #include <vector>
@@ -34,7 +35,7 @@
 #include "rlhf/algorithms/sft.hpp"
 #include "rlhf/algorithms/unlikelihood.hpp"
 #include "rlhf/models/gpt/checkpoint.hpp"
-#include "rlhf/optim/adamw.hpp"
+#include "optimizer.hpp"
 #include "sft_phase.hpp"
 
 namespace sentiment {
@@ -43,6 +44,7 @@ struct RunSpec {
   std::string method;  // dpo, unlikelihood, preferred_ft, ppo_rm, ppo_gt (and sft: the reference itself)
   float hyper = 0;     // β, α or κ; 0 for preferred_ft and sft
   std::uint64_t seed = 1;
+  OptimizerSettings optimizer{};  // the protocol's runs name theirs; the sweeps' use AdamW at the method's rate
 
   bool has_hyper() const { return method != "preferred_ft" && method != "sft"; }
   std::string hyper_text() const {
@@ -54,6 +56,7 @@ struct RunSpec {
   std::string label() const {
     std::string text = method;
     if (has_hyper()) text.append(" ").append(hyper_text());
+    if (!optimizer.is_default()) text.append(" ").append(optimizer.text());
     return text.append(" seed ").append(std::to_string(seed));
   }
   bool is_ppo() const {
@@ -74,6 +77,7 @@ struct SavedCheckpoint {
 struct RunOutput {
   RunSpec spec;
   std::vector<SavedCheckpoint> checkpoints;
+  double cpu_seconds = 0;  // process CPU time of the training (every thread), kept with the run when cached
 };
 
 inline std::vector<RunSpec> sweep_runs(const SweepConfig& c) {
@@ -120,6 +124,12 @@ class PromptCycle {
   std::size_t next_;
 };
 
+// The run's optimizer over `steps` training steps; `rate` the sweep's rate for the method (the default's).
+inline SweepOptimizer make_optimizer(const RunSpec& run, float rate, std::size_t steps, float rate_factor = 1.0f) {
+  const float lr = run.optimizer.learning_rate > 0 ? run.optimizer.learning_rate : rate;
+  return SweepOptimizer(run.optimizer.kind, rate_factor * lr, steps);
+}
+
 inline fs::path checkpoint_path(const CacheEntry& e, std::size_t step) {
   char name[40];
   std::snprintf(name, sizeof name, "step-%06zu.safetensors", step);
@@ -136,19 +146,20 @@ inline void train_on_pairs(Context& ctx, const RunSpec& run, const PairsOutput& 
   for (std::size_t i = pairs.size(); i-- > 1;) std::swap(pairs[i], pairs[rng.below(i + 1)]);
   if (run.method == "dpo_data")
     pairs.resize(std::max<std::size_t>(1, std::size_t(std::ceil(double(run.hyper) * double(pairs.size())))));
-  rlhf::AdamW<float> opt({.learning_rate = t.learning_rate, .weight_decay = 0.0f});
+  auto opt = make_optimizer(run, t.learning_rate, t.steps);
   Progress progress(run.label(), t.steps, ctx.quiet);
   for (std::size_t s = 0; s < t.steps; ++s) {
     const auto batch = pair_batch(data, pairs, s * t.batch, (s + 1) * t.batch);
+    const rlhf::StepOptions options = opt.next_step();
     rlhf::StepResult r;
     if (run.method == "dpo") {
-      r = rlhf::dpo_step(policy, opt, batch, {.beta = run.hyper});
+      r = rlhf::dpo_step(policy, opt, batch, {.beta = run.hyper}, options);
     } else if (run.method == "dpo_data") {
-      r = rlhf::dpo_step(policy, opt, batch, {.beta = t.dpo_data_beta});
+      r = rlhf::dpo_step(policy, opt, batch, {.beta = t.dpo_data_beta}, options);
     } else if (run.method == "unlikelihood") {
-      r = rlhf::unlikelihood_step(policy, opt, batch, {.alpha = run.hyper});
+      r = rlhf::unlikelihood_step(policy, opt, batch, {.alpha = run.hyper}, options);
     } else {
-      r = rlhf::sft_step(policy, opt, batch.chosen);
+      r = rlhf::sft_step(policy, opt, batch.chosen, {}, options);
     }
     progress.update(s + 1, "loss", r.loss);
     if ((s + 1) % t.checkpoint_every == 0 || s + 1 == t.steps) {
@@ -184,8 +195,8 @@ inline void train_ppo(Context& ctx, const RunSpec& run, const SftOutput& sft, co
     return out;
   };
 
-  rlhf::AdamW<float> policy_opt({.learning_rate = t.ppo_learning_rate, .weight_decay = 0.0f});
-  rlhf::AdamW<float> value_opt({.learning_rate = 2 * t.ppo_learning_rate, .weight_decay = 0.0f});
+  auto policy_opt = make_optimizer(run, t.ppo_learning_rate, t.ppo_steps);
+  auto value_opt = make_optimizer(run, t.ppo_learning_rate, t.ppo_steps, 2.0f);  // the critic at twice the rate
   rlhf::FixedKlController fixed{run.hyper};
   rlhf::AdaptiveKlController adaptive{.coef = t.adaptive_kl_init, .target = run.hyper,
                                       .horizon = t.adaptive_kl_horizon};
@@ -202,8 +213,10 @@ inline void train_ppo(Context& ctx, const RunSpec& run, const SftOutput& sft, co
     const rlhf::PpoModels models{.policy = policy, .reference = reference, .value_model = value_model, .reward = reward};
     const rlhf::PpoOptimizers optimizers{.policy = policy_opt, .value = value_opt};
     const auto x = prompt_batch(prompts, 0, prompts.size());
-    const auto r = run.is_adaptive() ? rlhf::ppo_step(models, optimizers, adaptive, x, rng, config)
-                                     : rlhf::ppo_step(models, optimizers, fixed, x, rng, config);
+    const rlhf::StepOptions options = policy_opt.next_step();  // clips the policy's and the critic's gradients
+    value_opt.next_step();
+    const auto r = run.is_adaptive() ? rlhf::ppo_step(models, optimizers, adaptive, x, rng, config, options)
+                                     : rlhf::ppo_step(models, optimizers, fixed, x, rng, config, options);
     progress.update(s + 1, "reward", r.metrics[rlhf::metric::objective_scores]);
     if ((s + 1) % t.ppo_checkpoint_every == 0 || s + 1 == t.ppo_steps) {
       saved.push_back({run, s + 1, checkpoint_path(entry, s + 1)});
@@ -231,16 +244,17 @@ inline void train_critic_free(Context& ctx, const RunSpec& run, const SftOutput&
   config.iterations = t.ppo_epochs;
   config.sample = {.max_new_tokens = ctx.config.pairs.max_new_tokens, .temperature = 1.0f,
                    .stop_token = ctx.tokenizer->eos()};
-  rlhf::AdamW<float> opt({.learning_rate = t.ppo_learning_rate, .weight_decay = 0.0f});
+  auto opt = make_optimizer(run, t.ppo_learning_rate, t.ppo_steps);
   rlhf::Rng rng(run.seed * 1000 + 17);
   const std::size_t per_step = std::max<std::size_t>(1, t.ppo_batch / G);
   PromptCycle cycle(data.prompts.size());
   Progress progress(run.label(), t.ppo_steps, ctx.quiet);
   for (std::size_t s = 0; s < t.ppo_steps; ++s) {
     const auto prompts = cycle.take(data.prompts, per_step, rng);
+    const rlhf::StepOptions options = opt.next_step();
     const auto r = rlhf::critic_free_step(
         rlhf::CriticFreeModels{.policy = policy, .reference = reference, .reward = reward}, opt,
-        prompt_batch(prompts, 0, prompts.size()), rng, config);
+        prompt_batch(prompts, 0, prompts.size()), rng, config, options);
     progress.update(s + 1, "reward", r.metrics["reward"]);
     if ((s + 1) % t.ppo_checkpoint_every == 0 || s + 1 == t.ppo_steps) {
       saved.push_back({run, s + 1, checkpoint_path(entry, s + 1)});
@@ -266,6 +280,13 @@ inline RunOutput run_training(Context& ctx, const RunSpec& run, const SftOutput&
     if (run.method == "dpo_data") key.add("beta", t.dpo_data_beta);
   }
   if (ctx.config.bf16) key.add("bf16", 1);
+  if (!run.optimizer.is_default()) {  // absent for the sweeps' AdamW, so that their cache keys stay as they were
+    const RmspropRecipe recipe;
+    key.add("optimizer", optimizer_name(run.optimizer.kind)).add("opt_lr", run.optimizer.learning_rate);
+    if (run.optimizer.kind == OptimizerKind::rmsprop)
+      key.add("warmup", recipe.warmup_fraction).add("max_grad_norm", recipe.max_grad_norm);
+  }
+  if (ctx.config.train.hold_out_pairs && !run.is_online()) key.add("pairs_held_out", "every-10th-prompt");
   const CacheEntry entry(ctx.out / "runs", key);
   RunOutput out{run, {}};
   const auto t0 = Clock::now();
@@ -274,10 +295,12 @@ inline RunOutput run_training(Context& ctx, const RunSpec& run, const SftOutput&
     const std::size_t every = run.is_online() ? t.ppo_checkpoint_every : t.checkpoint_every;
     for (std::size_t s = 1; s <= steps; ++s)
       if (s % every == 0 || s == steps) out.checkpoints.push_back({run, s, detail::checkpoint_path(entry, s)});
+    if (fs::exists(entry.file("cpu_seconds.txt"))) out.cpu_seconds = std::stod(read_file(entry.file("cpu_seconds.txt")));
     ctx.record("train " + run.label(), seconds_since(t0), true);
     return out;
   }
   entry.begin();
+  const std::clock_t cpu0 = std::clock();
   auto policy = rlhf::load_checkpoint<float>(sft.checkpoint);
   for_training(ctx, policy);
   if (run.is_critic_free())
@@ -286,6 +309,8 @@ inline RunOutput run_training(Context& ctx, const RunSpec& run, const SftOutput&
     detail::train_ppo(ctx, run, sft, data, run.uses_reward_model() ? &rm : nullptr, policy, entry, out.checkpoints);
   else
     detail::train_on_pairs(ctx, run, data, policy, entry, out.checkpoints);
+  out.cpu_seconds = double(std::clock() - cpu0) / CLOCKS_PER_SEC;
+  write_file_atomic(entry.file("cpu_seconds.txt"), std::to_string(out.cpu_seconds) + "\n");
   entry.finish();
   ctx.record("train " + run.label(), seconds_since(t0), false);
   return out;
