@@ -44,7 +44,9 @@ if [ -z "$only" ] || [ "$only" = asan ]; then
   #   models_gpt_gradcheck  finite-difference gradient checks of the GPT: ~50 s in Release but over 10 minutes under
   #                    the sanitizers on 2 cores; the same forward and backward code runs here in models_gpt_layers,
   #                    models_gpt_policy and algorithms_gpt
-  (cd "$build" && ctest --output-on-failure -j "$jobs" -E '^(consumer_.*|compile_fail_.*|models_gpt_gradcheck)$')
+  #   models_lora_gradcheck  the same for LoRA's adapters on whole models (6 min of CPU under the sanitizers); the
+  #                    adapters' forward and backward run here in models_lora_training and models_lora_parity
+  (cd "$build" && ctest --output-on-failure -j "$jobs" -E '^(consumer_.*|compile_fail_.*|models_gpt_gradcheck|models_lora_gradcheck)$')
 fi
 
 if [ -z "$only" ] || [ "$only" = fuzz ]; then
