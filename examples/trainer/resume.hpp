@@ -2,7 +2,7 @@
 // What a checkpoint-<step>/ folder holds, and putting it back:
 //
 //   config.json, model.safetensors, tokenizer files   the model, loadable as model_name_or_path
-//   optimizer.safetensors                              AdamW's step count and moments (optim/state_file.hpp)
+//   optimizer.safetensors                              AdamW's or RMSprop's step count and buffers (optim/state_file.hpp)
 //   scheduler.safetensors, rng_state.safetensors       the schedule's step, the sampling RNG
 //   trainer_state.json                                 global_step (the data position), epoch, the data's shape
 //   what the method adds (Method::save)                PPO: value_model/, value_optimizer.safetensors, kl_coef
@@ -41,7 +41,7 @@ inline std::vector<rlhf::Rng::State> gather_rng_states(const Session& s) {
 inline void fill_checkpoint(const Session& s, std::size_t step, const fs::path& folder,
                             const std::vector<rlhf::Rng::State>& rngs, const std::string& unlogged = {}) {
   save_model(*s.policy, s.codec, folder);
-  rlhf::save_optimizer_state(folder / "optimizer.safetensors", *s.optimizer);
+  s.optimizer->save(folder / "optimizer.safetensors");
   rlhf::save_schedule_state(folder / "scheduler.safetensors", *s.schedule);
   for (std::size_t r = 0; r < rngs.size(); ++r) {
     rlhf::Rng rng;
@@ -138,7 +138,7 @@ inline std::size_t restore_checkpoint(Session& s, const fs::path& folder) {
   const auto step = detail::state_value<std::size_t>(state, state_file, "global_step");
 
   restore_model(*s.policy, folder);
-  rlhf::load_optimizer_state(folder / "optimizer.safetensors", *s.optimizer, s.policy->parameters().size());
+  s.optimizer->load(folder / "optimizer.safetensors", s.policy->parameters().size());
   const auto schedule = rlhf::load_schedule_state(folder / "scheduler.safetensors");
   s.schedule->restore({s.schedule->config(), schedule.step});  // the step; the config is this run's (max_steps may grow)
   rlhf::load_rng_state(folder / rng_file(s.rank()), s.rng);

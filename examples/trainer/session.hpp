@@ -14,6 +14,7 @@
 
 #include "method.hpp"
 #include "model_family.hpp"
+#include "optimizer.hpp"
 #include "rlhf/core/rng.hpp"
 #include "rlhf/distributed/communicator.hpp"
 #include "rlhf/io/chat_template/conversation_renderer.hpp"
@@ -39,7 +40,7 @@ struct Session {
   rlhf::token_id stop_token = -1;  // where sampling stops: eos, or the template's end-of-turn token
   TokenizedDataset train, eval;  // eval: empty without eval_file
   std::optional<Model> policy;   // the reward model itself for `reward`
-  std::optional<rlhf::AdamW<float>> optimizer;
+  std::optional<Optimizer> optimizer;
   std::optional<rlhf::LearningRateSchedule> schedule;
   rlhf::Rng rng;
   std::size_t rows_per_step = 0, steps_per_epoch = 0, total_steps = 0;  // rows_per_step: over every rank
@@ -86,13 +87,16 @@ struct Session {
     }
     return l;
   }
-  // The AdamW settings of every optimizer the run makes.
-  rlhf::AdamWConfig adamw_config() const {
-    return {.learning_rate = float(args.learning_rate),
-            .beta1 = float(args.adam_beta1),
-            .beta2 = float(args.adam_beta2),
-            .epsilon = float(args.adam_epsilon),
-            .weight_decay = float(args.weight_decay)};
+  // An optimizer of the run's kind (`optim`) and settings, for the policy and for PPO's critic.
+  Optimizer make_optimizer() const {
+    if (args.optim == "rmsprop")
+      return Optimizer(rlhf::Rmsprop<float>({.learning_rate = float(args.learning_rate),
+                                             .weight_decay = float(args.weight_decay)}));
+    return Optimizer(rlhf::AdamW<float>({.learning_rate = float(args.learning_rate),
+                                         .beta1 = float(args.adam_beta1),
+                                         .beta2 = float(args.adam_beta2),
+                                         .epsilon = float(args.adam_epsilon),
+                                         .weight_decay = float(args.weight_decay)}));
   }
 };
 
@@ -247,7 +251,7 @@ inline Session make_session(const TrainingArguments& args, Method& method, rlhf:
                                  " but train_file is ", rlhf::io::to_string(s.train.format));
   }
   method.load_models(s);
-  s.optimizer.emplace(s.adamw_config());
+  s.optimizer.emplace(s.make_optimizer());
 
   s.rows_per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * std::size_t(comm.size());
   s.steps_per_epoch = (s.train.size() + s.rows_per_step - 1) / s.rows_per_step;

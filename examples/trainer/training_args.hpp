@@ -28,6 +28,7 @@ struct TrainingArguments {
                                         // (tokenizer_config.json), else the default (io/chat_template.hpp)
 
   // ---- optimisation ----
+  std::string optim = "adamw_torch";    // adamw_torch | rmsprop
   double learning_rate = 0;             // 0 here: the method's default
   std::size_t per_device_train_batch_size = 8;
   std::size_t per_device_eval_batch_size = 8;
@@ -88,7 +89,9 @@ struct TrainingArguments {
                  "a checkpoint folder, or 'latest' (the newest under output_dir)"),
         text_key("chat_template", &A::chat_template,
                  "one message's template for conversational rows, {role} {content} (default: the tokenizer's own)"),
-        float_key("learning_rate", &A::learning_rate, "peak AdamW learning rate (default: the method's)", 1e-30, 10),
+        choice_key("optim", &A::optim, "the optimizer: AdamW, or RMSprop (torch's defaults; the DPO paper's)",
+                   {"adamw_torch", "rmsprop"}),
+        float_key("learning_rate", &A::learning_rate, "peak learning rate (default: the method's)", 1e-30, 10),
         count_key("per_device_train_batch_size", &A::per_device_train_batch_size, "rows per micro-batch", 1, 1 << 20),
         count_key("per_device_eval_batch_size", &A::per_device_eval_batch_size, "rows per evaluation batch", 1, 1 << 20),
         count_key("gradient_accumulation_steps", &A::gradient_accumulation_steps, "micro-batches per optimizer step", 1,
@@ -144,6 +147,9 @@ inline void check_training_arguments(const TrainingArguments& a, bool samples) {
   if (a.output_dir.empty()) refuse("output_dir", "must not be empty");
   if (a.max_steps == 0) refuse("max_steps", "must be > 0, or -1 to use num_train_epochs");
   if (a.max_steps < 0 && !(a.num_train_epochs > 0)) refuse("num_train_epochs", "must be > 0 when max_steps is -1");
+  if (a.optim == "rmsprop")
+    for (const char* key : {"adam_beta1", "adam_beta2", "adam_epsilon"})
+      if (a.was_set(key)) refuse(key, "is an AdamW setting, but optim is rmsprop");
   if (!a.use_peft)
     for (const char* key : {"lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "lora_modules_to_save",
                             "use_rslora"})

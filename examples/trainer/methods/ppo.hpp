@@ -68,7 +68,7 @@ class Ppo final : public Method {
       value_.emplace(s.with_precision(load_model(settings_.online.reward_model_path, true, s.args.seed)));
     else
       value_.emplace(s.initial_model(true, s.args.seed + 1));
-    value_optimizer_.emplace(s.adamw_config());
+    value_optimizer_.emplace(s.make_optimizer());
     kl_coef_ = settings_.kl_coef;
   }
 
@@ -77,9 +77,8 @@ class Ppo final : public Method {
     auto reward = [&](const rlhf::TokenBatch& b) { return reward_.scores(s, b); };
     rlhf::PpoModels<Model, Model, Model, decltype(reward)&> models{
         .policy = *s.policy, .reference = *reference_, .value_model = *value_, .reward = reward};
-    rlhf::PpoOptimizers<rlhf::AdamW<float>, rlhf::AdamW<float>> optimizers{.policy = *s.optimizer,
-                                                                           .value = *value_optimizer_};
-    value_optimizer_->set_learning_rate(s.optimizer->config().learning_rate);
+    rlhf::PpoOptimizers<Optimizer, Optimizer> optimizers{.policy = *s.optimizer, .value = *value_optimizer_};
+    value_optimizer_->set_learning_rate(s.optimizer->learning_rate());
     const auto prompts = rlhf::io::collate_prompts(s.train.rows, rows);
     const auto config = step_config(s);
     StepOutcome out;
@@ -112,12 +111,12 @@ class Ppo final : public Method {
   // The critic and its AdamW, and the KL coefficient the controller has reached.
   void save(const Session&, const fs::path& folder, json& state) const override {
     save_model(*value_, TextCodec{}, folder / "value_model");
-    rlhf::save_optimizer_state(folder / "value_optimizer.safetensors", *value_optimizer_);
+    value_optimizer_->save(folder / "value_optimizer.safetensors");
     state["kl_coef"] = kl_coef_;
   }
   void restore(Session&, const fs::path& folder, const json& state) override {
     restore_model(*value_, folder / "value_model");
-    rlhf::load_optimizer_state(folder / "value_optimizer.safetensors", *value_optimizer_, value_->parameters().size());
+    value_optimizer_->load(folder / "value_optimizer.safetensors", value_->parameters().size());
     const auto it = state.find("kl_coef");
     if (it == state.end() || !it->is_number())
       rlhf::fail<rlhf::io_error>("'", (folder / "trainer_state.json").string(), "': missing or non-numeric 'kl_coef'");
@@ -140,7 +139,7 @@ class Ppo final : public Method {
   PpoSettings settings_;
   RewardSource reward_;
   std::optional<Model> reference_, value_;
-  std::optional<rlhf::AdamW<float>> value_optimizer_;
+  std::optional<Optimizer> value_optimizer_;
   double kl_coef_ = 0;
 };
 

@@ -4,7 +4,8 @@
 #               folder loadable as model_name_or_path for the next method; the same for a Llama-family model
 #               (llama_* resume cases below)
 #   resume M    method M: 2N steps straight vs N, resume, N (mid-epoch, 2 micro-batches): every byte of the
-#               model (and optimizer) files equal; M = dpo_bf16: DPO with bf16 products; lora_M: on LoRA adapters
+#               model (and optimizer) files equal; M = dpo_bf16: DPO with bf16 products; lora_M: on LoRA adapters;
+#               rmsprop_M: with RMSprop
 #   sigint      SIGINT during a run writes a checkpoint and exits; resuming it ends on the straight run's bytes
 #   diverge     a NaN at step k stops the run naming step k; the last checkpoint is untouched and finite
 #   refuse      unknown keys and bad values, on the command line and in the config file: exit 2, the key named
@@ -91,6 +92,10 @@ resume)
     orpo) args+=(--beta 0.5) ;;
     reinforce_pp) args+=(--reward_model_path vader --response_length 5 --num_generations 2 --kl_coef 0.05) ;;
     dpo_bf16) method=dpo; args+=(--bf16 true) ;;  # bf16 products: as deterministic, so as exactly resumable
+    rmsprop_*)  # RMSprop (optim rmsprop): its square averages and step resumed; PPO's critic has one too
+      method=${method#rmsprop_}
+      args+=(--optim rmsprop --learning_rate 0.0005)
+      [[ $method == ppo ]] && args+=(--reward_model_path vader --response_length 5 --num_ppo_epochs 2 --num_mini_batches 2) ;;
     lora_*)  # LoRA adapters (use_peft, dropout on): the reference is the base with them off
       method=${method#lora_}
       args+=(--use_peft true --lora_r 4 --lora_alpha 8 --lora_dropout 0.1)
@@ -122,6 +127,14 @@ resume)
   [[ "${4:-}" != llama_* ]] || grep -q "model: .*(qwen3: " "$work/straight.txt" || fail "not the Llama-family model"
   [[ "$method" != ppo ]] || same "$work/straight/checkpoint-10/value_model/model.safetensors" \
                                  "$work/resumed/checkpoint-10/value_model/model.safetensors"
+  [[ "$method" != ppo ]] || same "$work/straight/checkpoint-10/value_optimizer.safetensors" \
+                                 "$work/resumed/checkpoint-10/value_optimizer.safetensors"
+  [[ "${4:-}" != rmsprop_* ]] || python3 - "$work/resumed/checkpoint-10/optimizer.safetensors" <<'PY' || fail "not RMSprop's state"
+import json, struct, sys
+raw = open(sys.argv[1], "rb").read()
+header = json.loads(raw[8:8 + struct.unpack("<Q", raw[:8])[0]])
+assert header["__metadata__"]["rlhf_state"] == "rmsprop", header["__metadata__"]
+PY
   same "$work/straight/$model_file" "$work/resumed/$model_file"
   steps=$(sed 's/^{"step": \([0-9]*\),.*/\1/' "$work/resumed/metrics.jsonl" | tr '\n' ' ')
   [[ "$steps" == "1 2 3 4 5 6 7 8 9 10 " ]] || fail "the resumed log should hold steps 1..10 once each: $steps"
@@ -189,6 +202,9 @@ refuse)
   expect2 "loss_type: 'kto' is not one of" dpo "${common[@]}" "${out[@]}" --loss_type kto
   expect2 "beta: not a setting of rlhf-train sft" sft "${common[@]}" "${out[@]}" --beta 0.1
   expect2 "reward_model_path: is required" ppo "${common[@]}" "${out[@]}"
+  expect2 "optim: 'sgd' is not one of" dpo "${common[@]}" "${out[@]}" --optim sgd
+  expect2 "adam_beta1: is an AdamW setting, but optim is rmsprop" dpo "${common[@]}" "${out[@]}" --optim rmsprop \
+    --adam_beta1 0.8
   expect2 "train_file: is required" sft --model_config "$root/tests/data/trainer/tiny_gpt2_config.json" \
     --tokenizer_name_or_path "$tok" "${out[@]}"
   echo '{"learning_rate": 0.1, "max_stepz": 3}' > "$work/bad.json"
