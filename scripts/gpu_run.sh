@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The CUDA models' run on a GPU machine with no network (no apt, no pip): builds only the CUDA targets with nvcc
 # from the headers that scripts/gpu_pack.sh carried (gpu_deps/), then runs, each under its own timeout inside one
-# overall budget: kernels -> model -> training -> llama_kernels -> llama_model -> Thrust typed tests -> the
-# gpt_dpo example -> the GPT benchmark -> the Llama benchmark. Writes $OUT/summary.txt plus one log per stage and
+# overall budget: kernels -> model -> training -> llama_kernels -> llama_model -> flash -> bf16 -> Thrust typed tests ->
+# the gpt_dpo example -> the GPT benchmark (TF32), with flash attention, with bf16 products, with both -> the Llama
+# benchmark. Writes $OUT/summary.txt plus one log per stage and
 # build.log (what the device tool brings back); ./gpu-out when OUT is unset. docs/models/gpt_cuda.md, "Running on a
-# GPU"; the Llama's stages: docs/models/llama.md, "The CUDA twin" (compiled here, not yet run on a device).
+# GPU"; the Llama's stages: docs/models/llama.md, "The CUDA twin"; flash, bf16 and their benchmarks:
+# docs/models/gpt_cuda.md, "Flash attention and BF16 products" (those stages: compiled here, not yet run on a device).
 #
 #   scripts/gpu_pack.sh && OUT=/tmp/gpu-out scripts/gpu_run.sh      (exit 0: every stage passed, or, on a machine
 #                                                                   without a GPU, every stage skipped cleanly)
@@ -16,8 +18,9 @@
 #   RLHF_GPU_BUILD_DIR     build folders, one per target (default build-gpu/)
 #   RLHF_GPU_BENCH_STEPS   timed steps per benchmark row (default 5)
 #   RLHF_GPU_STAGES        the stages to build and run, in this order (default all: kernels model training
-#                          llama_kernels llama_model typed example bench llama_bench); e.g. "llama_kernels
-#                          llama_model" builds and runs only the CUDA Llama's tests
+#                          llama_kernels llama_model flash bf16 typed example bench bench_flash bench_bf16
+#                          bench_fast llama_bench); e.g. "llama_kernels llama_model" builds and runs only the CUDA
+#                          Llama's tests; "flash bf16 bench bench_flash bench_bf16 bench_fast" issue 31's run
 #   RLHF_GPU_SANITIZER     1: then compute-sanitizer memcheck on the kernel tests with what is left of the budget
 #   RLHF_GPU_FORCE_BUILD   1: build even when gpu_deps/bin holds binaries of these very sources (gpu_pack.sh
 #                          --binaries; used when their stamp matches `scripts/gpu_run.sh --stamp` and they load)
@@ -66,6 +69,9 @@ say "gpu: ${gpu_name:-none (dry run: every stage must end 'no GPU')}"
 say "host: $(uname -srm), $(nproc) cores, jobs $jobs, budget ${budget}s"
 say "tools: $(nvcc --version 2>/dev/null | tail -n 1 || echo 'no nvcc'); $(c++ --version 2>/dev/null | head -n 1);" \
   "$(cmake --version 2>/dev/null | head -n 1); generator $generator"
+# cuDNN (its fused attention would be an alternative to our flash kernel where the machine has it): what ldconfig lists
+cudnn="$(ldconfig -p 2>/dev/null | grep -o 'libcudnn\.so\.[0-9]*' | sort -u | tr '\n' ' ')"
+say "cudnn: ${cudnn:-none listed by ldconfig}"
 say "deps: $deps ($(grep -v '^#' "$deps/MANIFEST" 2>/dev/null | tr '\n' ' '))"
 say "tree: $(git rev-parse --short HEAD 2>/dev/null || echo 'no git') $(git status --porcelain 2>/dev/null |
   grep -c . | sed 's/$/ files changed/' || true)"
@@ -73,7 +79,8 @@ command -v nvcc >/dev/null 2>&1 || { say "FAIL: nvcc not found"; exit 1; }
 [ -f "$deps/include/doctest/doctest.h" ] || { say "FAIL: $deps/include lacks doctest (scripts/gpu_pack.sh)"; exit 1; }
 
 # ---- the stages and their binaries -------------------------------------------------------------------------------
-all_stages="kernels model training llama_kernels llama_model typed example bench llama_bench"
+all_stages="kernels model training llama_kernels llama_model flash bf16 typed example"
+all_stages="$all_stages bench bench_flash bench_bf16 bench_fast llama_bench"
 stages="${RLHF_GPU_STAGES:-$all_stages}"
 stage_target() {
   case $1 in
@@ -82,9 +89,11 @@ stage_target() {
     training) echo gpt_cuda_training ;;
     llama_kernels) echo llama_cuda_kernels ;;
     llama_model) echo llama_cuda_model ;;
+    flash) echo gpt_cuda_flash ;;
+    bf16) echo gpt_cuda_bf16 ;;
     typed) echo cuda_typed_tests ;;
     example) echo gpt_dpo_cuda ;;
-    bench) echo bench_gpt_cuda ;;
+    bench | bench_flash | bench_bf16 | bench_fast) echo bench_gpt_cuda ;;
     llama_bench) echo bench_llama_cuda ;;
     *) return 1 ;;
   esac
@@ -97,9 +106,9 @@ selected() { case " $stages " in *" $1 "*) return 0 ;; esac; return 1; }
 # ---- build: one folder per target, the targets side by side ---------------------------------------------------
 # Slowest first. With fewer jobs than targets (a small machine), one compilation per target at a time.
 targets=""
-for t in cuda_typed_tests gpt_cuda_training llama_cuda_model gpt_cuda_model llama_cuda_kernels gpt_cuda_kernels \
-  gpt_dpo_cuda bench_gpt_cuda bench_llama_cuda; do
-  for st in $stages; do [ "$(stage_target "$st")" = "$t" ] && targets="$targets $t"; done
+for t in cuda_typed_tests gpt_cuda_training llama_cuda_model gpt_cuda_model gpt_cuda_flash gpt_cuda_bf16 \
+  llama_cuda_kernels gpt_cuda_kernels gpt_dpo_cuda bench_gpt_cuda bench_llama_cuda; do
+  for st in $stages; do [ "$(stage_target "$st")" = "$t" ] && targets="$targets $t" && break; done  # once each
 done
 targets="${targets# }"
 ntargets=$(echo $targets | wc -w)
@@ -233,16 +242,21 @@ run_stage model 60 77 "$(bin gpt_cuda_model)" --duration=true
 run_stage training 75 77 "$(bin gpt_cuda_training)" --duration=true
 run_stage llama_kernels 45 77 "$(bin llama_cuda_kernels)" --duration=true
 run_stage llama_model 75 77 "$(bin llama_cuda_model)" --duration=true
+run_stage flash 60 77 "$(bin gpt_cuda_flash)" --duration=true
+run_stage bf16 45 77 "$(bin gpt_cuda_bf16)" --duration=true
 run_stage typed 60 77 "$(bin cuda_typed_tests)" --duration=true
 run_stage example 40 2 "$(bin gpt_dpo_cuda)" --device cuda --steps 20
 unset CUDA_LAUNCH_BLOCKING  # timings: launches asynchronous
 run_stage bench 150 77 "$(bin bench_gpt_cuda)" --steps "${RLHF_GPU_BENCH_STEPS:-5}"
+run_stage bench_flash 150 77 "$(bin bench_gpt_cuda)" --steps "${RLHF_GPU_BENCH_STEPS:-5}" --flash
+run_stage bench_bf16 150 77 "$(bin bench_gpt_cuda)" --steps "${RLHF_GPU_BENCH_STEPS:-5}" --bf16
+run_stage bench_fast 150 77 "$(bin bench_gpt_cuda)" --steps "${RLHF_GPU_BENCH_STEPS:-5}" --bf16 --flash
 run_stage llama_bench 120 77 "$(bin bench_llama_cuda)" --steps "${RLHF_GPU_BENCH_STEPS:-5}"
 
 # ---- opt-in (RLHF_GPU_SANITIZER=1): compute-sanitizer on the kernel tests, with what is left of the budget --------
-# (the GPT's and the Llama's kernel tests, when their stages ran; each gets half of what is left when both do)
+# (the GPT's, the Llama's and flash attention's kernel tests, when their stages ran; what is left is shared out)
 sanitized=""
-for t in gpt_cuda_kernels llama_cuda_kernels; do [ -x "$(bin $t)" ] && sanitized="$sanitized $t"; done
+for t in gpt_cuda_kernels llama_cuda_kernels gpt_cuda_flash gpt_cuda_bf16; do [ -x "$(bin $t)" ] && sanitized="$sanitized $t"; done
 if [ "${RLHF_GPU_SANITIZER:-0}" = 1 ] && [ "$have_gpu" = 1 ] && command -v compute-sanitizer >/dev/null 2>&1 &&
   [ -n "$sanitized" ] && [ "$(left)" -ge 60 ]; then
   n_sanitized=$(echo $sanitized | wc -w)

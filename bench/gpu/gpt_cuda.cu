@@ -9,7 +9,12 @@
 // an H100 SXM: 494.7 TFLOP/s for TF32 (what the default GEMMs run) and, for comparison with BF16 trainers such as
 // llm.c, 989.4 TFLOP/s for BF16. Other GPUs: read the TFLOP/s column.
 //
-//   bench_gpt_cuda [--quick] [--steps N] [--fp32]
+// The last column is the device memory in use while the row's models exist (their parameters, optimizer state and
+// activation buffers, which grow to the largest batch and never shrink: the row's peak, up to Thrust's temporaries).
+//
+//   bench_gpt_cuda [--quick] [--steps N] [--fp32 | --bf16] [--flash]
+//     --bf16   GemmPrecision::bf16: bf16 operands, float32 sums and parameters (gpt_cuda/matmul.cuh)
+//     --flash  attention = flash (gpt_cuda/flash_attention.cuh) instead of the materialized T×T probabilities
 #include <cuda_runtime.h>
 
 #include <chrono>
@@ -63,10 +68,17 @@ double time_it(F&& f, int warmup, int steps) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / steps;
 }
 
+double gib_in_use() {
+  std::size_t free_bytes = 0, total_bytes = 0;
+  RLHF_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  return double(total_bytes - free_bytes) / (1 << 30);
+}
+
 void row(const char* config, const char* step, double seconds, double tokens, double flops) {
   const double tflops = flops / seconds / 1e12;
-  std::printf("| %-10s | %-12s | %9.2f | %11.0f | %7.1f | %8.1f%% | %8.1f%% |\n", config, step, seconds * 1e3,
-              tokens / seconds, tflops, 100 * tflops * 1e12 / peak_tf32, 100 * tflops * 1e12 / peak_bf16);
+  std::printf("| %-10s | %-12s | %9.2f | %11.0f | %7.1f | %8.1f%% | %8.1f%% | %7.2f |\n", config, step,
+              seconds * 1e3, tokens / seconds, tflops, 100 * tflops * 1e12 / peak_tf32,
+              100 * tflops * 1e12 / peak_bf16, gib_in_use());
   std::fflush(stdout);
 }
 
@@ -76,12 +88,15 @@ int main(int argc, char** argv) {
   bool quick = false;
   int steps = 10;
   GemmPrecision precision = GemmPrecision::tf32;
+  AttentionKernel attention = AttentionKernel::materialized;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--quick")) quick = true;
     else if (!std::strcmp(argv[i], "--fp32")) precision = GemmPrecision::fp32;
+    else if (!std::strcmp(argv[i], "--bf16")) precision = GemmPrecision::bf16;
+    else if (!std::strcmp(argv[i], "--flash")) attention = AttentionKernel::flash;
     else if (!std::strcmp(argv[i], "--steps") && i + 1 < argc) steps = std::atoi(argv[++i]);
     else {
-      std::fprintf(stderr, "usage: %s [--quick] [--steps N] [--fp32]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--quick] [--steps N] [--fp32 | --bf16] [--flash]\n", argv[0]);
       return 2;
     }
   }
@@ -94,8 +109,10 @@ int main(int argc, char** argv) {
   }
   cudaDeviceProp prop{};
   RLHF_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
-  std::printf("bench_gpt_cuda: %s (%d SMs), GEMMs in %s, %d timed steps after 2 warm-up steps\n", prop.name,
-              prop.multiProcessorCount, precision == GemmPrecision::tf32 ? "TF32" : "FP32", steps);
+  std::printf("bench_gpt_cuda: %s (%d SMs), GEMMs in %s, %s attention, %d timed steps after 2 warm-up steps\n",
+              prop.name, prop.multiProcessorCount,
+              precision == GemmPrecision::tf32 ? "TF32" : precision == GemmPrecision::bf16 ? "BF16" : "FP32",
+              attention == AttentionKernel::flash ? "flash" : "materialized", steps);
   std::printf("MFU vs H100 SXM dense peaks: TF32 %.1f, BF16 %.1f TFLOP/s\n\n", peak_tf32 / 1e12, peak_bf16 / 1e12);
 
   // B, P: the peer's B = 16 at the small configs; GPT-2 small: 8 sequences of 1024 in both steps
@@ -105,15 +122,15 @@ int main(int argc, char** argv) {
       {"gpt2-124M",
        {.vocab_size = 50257, .max_seq_len = 1024, .channels = 768, .layers = 12, .heads = 12},
        8, 4, 1024}};
-  std::printf("| config     | step         | ms / step | tokens / s  | TFLOP/s | MFU tf32 | MFU bf16 |\n");
-  std::printf("|------------|--------------|-----------|-------------|---------|----------|----------|\n");
+  std::printf("| config     | step         | ms / step | tokens / s  | TFLOP/s | MFU tf32 | MFU bf16 | GiB used |\n");
+  std::printf("|------------|--------------|-----------|-------------|---------|----------|----------|----------|\n");
   for (const auto& s : setups) {
     if (quick && s.config.channels == 768 && steps > 3) steps = 3;
     const GptConfig& c = s.config;
     const std::size_t B = s.batch, T = s.time;
     const double per_token = train_flops_per_token(c, T);
     {  // SFT: forward + backward + AdamW on B sequences
-      GptCuda policy(c, 1, {.precision = precision});
+      GptCuda policy(c, 1, {.precision = precision, .attention = attention});
       CudaAdamW opt({.learning_rate = 1e-4f});
       const TokenBatch batch = random_batch(B, T, c.vocab_size, 2);
       const double sec = time_it([&] { sft_step(policy, opt, batch); }, 2, steps);
@@ -121,14 +138,14 @@ int main(int argc, char** argv) {
     }
     {  // DPO: policy forward + backward on 2P sequences, reference forward on the same, AdamW
       const std::size_t P = s.pairs;
-      GptCuda policy(c, 1, {.precision = precision}), reference(c, 1, {.precision = precision});
+      GptCuda policy(c, 1, {.precision = precision, .attention = attention}), reference(c, 1, {.precision = precision, .attention = attention});
       CudaAdamW opt({.learning_rate = 1e-4f});
       const PreferenceBatch batch{random_batch(P, T, c.vocab_size, 3), random_batch(P, T, c.vocab_size, 4), {}, {}};
       const double sec = time_it([&] { dpo_step(policy, reference, opt, batch); }, 2, steps);
       row(s.name, "DPO", sec, double(2 * P * T), double(2 * P * T) * per_token * (1.0 + 1.0 / 3.0));
     }
     if (c.channels < 768) {  // sampling: 32 new tokens after a 16-token prompt, B rows
-      GptCuda policy(c, 1, {.precision = precision});
+      GptCuda policy(c, 1, {.precision = precision, .attention = attention});
       PromptBatch prompts{B, 16, std::vector<token_id>(B * 16, 1), std::vector<std::size_t>(B, 16)};
       const SampleOptions o{.max_new_tokens = 32, .temperature = 1.0f, .top_k = 50};
       Rng rng(5);

@@ -9,7 +9,8 @@
 //
 // Status: compiled with nvcc for sm_90; not yet run on a device (docs/models/llama.md, "The CUDA twin").
 //
-//   bench_llama_cuda [--quick] [--steps N] [--fp32]      (--quick: the SmolLM2 shape only)
+//   bench_llama_cuda [--quick] [--steps N] [--fp32 | --bf16] [--flash]      (--quick: the SmolLM2 shape only)
+//     --bf16: GemmPrecision::bf16; --flash: AttentionKernel::flash (both issue 31's, not yet run on a device)
 #include <cuda_runtime.h>
 
 #include <chrono>
@@ -73,12 +74,15 @@ int main(int argc, char** argv) {
   bool quick = false;
   int steps = 5;
   GemmPrecision precision = GemmPrecision::tf32;
+  AttentionKernel attention = AttentionKernel::materialized;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--quick")) quick = true;
     else if (!std::strcmp(argv[i], "--fp32")) precision = GemmPrecision::fp32;
+    else if (!std::strcmp(argv[i], "--bf16")) precision = GemmPrecision::bf16;
+    else if (!std::strcmp(argv[i], "--flash")) attention = AttentionKernel::flash;
     else if (!std::strcmp(argv[i], "--steps") && i + 1 < argc) steps = std::atoi(argv[++i]);
     else {
-      std::fprintf(stderr, "usage: %s [--quick] [--steps N] [--fp32]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--quick] [--steps N] [--fp32 | --bf16] [--flash]\n", argv[0]);
       return 2;
     }
   }
@@ -91,8 +95,10 @@ int main(int argc, char** argv) {
   }
   cudaDeviceProp prop{};
   RLHF_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
-  std::printf("bench_llama_cuda: %s (%d SMs), GEMMs in %s, %d timed steps after 2 warm-up steps\n", prop.name,
-              prop.multiProcessorCount, precision == GemmPrecision::tf32 ? "TF32" : "FP32", steps);
+  std::printf("bench_llama_cuda: %s (%d SMs), GEMMs in %s, %s attention, %d timed steps after 2 warm-up steps\n",
+              prop.name, prop.multiProcessorCount,
+              precision == GemmPrecision::tf32 ? "TF32" : precision == GemmPrecision::bf16 ? "BF16" : "FP32",
+              attention == AttentionKernel::flash ? "flash" : "materialized", steps);
   std::printf("MFU vs H100 SXM dense peaks: TF32 %.1f, BF16 %.1f TFLOP/s\n\n", peak_tf32 / 1e12, peak_bf16 / 1e12);
 
   // the published configs (docs/models/llama.md): SmolLM2-135M and Qwen2.5-0.5B; 8 sequences of 512 per SFT step,
@@ -115,7 +121,7 @@ int main(int argc, char** argv) {
     const std::size_t B = s.batch, T = s.time;
     const double per_token = train_flops_per_token(c, T);
     {  // SFT: forward + backward + AdamW on B sequences
-      LlamaCuda policy(c, 1, {.precision = precision});
+      LlamaCuda policy(c, 1, {.precision = precision, .attention = attention});
       CudaAdamW opt({.learning_rate = 1e-5f});
       const TokenBatch batch = random_batch(B, T, c.vocab_size, 2);
       const double sec = time_it([&] { sft_step(policy, opt, batch); }, 2, steps);
@@ -123,7 +129,7 @@ int main(int argc, char** argv) {
     }
     {  // DPO: policy forward + backward on 2P sequences, reference forward on the same, AdamW
       const std::size_t P = s.pairs;
-      LlamaCuda policy(c, 1, {.precision = precision}), reference(c, 1, {.precision = precision});
+      LlamaCuda policy(c, 1, {.precision = precision, .attention = attention}), reference(c, 1, {.precision = precision, .attention = attention});
       CudaAdamW opt({.learning_rate = 1e-5f});
       const PreferenceBatch batch{random_batch(P, T, c.vocab_size, 3), random_batch(P, T, c.vocab_size, 4), {}, {}};
       const double sec = time_it([&] { dpo_step(policy, reference, opt, batch); }, 2, steps);

@@ -163,6 +163,28 @@ TEST_CASE("llama_cuda model: every parameter's gradient equals the CPU model's")
     }
 }
 
+TEST_CASE("llama_cuda model: with attention = flash, log-probs and every gradient equal the CPU model's") {
+  // gpt_cuda/flash_attention.cuh reading the rotated q, k, v rows in place (GQA 2:1, 3:1, 4:1 in these configs)
+  for (const auto precision : {GemmPrecision::fp32, GemmPrecision::tf32})
+    for (const auto& c : configs()) {
+      CAPTURE(name(precision));
+      CAPTURE(c.hidden_size);
+      Llama<float> cpu = Pair::randomized(c, 41);
+      LlamaCuda gpu = LlamaCuda::copy_of(cpu, {.precision = precision, .attention = AttentionKernel::flash});
+      for (const auto side : {Pad::right, Pad::left, Pad::right_masked}) {
+        CAPTURE(int(side));
+        const auto batch = batch_for(c, side, 42);
+        const auto g = upstream(batch, 43);
+        cpu.zero_grad();
+        gpu.zero_grad();
+        CHECK(rel_err(host(gpu.log_probs(batch)), host_eigen(cpu.log_probs(batch))) <= model_tolerance(precision));
+        cpu.backward(batch, Llama<float>::backend::matrix_from_host(batch.batch, batch.time, g));
+        gpu.backward(batch, LlamaCuda::backend::matrix_from_host(batch.batch, batch.time, g));
+        check_per_tensor(c, gpu.gradients_to_host(), cpu.gradients(), 2 * model_tolerance(precision));
+      }
+    }
+}
+
 TEST_CASE("llama_cuda model: values, scores and their backward equal the CPU model's (scalar head)") {
   for (const auto& c : configs(true)) {
     CAPTURE(c.hidden_size);

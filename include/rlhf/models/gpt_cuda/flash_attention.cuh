@@ -131,8 +131,7 @@ __global__ void __launch_bounds__(rows_per_block)
     dq_tile<D>(acc, q_own + r * S, dout_own + r * S, row_lse, row_dsum, query_real, t, k_tile, v_tile, key_real,
                key0, scale);
   }
-  if (t < T)
-    for (std::size_t d = 0; d < s.hd; ++d) dq[(b * T + t) * s.q_stride + h * s.hd + d] = scale * acc[d];
+  if (t < T) store_scaled<D>(dq + (b * T + t) * s.q_stride + h * s.hd, acc, scale, s.hd);
 }
 
 // dk, dv (overwritten, rows t < T; each kv head's the sum over its group). Grid (row_blocks(T), KVH, B).
@@ -173,11 +172,10 @@ __global__ void __launch_bounds__(rows_per_block)
       dkv_tile<D>(dk_acc, dv_acc, k_own + r * S, v_own + r * S, key_real, j, q_tile, dout_tile, lse_tile, dsum_tile,
                   query_real, query0, scale);
     }
-  if (j < T)
-    for (std::size_t d = 0; d < s.hd; ++d) {
-      dk[(b * T + j) * s.kv_stride + g * s.hd + d] = scale * dk_acc[d];
-      dv[(b * T + j) * s.kv_stride + g * s.hd + d] = dv_acc[d];
-    }
+  if (j < T) {
+    store_scaled<D>(dk + (b * T + j) * s.kv_stride + g * s.hd, dk_acc, scale, s.hd);
+    store_scaled<D>(dv + (b * T + j) * s.kv_stride + g * s.hd, dv_acc, 1.0f, s.hd);
+  }
 }
 
 // Checks what the kernels assume, naming the caller.

@@ -185,14 +185,21 @@ RLHF_FLASH_UNROLL
 template <int D>
 RLHF_HOST_DEVICE inline void forward_finish(float* out, float* lse, const RowState<D>& st, bool query_real,
                                             std::size_t hd) {
-  if (!query_real) {
-    for (std::size_t d = 0; d < hd; ++d) out[d] = 0.0f;
-    *lse = -INFINITY;
-    return;
-  }
   const float inv = 1.0f / st.l;
-  for (std::size_t d = 0; d < hd; ++d) out[d] = st.o[d] * inv;
-  *lse = st.m + log_f(st.l);
+  // over the compile-time slots (a loop to hd would index o at run time and move it from registers to local memory)
+  RLHF_FLASH_UNROLL
+  for (int d = 0; d < D; ++d)
+    if (std::size_t(d) < hd) out[d] = query_real ? st.o[d] * inv : 0.0f;
+  *lse = query_real ? st.m + log_f(st.l) : -INFINITY;
+}
+
+// row[d] = scale · acc[d] for the hd of the D slots (the backward's gradient rows), unrolled over D so that acc stays
+// in registers.
+template <int D>
+RLHF_HOST_DEVICE inline void store_scaled(float* row, const float* acc, float scale, std::size_t hd) {
+  RLHF_FLASH_UNROLL
+  for (int d = 0; d < D; ++d)
+    if (std::size_t(d) < hd) row[d] = scale * acc[d];
 }
 
 // ---- backward: dq of one query row, one key tile -----------------------------------------------------------------

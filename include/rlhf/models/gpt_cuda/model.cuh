@@ -47,7 +47,8 @@
 namespace rlhf {
 
 struct GptCudaOptions {
-  GemmPrecision precision = GemmPrecision::tf32;  // tf32: tensor cores; fp32: exact float products (matmul.cuh)
+  // tf32: tensor cores; fp32: exact float products; bf16: bf16 operands, float32 sums and parameters (matmul.cuh)
+  GemmPrecision precision = GemmPrecision::tf32;
   // materialized: attention.cuh, keeps [L, B, NH, T, T] probabilities; flash: flash_attention.cuh, keeps
   // [L, B, NH, T] (head size at most 128). flash has not yet run on a GPU: materialized stays the default until it has.
   AttentionKernel attention = AttentionKernel::materialized;
@@ -78,6 +79,13 @@ class GptCuda {
 
   const GptConfig& config() const { return config_; }
   const GptCudaOptions& options() const { return options_; }
+  // The matrix products from now on (as the CPU model's set_matmul_precision): GemmPrecision::tf32, fp32 or bf16
+  // (bf16 operand copies, float32 sums; the parameters, gradients and optimizer stay float32).
+  void set_matmul_precision(GemmPrecision precision) {
+    options_.precision = precision;
+    blas_->set_precision(precision);
+  }
+  GemmPrecision matmul_precision() const { return options_.precision; }
   std::span<float> parameters() { return {params_.data(), params_.size()}; }  // device memory
   std::span<const float> parameters() const { return {params_.data(), params_.size()}; }
   std::span<float> gradients() { return {grads_.data(), grads_.size()}; }  // device memory

@@ -49,6 +49,7 @@
 #include "rlhf/models/gpt_host/scoring.hpp"
 #include "rlhf/models/llama/config.hpp"
 #include "rlhf/models/llama/params.hpp"
+#include "rlhf/models/gpt_cuda/flash_attention.cuh"
 #include "rlhf/models/llama_cuda/attention.cuh"
 #include "rlhf/models/llama_cuda/embedding.cuh"
 #include "rlhf/models/llama_cuda/linear.cuh"
@@ -59,7 +60,11 @@
 namespace rlhf {
 
 struct LlamaCudaOptions {
-  GemmPrecision precision = GemmPrecision::tf32;  // tf32: tensor cores; fp32: exact float products (matmul.cuh)
+  // tf32: tensor cores; fp32: exact float products; bf16: bf16 operands, float32 sums and parameters (matmul.cuh)
+  GemmPrecision precision = GemmPrecision::tf32;
+  // materialized: llama_cuda/attention.cuh, keeps [L, B, NH, T, T] probabilities; flash: gpt_cuda/flash_attention.cuh,
+  // keeps [L, B, NH, T] (head_dim at most 128). flash has not yet run on a GPU: materialized stays the default.
+  AttentionKernel attention = AttentionKernel::materialized;
 };
 
 class LlamaCuda {
@@ -72,6 +77,9 @@ class LlamaCuda {
   // HF's initialisation, as the CPU model's (llama/params.hpp): the same seed gives the same parameters.
   explicit LlamaCuda(const LlamaConfig& config, std::uint64_t seed = 0, const LlamaCudaOptions& options = {})
       : config_(validated(config)), options_(options), rope_(config_) {
+    if (flash())
+      gpt_cuda::flash::require_flash_shape({1, 1, config_.heads, config_.kv_heads, config_.head_size()},
+                                           "rlhf::LlamaCuda (attention = flash)");
     blas_ = std::make_unique<gpt_cuda::Blas>(options_.precision);
     params_.resize(llama_param_count(config_));
     grads_.resize(params_.size());
@@ -112,6 +120,13 @@ class LlamaCuda {
 
   const LlamaConfig& config() const { return config_; }
   const LlamaCudaOptions& options() const { return options_; }
+  // The matrix products from now on (as the CPU model's set_matmul_precision): GemmPrecision::tf32, fp32 or bf16
+  // (bf16 operand copies, float32 sums; the parameters, gradients and optimizer stay float32).
+  void set_matmul_precision(GemmPrecision precision) {
+    options_.precision = precision;
+    blas_->set_precision(precision);
+  }
+  GemmPrecision matmul_precision() const { return options_.precision; }
   std::span<float> parameters() { return {params_.data(), params_.size()}; }  // device memory
   std::span<const float> parameters() const { return {params_.data(), params_.size()}; }
   std::span<float> gradients() { return {grads_.data(), grads_.size()}; }  // device memory
@@ -255,8 +270,9 @@ class LlamaCuda {
     float *h1, *r1;       // [L, N, C], [L, N]      input_layernorm and its rstd
     float *qraw, *rq;     // [L, N, Q], [L, N·NH]   q before q_norm and q_norm's rstd (qk_norm only)
     float *kraw, *rk;     // [L, N, K], [L, N·KVH]
-    float *qh, *kh, *vh;  // [L, B, NH, T, hd], [L, B, KVH, T, hd] x2   what attention read (normed, rotated)
-    float* att;           // [L, B, NH, T, T] softmax probabilities
+    float *qh, *kh, *vh;  // [L, B, NH, T, hd], [L, B, KVH, T, hd] x2   what attention read (normed, rotated);
+                          // flash: [L, N, Q], [L, N, K] x2, the rows themselves (read in place)
+    float* att;           // [L, B, NH, T, T] softmax probabilities (flash: none)
     float* atty;          // [L, N, Q]
     float* mid;           // [L, N, C]              the stream after attention
     float *h2, *r2;       // [L, N, C], [L, N]      post_attention_layernorm
@@ -264,7 +280,7 @@ class LlamaCuda {
     float *hf, *rf;       // [N, C], [N]            model.norm
     // scratch, reused by every layer
     float *q, *k, *v;     // [N, Q], [N, K], [N, K]  rows of the rotated q, k and of v
-    float* y;             // [B, NH, T, hd] attention output per head
+    float* y;             // [B, NH, T, hd] attention output per head (flash: none)
     float* act;           // [N, F]  silu(gate)·up (recomputed in the backward)
     float *dgate, *dup;   // [N, F]
     float *d_res, *d_h;   // [N, C]  d of the stream, d of a norm's output
@@ -272,11 +288,20 @@ class LlamaCuda {
     float *d_atty, *dq;   // [N, Q]
     float *dk, *dv;       // [N, K]
     float *dqraw, *dkraw;  // [N, Q], [N, K] (qk_norm only)
-    float *dy, *dqh;      // [B, NH, T, hd]
-    float *dkh, *dvh;     // [B, KVH, T, hd]
-    float* d_att;         // [B, NH, T, T]
+    float *dy, *dqh;      // [B, NH, T, hd] (flash: none)
+    float *dkh, *dvh;     // [B, KVH, T, hd] (flash: none)
+    float* d_att;         // [B, NH, T, T] (flash: none)
     float* column;        // column sums' partials: bias, RMSNorm and score gradients
+    float* lse;           // flash: [L, B, NH, T] log Σ exp of each query's scores (else none)
+    float* dsum;          // flash: [B, NH, T] dout·out per query (else none)
   };
+
+  bool flash() const { return options_.attention == AttentionKernel::flash; }
+  // The flash kernels' view of the rotated q [N, Q] and k, v [N, K] rows.
+  gpt_cuda::flash::FlashShape flash_shape(std::size_t B, std::size_t Tn) const {
+    const LlamaConfig& c = config_;
+    return {B, Tn, c.heads, c.kv_heads, c.head_size(), c.q_size(), c.kv_size(), c.q_size()};
+  }
 
   void require_head(const char* fn) const {
     if (!config_.scalar_head) fail<config_error>(fn, ": the model has no scalar head (LlamaConfig::scalar_head)");
@@ -358,9 +383,18 @@ class LlamaCuda {
       }
       llama_cuda::rope_apply(a.q, d_pos_.data(), rope_, N, NH, false);
       llama_cuda::rope_apply(a.k, d_pos_.data(), rope_, N, KVH, false);
-      llama_cuda::gqa_attention_forward(blas, a.atty + l * N * Q, a.qh + l * N * Q, a.kh + l * N * K,
-                                        a.vh + l * N * K, a.att + l * att_size, a.y, a.q, a.k, a.v, d_real_.data(),
-                                        shape);
+      if (flash()) {  // the rows are kept as they are: q [N, Q], k, v [N, K]
+        float *qk = a.qh + l * N * Q, *kk = a.kh + l * N * K, *vk = a.vh + l * N * K;
+        RLHF_CUDA_CHECK(cudaMemcpy(qk, a.q, N * Q * sizeof(float), cudaMemcpyDeviceToDevice));
+        RLHF_CUDA_CHECK(cudaMemcpy(kk, a.k, N * K * sizeof(float), cudaMemcpyDeviceToDevice));
+        RLHF_CUDA_CHECK(cudaMemcpy(vk, a.v, N * K * sizeof(float), cudaMemcpyDeviceToDevice));
+        gpt_cuda::flash_attention_forward(a.atty + l * N * Q, a.lse + l * B * NH * Tn, qk, kk, vk, d_real_.data(),
+                                          flash_shape(B, Tn));
+      } else {
+        llama_cuda::gqa_attention_forward(blas, a.atty + l * N * Q, a.qh + l * N * Q, a.kh + l * N * K,
+                                          a.vh + l * N * K, a.att + l * att_size, a.y, a.q, a.k, a.v,
+                                          d_real_.data(), shape);
+      }
       llama_cuda::linear_forward(blas, mid, a.atty + l * N * Q, p.ow + l * Q * C, c.o_bias ? p.ob + l * C : nullptr,
                                  N, Q, C);
       gpt_cuda::residual_forward(mid, mid, x, N * C);
@@ -407,9 +441,14 @@ class LlamaCuda {
       // attention: mid = x + o(attention(rope(norm(q(h1))), rope(norm(k(h1))), v(h1))),  h1 = norm(x)
       llama_cuda::linear_backward(blas, a.d_atty, g.ow + l * Q * C, c.o_bias ? g.ob + l * C : nullptr, col, a.d_res,
                                   a.atty + l * N * Q, p.ow + l * Q * C, N, Q, C);
-      llama_cuda::gqa_attention_backward(blas, a.dq, a.dk, a.dv, a.dy, a.dqh, a.dkh, a.dvh, a.d_att, a.d_atty,
-                                         a.qh + l * N * Q, a.kh + l * N * K, a.vh + l * N * K, a.att + l * att_size,
-                                         shape);
+      if (flash())
+        gpt_cuda::flash_attention_backward(a.dq, a.dk, a.dv, a.dsum, a.d_atty, a.qh + l * N * Q, a.kh + l * N * K,
+                                           a.vh + l * N * K, a.atty + l * N * Q, a.lse + l * B * NH * Tn,
+                                           d_real_.data(), flash_shape(B, Tn));
+      else
+        llama_cuda::gqa_attention_backward(blas, a.dq, a.dk, a.dv, a.dy, a.dqh, a.dkh, a.dvh, a.d_att, a.d_atty,
+                                           a.qh + l * N * Q, a.kh + l * N * K, a.vh + l * N * K,
+                                           a.att + l * att_size, shape);
       llama_cuda::rope_apply(a.dq, d_pos_.data(), rope_, N, NH, true);
       llama_cuda::rope_apply(a.dk, d_pos_.data(), rope_, N, KVH, true);
       const float *dq = a.dq, *dk = a.dk;
@@ -438,8 +477,9 @@ class LlamaCuda {
   void reserve(std::size_t B, std::size_t Tn) {
     const LlamaConfig& c = config_;
     const std::size_t N = B * Tn, C = c.hidden_size, L = c.layers, NH = c.heads, KVH = c.kv_heads, hd = c.head_size(),
-                      Q = c.q_size(), K = c.kv_size(), F = c.intermediate_size, att = B * NH * Tn * Tn;
-    const std::size_t qk = c.qk_norm ? 1 : 0;
+                      Q = c.q_size(), K = c.kv_size(), F = c.intermediate_size,
+                      att = flash() ? 0 : B * NH * Tn * Tn, rows = flash() ? B * NH * Tn : 0;
+    const std::size_t qk = c.qk_norm ? 1 : 0, heads = flash() ? 0 : 1;  // heads: the materialized path's scratch
     using gpt_cuda::column_scratch;
     const std::size_t column = std::max({column_scratch(N, std::max({C, Q, K, F})), column_scratch(N * NH, hd),
                                          column_scratch(N * KVH, hd), column_scratch(N, 1)});
@@ -449,13 +489,13 @@ class LlamaCuda {
         L * N * Q,       L * N * K, L * N * K, L * att, L * N * Q,           // qh, kh, vh, att, atty
         L * N * C,       L * N * C, L * N, L * N * F, L * N * F,             // mid, h2, r2, gate, up
         N * C,           N,                                                  // hf, rf
-        N * Q,           N * K, N * K, N * Q,                                // q, k, v, y
+        N * Q,           N * K, N * K, heads * N * Q,                        // q, k, v, y
         N * F,           N * F, N * F,                                       // act, dgate, dup
         N * C,           N * C, N * C,                                       // d_res, d_h, d_hf
         N * Q,           N * Q, N * K, N * K,                                // d_atty, dq, dk, dv
         qk * N * Q,      qk * N * K,                                         // dqraw, dkraw
-        N * Q,           N * Q, N * K, N * K,                                // dy, dqh, dkh, dvh
-        att,             column};
+        heads * N * Q,   heads * N * Q, heads * N * K, heads * N * K,        // dy, dqh, dkh, dvh
+        att,             column, L * rows, rows};                            // d_att, column, lse, dsum
     constexpr std::size_t views = std::size(sizes);
     std::size_t total = 0;
     for (auto s : sizes) total += (s + 63) / 64 * 64;  // every view starts 256-byte aligned (cuBLASLt wants 16)
@@ -467,8 +507,8 @@ class LlamaCuda {
             ptr[10], ptr[11], ptr[12], ptr[13], ptr[14], ptr[15], ptr[16], ptr[17], ptr[18], ptr[19],
             ptr[20], ptr[21], ptr[22], ptr[23], ptr[24], ptr[25], ptr[26], ptr[27], ptr[28], ptr[29],
             ptr[30], ptr[31], ptr[32], ptr[33], ptr[34], ptr[35], ptr[36], ptr[37], ptr[38], ptr[39],
-            ptr[40]};
-    static_assert(views == 41, "one view per member of Activations");
+            ptr[40], ptr[41], ptr[42]};
+    static_assert(views == 43, "one view per member of Activations");
     static_assert(sizeof(Activations) == views * sizeof(float*), "one view per member of Activations");
     logits_.reserve(N * c.vocab_size), hf_rows_.reserve(N * C), row_max_.reserve(N), row_log_sum_.reserve(N);
     d_tokens_.reserve(N), d_pos_.reserve(N), d_real_.reserve(N), d_src_.reserve(N), d_dst_.reserve(N);
