@@ -32,7 +32,9 @@
 #include "rlhf/core/validate.hpp"
 #include "rlhf/models/logprob.hpp"
 #include "rlhf/models/gpt/layers.hpp"
+#include "rlhf/models/gpt/lm_head_rows.hpp"
 #include "rlhf/models/gpt/sampler.hpp"
+#include "rlhf/models/gpt/weights.hpp"
 #include "rlhf/models/gpt_host/config.hpp"
 #include "rlhf/models/gpt_host/init.hpp"
 #include "rlhf/models/gpt_host/params.hpp"
@@ -43,7 +45,7 @@
 namespace rlhf {
 
 template <class T = float>
-class Gpt : public gpt_host::ScoredModel<Gpt<T>, rlhf::eigen<T>> {
+class Gpt : public gpt_host::ScoredModel<Gpt<T>, rlhf::eigen<T>>, public gpt::Weights<T> {
  public:
   using backend = rlhf::eigen<T>;
   using scalar = T;
@@ -52,55 +54,37 @@ class Gpt : public gpt_host::ScoredModel<Gpt<T>, rlhf::eigen<T>> {
 
   // GPT-2's initialisation from the seed: weights N(0, 0.02) (the two residual projections 0.02/√(2L)),
   // biases 0, LayerNorm weights 1.
-  explicit Gpt(const GptConfig& config, std::uint64_t seed = 0) : config_(config) {
+  explicit Gpt(const GptConfig& config, std::uint64_t seed = 0) : gpt::Weights<T>("rlhf::Gpt"), config_(config) {
     config_.validate("rlhf::Gpt");
-    params_.assign(gpt_param_count(config_), T(0));
-    grads_.assign(params_.size(), T(0));
+    this->allocate(gpt_param_count(config_));
     initialize(seed);
   }
 
   const GptConfig& config() const { return config_; }
-  std::span<T> parameters() { return params_; }
-  std::span<const T> parameters() const { return params_; }
-  std::span<T> gradients() { return grads_; }  // empty while the weights are frozen
-  std::span<const T> gradients() const { return grads_; }
-  // The same buffers as named tensors (GptTensors, layout of gpt_host/params.hpp). Frozen: every gradient pointer
-  // null but the scalar head's (headw, headb), which stays.
+  // parameters(), gradients(), zero_grad(), weights_trainable(), set_linear_hook, set_matmul_precision: gpt::Weights
+  // (gpt/weights.hpp). The same buffers as named tensors (GptTensors, layout of gpt_host/params.hpp). Frozen: every
+  // gradient pointer null but the scalar head's (headw, headb), which stays.
   GptTensors<T> parameter_tensors() { return gpt_tensors(params_.data(), config_); }
   GptTensors<const T> parameter_tensors() const { return gpt_tensors<const T>(params_.data(), config_); }
   GptTensors<T> gradient_tensors() { return gradient_views<T>(grads_.data(), head_grads_.data()); }
   GptTensors<const T> gradient_tensors() const { return gradient_views<const T>(grads_.data(), head_grads_.data()); }
-  void zero_grad() {
-    std::fill(grads_.begin(), grads_.end(), T(0));
-    std::fill(head_grads_.begin(), head_grads_.end(), T(0));
-  }
 
   // false: the weights are frozen, as under LoRA (models/lora/): the gradient buffer is released and the backward
   // skips every weight gradient, computing only what flows to the inputs (and the scalar head's, for an adapter's
   // modules_to_save). true (the default): a fresh zero gradient buffer.
   void set_weights_trainable(bool trainable) {
-    frozen_ = !trainable;
-    gpt::aligned_vector<T>().swap(grads_);
     gpt::aligned_vector<T>().swap(extra_grads_);
-    head_grads_.assign(frozen_ && config_.scalar_head ? config_.channels + 1 : 0, T(0));
-    if (!frozen_) grads_.assign(params_.size(), T(0));
+    this->reset_gradients(trainable, config_.scalar_head ? config_.channels + 1 : 0);
   }
-  bool weights_trainable() const { return !frozen_; }
 
-  // An adapter on the linear layers (linear_hook.hpp), or null. Its sites: module 0 … 3 = attn.c_attn,
-  // attn.c_proj, mlp.c_fc, mlp.c_proj, and the layer. With one, the backward runs its tiles on one thread (the
-  // adapter's gradients are shared). The model does not own it.
-  void set_linear_hook(LinearHook<T>* hook) { hook_ = hook; }
+  // set_linear_hook: an adapter on the linear layers (linear_hook.hpp), or null. Its sites: module 0 … 3 =
+  // attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj, and the layer. With one, the backward runs its tiles on one
+  // thread (the adapter's gradients are shared). The model does not own it.
 
-  // The matrix products of forward and backward (attention's included; not sampling's): float32 (the default) or bf16
-  // operands with float32 sums and float32 parameters (gpt/bf16_matmul.hpp; AVX-512 BF16 where the CPU has it,
-  // float32 speed otherwise: gpt::bf16::hardware_available()). A double model refuses bf16. Copies keep it.
-  void set_matmul_precision(gpt::MatmulPrecision precision) {
-    if (precision == gpt::MatmulPrecision::bf16 && !std::is_same_v<T, float>)
-      fail<value_error>("rlhf::Gpt::set_matmul_precision: bf16 products are for a float model; this one is double");
-    precision_ = precision;
-  }
-  gpt::MatmulPrecision matmul_precision() const { return precision_; }
+  // set_matmul_precision: the matrix products of forward and backward (attention's included; not sampling's):
+  // float32 (the default) or bf16 operands with float32 sums and float32 parameters (gpt/bf16_matmul.hpp; AVX-512
+  // BF16 where the CPU has it, float32 speed otherwise: gpt::bf16::hardware_available()). A double model refuses
+  // bf16. Copies keep it.
 
   // Overwrites the parameters with the initialisation of the constructor (gpt_host/init.hpp).
   void initialize(std::uint64_t seed) { gpt_initialize_parameters<T>(params_, config_, seed); }
@@ -152,6 +136,8 @@ class Gpt : public gpt_host::ScoredModel<Gpt<T>, rlhf::eigen<T>> {
 
  private:
   friend class gpt_host::ScoredModel<Gpt<T>, backend>;
+  using gpt::Weights<T>::params_, gpt::Weights<T>::grads_, gpt::Weights<T>::head_grads_, gpt::Weights<T>::frozen_,
+      gpt::Weights<T>::hook_, gpt::Weights<T>::precision_, gpt::Weights<T>::grad_at;
   static constexpr gpt_host::ScoredModelNames scored_names{"rlhf::Gpt::logits", "rlhf::Gpt::values",
                                                            "rlhf::Gpt::backward_values", "rlhf::Gpt::scores",
                                                            "rlhf::Gpt::backward_scores"};
@@ -416,9 +402,9 @@ class Gpt : public gpt_host::ScoredModel<Gpt<T>, rlhf::eigen<T>> {
   // Logits [m1 − m0, V] of the scoring rows m0 … m1 − 1 (wte as the LM head), and their log-probs into out.
   void lm_head_forward(std::size_t m0, std::size_t m1, T* out) {
     const std::size_t C = config_.channels, V = config_.vocab_size, M = m1 - m0;
-    for (std::size_t m = m0; m < m1; ++m) std::copy_n(act_.lnf + scored_.src[m] * C, C, lnf_rows_.data() + m * C);
-    logits_product(logits_.data() + m0 * V, lnf_rows_.data() + m0 * C, M);
-    logprob_rows_forward(m0, m1, out);
+    head_.gather(act_.lnf, scored_, m0, m1, C);
+    logits_product(head_.logits.data() + m0 * V, head_.rows.data() + m0 * C, M);
+    head_.logprob_forward(scored_, m0, m1, V, out);
   }
 
   // logits [M, V] = hidden [M, C] · wteᵀ
@@ -429,9 +415,7 @@ class Gpt : public gpt_host::ScoredModel<Gpt<T>, rlhf::eigen<T>> {
       if (in_bf16())
         return gpt::bf16::gemm(logits, V, gpt::bf16::row_major(hidden, C), packed_forward_[head_slot()], M, false);
     }
-    gpt::MatrixMap<T>(logits, gpt::ix(M), gpt::ix(V)).noalias() =
-        gpt::ConstMatrixMap<T>(hidden, gpt::ix(M), gpt::ix(C)) *
-        gpt::ConstMatrixMap<T>(wte, gpt::ix(V), gpt::ix(C)).transpose();
+    gpt::LmHeadRows<backend>::logits_product(logits, hidden, wte, M, C, V);
   }
 
   // d_rows [M, C] = d logits [M, V] · wte [V, C];  d wte [V, C] += d logitsᵀ · rows [M, C] (null d_wte: skipped)
@@ -445,11 +429,7 @@ class Gpt : public gpt_host::ScoredModel<Gpt<T>, rlhf::eigen<T>> {
         return;
       }
     }
-    const gpt::ConstMatrixMap<T> dl(dlogits, gpt::ix(M), gpt::ix(V));
-    gpt::MatrixMap<T>(d_rows, gpt::ix(M), gpt::ix(C)).noalias() = dl * gpt::ConstMatrixMap<T>(wte, gpt::ix(V), gpt::ix(C));
-    if (d_wte)
-      gpt::MatrixMap<T>(d_wte, gpt::ix(V), gpt::ix(C)).noalias() +=
-          dl.transpose() * gpt::ConstMatrixMap<T>(rows, gpt::ix(M), gpt::ix(C));
+    gpt::LmHeadRows<backend>::gradient_products(d_rows, d_wte, dlogits, rows, wte, M, C, V);
   }
 
   // d logits in place (one backward per log_probs), then d lnf for sequences [b0, b1) into act_.d_ln and
@@ -457,16 +437,14 @@ class Gpt : public gpt_host::ScoredModel<Gpt<T>, rlhf::eigen<T>> {
   void lm_head_backward(std::size_t b0, std::size_t b1, const T* d_logp, const GptTensors<T>& g) {
     const std::size_t C = config_.channels, V = config_.vocab_size, Tn = scored_.batch.time;
     const std::size_t m0 = scored_.row_begin[b0], m1 = scored_.row_begin[b1], M = m1 - m0;
-    logprob_rows_backward(m0, m1, d_logp);
-    const T* dlogits = logits_.data() + m0 * V;  // [M, V]
-    const T* rows = lnf_rows_.data() + m0 * C;    // [M, C]
-    const T* wte = parameter_tensors().wte;       // [V, C]
+    head_.logprob_backward(scored_, m0, m1, V, d_logp);
+    const T* dlogits = head_.logits.data() + m0 * V;  // [M, V]
+    const T* rows = head_.rows.data() + m0 * C;        // [M, C]
+    const T* wte = parameter_tensors().wte;            // [V, C]
     T* d_rows = act_.d_atty + b0 * Tn * C;  // [M, C] within this block's rows of a scratch buffer not yet in use
     head_gradient_products(d_rows, g.wte, dlogits, rows, wte, M);
     std::fill_n(act_.d_ln + b0 * Tn * C, (b1 - b0) * Tn * C, T(0));
-    for (std::size_t m = m0; m < m1; ++m)
-      gpt::ArrayMap<T>(act_.d_ln + scored_.src[m] * C, gpt::ix(C)) +=
-          gpt::ConstArrayMap<T>(d_rows + (m - m0) * C, gpt::ix(C));
+    head_.scatter_add(act_.d_ln, d_rows, scored_, m0, m1, C);
   }
 
   void hook_forward(std::size_t module, std::size_t l, T* out, const T* inp, std::size_t r0, std::size_t n,
@@ -477,7 +455,6 @@ class Gpt : public gpt_host::ScoredModel<Gpt<T>, rlhf::eigen<T>> {
                      std::size_t n) {
     if (hook_) hook_->backward({module, l}, dinp, dout, inp, r0, n);
   }
-  static T* grad_at(T* gradient, std::size_t offset) { return gradient ? gradient + offset : nullptr; }  // null: frozen
 
   // From d loss / d lnf (act_.d_ln, rows of sequences [b0, b1)) to the parameter gradients g.
   void trunk_backward(std::size_t b0, std::size_t b1, const GptTensors<T>& g) {
@@ -523,50 +500,6 @@ class Gpt : public gpt_host::ScoredModel<Gpt<T>, rlhf::eigen<T>> {
                           scored_.real.data() + r0, n, C);
   }
 
-  // The private seam to the fused log-softmax + gather of models/logprob.hpp: each row of logits_ is reduced
-  // to (max, log Σ exp, log p of its target) and, in the backward, overwritten in place by its gradient.
-  struct LogprobForwardRows {
-    const T* logits;  // [M, V]
-    const std::int32_t* targets;
-    const std::size_t* dst;
-    std::size_t rows, vocab;
-    T *out, *row_max, *row_log_sum;
-    void operator()(std::size_t m) const {
-      const T* next = m + 1 < rows ? logits + (m + 1) * vocab : nullptr;  // prefetched meanwhile
-      const auto r = row_logprob<backend>(logits + m * vocab, vocab, targets[m], next);
-      out[dst[m]] = r.logprob;
-      row_max[m] = r.max;
-      row_log_sum[m] = r.log_sum;
-    }
-  };
-  struct LogprobBackwardRows {
-    T* logits;  // [M, V] in, d logits out
-    const std::int32_t* targets;
-    const std::size_t* dst;
-    std::size_t vocab;
-    const T *d_logp, *row_max, *row_log_sum;
-    void operator()(std::size_t m) const {
-      T* x = logits + m * vocab;
-      row_logprob_backward<backend>(x, x, vocab, targets[m], row_max[m], row_log_sum[m], d_logp[dst[m]], false);
-    }
-  };
-  void logprob_rows_forward(std::size_t m0, std::size_t m1, T* out) {
-    const std::size_t V = config_.vocab_size;
-    backend::for_each(m1 - m0,
-                      LogprobForwardRows{logits_.data() + m0 * V, scored_.targets.data() + m0,
-                                         scored_.dst.data() + m0, m1 - m0, V, out, row_max_.data() + m0,
-                                         row_log_sum_.data() + m0},
-                      2 * V);
-  }
-  void logprob_rows_backward(std::size_t m0, std::size_t m1, const T* d_logp) {
-    const std::size_t V = config_.vocab_size;
-    backend::for_each(m1 - m0,
-                      LogprobBackwardRows{logits_.data() + m0 * V, scored_.targets.data() + m0,
-                                          scored_.dst.data() + m0, V, d_logp, row_max_.data() + m0,
-                                          row_log_sum_.data() + m0},
-                      2 * V);
-  }
-
   // Sizes every buffer for B x T; grows, never shrinks.
   void reserve(std::size_t B, std::size_t Tn) {
     const std::size_t C = config_.channels, L = config_.layers, NH = config_.heads, V = config_.vocab_size,
@@ -584,26 +517,18 @@ class Gpt : public gpt_host::ScoredModel<Gpt<T>, rlhf::eigen<T>> {
     act_ = {ptrs[0],  ptrs[1],  ptrs[2],  ptrs[3],  ptrs[4],  ptrs[5],  ptrs[6],  ptrs[7],
             ptrs[8],  ptrs[9],  ptrs[10], ptrs[11], ptrs[12], ptrs[13], ptrs[14], ptrs[15],
             ptrs[16], ptrs[17], ptrs[18], ptrs[19], ptrs[20], ptrs[21], ptrs[22]};
-    const auto grow = [](auto& v, std::size_t n) {
-      if (v.size() < n) v.resize(n);
-    };
-    grow(logits_, N * V), grow(lnf_rows_, N * C), grow(row_max_, N), grow(row_log_sum_, N);
+    head_.reserve(N, C, V);
   }
 
   GptConfig config_;
-  gpt::MatmulPrecision precision_ = gpt::MatmulPrecision::fp32;
   std::vector<gpt::bf16::PackedB> packed_forward_, packed_backward_;  // [4L + 1] each, in bf16 only (head_slot)
-  gpt::aligned_vector<T> params_, grads_;  // [gpt_param_count(config)] each; layout in gpt_host/params.hpp
   gpt::aligned_vector<T> act_buffer_;      // every activation, viewed through act_
   Activations act_{};
   gpt_host::ScoredBatch<std::size_t> scored_;  // the last forward's batch and scoring rows; act_ holds its pass
-  gpt::aligned_vector<T> logits_;          // [M, V] (capacity [N, V]); d logits after backward
-  gpt::aligned_vector<T> lnf_rows_;        // [M, C] final hidden rows that score a response token
-  gpt::aligned_vector<T> row_max_, row_log_sum_;  // [M]
+  gpt::LmHeadRows<backend> head_;              // the LM head's rows, logits (d logits after backward) and their sums
   gpt::aligned_vector<T> extra_grads_;    // [parts − 1, parameters] gradients of the other backward blocks
-  bool frozen_ = false;                    // set_weights_trainable(false): grads_ empty
-  gpt::aligned_vector<T> head_grads_;      // [C + 1] the scalar head's gradient (headw, headb) while frozen
-  LinearHook<T>* hook_ = nullptr;          // an adapter on the linear layers, not owned
+  // gpt::Weights: params_, grads_ ([gpt_param_count(config)] each; layout in gpt_host/params.hpp), head_grads_
+  // ([C + 1] the scalar head's gradient (headw, headb) while frozen), frozen_, hook_, precision_
   gpt::Sampler<T> sampler_;
 };
 

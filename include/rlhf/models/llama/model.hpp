@@ -25,6 +25,8 @@
 #include "rlhf/core/rng.hpp"
 #include "rlhf/core/validate.hpp"
 #include "rlhf/models/gpt/layers.hpp"
+#include "rlhf/models/gpt/lm_head_rows.hpp"
+#include "rlhf/models/gpt/weights.hpp"
 #include "rlhf/models/gpt_host/scored_model.hpp"
 #include "rlhf/models/gpt_host/scoring.hpp"
 #include "rlhf/models/linear_hook.hpp"
@@ -38,7 +40,7 @@
 namespace rlhf {
 
 template <class T = float>
-class Llama : public gpt_host::ScoredModel<Llama<T>, rlhf::eigen<T>> {
+class Llama : public gpt_host::ScoredModel<Llama<T>, rlhf::eigen<T>>, public gpt::Weights<T> {
  public:
   using backend = rlhf::eigen<T>;
   using scalar = T;
@@ -46,17 +48,15 @@ class Llama : public gpt_host::ScoredModel<Llama<T>, rlhf::eigen<T>> {
   using vector = typename backend::vector;
 
   // HF's initialisation: weights N(0, 0.02), biases 0, RMSNorm weights 1 (params.hpp).
-  explicit Llama(const LlamaConfig& config, std::uint64_t seed = 0) : config_(config), rope_(validated(config)) {
-    params_.assign(llama_param_count(config_), T(0));
-    grads_.assign(params_.size(), T(0));
+  explicit Llama(const LlamaConfig& config, std::uint64_t seed = 0)
+      : gpt::Weights<T>("rlhf::Llama"), config_(config), rope_(validated(config)) {
+    this->allocate(llama_param_count(config_));
     initialize(seed);
   }
 
   const LlamaConfig& config() const { return config_; }
-  std::span<T> parameters() { return params_; }
-  std::span<const T> parameters() const { return params_; }
-  std::span<T> gradients() { return grads_; }  // empty while the weights are frozen
-  std::span<const T> gradients() const { return grads_; }
+  // parameters(), gradients(), zero_grad(), weights_trainable(), set_linear_hook, set_matmul_precision: gpt::Weights
+  // (gpt/weights.hpp).
   LlamaTensors<T> parameter_tensors() { return llama_tensors(params_.data(), config_); }
   LlamaTensors<const T> parameter_tensors() const { return llama_tensors<const T>(params_.data(), config_); }
   // Frozen: every pointer null (no gradient is computed for it) but `score`, the scalar head's, which stays.
@@ -66,35 +66,20 @@ class Llama : public gpt_host::ScoredModel<Llama<T>, rlhf::eigen<T>> {
     g.score = head_grads_.empty() ? nullptr : head_grads_.data();
     return g;
   }
-  void zero_grad() {
-    std::fill(grads_.begin(), grads_.end(), T(0));
-    std::fill(head_grads_.begin(), head_grads_.end(), T(0));
-  }
 
   // false: the weights are frozen, as under LoRA (models/lora/): the gradient buffer is released and the backward
   // skips every weight gradient, computing only what flows to the inputs (and the scalar head's gradient, kept in
   // gradient_tensors().score for an adapter's modules_to_save). true (the default): a fresh zero gradient buffer.
   void set_weights_trainable(bool trainable) {
-    frozen_ = !trainable;
-    gpt::aligned_vector<T>().swap(grads_);
-    head_grads_.assign(frozen_ && config_.scalar_head ? config_.hidden_size : 0, T(0));
-    if (!frozen_) grads_.assign(params_.size(), T(0));
+    this->reset_gradients(trainable, config_.scalar_head ? config_.hidden_size : 0);
   }
-  bool weights_trainable() const { return !frozen_; }
 
-  // An adapter on the projections (linear_hook.hpp), or null. Its sites: module 0 … 6 = q_proj, k_proj, v_proj,
-  // o_proj, gate_proj, up_proj, down_proj, and the layer. The model does not own it.
-  void set_linear_hook(LinearHook<T>* hook) { hook_ = hook; }
+  // set_linear_hook: an adapter on the projections (linear_hook.hpp), or null. Its sites: module 0 … 6 = q_proj,
+  // k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, and the layer. The model does not own it.
   void initialize(std::uint64_t seed) { llama_initialize_parameters(params_.data(), config_, seed); }
 
-  // The projections' matrix products (q/k/v/o, gate/up/down, not attention's, not the LM head's): float32 or bf16
-  // operands with float32 sums (gpt/bf16_matmul.hpp). A double model refuses bf16.
-  void set_matmul_precision(gpt::MatmulPrecision precision) {
-    if (precision == gpt::MatmulPrecision::bf16 && !std::is_same_v<T, float>)
-      fail<value_error>("rlhf::Llama::set_matmul_precision: bf16 products are for a float model; this one is double");
-    precision_ = precision;
-  }
-  gpt::MatmulPrecision matmul_precision() const { return precision_; }
+  // set_matmul_precision: the projections' matrix products (q/k/v/o, gate/up/down, not attention's, not the LM
+  // head's): float32 or bf16 operands with float32 sums (gpt/bf16_matmul.hpp). A double model refuses bf16.
 
   // ---- Policy ------------------------------------------------------------------------------------------
   // [B, T]: log p(tokens[b,t] | real tokens of row b before t) where response_mask is 1, else 0.
@@ -103,13 +88,9 @@ class Llama : public gpt_host::ScoredModel<Llama<T>, rlhf::eigen<T>> {
     forward_trunk(batch, fn);
     const std::size_t M = scored_.rows, C = config_.hidden_size, V = config_.vocab_size;
     matrix out = backend::matrix_of(batch.batch, batch.time);
-    for (std::size_t m = 0; m < M; ++m) std::copy_n(act_.hf + scored_.src[m] * C, C, hf_rows_.data() + m * C);
-    logits_product(logits_.data(), hf_rows_.data(), M);
-    T* o = out.data();
-    for (std::size_t m = 0; m < M; ++m) {
-      const auto r = row_logprob<backend>(logits_.data() + m * V, V, scored_.targets[m], static_cast<const T*>(nullptr));
-      o[scored_.dst[m]] = r.logprob, row_max_[m] = r.max, row_log_sum_[m] = r.log_sum;
-    }
+    head_.gather(act_.hf, scored_, 0, M, C);
+    logits_product(head_.logits.data(), head_.rows.data(), M);
+    head_.logprob_forward(scored_, 0, M, V, out.data());
     this->require_finite_logprobs(batch, out, fn);
     scored_.logits_ready = true;
     return out;
@@ -119,25 +100,13 @@ class Llama : public gpt_host::ScoredModel<Llama<T>, rlhf::eigen<T>> {
   void backward(const TokenBatch& batch, const matrix& d_logp) {
     this->begin_backward(batch, d_logp, "rlhf::Llama::backward");
     const std::size_t M = scored_.rows, C = config_.hidden_size, V = config_.vocab_size;
-    for (std::size_t m = 0; m < M; ++m) {
-      T* x = logits_.data() + m * V;
-      row_logprob_backward<backend>(x, x, V, scored_.targets[m], row_max_[m], row_log_sum_[m],
-                                    d_logp.data()[scored_.dst[m]], false);
-    }
-    // d rows [M, C] = d logits · W;  d W [V, C] += d logitsᵀ · rows   (W: lm_head, or embed when tied)
-    const auto p = parameter_tensors();
-    auto g = gradient_tensors();
-    const gpt::ConstMatrixMap<T> dl(logits_.data(), gpt::ix(M), gpt::ix(V));
+    head_.logprob_backward(scored_, 0, M, V, d_logp.data());
+    // d rows [M, C] = d logits · W;  d W [V, C] += d logitsᵀ · rows   (W: lm_head, or embed when tied; null g: frozen)
     T* d_rows = act_.d_h;  // [M, C] ⊂ [N, C], free until the trunk's backward
-    gpt::MatrixMap<T>(d_rows, gpt::ix(M), gpt::ix(C)).noalias() =
-        dl * gpt::ConstMatrixMap<T>(p.lm_head, gpt::ix(V), gpt::ix(C));
-    if (g.lm_head)  // null: frozen
-      gpt::MatrixMap<T>(g.lm_head, gpt::ix(V), gpt::ix(C)).noalias() +=
-          dl.transpose() * gpt::ConstMatrixMap<T>(hf_rows_.data(), gpt::ix(M), gpt::ix(C));
-    const std::size_t N = batch.batch * batch.time;
-    std::fill_n(act_.d_hf, N * C, T(0));
-    for (std::size_t m = 0; m < M; ++m)
-      gpt::ArrayMap<T>(act_.d_hf + scored_.src[m] * C, gpt::ix(C)) += gpt::ConstArrayMap<T>(d_rows + m * C, gpt::ix(C));
+    gpt::LmHeadRows<backend>::gradient_products(d_rows, gradient_tensors().lm_head, head_.logits.data(),
+                                                head_.rows.data(), parameter_tensors().lm_head, M, C, V);
+    std::fill_n(act_.d_hf, batch.batch * batch.time * C, T(0));
+    head_.scatter_add(act_.d_hf, d_rows, scored_, 0, M, C);
     trunk_backward();
   }
 
@@ -155,6 +124,8 @@ class Llama : public gpt_host::ScoredModel<Llama<T>, rlhf::eigen<T>> {
 
  private:
   friend class gpt_host::ScoredModel<Llama<T>, backend>;
+  using gpt::Weights<T>::params_, gpt::Weights<T>::grads_, gpt::Weights<T>::head_grads_, gpt::Weights<T>::frozen_,
+      gpt::Weights<T>::hook_, gpt::Weights<T>::precision_;
   static constexpr gpt_host::ScoredModelNames scored_names{"rlhf::Llama::logits", "rlhf::Llama::values",
                                                            "rlhf::Llama::backward_values", "rlhf::Llama::scores",
                                                            "rlhf::Llama::backward_scores"};
@@ -208,10 +179,8 @@ class Llama : public gpt_host::ScoredModel<Llama<T>, rlhf::eigen<T>> {
 
   // logits [M, V] = hidden [M, C] · Wᵀ (W: lm_head [V, C], the embedding when tied)
   void logits_product(T* logits, const T* hidden, std::size_t M) {
-    const std::size_t C = config_.hidden_size, V = config_.vocab_size;
-    gpt::MatrixMap<T>(logits, gpt::ix(M), gpt::ix(V)).noalias() =
-        gpt::ConstMatrixMap<T>(hidden, gpt::ix(M), gpt::ix(C)) *
-        gpt::ConstMatrixMap<T>(parameter_tensors().lm_head, gpt::ix(V), gpt::ix(C)).transpose();
+    gpt::LmHeadRows<backend>::logits_product(logits, hidden, parameter_tensors().lm_head, M, config_.hidden_size,
+                                             config_.vocab_size);
   }
 
   void forward_trunk(const TokenBatch& batch, const char* fn, bool needs_response = true) {
@@ -281,7 +250,7 @@ class Llama : public gpt_host::ScoredModel<Llama<T>, rlhf::eigen<T>> {
   void hook_backward(std::size_t module, std::size_t l, T* dinp, const T* dout, const T* inp, std::size_t N) {
     if (hook_) hook_->backward({module, l}, dinp, dout, inp, 0, N);
   }
-  static T* at(T* gradient, std::size_t offset) { return gradient ? gradient + offset : nullptr; }  // null: frozen
+  static T* at(T* gradient, std::size_t offset) { return gpt::Weights<T>::grad_at(gradient, offset); }
 
   // From d loss / d final hidden state (act_.d_hf) to every parameter's gradient.
   void trunk_backward() {
@@ -385,25 +354,17 @@ class Llama : public gpt_host::ScoredModel<Llama<T>, rlhf::eigen<T>> {
     act_ = {ptr[0],  ptr[1],  ptr[2],  ptr[3],  ptr[4],  ptr[5],  ptr[6],  ptr[7],  ptr[8],  ptr[9],  ptr[10],
             ptr[11], ptr[12], ptr[13], ptr[14], ptr[15], ptr[16], ptr[17], ptr[18], ptr[19], ptr[20], ptr[21],
             ptr[22], ptr[23], ptr[24], ptr[25], ptr[26], ptr[27], ptr[28], ptr[29], ptr[30], ptr[31]};
-    const auto grow = [](auto& v, std::size_t n) {
-      if (v.size() < n) v.resize(n);
-    };
-    grow(logits_, N * V), grow(hf_rows_, N * C), grow(row_max_, N), grow(row_log_sum_, N);
+    head_.reserve(N, C, V);
   }
 
   LlamaConfig config_;
   llama::RopeTable<T> rope_;
-  gpt::MatmulPrecision precision_ = gpt::MatmulPrecision::fp32;
-  gpt::aligned_vector<T> params_, grads_;  // [llama_param_count(config)] each; layout in llama/params.hpp
-  bool frozen_ = false;                    // set_weights_trainable(false): grads_ empty
-  gpt::aligned_vector<T> head_grads_;      // [C] the scalar head's gradient while frozen (else empty)
-  LinearHook<T>* hook_ = nullptr;          // an adapter on the projections, not owned
+  // gpt::Weights: params_, grads_ ([llama_param_count(config)] each; layout in llama/params.hpp), head_grads_ ([C]
+  // the scalar head's gradient while frozen), frozen_, hook_, precision_
   gpt::aligned_vector<T> act_buffer_;      // every activation, viewed through act_
   Activations act_{};
   gpt_host::ScoredBatch<std::size_t> scored_;  // the last forward's batch and scoring rows
-  gpt::aligned_vector<T> logits_;              // [M, V] (capacity [N, V]); d logits after backward
-  gpt::aligned_vector<T> hf_rows_;             // [M, C] final hidden rows that score a response token
-  gpt::aligned_vector<T> row_max_, row_log_sum_;  // [M]
+  gpt::LmHeadRows<backend> head_;              // the LM head's rows, logits (d logits after backward) and their sums
   llama::Sampler<T> sampler_;
 };
 
