@@ -34,27 +34,23 @@ inline int merge_main(int argc, char** argv) {
   try {
     if (!is_adapter_folder(adapter))
       rlhf::fail<rlhf::io_error>("'", adapter, "' is not an adapter folder (adapter_config.json, and no config.json)");
-    auto settings = rlhf::load_adapter_settings(adapter);
+    const auto settings = rlhf::load_adapter_settings(adapter);
     if (base.empty()) base = settings.base_model_name_or_path;
-    if (base.empty())
-      rlhf::fail<rlhf::io_error>("'", adapter, "/adapter_config.json' names no base model: give --base_model_name_or_path");
     const bool reward = std::find(settings.modules_to_save.begin(), settings.modules_to_save.end(), "score") !=
                         settings.modules_to_save.end();
-    Model plain = load_model(base, reward, 0);
-    Model merged = plain.gpt() ? Model(rlhf::merge_lora(rlhf::load_adapter(adapter, std::move(*plain.gpt()))))
-                               : Model(rlhf::merge_lora(rlhf::load_adapter(adapter, std::move(*plain.llama()))));
-    const fs::path tokenizer = fs::exists(fs::path(adapter) / "tokenizer.json") ||
-                                       fs::exists(fs::path(adapter) / "vocab.json") ||
-                                       fs::exists(fs::path(adapter) / "encoder.json")
-                                   ? fs::path(adapter)
-                                   : fs::path(base);
-    const TextCodec codec = load_text_codec(tokenizer);
     std::error_code ec;
     for (const auto& input : {fs::path(adapter), fs::path(base)})
       if (fs::exists(output, ec) && fs::equivalent(output, input, ec))
         rlhf::fail<rlhf::config_error>("--output_dir '", output, "' is an input folder; give the merged model its own");
     if (fs::exists(fs::path(output) / "model.safetensors", ec) || fs::exists(fs::path(output) / "config.json", ec))
       rlhf::fail<rlhf::io_error>("--output_dir '", output, "' already holds a model; choose another folder");
+    const Model merged = load_merged_adapter(adapter, reward, 0, base);
+    const fs::path tokenizer = fs::exists(fs::path(adapter) / "tokenizer.json") ||
+                                       fs::exists(fs::path(adapter) / "vocab.json") ||
+                                       fs::exists(fs::path(adapter) / "encoder.json")
+                                   ? fs::path(adapter)
+                                   : fs::path(base);
+    const TextCodec codec = load_text_codec(tokenizer);
     const OutputDirLock lock(output);
     save_model(merged, codec, output);
     std::printf("rlhf-train merge: %s + adapters %s (%zu target modules) -> %s (config.json, model.safetensors, tokenizer "

@@ -190,13 +190,15 @@ inline bool is_adapter_folder(const fs::path& folder) {
 
 inline Model load_model(const fs::path& folder, bool scalar_head, std::uint64_t seed);
 
-// An adapter folder as a plain model: its base (adapter_config.json's base_model_name_or_path) with the adapters
-// merged in (PEFT's merge_and_unload).
-inline Model load_merged_adapter(const fs::path& folder, bool scalar_head, std::uint64_t seed) {
-  const auto settings = rlhf::load_adapter_settings(folder);
+// An adapter folder as a plain model: its base (`base_override`, else adapter_config.json's base_model_name_or_path)
+// with the adapters merged in (PEFT's merge_and_unload).
+inline Model load_merged_adapter(const fs::path& folder, bool scalar_head, std::uint64_t seed,
+                                 const std::string& base_override = {}) {
+  auto settings = rlhf::load_adapter_settings(folder);
+  if (!base_override.empty()) settings.base_model_name_or_path = base_override;
   if (settings.base_model_name_or_path.empty())
     rlhf::fail<rlhf::io_error>("'", (folder / "adapter_config.json").string(), "' names no base_model_name_or_path, "
-                               "so its base model is not known");
+                               "so its base model is not known (give it: --base_model_name_or_path)");
   if (is_adapter_folder(settings.base_model_name_or_path))
     rlhf::fail<rlhf::io_error>("'", (folder / "adapter_config.json").string(), "': its base '",
                                settings.base_model_name_or_path, "' is itself an adapter folder; merge that one first");

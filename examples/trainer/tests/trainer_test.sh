@@ -263,7 +263,7 @@ PY
   # a fresh model has no base folder to name: merge needs it given
   status=0
   "$bin" merge --adapter_path "$work/sft" --output_dir "$work/merged" 2> "$work/err.txt" || status=$?
-  [[ $status == 1 ]] && grep -q "names no base model" "$work/err.txt" || fail "merge without a base: $status $(cat "$work/err.txt")"
+  [[ $status == 1 ]] && grep -q "names no base_model_name_or_path" "$work/err.txt" || fail "merge without a base: $status $(cat "$work/err.txt")"
   "$bin" sft "${common[@]}" --max_steps 2 --per_device_train_batch_size 2 --output_dir "$work/base" > /dev/null
   "$bin" sft --model_name_or_path "$work/base" --train_file "$data" --max_steps 2 --per_device_train_batch_size 2 \
     --use_peft true --disable_tqdm true --output_dir "$work/adapted" > /dev/null
