@@ -105,27 +105,16 @@ RLHF_HOST_DEVICE inline bool attends(bool query_real, bool key_real, std::size_t
 }
 
 // ---- scalar functions, host or device ---------------------------------------------------------------------------
-RLHF_HOST_DEVICE inline float exp_f(float x) {
+// The CUDA math function compiling for the device, the standard library's for the host.
 #ifdef __CUDA_ARCH__
-  return expf(x);
+#define RLHF_FLASH_MATH(device, host) device
 #else
-  return std::exp(x);
+#define RLHF_FLASH_MATH(device, host) host
 #endif
-}
-RLHF_HOST_DEVICE inline float max_f(float a, float b) {  // a NaN argument is ignored (fmax)
-#ifdef __CUDA_ARCH__
-  return fmaxf(a, b);
-#else
-  return std::fmax(a, b);
-#endif
-}
-RLHF_HOST_DEVICE inline float log_f(float x) {
-#ifdef __CUDA_ARCH__
-  return logf(x);
-#else
-  return std::log(x);
-#endif
-}
+RLHF_HOST_DEVICE inline float exp_f(float x) { return RLHF_FLASH_MATH(expf, std::exp)(x); }
+// A NaN argument is ignored (fmax).
+RLHF_HOST_DEVICE inline float max_f(float a, float b) { return RLHF_FLASH_MATH(fmaxf, std::fmax)(a, b); }
+RLHF_HOST_DEVICE inline float log_f(float x) { return RLHF_FLASH_MATH(logf, std::log)(x); }
 
 template <int D>
 RLHF_HOST_DEVICE inline float dot(const float* a, const float* b) {
