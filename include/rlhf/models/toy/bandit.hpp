@@ -58,6 +58,20 @@ inline void require_batch_buffers(const char* fn, const TokenBatch& batch) {
   require_size(fn, "response_mask", batch.response_mask.size(), batch.batch * batch.time, "B*T");
 }
 
+// `visit(b, row)` for each row b of the batch, in order, its response read by bandit_row (which checks it).
+template <class Visit>
+void for_each_bandit_row(const char* fn, const TokenBatch& batch, std::size_t P, std::size_t N, Visit&& visit) {
+  for (std::size_t b = 0; b < batch.batch; ++b) visit(b, bandit_row(fn, batch, b, P, N));
+}
+
+// A gradient with respect to a [B, T] output must be [B, T] (shape_error naming it).
+template <class Matrix>
+void require_batch_shape(const char* fn, const char* name, const Matrix& d, const TokenBatch& batch) {
+  if (static_cast<std::size_t>(d.rows()) != batch.batch || static_cast<std::size_t>(d.cols()) != batch.time)
+    rlhf::fail<shape_error>(fn, ": '", name, "' is [", d.rows(), ", ", d.cols(), "] but the batch is [", batch.batch,
+                            ", ", batch.time, "]");
+}
+
 // log softmax of each row of a [rows, cols] table.
 template <class T>
 std::vector<T> log_softmax_rows(const std::vector<T>& logits, std::size_t rows, std::size_t cols) {
@@ -110,10 +124,9 @@ class BanditPolicy {
     detail::require_batch_buffers(fn, batch);
     const auto lp = detail::log_softmax_rows(theta_, P_, N_);
     matrix out = backend::matrix_of(batch.batch, batch.time);
-    for (std::size_t b = 0; b < batch.batch; ++b) {
-      const auto row = detail::bandit_row(fn, batch, b, P_, N_);
+    detail::for_each_bandit_row(fn, batch, P_, N_, [&](std::size_t b, const detail::BanditRow& row) {
       out(b, row.position) = lp[row.prompt * N_ + row.response];
-    }
+    });
     return out;
   }
 
@@ -121,20 +134,16 @@ class BanditPolicy {
   void backward(const TokenBatch& batch, const matrix& d_logp) {
     constexpr const char* fn = "rlhf::toy::BanditPolicy::backward";
     detail::require_batch_buffers(fn, batch);
-    if (static_cast<std::size_t>(d_logp.rows()) != batch.batch ||
-        static_cast<std::size_t>(d_logp.cols()) != batch.time)
-      rlhf::fail<shape_error>(fn, ": 'd_logp' is [", d_logp.rows(), ", ", d_logp.cols(), "] but the batch is [",
-                              batch.batch, ", ", batch.time, "]");
+    detail::require_batch_shape(fn, "d_logp", d_logp, batch);
     auto probs = detail::log_softmax_rows(theta_, P_, N_);
     for (auto& p : probs) p = std::exp(p);
-    for (std::size_t b = 0; b < batch.batch; ++b) {
-      const auto row = detail::bandit_row(fn, batch, b, P_, N_);
+    detail::for_each_bandit_row(fn, batch, P_, N_, [&](std::size_t b, const detail::BanditRow& row) {
       const T d = d_logp(b, row.position);
       T* g = grad_.data() + row.prompt * N_;
       const T* pi = probs.data() + row.prompt * N_;
       for (std::size_t j = 0; j < N_; ++j) g[j] -= d * pi[j];
       g[row.response] += d;
-    }
+    });
   }
 
   void zero_grad() { std::fill(grad_.begin(), grad_.end(), T(0)); }
@@ -191,20 +200,18 @@ class BanditRewardModel {
     constexpr const char* fn = "rlhf::toy::BanditRewardModel::scores";
     detail::require_batch_buffers(fn, batch);
     vector out = backend::vector_of(batch.batch);
-    for (std::size_t b = 0; b < batch.batch; ++b) {
-      const auto row = detail::bandit_row(fn, batch, b, P_, N_);
+    detail::for_each_bandit_row(fn, batch, P_, N_, [&](std::size_t b, const detail::BanditRow& row) {
       out[static_cast<Eigen::Index>(b)] = phi_[row.prompt * N_ + row.response];
-    }
+    });
     return out;
   }
   void backward_scores(const TokenBatch& batch, const vector& d_scores) {  // d_scores: [B]
     constexpr const char* fn = "rlhf::toy::BanditRewardModel::backward_scores";
     detail::require_batch_buffers(fn, batch);
     require_size(fn, "d_scores", static_cast<std::size_t>(d_scores.size()), batch.batch, "B");
-    for (std::size_t b = 0; b < batch.batch; ++b) {
-      const auto row = detail::bandit_row(fn, batch, b, P_, N_);
+    detail::for_each_bandit_row(fn, batch, P_, N_, [&](std::size_t b, const detail::BanditRow& row) {
       grad_[row.prompt * N_ + row.response] += d_scores[static_cast<Eigen::Index>(b)];
-    }
+    });
   }
   void zero_grad() { std::fill(grad_.begin(), grad_.end(), T(0)); }
   std::span<T> parameters() { return phi_; }  // φ [P*N]
@@ -229,23 +236,18 @@ class BanditValueModel {
     constexpr const char* fn = "rlhf::toy::BanditValueModel::values";
     detail::require_batch_buffers(fn, batch);
     matrix out = backend::matrix_of(batch.batch, batch.time);
-    for (std::size_t b = 0; b < batch.batch; ++b) {
-      const auto row = detail::bandit_row(fn, batch, b, P_, N_);
+    detail::for_each_bandit_row(fn, batch, P_, N_, [&](std::size_t b, const detail::BanditRow& row) {
       out(b, row.position) = psi_[row.prompt];
-    }
+    });
     return out;
   }
   void backward_values(const TokenBatch& batch, const matrix& d_values) {  // [B, T]
     constexpr const char* fn = "rlhf::toy::BanditValueModel::backward_values";
     detail::require_batch_buffers(fn, batch);
-    if (static_cast<std::size_t>(d_values.rows()) != batch.batch ||
-        static_cast<std::size_t>(d_values.cols()) != batch.time)
-      rlhf::fail<shape_error>(fn, ": 'd_values' is [", d_values.rows(), ", ", d_values.cols(), "] but the batch is [",
-                              batch.batch, ", ", batch.time, "]");
-    for (std::size_t b = 0; b < batch.batch; ++b) {
-      const auto row = detail::bandit_row(fn, batch, b, P_, N_);
+    detail::require_batch_shape(fn, "d_values", d_values, batch);
+    detail::for_each_bandit_row(fn, batch, P_, N_, [&](std::size_t b, const detail::BanditRow& row) {
       grad_[row.prompt] += d_values(b, row.position);
-    }
+    });
   }
   void zero_grad() { std::fill(grad_.begin(), grad_.end(), T(0)); }
   std::span<T> parameters() { return psi_; }  // ψ [P]
