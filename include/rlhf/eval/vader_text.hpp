@@ -13,6 +13,8 @@
 #include <string_view>
 #include <vector>
 
+#include "rlhf/core/utf8.hpp"
+
 namespace rlhf::eval::vader_text {
 
 struct Decoded {
@@ -53,23 +55,7 @@ constexpr Decoded decode(std::string_view s, std::size_t i) {
   return {cp, need + 1, true};
 }
 
-inline void append_utf8(std::string& out, char32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
+using rlhf::detail::append_utf8;
 
 // The text as JS would hold it: every malformed sequence replaced by U+FFFD.
 inline std::string valid_utf8(std::string_view s) {

@@ -50,6 +50,7 @@
 
 #include "rlhf/core/batch.hpp"  // token_id
 #include "rlhf/core/error.hpp"  // rlhf::io_error, value_error
+#include "rlhf/core/utf8.hpp"
 #include "rlhf/io/corpus.hpp"   // detail::read_text_file, utf8_sequence_length
 #include "rlhf/io/unicode_classes.hpp"
 #include "rlhf/io/untrusted.hpp"  // detail::clip, json_brief, max_json_depth
@@ -58,7 +59,32 @@ namespace rlhf::io {
 
 namespace detail {
 struct Gpt2Loader;
+
+inline constexpr std::size_t max_cached_word = 64;  // bytes; longer words are rare and not kept in a BPE cache
+
+// The BPE cache of a tokenizer (GPT-2's, a tokenizer.json's), shared by its copies and threads: appends the ids of
+// `word`, from `words` when it was seen before, else from `encode()` (which appends them to `out`), then kept in
+// `words`, which is emptied when it holds `capacity` words (0: no cache). `mutex` guards `words`.
+template <class Words, class Encode>
+void encode_through_cache(std::shared_mutex& mutex, Words& words, std::size_t capacity, std::string_view word,
+                          std::vector<token_id>& out, Encode&& encode) {
+  const bool cached = capacity > 0 && word.size() <= max_cached_word;
+  if (cached) {
+    std::shared_lock lock(mutex);
+    if (const auto it = words.find(word); it != words.end()) {
+      out.insert(out.end(), it->second.begin(), it->second.end());
+      return;
+    }
+  }
+  const std::size_t first = out.size();
+  encode();
+  if (cached) {
+    std::unique_lock lock(mutex);
+    if (words.size() >= capacity) words.clear();
+    words.emplace(std::string(word), std::vector<token_id>(out.begin() + std::ptrdiff_t(first), out.end()));
+  }
 }
+}  // namespace detail
 
 // Which characters the pre-tokenizer's \s matches.
 enum class Gpt2Whitespace {
@@ -139,7 +165,6 @@ class Gpt2Tokenizer {
     std::unordered_map<std::string, std::vector<token_id>, StringHash, std::equal_to<>> words;
     std::size_t capacity = 0;
   };
-  static constexpr std::size_t max_cached_word = 64;  // bytes; longer words are rare and not kept
 
   Gpt2Tokenizer(std::shared_ptr<const Model> m, std::size_t cache_words)
       : m_(std::move(m)), cache_(std::make_shared<Cache>()) {
@@ -183,23 +208,7 @@ inline int gpt2_char_byte(char32_t c) {
   return c < bytes.size() ? bytes[c] : -1;
 }
 
-inline void append_utf8(std::string& out, char32_t c) {
-  if (c < 0x80) {
-    out += char(c);
-  } else if (c < 0x800) {
-    out += char(0xC0 | (c >> 6));
-    out += char(0x80 | (c & 0x3F));
-  } else if (c < 0x10000) {
-    out += char(0xE0 | (c >> 12));
-    out += char(0x80 | ((c >> 6) & 0x3F));
-    out += char(0x80 | (c & 0x3F));
-  } else {
-    out += char(0xF0 | (c >> 18));
-    out += char(0x80 | ((c >> 12) & 0x3F));
-    out += char(0x80 | ((c >> 6) & 0x3F));
-    out += char(0x80 | (c & 0x3F));
-  }
-}
+using rlhf::detail::append_utf8;
 
 // A valid UTF-8 sequence's code point (`n` = its length from utf8_sequence_length).
 inline char32_t utf8_decode(std::string_view s, std::size_t i, std::size_t n) {
@@ -683,21 +692,7 @@ inline void Gpt2Tokenizer::encode_word(std::string_view word, std::vector<token_
     out.push_back(m_->byte_ids[static_cast<unsigned char>(word[0])]);
     return;
   }
-  const bool cached = cache_->capacity > 0 && word.size() <= max_cached_word;
-  if (cached) {
-    std::shared_lock lock(cache_->mutex);
-    if (const auto it = cache_->words.find(word); it != cache_->words.end()) {
-      out.insert(out.end(), it->second.begin(), it->second.end());
-      return;
-    }
-  }
-  const std::size_t first = out.size();
-  bpe(word, out);
-  if (cached) {
-    std::unique_lock lock(cache_->mutex);
-    if (cache_->words.size() >= cache_->capacity) cache_->words.clear();
-    cache_->words.emplace(std::string(word), std::vector<token_id>(out.begin() + std::ptrdiff_t(first), out.end()));
-  }
+  detail::encode_through_cache(cache_->mutex, cache_->words, cache_->capacity, word, out, [&] { bpe(word, out); });
 }
 
 // Merges in a linked list of symbols, driven by a heap of candidate pairs ordered by (rank, position): each merge

@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "rlhf/core/batch.hpp"  // token_id
-#include "rlhf/io/gpt2_bpe.hpp"  // detail::gpt2_byte_chars, gpt2_byte_piece, append_utf8
+#include "rlhf/io/gpt2_bpe.hpp"  // detail::gpt2_byte_chars, gpt2_byte_piece, append_utf8, encode_through_cache
 #include "rlhf/io/tokenizer/json_fields.hpp"
 #include "rlhf/io/tokenizer/pre_tokenizer.hpp"  // Piece
 #include "rlhf/io/tokenizer/tokenizer_file.hpp"
@@ -45,22 +45,8 @@ class BpeModel {
   void encode(const Piece& piece, std::vector<token_id>& out) const {
     const std::string_view word = piece.text();
     if (word.empty()) return;
-    const bool cached = cache_->capacity > 0 && word.size() <= max_cached_word;
-    auto& words = cache_->words[piece.byte_level];
-    if (cached) {
-      std::shared_lock lock(cache_->mutex);
-      if (const auto it = words.find(word); it != words.end()) {
-        out.insert(out.end(), it->second.begin(), it->second.end());
-        return;
-      }
-    }
-    const std::size_t first = out.size();
-    encode_uncached(piece, out);
-    if (cached) {
-      std::unique_lock lock(cache_->mutex);
-      if (words.size() >= cache_->capacity) words.clear();
-      words.emplace(std::string(word), std::vector<token_id>(out.begin() + std::ptrdiff_t(first), out.end()));
-    }
+    encode_through_cache(cache_->mutex, cache_->words[piece.byte_level], cache_->capacity, word, out,
+                         [&] { encode_uncached(piece, out); });
   }
 
   const TokenIds& vocab() const { return vocab_; }
@@ -86,7 +72,6 @@ class BpeModel {
     std::array<std::unordered_map<std::string, std::vector<token_id>, TransparentHash, std::equal_to<>>, 2> words;
     std::size_t capacity = 0;
   };
-  static constexpr std::size_t max_cached_word = 64;  // bytes
 
   static std::uint64_t key(token_id a, token_id b) { return (std::uint64_t(std::uint32_t(a)) << 32) | std::uint32_t(b); }
   const Merge* find_merge(token_id a, token_id b) const {
