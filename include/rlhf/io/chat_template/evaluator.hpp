@@ -25,22 +25,14 @@ class Scope {
   explicit Scope(Scope* parent = nullptr) : parent_(parent) {}
   const Value* find(std::string_view name) const {
     for (const Scope* s = this; s; s = s->parent_)
-      for (const auto& [k, v] : s->vars_)
-        if (k == name) return &v;
+      if (const Value* v = s->vars_.find(name)) return v;
     return nullptr;
   }
-  void set(std::string_view name, Value v) {
-    for (auto& [k, old] : vars_)
-      if (k == name) {
-        old = std::move(v);
-        return;
-      }
-    vars_.emplace_back(std::string(name), std::move(v));
-  }
+  void set(std::string_view name, Value v) { vars_.set(name, std::move(v)); }
 
  private:
   Scope* parent_;
-  std::vector<std::pair<std::string, Value>> vars_;
+  Object vars_;  // this scope's own names, as a dict holds its keys
 };
 
 class Evaluator {

@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "rlhf/core/utf8.hpp"
 #include "rlhf/io/chat_template/text.hpp"
 #include "rlhf/io/chat_template/value.hpp"  // syntax_error
 
@@ -210,17 +211,14 @@ class Lexer {
       }
       if (pos_ >= src_.size()) error_at(start, "the string opened here is not closed");
       const char e = src_[pos_++];
+      if (const ShortEscape* escape = short_escape_of_letter(e)) {
+        value += escape->character;
+        continue;
+      }
       switch (e) {
-        case 'n': value += '\n'; break;
-        case 't': value += '\t'; break;
-        case 'r': value += '\r'; break;
-        case 'b': value += '\b'; break;
-        case 'f': value += '\f'; break;
         case 'v': value += '\v'; break;
         case '0': value += '\0'; break;
-        case '\\': value += '\\'; break;
         case '\'': value += '\''; break;
-        case '"': value += '"'; break;
         case '\n': break;  // a backslash before a line break continues the line
         case 'x':
         case 'u':
@@ -245,21 +243,7 @@ class Lexer {
     pos_ += n;
     if (cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) error_at(start, "an escape names no Unicode character");
     std::string out;
-    if (cp < 0x80) {
-      out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-      out += static_cast<char>(0xc0 | (cp >> 6));
-      out += static_cast<char>(0x80 | (cp & 0x3f));
-    } else if (cp < 0x10000) {
-      out += static_cast<char>(0xe0 | (cp >> 12));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
-      out += static_cast<char>(0x80 | (cp & 0x3f));
-    } else {
-      out += static_cast<char>(0xf0 | (cp >> 18));
-      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3f));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
-      out += static_cast<char>(0x80 | (cp & 0x3f));
-    }
+    rlhf::detail::append_utf8(out, char32_t(cp));
     return out;
   }
 };

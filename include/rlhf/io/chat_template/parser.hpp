@@ -5,8 +5,11 @@
 // Statements: if/elif/else, for (with `if` filter and else), set (name, namespace attribute, block),
 // macro, break, continue, and transformers' generation. Anything else is a syntax_error naming its line and
 // column: the engine never guesses.
+#include <algorithm>
 #include <charconv>
 #include <cstdint>
+#include <initializer_list>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -65,6 +68,16 @@ class Parser {
   bool is_name(std::string_view name, std::size_t ahead = 0) const {
     return peek(ahead).kind == TokenKind::name && peek(ahead).value == name;
   }
+  bool accept_op(std::string_view op) {  // consumes the next token when it is `op`
+    if (!is_op(op)) return false;
+    next();
+    return true;
+  }
+  bool accept_name(std::string_view name) {
+    if (!is_name(name)) return false;
+    next();
+    return true;
+  }
   void expect_op(std::string_view op) {
     if (!is_op(op)) error(peek(), "expected '" + std::string(op) + "', found " + describe(peek()));
     next();
@@ -112,13 +125,16 @@ class Parser {
     }
   }
 
-  NodePtr node(NodeKind kind, const Token& at) {
-    auto n = std::make_unique<Node>();
-    n->kind = kind;
-    n->line = at.line;
-    n->column = at.column;
-    return n;
+  // A new statement (Node) or expression (Expr) of `kind`, placed at `at`'s line and column.
+  template <class Tree, class Kind>
+  std::unique_ptr<Tree> located(Kind kind, const Token& at) {
+    auto tree = std::make_unique<Tree>();
+    tree->kind = kind;
+    tree->line = at.line;
+    tree->column = at.column;
+    return tree;
   }
+  NodePtr node(NodeKind kind, const Token& at) { return located<Node>(kind, at); }
 
   NodePtr parse_statement() {
     const Token& at = peek();
@@ -182,8 +198,7 @@ class Parser {
     if (!is_name("in")) error(peek(), "expected 'in', found " + describe(peek()));
     next();
     n->expr = parse_or_ternary(false);
-    if (is_name("if")) {
-      next();
+    if (accept_name("if")) {
       n->condition = parse_or_ternary(false);
     }
     if (is_name("recursive")) error(peek(), "recursive loops are not supported");
@@ -202,8 +217,7 @@ class Parser {
     const std::string name = expect_name("a variable name");
     if (is_op(",")) error(peek(), "assigning to several names at once is not supported");
     std::string attribute;
-    if (is_op(".")) {
-      next();
+    if (accept_op(".")) {
       attribute = expect_name("an attribute name");
     }
     if (peek().kind == TokenKind::block_end && attribute.empty()) {
@@ -230,8 +244,7 @@ class Parser {
     while (!is_op(")")) {
       std::string param = expect_name("a parameter name");
       ExprPtr fallback;
-      if (is_op("=")) {
-        next();
+      if (accept_op("=")) {
         fallback = parse_expression();
       }
       n->params.emplace_back(std::move(param), std::move(fallback));
@@ -247,13 +260,7 @@ class Parser {
 
   // ---- expressions ----
 
-  ExprPtr expr(ExprKind kind, const Token& at) {
-    auto e = std::make_unique<Expr>();
-    e->kind = kind;
-    e->line = at.line;
-    e->column = at.column;
-    return e;
-  }
+  ExprPtr expr(ExprKind kind, const Token& at) { return located<Expr>(kind, at); }
 
   ExprPtr parse_expression() { return parse_or_ternary(true); }
 
@@ -267,8 +274,7 @@ class Parser {
       auto t = expr(ExprKind::ternary, at);
       t->args.push_back(parse_or());
       t->args.push_back(std::move(value));
-      if (is_name("else")) {
-        next();
+      if (accept_name("else")) {
         t->args.push_back(parse_or_ternary(true));
       } else {
         t->args.push_back(nullptr);
@@ -286,22 +292,23 @@ class Parser {
     return b;
   }
 
-  ExprPtr parse_or() {
-    ExprPtr left = parse_and();
-    while (is_name("or")) {
+  // One precedence level of left-associative binary operators: `operand (op operand)*`, the ops being names
+  // (`or`) or operator symbols as `kind` says.
+  template <class Operand>
+  ExprPtr parse_binary_level(TokenKind kind, std::initializer_list<std::string_view> ops, Operand operand) {
+    const auto at_op = [&] {
+      return peek().kind == kind && std::find(ops.begin(), ops.end(), peek().value) != ops.end();
+    };
+    ExprPtr left = operand();
+    while (at_op()) {
       const Token& at = next();
-      left = binary("or", std::move(left), parse_and(), at);
+      left = binary(at.value, std::move(left), operand(), at);
     }
     return left;
   }
-  ExprPtr parse_and() {
-    ExprPtr left = parse_not();
-    while (is_name("and")) {
-      const Token& at = next();
-      left = binary("and", std::move(left), parse_not(), at);
-    }
-    return left;
-  }
+
+  ExprPtr parse_or() { return parse_binary_level(TokenKind::name, {"or"}, [&] { return parse_and(); }); }
+  ExprPtr parse_and() { return parse_binary_level(TokenKind::name, {"and"}, [&] { return parse_not(); }); }
   ExprPtr parse_not() {
     if (is_name("not")) {
       const Token& at = next();
@@ -322,8 +329,7 @@ class Parser {
       if (peek().kind == TokenKind::op &&
           (is_op("==") || is_op("!=") || is_op("<") || is_op(">") || is_op("<=") || is_op(">="))) {
         op = next().value;
-      } else if (is_name("in")) {
-        next();
+      } else if (accept_name("in")) {
         op = "in";
       } else if (is_name("not") && is_name("in", 1)) {
         next();
@@ -341,38 +347,12 @@ class Parser {
     }
     return chain ? std::move(chain) : std::move(first);
   }
-  ExprPtr parse_math1() {
-    ExprPtr left = parse_concat();
-    while (is_op("+") || is_op("-")) {
-      const Token& at = next();
-      left = binary(at.value, std::move(left), parse_concat(), at);
-    }
-    return left;
-  }
-  ExprPtr parse_concat() {
-    ExprPtr left = parse_math2();
-    while (is_op("~")) {
-      const Token& at = next();
-      left = binary("~", std::move(left), parse_math2(), at);
-    }
-    return left;
-  }
+  ExprPtr parse_math1() { return parse_binary_level(TokenKind::op, {"+", "-"}, [&] { return parse_concat(); }); }
+  ExprPtr parse_concat() { return parse_binary_level(TokenKind::op, {"~"}, [&] { return parse_math2(); }); }
   ExprPtr parse_math2() {
-    ExprPtr left = parse_pow();
-    while (is_op("*") || is_op("/") || is_op("//") || is_op("%")) {
-      const Token& at = next();
-      left = binary(at.value, std::move(left), parse_pow(), at);
-    }
-    return left;
+    return parse_binary_level(TokenKind::op, {"*", "/", "//", "%"}, [&] { return parse_pow(); });
   }
-  ExprPtr parse_pow() {
-    ExprPtr left = parse_unary();
-    while (is_op("**")) {
-      const Token& at = next();
-      left = binary("**", std::move(left), parse_unary(), at);
-    }
-    return left;
-  }
+  ExprPtr parse_pow() { return parse_binary_level(TokenKind::op, {"**"}, [&] { return parse_unary(); }); }
   // As in Jinja2, a sign binds tighter than a filter: -3|abs is (-3)|abs.
   ExprPtr parse_unary(bool with_filters = true) {
     ExprPtr value;
@@ -440,13 +420,11 @@ class Parser {
 
   ExprPtr parse_parenthesized() {
     const Token& at = next();
-    if (is_op(")")) {
-      next();
+    if (accept_op(")")) {
       return expr(ExprKind::tuple, at);
     }
     ExprPtr first = parse_expression();
-    if (is_op(")")) {
-      next();
+    if (accept_op(")")) {
       return first;
     }
     auto tuple = expr(ExprKind::tuple, at);
@@ -489,8 +467,7 @@ class Parser {
   ExprPtr parse_postfix(ExprPtr target) {
     while (true) {
       const Token& at = peek();
-      if (is_op(".")) {
-        next();
+      if (accept_op(".")) {
         auto e = expr(ExprKind::attribute, at);
         if (peek().kind == TokenKind::integer) {  // foo.0 is foo[0]
           e->kind = ExprKind::item;
@@ -500,8 +477,7 @@ class Parser {
         }
         e->target = std::move(target);
         target = std::move(e);
-      } else if (is_op("[")) {
-        next();
+      } else if (accept_op("[")) {
         target = parse_subscript(std::move(target), at);
       } else if (is_op("(")) {
         auto call = expr(ExprKind::call, at);
@@ -520,8 +496,7 @@ class Parser {
     int part = 0;
     bool is_slice = false;
     while (true) {
-      if (is_op(":")) {
-        next();
+      if (accept_op(":")) {
         is_slice = true;
         if (++part > 2) error(peek(), "a slice has at most three parts");
         continue;
@@ -562,18 +537,15 @@ class Parser {
   ExprPtr parse_filters(ExprPtr target) {
     while (true) {
       const Token& at = peek();
-      if (is_op("|")) {
-        next();
+      if (accept_op("|")) {
         auto f = expr(ExprKind::filter, at);
         f->name = expect_name("a filter name");
         f->target = std::move(target);
         if (is_op("(")) parse_call_arguments(*f);
         target = std::move(f);
-      } else if (is_name("is")) {
-        next();
+      } else if (accept_name("is")) {
         auto t = expr(ExprKind::test, at);
-        if (is_name("not")) {
-          next();
+        if (accept_name("not")) {
           t->negated = true;
         }
         t->name = expect_name("a test name");

@@ -107,6 +107,25 @@ inline std::string python_float(double x) {
   return out + digits.substr(0, point) + "." + digits.substr(point);
 }
 
+// The escapes of one letter that JSON writes and a Python string literal reads: \n stands for a line feed, ...
+struct ShortEscape {
+  char letter;     // after the backslash
+  char character;  // what it stands for
+};
+inline constexpr std::array<ShortEscape, 7> short_escapes = {
+    {{'"', '"'}, {'\\', '\\'}, {'n', '\n'}, {'r', '\r'}, {'t', '\t'}, {'b', '\b'}, {'f', '\f'}}};
+
+inline const ShortEscape* short_escape_of_letter(char letter) {
+  for (const auto& e : short_escapes)
+    if (e.letter == letter) return &e;
+  return nullptr;
+}
+inline const ShortEscape* short_escape_of_character(char character) {
+  for (const auto& e : short_escapes)
+    if (e.character == character) return &e;
+  return nullptr;
+}
+
 // A JSON string literal as Python's json.dumps(ensure_ascii=False) writes it: ", \ and control characters
 // escaped, everything else as it is.
 inline std::string json_quote(std::string_view s, bool ensure_ascii = false) {
@@ -120,19 +139,13 @@ inline std::string json_quote(std::string_view s, bool ensure_ascii = false) {
     const std::size_t n = code_point_size(s, i);
     const char c = s[i];
     if (n == 1) {
-      switch (c) {
-        case '"': out += "\\\""; break;
-        case '\\': out += "\\\\"; break;
-        case '\n': out += "\\n"; break;
-        case '\r': out += "\\r"; break;
-        case '\t': out += "\\t"; break;
-        case '\b': out += "\\b"; break;
-        case '\f': out += "\\f"; break;
-        default:
-          if (static_cast<unsigned char>(c) < 0x20 || (ensure_ascii && static_cast<unsigned char>(c) >= 0x7f))
-            u_escape(static_cast<unsigned char>(c));
-          else
-            out += c;
+      if (const ShortEscape* e = short_escape_of_character(c)) {
+        out += '\\';
+        out += e->letter;
+      } else if (static_cast<unsigned char>(c) < 0x20 || (ensure_ascii && static_cast<unsigned char>(c) >= 0x7f)) {
+        u_escape(static_cast<unsigned char>(c));
+      } else {
+        out += c;
       }
     } else if (ensure_ascii) {
       const char32_t cp = decode_at(s, i, n);
