@@ -18,6 +18,7 @@
 #include "rlhf/core/metric_names.hpp"
 #include "rlhf/core/metrics.hpp"
 #include "rlhf/core/validate.hpp"
+#include "rlhf/losses/batch_mean.hpp"
 
 namespace rlhf {
 
@@ -119,17 +120,15 @@ BradleyTerryResult<Vector> bradley_terry_loss(const RewardPairs<Vector>& in, con
                                                 Be::data(out.d_rejected)});
   constexpr const char* cause =
       "'chosen' − 'rejected' − 'margin' (or, with center_coefficient, their sum squared) is too large in magnitude";
-  detail::require_representable<Be>(fn, "the loss", Be::data(out.losses), n, cause);
-  detail::require_representable<Be>(fn, "d_chosen", Be::data(out.d_chosen), n, cause);
-  detail::require_representable<Be>(fn, "d_rejected", Be::data(out.d_rejected), n, cause);
-  const double inv_n = 1.0 / static_cast<double>(n);
+  out.loss = detail::checked_batch_loss<Be>(
+      fn, cause, out.losses, {{"d_chosen", Be::data(out.d_chosen), n}, {"d_rejected", Be::data(out.d_rejected), n}});
+  const detail::BatchMean<Be> mean{n};
   const T* rc = Be::data(in.chosen);
   const T* rr = Be::data(in.rejected);
-  out.loss = Be::sum(n, detail::element_as_double<T>{Be::data(out.losses)}) * inv_n;
-  out.metrics.set(metric::rewards_accuracies, Be::sum(n, detail::bt_ordered<T>{rc, rr}) * inv_n);
-  out.metrics.set(metric::rewards_chosen, Be::sum(n, detail::element_as_double<T>{rc}) * inv_n);
-  out.metrics.set(metric::rewards_rejected, Be::sum(n, detail::element_as_double<T>{rr}) * inv_n);
-  out.metrics.set(metric::rewards_margins, Be::sum(n, detail::bt_gap<T>{rc, rr}) * inv_n);
+  out.metrics.set(metric::rewards_accuracies, mean(detail::bt_ordered<T>{rc, rr}));
+  out.metrics.set(metric::rewards_chosen, mean.of(in.chosen));
+  out.metrics.set(metric::rewards_rejected, mean.of(in.rejected));
+  out.metrics.set(metric::rewards_margins, mean(detail::bt_gap<T>{rc, rr}));
   return out;
 }
 

@@ -20,6 +20,7 @@
 #include "rlhf/core/metric_names.hpp"
 #include "rlhf/core/metrics.hpp"
 #include "rlhf/core/validate.hpp"
+#include "rlhf/losses/batch_mean.hpp"
 
 namespace rlhf {
 
@@ -244,10 +245,8 @@ DpoResult<Vector> dpo_loss(const PreferencePairs<Vector>& in, const DpoConfig& c
   const bool has_lengths = Be::size(in.chosen_length) == n;
   const bool has_reference = Be::size(in.reference_chosen) == n;  // dpo_pair ignores it when reference_free
   double nll_length = 0;  // per_sequence: each pair's own length
-  if (config.nll_weight != 0.0 && config.nll_normalization == DpoNllNormalization::batch_tokens) {
-    const double tokens = Be::sum(n, detail::element_as_double<T>{Be::data(in.chosen_length)});
-    nll_length = (tokens < 1.0 ? 1.0 : tokens) / static_cast<double>(n);  // TRL divides by the batch's tokens
-  }
+  if (config.nll_weight != 0.0 && config.nll_normalization == DpoNllNormalization::batch_tokens)
+    nll_length = detail::chosen_tokens_per_pair<Be>(in.chosen_length, n);
   const detail::DpoKernel<T> kernel{config, Be::data(in.policy_chosen), Be::data(in.policy_rejected),
                                     has_reference ? Be::data(in.reference_chosen) : nullptr,
                                     has_reference ? Be::data(in.reference_rejected) : nullptr,
@@ -260,21 +259,20 @@ DpoResult<Vector> dpo_loss(const PreferencePairs<Vector>& in, const DpoConfig& c
   constexpr const char* cause =
       "the log-ratios of 'policy_chosen'/'policy_rejected' against 'reference_chosen'/'reference_rejected' "
       "(or the NLL term of 'policy_chosen') are too large in magnitude";
-  detail::require_representable<Be>(fn, "the loss", Be::data(out.losses), n, cause);
-  detail::require_representable<Be>(fn, "d_policy_chosen", Be::data(out.d_policy_chosen), n, cause);
-  detail::require_representable<Be>(fn, "d_policy_rejected", Be::data(out.d_policy_rejected), n, cause);
-  detail::require_representable<Be>(fn, "d_reference_chosen", Be::data(out.d_reference_chosen), n, cause);
-  detail::require_representable<Be>(fn, "d_reference_rejected", Be::data(out.d_reference_rejected), n, cause);
-  const double inv_n = 1.0 / static_cast<double>(n);
+  out.loss = detail::checked_batch_loss<Be>(fn, cause, out.losses,
+                                            {{"d_policy_chosen", Be::data(out.d_policy_chosen), n},
+                                             {"d_policy_rejected", Be::data(out.d_policy_rejected), n},
+                                             {"d_reference_chosen", Be::data(out.d_reference_chosen), n},
+                                             {"d_reference_rejected", Be::data(out.d_reference_rejected), n}});
+  const detail::BatchMean<Be> mean{n};
   using S = detail::DpoRewardStat;
-  const auto mean = [&](S stat) { return Be::sum(n, detail::dpo_reward_stat<T>{kernel, stat}) * inv_n; };
-  out.loss = Be::sum(n, detail::element_as_double<T>{Be::data(out.losses)}) * inv_n;
-  out.metrics.set(metric::rewards_chosen, mean(S::chosen));
-  out.metrics.set(metric::rewards_rejected, mean(S::rejected));
-  out.metrics.set(metric::rewards_accuracies, mean(S::accuracy));
-  out.metrics.set(metric::rewards_margins, mean(S::margin));
-  out.metrics.set(metric::logps_chosen, Be::sum(n, detail::element_as_double<T>{Be::data(in.policy_chosen)}) * inv_n);
-  out.metrics.set(metric::logps_rejected, Be::sum(n, detail::element_as_double<T>{Be::data(in.policy_rejected)}) * inv_n);
+  const auto reward_mean = [&](S stat) { return mean(detail::dpo_reward_stat<T>{kernel, stat}); };
+  out.metrics.set(metric::rewards_chosen, reward_mean(S::chosen));
+  out.metrics.set(metric::rewards_rejected, reward_mean(S::rejected));
+  out.metrics.set(metric::rewards_accuracies, reward_mean(S::accuracy));
+  out.metrics.set(metric::rewards_margins, reward_mean(S::margin));
+  out.metrics.set(metric::logps_chosen, mean.of(in.policy_chosen));
+  out.metrics.set(metric::logps_rejected, mean.of(in.policy_rejected));
   return out;
 }
 

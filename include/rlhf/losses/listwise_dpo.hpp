@@ -17,6 +17,7 @@
 #include "rlhf/core/metric_names.hpp"
 #include "rlhf/core/metrics.hpp"
 #include "rlhf/core/validate.hpp"
+#include "rlhf/losses/batch_mean.hpp"
 #include "rlhf/losses/plackett_luce.hpp"
 
 namespace rlhf {
@@ -105,18 +106,16 @@ ListwiseDpoResult<Matrix, Vector> listwise_dpo_loss(const Matrix& policy_logps, 
   Be::for_each(n, detail::ListwiseDpoKernel<T>{rewards, len, config.top_k, T(1) / T(n), Be::data(out.losses),
                                                Be::data(out.d_policy), Be::data(out.d_reference)});
   constexpr const char* cause = "beta times the log-ratios of 'policy_logps' against 'reference_logps' is too large";
-  detail::require_representable<Be>(fn, "the loss", Be::data(out.losses), n, cause);
-  detail::require_representable<Be>(fn, "d_policy", Be::data(out.d_policy), n * cols, cause);
-  const double inv_n = 1.0 / static_cast<double>(n);
+  out.loss = detail::checked_batch_loss<Be>(fn, cause, out.losses, {{"d_policy", Be::data(out.d_policy), n * cols}});
+  const detail::BatchMean<Be> mean{n};
   const detail::score_rows<T> logps{Be::data(policy_logps), cols};
   using LogpRows = detail::score_rows<T>;
-  out.loss = Be::sum(n, detail::element_as_double<T>{Be::data(out.losses)}) * inv_n;
-  out.metrics.set(metric::rewards_chosen, Be::sum(n, detail::ranked_first<T, Rows>{rewards}) * inv_n);
-  out.metrics.set(metric::rewards_rejected, Be::sum(n, detail::ranked_last<T, Rows>{rewards, len, cols}) * inv_n);
-  out.metrics.set(metric::rewards_accuracies, Be::sum(n, detail::ranked_top_pair<T, Rows>{rewards}) * inv_n);
-  out.metrics.set(metric::rewards_margins, Be::sum(n, detail::ranked_spread<T, Rows>{rewards, len, cols}) * inv_n);
-  out.metrics.set(metric::logps_chosen, Be::sum(n, detail::ranked_first<T, LogpRows>{logps}) * inv_n);
-  out.metrics.set(metric::logps_rejected, Be::sum(n, detail::ranked_last<T, LogpRows>{logps, len, cols}) * inv_n);
+  out.metrics.set(metric::rewards_chosen, mean(detail::ranked_first<T, Rows>{rewards}));
+  out.metrics.set(metric::rewards_rejected, mean(detail::ranked_last<T, Rows>{rewards, len, cols}));
+  out.metrics.set(metric::rewards_accuracies, mean(detail::ranked_top_pair<T, Rows>{rewards}));
+  out.metrics.set(metric::rewards_margins, mean(detail::ranked_spread<T, Rows>{rewards, len, cols}));
+  out.metrics.set(metric::logps_chosen, mean(detail::ranked_first<T, LogpRows>{logps}));
+  out.metrics.set(metric::logps_rejected, mean(detail::ranked_last<T, LogpRows>{logps, len, cols}));
   return out;
 }
 

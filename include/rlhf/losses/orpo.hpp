@@ -19,6 +19,7 @@
 #include "rlhf/core/metric_names.hpp"
 #include "rlhf/core/metrics.hpp"
 #include "rlhf/core/validate.hpp"
+#include "rlhf/losses/batch_mean.hpp"
 
 namespace rlhf {
 
@@ -149,10 +150,7 @@ OrpoResult<Vector> orpo_loss(const OrpoPairs<Vector>& in, const OrpoConfig& conf
   if (!(chosen_tokens_per_pair >= 0) || !std::isfinite(chosen_tokens_per_pair))
     fail<value_error>(fn, ": 'chosen_tokens_per_pair' must be >= 0 and finite (got ", chosen_tokens_per_pair, ")");
   double nll_length = chosen_tokens_per_pair;
-  if (nll_length == 0) {
-    const double tokens = Be::sum(n, detail::element_as_double<T>{Be::data(in.chosen_length)});
-    nll_length = (tokens < 1.0 ? 1.0 : tokens) / static_cast<double>(n);  // TRL divides by the batch's tokens
-  }
+  if (nll_length == 0) nll_length = detail::chosen_tokens_per_pair<Be>(in.chosen_length, n);
   OrpoResult<Vector> out;
   out.losses = Be::vector_of(n);
   out.d_policy_chosen = Be::vector_of(n);
@@ -170,13 +168,11 @@ OrpoResult<Vector> orpo_loss(const OrpoPairs<Vector>& in, const OrpoConfig& conf
   Be::for_each(n, kernel);
   constexpr const char* cause =
       "'policy_chosen' or 'policy_rejected' (or the mean token log-prob of one, near 0) is too large in magnitude";
-  detail::require_representable<Be>(fn, "the loss", Be::data(out.losses), n, cause);
-  detail::require_representable<Be>(fn, "d_policy_chosen", Be::data(out.d_policy_chosen), n, cause);
-  detail::require_representable<Be>(fn, "d_policy_rejected", Be::data(out.d_policy_rejected), n, cause);
-  const double inv_n = 1.0 / static_cast<double>(n);
+  out.loss = detail::checked_batch_loss<Be>(fn, cause, out.losses,
+                                            {{"d_policy_chosen", Be::data(out.d_policy_chosen), n},
+                                             {"d_policy_rejected", Be::data(out.d_policy_rejected), n}});
   using S = detail::OrpoStat;
-  const auto mean = [&](S stat) { return Be::sum(n, detail::orpo_stat<T>{kernel, stat}) * inv_n; };
-  out.loss = Be::sum(n, detail::element_as_double<T>{Be::data(out.losses)}) * inv_n;
+  const auto mean = [&](S stat) { return detail::BatchMean<Be>{n}(detail::orpo_stat<T>{kernel, stat}); };
   const double chosen = mean(S::chosen), rejected = mean(S::rejected);
   out.metrics.set(metric::nll_loss, mean(S::nll));
   out.metrics.set(metric::log_odds_ratio, mean(S::log_sigmoid));

@@ -19,6 +19,7 @@
 #include "rlhf/core/metric_names.hpp"
 #include "rlhf/core/metrics.hpp"
 #include "rlhf/core/validate.hpp"
+#include "rlhf/losses/batch_mean.hpp"
 
 namespace rlhf {
 
@@ -219,17 +220,15 @@ PlackettLuceResult<Matrix, Vector> plackett_luce_loss(const Matrix& scores, cons
   Be::for_each(n, detail::PlackettLuceKernel<T>{Be::data(scores), len, cols, config.top_k, T(1) / T(n),
                                                 Be::data(out.losses), Be::data(out.d_scores)});
   constexpr const char* cause = "the spread of 'scores' within a row is too large";
-  detail::require_representable<Be>("rlhf::plackett_luce_loss", "the loss", Be::data(out.losses), n, cause);
-  detail::require_representable<Be>("rlhf::plackett_luce_loss", "d_scores", Be::data(out.d_scores), n * cols, cause);
-  const double inv_n = 1.0 / static_cast<double>(n);
+  out.loss = detail::checked_batch_loss<Be>("rlhf::plackett_luce_loss", cause, out.losses,
+                                            {{"d_scores", Be::data(out.d_scores), n * cols}});
+  const detail::BatchMean<Be> mean{n};
   const detail::score_rows<T> rows{Be::data(scores), cols};
   using Rows = detail::score_rows<T>;
-  out.loss = Be::sum(n, detail::element_as_double<T>{Be::data(out.losses)}) * inv_n;
-  out.metrics.set(metric::rewards_accuracies,
-                  Be::sum(n, detail::ranked_top_choice<T, Rows>{rows, len, cols}) * inv_n);
-  out.metrics.set(metric::rewards_chosen, Be::sum(n, detail::ranked_first<T, Rows>{rows}) * inv_n);
-  out.metrics.set(metric::rewards_rejected, Be::sum(n, detail::ranked_last<T, Rows>{rows, len, cols}) * inv_n);
-  out.metrics.set(metric::rewards_margins, Be::sum(n, detail::ranked_spread<T, Rows>{rows, len, cols}) * inv_n);
+  out.metrics.set(metric::rewards_accuracies, mean(detail::ranked_top_choice<T, Rows>{rows, len, cols}));
+  out.metrics.set(metric::rewards_chosen, mean(detail::ranked_first<T, Rows>{rows}));
+  out.metrics.set(metric::rewards_rejected, mean(detail::ranked_last<T, Rows>{rows, len, cols}));
+  out.metrics.set(metric::rewards_margins, mean(detail::ranked_spread<T, Rows>{rows, len, cols}));
   return out;
 }
 
