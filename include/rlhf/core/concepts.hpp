@@ -87,21 +87,24 @@ concept SamplingPolicy = requires(P& p, const PromptBatch& x, const SampleOption
   { p.sample(x, o, r) } -> std::same_as<TokenBatch>;
 };
 
+// What the critic and the reward model have besides their forward and backward: a backend, and parameters with
+// gradients that zero_grad() clears.
+template <class M>
+concept HasTrainableParameters = HasBackend<M> && HasParameters<M> && requires(M& m) { m.zero_grad(); };
+
 // PPO's critic: a value V(prefix) for every position [B, T], and its backward.
 template <class M>
-concept ValueModel = HasBackend<M> && HasParameters<M> &&
+concept ValueModel = HasTrainableParameters<M> &&
                      requires(M& m, const TokenBatch& b, const typename M::backend::matrix& g) {
                        { m.values(b) } -> std::same_as<typename M::backend::matrix>;
-                       m.zero_grad();
                        m.backward_values(b, g);
                      };
 
 // A trained scorer: one scalar reward per sequence [B], and its backward (reward-model training and PPO).
 template <class M>
-concept RewardModel = HasBackend<M> && HasParameters<M> &&
+concept RewardModel = HasTrainableParameters<M> &&
                       requires(M& m, const TokenBatch& b, const typename M::backend::vector& d) {
                         { m.scores(b) } -> std::same_as<typename M::backend::vector>;
-                        m.zero_grad();
                         m.backward_scores(b, d);
                       };
 
