@@ -212,6 +212,7 @@ class JinjaChatTemplate {
   jinja::Rendered render_all(const nlohmann::ordered_json& messages, const ChatTemplateOptions& options) const {
     require_messages(messages);
     std::vector<std::pair<std::string, jinja::Value>> vars;
+    vars.reserve(4 + special_tokens_.size() + options.variables.size());
     vars.emplace_back("messages", jinja::from_json(messages));
     vars.emplace_back("tools", jinja::from_json(options.tools));
     vars.emplace_back("documents", nullptr);
