@@ -8,8 +8,8 @@
 #   scripts/demo.sh           the reduced sweep (about 5 minutes on 2 idle cores, build included)
 #   scripts/demo.sh --full    the whole sweep (4 settings of every method, 3 seeds; about 40 minutes)
 #   scripts/demo.sh --tiny    the tests' miniature: every phase on a toy model, seconds (CI runs it)
-#   scripts/demo.sh --protocol --stage tune   the pre-registered protocol's Stage A (about 26 minutes idle), then
-#   scripts/demo.sh --protocol --stage test   its Stage B from the committed choices (about 35 minutes idle)
+#   scripts/demo.sh --protocol --stage tune   the pre-registered protocol's Stage A (31 min measured on busy cores), then
+#   scripts/demo.sh --protocol --stage test   its Stage B from the committed choices (63 min measured on busy cores)
 #
 # The program prints the commit and the machine (CPU model, the ISA flags that change float sums, the ISA it was
 # compiled for, the OpenMP threads) first and keeps them in the output folder (provenance.txt); the inputs outside
