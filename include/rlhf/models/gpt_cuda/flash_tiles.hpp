@@ -115,6 +115,7 @@ RLHF_HOST_DEVICE inline float exp_f(float x) { return RLHF_FLASH_MATH(expf, std:
 // A NaN argument is ignored (fmax).
 RLHF_HOST_DEVICE inline float max_f(float a, float b) { return RLHF_FLASH_MATH(fmaxf, std::fmax)(a, b); }
 RLHF_HOST_DEVICE inline float log_f(float x) { return RLHF_FLASH_MATH(logf, std::log)(x); }
+#undef RLHF_FLASH_MATH
 
 template <int D>
 RLHF_HOST_DEVICE inline float dot(const float* a, const float* b) {
