@@ -20,6 +20,18 @@
 #include "rlhf/losses/dpo.hpp"
 #include "rlhf/losses/listwise_dpo.hpp"
 
+// The reference policy Ref of an offline step (DPO, listwise DPO, KTO): a Policy on the trained policy P's backend,
+// unless it is detail::no_reference (the batch carries the reference log-probs).
+#define RLHF_REQUIRE_REFERENCE_POLICY(Ref, P, where)                                                            \
+  do {                                                                                                           \
+    if constexpr (!std::is_same_v<Ref, ::rlhf::detail::no_reference>) {                                         \
+      RLHF_REQUIRE_POLICY(Ref, where " (reference)");                                                           \
+      static_assert(std::is_same_v<typename Ref::backend, typename P::backend>,                                 \
+                    where ": the reference policy must use the same backend type as the policy (or precompute " \
+                          "its log-probs with rlhf::precompute_reference_logps)");                              \
+    }                                                                                                            \
+  } while (false)
+
 namespace rlhf {
 
 // Fills batch.reference_chosen / reference_rejected with Σ_t log π_ref of each row.
@@ -49,14 +61,6 @@ struct no_reference {  // stands in for the reference policy when the batch carr
   using backend = void;
 };
 
-template <class P, class Ref>
-void check_reference_backend() {
-  if constexpr (!std::is_same_v<Ref, no_reference>)
-    static_assert(std::is_same_v<typename Ref::backend, typename P::backend>,
-                  "rlhf::dpo_step: the reference policy must use the same backend type as the policy "
-                  "(or precompute its log-probs with rlhf::precompute_reference_logps)");
-}
-
 // Σ_t log π_ref [rows] of `joint` (the rows [lo, hi) of the chosen half, then of the rejected half):
 // from the host copies when the batch carries them, else from the reference policy.
 template <class Be, class Ref>
@@ -84,6 +88,8 @@ inline void require_reference_sizes(const char* fn, const char* arg, const std::
 template <class P, class Ref, class O>
 StepResult dpo_step(P& policy, Ref* reference, O& optimizer, const PreferenceBatch& batch, const DpoConfig& config,
                     const StepOptions& options) {
+  RLHF_REQUIRE_TRAINING_STEP(P, O, "rlhf::dpo_step");  // the checks of both public overloads, once
+  RLHF_REQUIRE_REFERENCE_POLICY(Ref, P, "rlhf::dpo_step");
   using Be = typename P::backend;
   using V = typename Be::vector;
   constexpr const char* fn = "rlhf::dpo_step";
@@ -118,6 +124,8 @@ StepResult dpo_step(P& policy, Ref* reference, O& optimizer, const PreferenceBat
 template <class P, class Ref, class O>
 StepResult listwise_dpo_step(P& policy, Ref* reference, O& optimizer, const RankedBatch& batch,
                              const ListwiseDpoConfig& config, const StepOptions& options) {
+  RLHF_REQUIRE_TRAINING_STEP(P, O, "rlhf::listwise_dpo_step");  // the checks of both public overloads, once
+  RLHF_REQUIRE_REFERENCE_POLICY(Ref, P, "rlhf::listwise_dpo_step");
   using Be = typename P::backend;
   constexpr const char* fn = "rlhf::listwise_dpo_step";
   const std::size_t B = require_ranked_batch(fn, batch), K = batch.k;
@@ -144,9 +152,6 @@ StepResult listwise_dpo_step(P& policy, Ref* reference, O& optimizer, const Rank
 template <class P, class Ref, class O>
 StepResult dpo_step(P& policy, Ref& reference, O& optimizer, const PreferenceBatch& batch, const DpoConfig& config = {},
                     const StepOptions& options = {}) {
-  RLHF_REQUIRE_TRAINING_STEP(P, O, "rlhf::dpo_step");
-  RLHF_REQUIRE_POLICY(Ref, "rlhf::dpo_step (reference)");
-  detail::check_reference_backend<P, Ref>();
   return detail::dpo_step(policy, &reference, optimizer, batch, config, options);
 }
 
@@ -154,7 +159,6 @@ StepResult dpo_step(P& policy, Ref& reference, O& optimizer, const PreferenceBat
 template <class P, class O>
 StepResult dpo_step(P& policy, O& optimizer, const PreferenceBatch& batch, const DpoConfig& config = {},
                     const StepOptions& options = {}) {
-  RLHF_REQUIRE_TRAINING_STEP(P, O, "rlhf::dpo_step");
   return detail::dpo_step(policy, static_cast<detail::no_reference*>(nullptr), optimizer, batch, config, options);
 }
 
@@ -162,16 +166,12 @@ StepResult dpo_step(P& policy, O& optimizer, const PreferenceBatch& batch, const
 template <class P, class Ref, class O>
 StepResult listwise_dpo_step(P& policy, Ref& reference, O& optimizer, const RankedBatch& batch,
                              const ListwiseDpoConfig& config = {}, const StepOptions& options = {}) {
-  RLHF_REQUIRE_TRAINING_STEP(P, O, "rlhf::listwise_dpo_step");
-  RLHF_REQUIRE_POLICY(Ref, "rlhf::listwise_dpo_step (reference)");
-  detail::check_reference_backend<P, Ref>();
   return detail::listwise_dpo_step(policy, &reference, optimizer, batch, config, options);
 }
 
 template <class P, class O>
 StepResult listwise_dpo_step(P& policy, O& optimizer, const RankedBatch& batch, const ListwiseDpoConfig& config = {},
                              const StepOptions& options = {}) {
-  RLHF_REQUIRE_TRAINING_STEP(P, O, "rlhf::listwise_dpo_step");
   return detail::listwise_dpo_step(policy, static_cast<detail::no_reference*>(nullptr), optimizer, batch, config,
                                    options);
 }

@@ -76,6 +76,8 @@ typename Be::vector kto_reference_sums(const char* fn, Ref* reference, const Tok
 template <class P, class Ref, class O>
 StepResult kto_step(P& policy, Ref* reference, O& optimizer, const UnpairedBatch& batch, const KtoConfig& config,
                     const StepOptions& options) {
+  RLHF_REQUIRE_TRAINING_STEP(P, O, "rlhf::kto_step");  // the checks of both public overloads, once
+  RLHF_REQUIRE_REFERENCE_POLICY(Ref, P, "rlhf::kto_step");
   using Be = typename P::backend;
   using V = typename Be::vector;
   using T = typename Be::scalar;
@@ -131,11 +133,6 @@ StepResult kto_step(P& policy, Ref* reference, O& optimizer, const UnpairedBatch
 template <class P, class Ref, class O>
 StepResult kto_step(P& policy, Ref& reference, O& optimizer, const UnpairedBatch& batch, const KtoConfig& config = {},
                     const StepOptions& options = {}) {
-  RLHF_REQUIRE_TRAINING_STEP(P, O, "rlhf::kto_step");
-  RLHF_REQUIRE_POLICY(Ref, "rlhf::kto_step (reference)");
-  static_assert(std::is_same_v<typename Ref::backend, typename P::backend>,
-                "rlhf::kto_step: the reference policy must use the same backend type as the policy "
-                "(or precompute its log-probs with rlhf::precompute_reference_logps)");
   return detail::kto_step(policy, &reference, optimizer, batch, config, options);
 }
 
@@ -143,7 +140,6 @@ StepResult kto_step(P& policy, Ref& reference, O& optimizer, const UnpairedBatch
 template <class P, class O>
 StepResult kto_step(P& policy, O& optimizer, const UnpairedBatch& batch, const KtoConfig& config = {},
                     const StepOptions& options = {}) {
-  RLHF_REQUIRE_TRAINING_STEP(P, O, "rlhf::kto_step");
   return detail::kto_step(policy, static_cast<detail::no_reference*>(nullptr), optimizer, batch, config, options);
 }
 
