@@ -223,15 +223,13 @@ class LlamaCuda {
     require_head(fn);
     forward_trunk(batch, fn);
     matrix out = backend::matrix_of(batch.batch, batch.time);
-    gpt_cuda::head_forward(backend::data(out), act_.hf, parameter_tensors().score, head_bias_.data(), d_src_.data(),
-                           d_dst_.data(), scored_.rows, config_.hidden_size);
+    head_forward(backend::data(out), d_src_.data(), d_dst_.data(), scored_.rows);
     return out;
   }
 
   void backward_values(const TokenBatch& batch, const matrix& d_values) {
     constexpr const char* fn = "rlhf::LlamaCuda::backward_values";
-    require_head(fn);
-    scored_.require_same(batch, fn);
+    require_head_backward(batch, fn);
     detail::require_shape<backend>(fn, "d_values", d_values, batch.batch, batch.time, "the batch [B, T]");
     require_finite_at(fn, "d_values", backend::data(d_values), batch.time);
     head_backward(backend::data(d_values), d_src_.data(), d_dst_.data(), scored_.rows);
@@ -243,15 +241,13 @@ class LlamaCuda {
     require_head(fn);
     forward_trunk(batch, fn);
     vector out = backend::vector_of(batch.batch);
-    gpt_cuda::head_forward(backend::data(out), act_.hf, parameter_tensors().score, head_bias_.data(), d_last_.data(),
-                           d_iota_.data(), batch.batch, config_.hidden_size);
+    head_forward(backend::data(out), d_last_.data(), d_iota_.data(), batch.batch);
     return out;
   }
 
   void backward_scores(const TokenBatch& batch, const vector& d_scores) {
     constexpr const char* fn = "rlhf::LlamaCuda::backward_scores";
-    require_head(fn);
-    scored_.require_same(batch, fn);
+    require_head_backward(batch, fn);
     require_size(fn, "d_scores", backend::size(d_scores), batch.batch, "the batch size B");
     const auto host = backend::to_host(d_scores);
     for (std::size_t b = 0; b < host.size(); ++b)
@@ -307,6 +303,12 @@ class LlamaCuda {
     if (!config_.scalar_head) fail<config_error>(fn, ": the model has no scalar head (LlamaConfig::scalar_head)");
   }
 
+  // A backward through the head: the model has one, and the last forward was on this batch.
+  void require_head_backward(const TokenBatch& batch, const char* fn) const {
+    require_head(fn);
+    scored_.require_same(batch, fn);
+  }
+
   // Throws when a device [B, T] upstream gradient holds NaN/Inf at a response token (the CPU model's check).
   void require_finite_at(const char* fn, const char* arg, const float* d, std::size_t T) {
     if (gpt_cuda::all_finite_at(flag_.data(), d, d_dst_.data(), scored_.rows)) return;
@@ -316,6 +318,12 @@ class LlamaCuda {
       if (!std::isfinite(host[scored_.dst[m]]))
         fail<value_error>(fn, ": ", arg, "[", scored_.dst[m] / T, ",", scored_.dst[m] % T, "] is ",
                           host[scored_.dst[m]], " at a response token");
+  }
+
+  // The head's output (device, written at dst[m]) for the final hidden rows src[m].
+  void head_forward(float* out, const std::int32_t* src, const std::int32_t* dst, std::size_t M) {
+    gpt_cuda::head_forward(out, act_.hf, parameter_tensors().score, head_bias_.data(), src, dst, M,
+                           config_.hidden_size);
   }
 
   // d head output (device, read at dst[m]) for rows src[m] → every parameter gradient.
@@ -355,11 +363,20 @@ class LlamaCuda {
     scored_.trunk_ready = true;
   }
 
+  // The sizes both passes of the trunk index the recorded batch's activations by.
+  struct TrunkSizes {
+    std::size_t B, Tn, N, C, L, NH, KVH, hd, Q, K, F, att_size;
+  };
+  TrunkSizes trunk_sizes() const {
+    const LlamaConfig& c = config_;
+    const std::size_t B = scored_.batch.batch, Tn = scored_.batch.time;
+    return {B, Tn, B * Tn, c.hidden_size, c.layers, c.heads, c.kv_heads, c.head_size(), c.q_size(), c.kv_size(),
+            c.intermediate_size, B * c.heads * Tn * Tn};
+  }
+
   void trunk_forward() {
     const LlamaConfig& c = config_;
-    const std::size_t B = scored_.batch.batch, Tn = scored_.batch.time, N = B * Tn, C = c.hidden_size,
-                      L = c.layers, NH = c.heads, KVH = c.kv_heads, hd = c.head_size(), Q = c.q_size(),
-                      K = c.kv_size(), F = c.intermediate_size, att_size = B * NH * Tn * Tn;
+    const auto [B, Tn, N, C, L, NH, KVH, hd, Q, K, F, att_size] = trunk_sizes();
     const auto p = parameter_tensors();
     const Activations& a = act_;
     const float eps = c.rms_norm_eps;
@@ -412,9 +429,7 @@ class LlamaCuda {
   // From d loss / d final hidden state (act_.d_hf) to every parameter's gradient.
   void trunk_backward() {
     const LlamaConfig& c = config_;
-    const std::size_t B = scored_.batch.batch, Tn = scored_.batch.time, N = B * Tn, C = c.hidden_size,
-                      L = c.layers, NH = c.heads, KVH = c.kv_heads, hd = c.head_size(), Q = c.q_size(),
-                      K = c.kv_size(), F = c.intermediate_size, att_size = B * NH * Tn * Tn;
+    const auto [B, Tn, N, C, L, NH, KVH, hd, Q, K, F, att_size] = trunk_sizes();
     const auto p = parameter_tensors();
     const auto g = gradient_tensors();
     const Activations& a = act_;
