@@ -16,6 +16,7 @@
 
 #include "rlhf/core/rng.hpp"
 #include "rlhf/losses/dpo.hpp"
+#include "rlhf/models/cpu/isa.hpp"
 #include "rlhf/models/gpt/model.hpp"
 #include "rlhf/optim/adamw.hpp"
 
@@ -184,9 +185,10 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   // the *_bf16 rows: which bf16 product ran (the portable one multiplies at float32 speed)
+  benchmark::AddCustomContext("cpu_kernels", rlhf::cpu::isa_summary());  // RLHF_CPU_ISA lowers it
   benchmark::AddCustomContext("bf16_products", rlhf::gpt::bf16::hardware_available()
                                                    ? "AVX-512 BF16"
-                                                   : "portable (no AVX-512 BF16 on this CPU)");
+                                                   : "portable (float32 kernel, operands rounded as packed)");
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

@@ -1,7 +1,7 @@
 // How fast is the fused sequence log-prob (log-softmax + gather + masked sum) and its backward, next to
 // a plain copy of the same logits bytes? GB/s = bytes of logits / time, for every row.
-//   bench_logprob --benchmark_repetitions=9 --benchmark_enable_random_interleaving=true \
-//                 --benchmark_report_aggregates_only=true
+//   bench_logprob --benchmark_repetitions=9 --benchmark_enable_random_interleaving=true
+//                 --benchmark_report_aggregates_only=true   (one command line)
 #include <benchmark/benchmark.h>
 
 #include <algorithm>

@@ -3,12 +3,16 @@
 //
 // Two paths compute the same thing:
 //   hardware : AVX-512 BF16 (vdpbf16ps: 32 bf16 products per instruction, twice the fp32 FMA rate), packed
-//              panels and an 8 × 48 register tile. Used when the CPU has it (avx512_bf16 in /proc/cpuinfo).
-//   portable : the operands rounded to bf16 values held in float32, then Eigen's float32 product. Runs
-//              anywhere at float32 speed.
-// Both round each operand element the same way: to nearest, ties to even, subnormals to zero (vdpbf16ps reads
-// subnormal bf16 inputs as zero), NaN kept a NaN. A product of two bf16 values is exact in float32, so the two
-// paths differ only in the order of their float32 additions.
+//              panels and an 8 × 48 register tile. Used when the CPU has it (cpu::active_isa() is avx512_bf16).
+//   portable : the float32 products of cpu/sgemm.hpp, each operand element rounded to bf16 as it is packed. On a
+//              CPU without AVX-512 BF16 that is float32 speed, never slower: the rounding rides on the packing.
+// Both round each operand element the same way (cpu/bf16_round.hpp): to nearest, ties to even, subnormals to zero
+// (vdpbf16ps reads subnormal bf16 inputs as zero), NaN kept a NaN. A product of two bf16 values is exact in float32,
+// so the two paths differ only in the order of their float32 additions.
+#include "rlhf/models/cpu/bf16_round.hpp"
+#include "rlhf/models/cpu/isa.hpp"
+#include "rlhf/models/cpu/sgemm.hpp"
+
 #include <Eigen/Core>
 #include <algorithm>
 #include <bit>
@@ -36,59 +40,28 @@ enum class MatmulPrecision { fp32, bf16 };
 
 namespace bf16 {
 
-// The bf16 nearest to x, as its 16 bits (round to nearest even; subnormals to ±0; NaN stays NaN).
-inline std::uint16_t bits_of(float x) {
-  std::uint32_t u = std::bit_cast<std::uint32_t>(x);
-  if ((u & 0x7f800000u) == 0) return std::uint16_t((u & 0x80000000u) >> 16);  // ±0 and subnormals
-  if ((u & 0x7fffffffu) > 0x7f800000u) return std::uint16_t((u | 0x00400000u) >> 16);  // NaN, made quiet
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return std::uint16_t(u >> 16);
-}
-inline float value_of(std::uint16_t b) { return std::bit_cast<float>(std::uint32_t(b) << 16); }
-inline float round(float x) { return value_of(bits_of(x)); }
+using cpu::bf16::bits_of;
+using cpu::bf16::round;
+using cpu::bf16::value_of;
 
-// An operand of the product: element (r, c) is data[r · row_stride + c · col_stride], so a transposed
-// row-major matrix is the same buffer with the strides swapped.
-struct Operand {
-  const float* data;
-  std::size_t row_stride, col_stride;
-  float at(std::size_t r, std::size_t c) const { return data[r * row_stride + c * col_stride]; }
-};
-inline Operand row_major(const float* data, std::size_t cols) { return {data, cols, 1}; }
-inline Operand transposed(const float* data, std::size_t cols) { return {data, 1, cols}; }  // of [rows, cols]
+using cpu::Operand;
+using cpu::row_major;
+using cpu::transposed;
 
 enum class Path { automatic, hardware, portable };
 
-inline bool hardware_available() {
-#if RLHF_BF16_X86
-  static const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bf16");
-  return has;
-#else
-  return false;
-#endif
-}
+// True when the CPU has AVX-512 BF16 and RLHF_CPU_ISA does not rule it out.
+inline bool hardware_available() { return RLHF_BF16_X86 && cpu::active_isa() >= cpu::Isa::avx512_bf16; }
 
 namespace detail {
 
 template <class U>
 using buffer = std::vector<U, Eigen::aligned_allocator<U>>;
 
-// c [M, N] (row stride ldc) (+)= round(a) [M, K] · round(b) [K, N] in Eigen's float32 product.
+// c [M, N] (row stride ldc) (+)= round(a) [M, K] · round(b) [K, N] by the float32 products of cpu/sgemm.hpp.
 inline void gemm_portable(float* c, std::size_t ldc, Operand a, Operand b, std::size_t M, std::size_t N,
                           std::size_t K, bool accumulate) {
-  using Rows = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-  Rows ra{Eigen::Index(M), Eigen::Index(K)}, rb{Eigen::Index(K), Eigen::Index(N)};
-  for (std::size_t i = 0; i < M; ++i)
-    for (std::size_t k = 0; k < K; ++k) ra(Eigen::Index(i), Eigen::Index(k)) = round(a.at(i, k));
-  for (std::size_t k = 0; k < K; ++k)
-    for (std::size_t j = 0; j < N; ++j) rb(Eigen::Index(k), Eigen::Index(j)) = round(b.at(k, j));
-  Eigen::Map<Rows, 0, Eigen::OuterStride<>> out(c, Eigen::Index(M), Eigen::Index(N),
-                                                Eigen::OuterStride<>(Eigen::Index(ldc)));
-  if (accumulate)
-    out.noalias() += ra * rb;
-  else
-    out.noalias() = ra * rb;
+  cpu::sgemm(c, ldc, a, b, M, N, K, accumulate, cpu::OperandRounding::bf16);
 }
 
 #if RLHF_BF16_X86
