@@ -108,6 +108,11 @@ concept RewardModel = HasTrainableParameters<M> &&
                         m.backward_scores(b, d);
                       };
 
+// A model that can stand in every role the algorithms give one: the policy trained and sampled from, PPO's value
+// model and the reward model (the bundled model families are each of them).
+template <class M>
+concept EveryRoleModel = TrainablePolicy<M> && SamplingPolicy<M> && ValueModel<M> && RewardModel<M>;
+
 // An optimizer updates parameters in place from their gradients.
 template <class O, class P>
 concept OptimizerFor = HasParameters<P> && requires(O& o, P& p) { o.step(p.parameters(), p.gradients()); };

@@ -532,10 +532,7 @@ class Gpt : public gpt_host::ScoredModel<Gpt<T>, rlhf::eigen<T>>, public gpt::We
   gpt::Sampler<T> sampler_;
 };
 
-static_assert(TrainablePolicy<Gpt<float>>);
-static_assert(SamplingPolicy<Gpt<float>>);
-static_assert(ValueModel<Gpt<float>>);
-static_assert(RewardModel<Gpt<float>>);
+static_assert(EveryRoleModel<Gpt<float>>);
 static_assert(TrainablePolicy<Gpt<double>>);
 
 }  // namespace rlhf

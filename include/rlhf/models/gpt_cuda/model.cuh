@@ -467,10 +467,7 @@ class GptCuda {
   gpt_cuda::Sampler sampler_;
 };
 
-static_assert(TrainablePolicy<GptCuda>);
-static_assert(SamplingPolicy<GptCuda>);
-static_assert(ValueModel<GptCuda>);
-static_assert(RewardModel<GptCuda>);
+static_assert(EveryRoleModel<GptCuda>);
 static_assert(OptimizerFor<CudaAdamW, GptCuda>);
 
 }  // namespace rlhf

@@ -368,10 +368,7 @@ class Llama : public gpt_host::ScoredModel<Llama<T>, rlhf::eigen<T>>, public gpt
   llama::Sampler<T> sampler_;
 };
 
-static_assert(TrainablePolicy<Llama<float>>);
-static_assert(SamplingPolicy<Llama<float>>);
-static_assert(ValueModel<Llama<float>>);
-static_assert(RewardModel<Llama<float>>);
+static_assert(EveryRoleModel<Llama<float>>);
 static_assert(TrainablePolicy<Llama<double>>);
 
 }  // namespace rlhf

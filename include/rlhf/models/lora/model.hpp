@@ -425,10 +425,7 @@ Model merge_lora(const Lora<Model>& lora) {
   return merged;
 }
 
-static_assert(TrainablePolicy<Lora<Llama<float>>>);
-static_assert(SamplingPolicy<Lora<Llama<float>>>);
-static_assert(ValueModel<Lora<Llama<float>>>);
-static_assert(RewardModel<Lora<Llama<float>>>);
+static_assert(EveryRoleModel<Lora<Llama<float>>>);
 static_assert(TrainablePolicy<Lora<Gpt<float>>>);
 static_assert(SamplingPolicy<Lora<Gpt<float>>>);
 static_assert(RewardModel<Lora<Gpt<float>>>);
