@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <exception>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,7 @@
 #include "pipeline.hpp"
 #include "protocol.hpp"
 #include "provenance.hpp"
+#include "rlhf/models/cpu/isa.hpp"
 
 #ifndef RLHF_SOURCE_DIR
 #define RLHF_SOURCE_DIR "."
@@ -67,6 +69,12 @@ int main(int argc, char** argv) {
   if (!stage.empty() && !seeds.empty())
     return examples::refuse(app, "--seeds", "the protocol's seeds are fixed in advance (config.hpp); not with --stage");
   if (!choices.empty() && stage.empty()) return examples::refuse(app, "--choices", "only with --stage");
+  try {  // a bad RLHF_CPU_ISA is refused before any work, as a bad flag is
+    rlhf::cpu::active_isa();
+  } catch (const std::invalid_argument& e) {
+    std::fprintf(stderr, "sentiment_frontier: %s\n", e.what());
+    return 2;
+  }
 
   try {
     auto config = sentiment::config_named(name);
@@ -82,10 +90,11 @@ int main(int argc, char** argv) {
     std::printf("%s", provenance.c_str());
     sentiment::fs::create_directories(out);
     sentiment::write_file_atomic(sentiment::fs::path(out) / "provenance.txt", provenance);
+    std::printf("%s\n", rlhf::cpu::isa_summary().c_str());
     if (config.bf16)
       std::printf("bf16: training with bf16 products, %s\n",
                   rlhf::gpt::bf16::hardware_available() ? "on AVX-512 BF16"
-                                                        : "portable path (no AVX-512 BF16 here: float32 speed)");
+                                                        : "portable path (no AVX-512 BF16 in use: float32 speed)");
     const auto t0 = sentiment::Clock::now();
     if (!stage.empty()) {
       if (choices.empty())

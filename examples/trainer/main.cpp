@@ -5,12 +5,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <stdexcept>
 #include <string>
 
 #include "arguments.hpp"
 #include "merge.hpp"
 #include "rlhf/core/error.hpp"
 #include "rlhf/distributed/communicator.hpp"
+#include "rlhf/models/cpu/isa.hpp"
 #include "run.hpp"
 #ifdef RLHF_TRAINER_MPI
 #include "rlhf/distributed/mpi.hpp"
@@ -50,6 +52,12 @@ int main(int argc, char** argv) {
   if (argc >= 2 && std::string(argv[1]) == "merge") return trainer::merge_main(argc, argv);
   const trainer::Parsed parsed = trainer::parse_arguments(argc, argv);
   if (parsed.exit_code >= 0) return parsed.exit_code;
+  try {  // a bad RLHF_CPU_ISA is refused before any work, as a bad flag is
+    rlhf::cpu::active_isa();
+  } catch (const std::invalid_argument& e) {
+    std::fprintf(stderr, "rlhf-train: %s\n", e.what());
+    return 2;
+  }
   if (started_by_mpirun()) {
 #ifdef RLHF_TRAINER_MPI
     try {

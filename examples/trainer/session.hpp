@@ -14,6 +14,7 @@
 
 #include "method.hpp"
 #include "model_family.hpp"
+#include "rlhf/models/cpu/isa.hpp"
 #include "optimizer.hpp"
 #include "rlhf/core/rng.hpp"
 #include "rlhf/distributed/communicator.hpp"
@@ -219,11 +220,13 @@ inline Session make_session(const TrainingArguments& args, Method& method, rlhf:
     s.renderer = std::make_shared<const rlhf::io::OneMessageRenderer>(one);
   }
 
+  if (comm.rank() == 0) std::printf("%s\n", rlhf::cpu::isa_summary().c_str());
   if (args.bf16 && comm.rank() == 0)
     std::printf("bf16: matrix products in bf16 with float32 sums, %s\n",
                 rlhf::gpt::bf16::hardware_available()
                     ? "on AVX-512 BF16"
-                    : "portable path (this CPU has no AVX-512 BF16: bf16 rounding at float32 speed)");
+                    : "portable path (no AVX-512 BF16 in use: operands rounded to bf16 as they are packed for the "
+                      "float32 kernel, at float32 speed)");
   s.policy.emplace(s.initial_model(method.scalar_head(), args.seed));
   if (args.use_peft) {  // A drawn from its own stream, so that the base's initialisation is the same as without
     rlhf::Rng adapter_rng(args.seed ^ 0x4c6f52414c6f5241ULL);
