@@ -63,7 +63,7 @@ inline void sft_stage(rlhf::Gpt<float>& model, rlhf::AdamW<float>& opt, const st
       part.push_back(rows[order[next++]]);
     }
     opt.set_learning_rate(scheduled_lr(lr, s, steps));
-    const auto r = rlhf::sft_step(model, opt, lm_batch(part), {.reduction = rlhf::Reduction::mean});
+    const auto r = rlhf::sft_step(model, opt, lm_batch(part), {.aggregation = rlhf::Aggregation::sequence_mean});
     progress.update(s + 1, "nll/token", r.metrics["nll/token"]);
   }
 }

@@ -50,11 +50,11 @@ TEST_CASE("sft_step: micro-batches equal the whole batch; the gradient is the lo
   Rng rng(5);
   const std::vector<double> target(2 * 5, 0.2);
   const auto batch = demonstrations(target, 2, 5, 29, rng).first;
-  for (const auto reduction : {Reduction::sum, Reduction::mean}) {
+  for (const auto how : {Aggregation::sequence_sum, Aggregation::sequence_mean}) {
     auto whole = moved_policy(2, 5, 1), split = moved_policy(2, 5, 1);
     Sgd sgd{0.5};
-    const auto a = sft_step(whole, sgd, batch, {.reduction = reduction});
-    const auto b = sft_step(split, sgd, batch, {.reduction = reduction}, {.micro_batches = 4});
+    const auto a = sft_step(whole, sgd, batch, {how});
+    const auto b = sft_step(split, sgd, batch, {how}, {.micro_batches = 4});
     CHECK(a.loss == doctest::Approx(b.loss).epsilon(1e-12));
     CHECK(b.metrics["nll/token"] == doctest::Approx(a.metrics["nll/token"]).epsilon(1e-12));
     CHECK(b.metrics["tokens"] == 29.0);
@@ -62,11 +62,11 @@ TEST_CASE("sft_step: micro-batches equal the whole batch; the gradient is the lo
       CHECK(whole.parameters()[i] == doctest::Approx(split.parameters()[i]).epsilon(1e-12));
 
     const Sgd frozen{0.0};
-    sft_step(split, frozen, batch, {.reduction = reduction}, {.micro_batches = 3});
+    sft_step(split, frozen, batch, {how}, {.micro_batches = 3});
     const std::vector<double> analytic(split.gradients().begin(), split.gradients().end());
     Eigen::Map<Eigen::VectorXd> theta(split.parameters().data(), 10);
     const auto numeric =
-        numeric_gradient([&] { return sft_step(split, frozen, batch, {.reduction = reduction}).loss; }, theta);
+        numeric_gradient([&] { return sft_step(split, frozen, batch, {how}).loss; }, theta);
     CHECK(max_relative_error(analytic, numeric) < 1e-6);
   }
 }
@@ -77,7 +77,7 @@ TEST_CASE("sft_step: with a token mean over the batch, micro-batches of unequal 
                                   {0, {2, 2, 2, 2}, {0}}},
                                  5)
                          .chosen;
-  const SftConfig config{.batch_reduction = BatchReduction::mean_tokens};
+  const SftConfig config{Aggregation::token_mean};
   MultiTokenBandit whole(2, 3, moved_logits(2, 3, 4)), split = whole;
   Sgd sgd{0.5};
   const auto a = sft_step(whole, sgd, batch, config);
@@ -103,7 +103,7 @@ TEST_CASE("sft_step: bad input names the problem") {
   auto batch = toy::bandit_batch(x, y);
   CHECK_THROWS_WITH_AS(sft_step(policy, sgd, TokenBatch{}), doctest::Contains("empty batch"), shape_error);
   CHECK_THROWS_AS(sft_step(policy, sgd, batch, {}, {.micro_batches = 4}), config_error);
-  CHECK_THROWS_AS(sft_step(policy, sgd, batch, {.reduction = static_cast<Reduction>(7)}), config_error);
+  CHECK_THROWS_AS(sft_step(policy, sgd, batch, {static_cast<Aggregation>(7)}), config_error);
   batch.mask(1, 1) = 0;
   CHECK_THROWS_WITH_AS(sft_step(policy, sgd, batch), doctest::Contains("row 1 of 3 has no response"), value_error);
   batch.mask(1, 1) = 1;

@@ -34,7 +34,7 @@ TEST_CASE("unlikelihood_step: micro-batches equal the whole batch; the gradient 
   const auto comparisons = toy::sample_comparisons(std::vector<double>(2 * 4, 0.0), 4, 23, rng);
   const auto batch = preference_batch(comparisons);
   for (const UnlikelihoodConfig config :
-       {UnlikelihoodConfig{}, UnlikelihoodConfig{.alpha = 0.3f, .reduction = Reduction::mean}}) {
+       {UnlikelihoodConfig{}, UnlikelihoodConfig{.alpha = 0.3f, .aggregation = Aggregation::sequence_mean}}) {
     auto whole = moved_policy(2, 4, 1), split = moved_policy(2, 4, 1);
     Sgd sgd{0.5};
     const auto a = unlikelihood_step(whole, sgd, batch, config);

@@ -17,7 +17,7 @@ const DpoConfig configs[] = {
     DpoConfig::simpo(2.0f, 0.5f),
     {.beta = 0.2f, .reference_free = true},
     {.beta = 0.1f, .nll_weight = 0.7f},
-    {.beta = 0.1, .nll_weight = 0.7, .nll_normalization = DpoNllNormalization::batch_tokens},
+    {.beta = 0.1, .nll_weight = 0.7, .nll_aggregation = Aggregation::token_mean},
     {.variant = DpoVariant::ipo, .beta = 0.3, .length_normalize = true, .reward_metrics = DpoRewardMetrics::raw},
     {.beta = 0.2, .reference_free = true, .reward_metrics = DpoRewardMetrics::raw},
 };

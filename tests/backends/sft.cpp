@@ -25,10 +25,8 @@ Tokens tokens(std::size_t rows, std::size_t cols, double lo, double hi, std::uin
 template <class Be>
 void check_sft(const Tokens& t) {
   using Ref = reference_of<Be>;
-  const SftConfig configs[] = {{.reduction = Reduction::sum},
-                               {.reduction = Reduction::mean},
-                               {.batch_reduction = BatchReduction::sum_rows},
-                               {.batch_reduction = BatchReduction::mean_tokens}};
+  const SftConfig configs[] = {{Aggregation::sequence_sum}, {Aggregation::sequence_mean}, {Aggregation::token_sum},
+                               {Aggregation::token_mean}};
   for (const auto& c : configs) {
     const auto got = sft_loss(to_backend<Be>(t.rows, t.cols, t.logp), to_backend<Be>(t.rows, t.cols, t.mask), c);
     const auto want = sft_loss(to_backend<Ref>(t.rows, t.cols, t.logp), to_backend<Ref>(t.rows, t.cols, t.mask), c);
@@ -44,11 +42,11 @@ void check_unlikelihood(const Tokens& chosen, const Tokens& rejected) {
   using Ref = reference_of<Be>;
   const UnlikelihoodConfig configs[] = {
       {},
-      {.alpha = 0.5f, .reduction = Reduction::mean},
+      {.alpha = 0.5f, .aggregation = Aggregation::sequence_mean},
       {.alpha = 0.0f},
-      {.batch_reduction = BatchReduction::sum_rows, .form = UnlikelihoodForm::clamp},
-      {.alpha = 2.0, .batch_reduction = BatchReduction::mean_tokens, .epsilon = 1e-4},
-      {.reduction = Reduction::mean, .form = UnlikelihoodForm::clamp, .clamp_min = 1e-3},
+      {.aggregation = Aggregation::token_sum, .form = UnlikelihoodForm::clamp},
+      {.alpha = 2.0, .aggregation = Aggregation::token_mean, .epsilon = 1e-4},
+      {.aggregation = Aggregation::sequence_mean, .form = UnlikelihoodForm::clamp, .clamp_min = 1e-3},
   };
   for (const auto& c : configs) {
     const auto got = unlikelihood_loss(to_backend<Be>(chosen.rows, chosen.cols, chosen.logp),

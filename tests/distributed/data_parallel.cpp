@@ -100,18 +100,18 @@ struct Optimizer {
 };
 
 template <class T>
-void sft_case(BatchReduction reduction) {
+void sft_case(Aggregation how) {
   const TokenBatch whole = test::short_responses(2 * rows_per_rank, 7);
   const auto [lo, hi] = my_rows();
   const TokenBatch part = slice_rows(whole, lo, hi);
   Gpt<T> distributed(test::tiny_gpt, 3), single(test::tiny_gpt, 3);
   Optimizer<T> opt_d, opt_s;
-  const SftConfig config{.batch_reduction = reduction};
+  const SftConfig config{how};
   for (std::size_t s = 0; s < steps; ++s) {
     sft_step(distributed, opt_d, part, config, {.communicator = world});
     sft_step(single, opt_s, whole, config);
   }
-  check_equal(distributed, single, reduction == BatchReduction::mean_tokens ? "sft, token mean" : "sft, row mean");
+  check_equal(distributed, single, how == Aggregation::token_mean ? "sft, token mean" : "sft, row mean");
 }
 
 // A policy that "samples" the given rows: one process and two ranks then score the same rollouts.
@@ -130,10 +130,10 @@ struct GivenSamples {
 }  // namespace
 
 TEST_CASE("sft: 2 ranks x b rows equal 1 process x 2b rows (float and double, row and token means)") {
-  sft_case<float>(BatchReduction::mean_rows);
-  sft_case<float>(BatchReduction::mean_tokens);
-  sft_case<double>(BatchReduction::mean_rows);
-  sft_case<double>(BatchReduction::mean_tokens);
+  sft_case<float>(Aggregation::sequence_sum);
+  sft_case<float>(Aggregation::token_mean);
+  sft_case<double>(Aggregation::sequence_sum);
+  sft_case<double>(Aggregation::token_mean);
 }
 
 TEST_CASE("dpo: 2 ranks x b pairs equal 1 process x 2b pairs") {

@@ -204,12 +204,12 @@ TEST_CASE("dpo: an empty completion is valid input; its length is read as 1 (TRL
   auto as_one = in;
   as_one.rejected_length[1] = 1;
   for (const DpoConfig& c : {DpoConfig{.variant = DpoVariant::ipo, .length_normalize = true},
-                             DpoConfig{.nll_weight = 0.5, .nll_normalization = DpoNllNormalization::batch_tokens},
+                             DpoConfig{.nll_weight = 0.5, .nll_aggregation = Aggregation::token_mean},
                              DpoConfig::simpo()}) {
     const auto r = dpo_loss(in, c), want = dpo_loss(as_one, c);
     CHECK(std::isfinite(r.loss));
     for (Eigen::Index i = 0; i < 3; ++i) CHECK(r.d_policy_rejected[i] == want.d_policy_rejected[i]);
-    if (c.nll_normalization == DpoNllNormalization::per_sequence) CHECK(r.loss == want.loss);
+    if (c.nll_aggregation == Aggregation::sequence_mean) CHECK(r.loss == want.loss);
   }
   auto empty_chosen = in;
   empty_chosen.policy_chosen[0] = empty_chosen.reference_chosen[0] = 0;
@@ -227,14 +227,14 @@ TEST_CASE("dpo: the NLL term per sequence (RPO paper, OpenRLHF) or over the batc
   }
   const double dpo = dpo_loss(in).loss;
   CHECK(dpo_loss(in, {.nll_weight = 0.3}).loss == doctest::Approx(dpo + 0.3 * per_sequence).epsilon(1e-13));
-  const auto batch = dpo_loss(in, {.nll_weight = 0.3, .nll_normalization = DpoNllNormalization::batch_tokens});
+  const auto batch = dpo_loss(in, {.nll_weight = 0.3, .nll_aggregation = Aggregation::token_mean});
   CHECK(batch.loss == doctest::Approx(dpo + 0.3 * sum / tokens).epsilon(1e-13));
   const auto plain = dpo_loss(in);
   for (Eigen::Index i = 0; i < 5; ++i)
     CHECK(batch.d_policy_chosen[i] == doctest::Approx(plain.d_policy_chosen[i] - 0.3 / tokens).epsilon(1e-13));
   auto p = in;
   const auto loss = [&] {
-    return dpo_loss(p, {.nll_weight = 0.3, .nll_normalization = DpoNllNormalization::batch_tokens}).loss;
+    return dpo_loss(p, {.nll_weight = 0.3, .nll_aggregation = Aggregation::token_mean}).loss;
   };
   CHECK(max_relative_error(batch.d_policy_chosen, numeric_gradient(loss, p.policy_chosen)) < 1e-6);
 }

@@ -217,6 +217,7 @@ TEST_CASE("kl: bad estimator input names the argument") {
                        config_error);
   CHECK_THROWS_WITH_AS(kl_estimate(logp, ref, mask, {.aggregation = static_cast<Aggregation>(9)}),
                        doctest::Contains("aggregation must be"), config_error);
+  CHECK_THROWS_AS(kl_estimate(logp, ref, mask, {.aggregation = Aggregation::token_sum}), config_error);
 }
 
 // ---- exact KL from logits --------------------------------------------------------------------------

@@ -122,9 +122,9 @@ DpoConfig dpo_config(const json& c) {
   out.length_normalize = c.value("length_normalize", false);
   out.reference_free = c.value("reference_free", false);
   out.nll_weight = c.value("nll_weight", 0.0);
-  out.nll_normalization = c.value("nll_normalization", std::string("per_sequence")) == "batch_tokens"
-                              ? DpoNllNormalization::batch_tokens
-                              : DpoNllNormalization::per_sequence;
+  out.nll_aggregation = c.value("nll_normalization", std::string("per_sequence")) == "batch_tokens"
+                            ? Aggregation::token_mean
+                            : Aggregation::sequence_mean;
   out.reward_metrics = c.at("reward_metrics") == "raw" ? DpoRewardMetrics::raw : DpoRewardMetrics::as_loss;
   return out;
 }
@@ -185,19 +185,20 @@ void check_listwise_dpo(const json& k) {
   compare_metrics<T>(r.metrics, out.at("metrics"));
 }
 
-Reduction reduction_of(const json& c) { return c.at("reduction") == "mean" ? Reduction::mean : Reduction::sum; }
-BatchReduction batch_reduction_of(const json& c) {
-  const std::string b = c.at("batch_reduction");
-  return b == "sum_rows" ? BatchReduction::sum_rows
-         : b == "mean_tokens" ? BatchReduction::mean_tokens
-                              : BatchReduction::mean_rows;
+// The generator's settings (a reduction per row, then one over the rows) as the point of Aggregation they name.
+Aggregation aggregation_of(const json& c) {
+  const std::string rows = c.at("batch_reduction");
+  const bool row_means = c.at("reduction") == "mean";
+  if (rows == "mean_rows") return row_means ? Aggregation::sequence_mean : Aggregation::sequence_sum;
+  REQUIRE_FALSE(row_means);  // row means summed or over the tokens name no point of Aggregation
+  return rows == "sum_rows" ? Aggregation::token_sum : Aggregation::token_mean;
 }
 
 template <class T>
 void check_sft(const json& k) {
   const json &in = k.at("inputs"), &out = k.at("outputs");
   const std::size_t rows = in.at("rows"), cols = in.at("cols");
-  const SftConfig c{.reduction = reduction_of(k.at("config")), .batch_reduction = batch_reduction_of(k.at("config"))};
+  const SftConfig c{aggregation_of(k.at("config"))};
   const auto r = sft_loss(mat_of<T>(in.at("logps"), rows, cols), mat_of<T>(in.at("mask"), rows, cols), c);
   compare<T>("loss", r.loss, out.at("loss"));
   compare_all<T>("losses", r.losses, out.at("losses"));
@@ -211,8 +212,7 @@ void check_unlikelihood(const json& k) {
   const std::size_t cr = in.at("chosen_rows"), cc = in.at("chosen_cols");
   const std::size_t rr = in.at("rejected_rows"), rc = in.at("rejected_cols");
   const UnlikelihoodConfig c{.alpha = cj.at("alpha"),
-                             .reduction = reduction_of(cj),
-                             .batch_reduction = batch_reduction_of(cj),
+                             .aggregation = aggregation_of(cj),
                              .form = cj.at("form") == "clamp" ? UnlikelihoodForm::clamp : UnlikelihoodForm::exact,
                              .epsilon = cj.at("epsilon"),
                              .clamp_min = cj.at("clamp_min")};

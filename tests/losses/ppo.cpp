@@ -464,6 +464,8 @@ TEST_CASE("ppo losses: bad input names the argument") {
                        config_error);
   CHECK_THROWS_WITH_AS(ppo_policy_loss(x, x, x, mask, {.aggregation = static_cast<Aggregation>(7)}),
                        doctest::Contains("aggregation must be"), config_error);
+  CHECK_THROWS_WITH_AS(ppo_value_loss(x, x, x, mask, {.aggregation = Aggregation::token_sum}),
+                       doctest::Contains("aggregation must be"), config_error);
   CHECK_THROWS_WITH_AS(ppo_policy_loss(x, x, x, mask, {.aggregation = Aggregation::sequence_sum, .max_tokens = 0}),
                        doctest::Contains("max_tokens must be finite and > 0"), config_error);
   CHECK_THROWS_WITH_AS(ppo_value_loss(x, x, x, mask, {.max_tokens = -1}), doctest::Contains("max_tokens"),

@@ -26,7 +26,7 @@ mat random_mask(std::size_t B, std::size_t T, std::uint64_t seed) {
 }
 
 // Written independently of the kernel: plain loops over the masked tokens.
-double reference_loss(const mat& logps, const mat& mask, Reduction reduction) {
+double reference_loss(const mat& logps, const mat& mask, Aggregation how) {
   double total = 0;
   for (Eigen::Index b = 0; b < logps.rows(); ++b) {
     double nll = 0, count = 0;
@@ -35,7 +35,7 @@ double reference_loss(const mat& logps, const mat& mask, Reduction reduction) {
         nll -= logps(b, t);
         ++count;
       }
-    total += reduction == Reduction::mean ? nll / count : nll;
+    total += how == Aggregation::sequence_mean ? nll / count : nll;
   }
   return total / static_cast<double>(logps.rows());
 }
@@ -51,10 +51,10 @@ TEST_CASE("sft: the loss at a hand-computed point") {
   CHECK(sum.loss == doctest::Approx(3.0).epsilon(1e-15));
   CHECK(sum.metrics["nll/token"] == doctest::Approx(2.0));
   CHECK(sum.metrics["tokens"] == 3.0);
-  const auto mean = sft_loss(logps, mask, {.reduction = Reduction::mean});
+  const auto mean = sft_loss(logps, mask, {.aggregation = Aggregation::sequence_mean});
   CHECK(mean.loss == doctest::Approx((1.5 + 3.0) / 2).epsilon(1e-15));
   CHECK(mean.metrics["nll/token"] == doctest::Approx(2.0));
-  // d loss / d log p: −1/B per token (sum), −1/(B n_b) (mean); zero where masked.
+  // d loss / d log p: −1/B per token (sequence_sum), −1/(B n_b) (sequence_mean); zero where masked.
   CHECK(sum.d_logp(0, 0) == -0.5);
   CHECK(sum.d_logp(0, 2) == 0.0);
   CHECK(mean.d_logp(0, 1) == -0.25);
@@ -62,21 +62,21 @@ TEST_CASE("sft: the loss at a hand-computed point") {
   CHECK(mean.d_logp(1, 1) == 0.0);
 }
 
-TEST_CASE("sft: both reductions match a plain-loop formula") {
-  for (const auto reduction : {Reduction::sum, Reduction::mean}) {
+TEST_CASE("sft: sequence sums and sequence means match a plain-loop formula") {
+  for (const auto how : {Aggregation::sequence_sum, Aggregation::sequence_mean}) {
     const mat logps = random_matrix(6, 11, -9, -0.01, 3);
     const mat mask = random_mask(6, 11, 4);
-    CHECK(sft_loss(logps, mask, {reduction}).loss ==
-          doctest::Approx(reference_loss(logps, mask, reduction)).epsilon(1e-13));
+    CHECK(sft_loss(logps, mask, {how}).loss ==
+          doctest::Approx(reference_loss(logps, mask, how)).epsilon(1e-13));
   }
 }
 
 TEST_CASE("sft: gradients match finite differences and vanish where masked") {
-  for (const auto reduction : {Reduction::sum, Reduction::mean}) {
+  for (const auto how : {Aggregation::sequence_sum, Aggregation::sequence_mean}) {
     mat logps = random_matrix(5, 9, -9, -0.01, 7);
     const mat mask = random_mask(5, 9, 8);
-    const auto r = sft_loss(logps, mask, {reduction});
-    const auto loss = [&] { return sft_loss(logps, mask, {reduction}).loss; };
+    const auto r = sft_loss(logps, mask, {how});
+    const auto loss = [&] { return sft_loss(logps, mask, {how}).loss; };
     CHECK(max_relative_error(r.d_logp, numeric_gradient(loss, logps)) < 1e-8);
     for (Eigen::Index i = 0; i < mask.size(); ++i)
       if (mask.data()[i] == 0) CHECK(r.d_logp.data()[i] == 0.0);
@@ -89,8 +89,8 @@ TEST_CASE("sft: masked entries never contribute, whatever they hold") {
   mat noisy = logps;
   for (Eigen::Index i = 0; i < mask.size(); ++i)
     if (mask.data()[i] == 0) noisy.data()[i] = i % 3 == 0 ? std::nan("") : (i % 3 == 1 ? -INFINITY : 1e30);
-  for (const auto reduction : {Reduction::sum, Reduction::mean}) {
-    const auto clean = sft_loss(logps, mask, {reduction}), dirty = sft_loss(noisy, mask, {reduction});
+  for (const auto how : {Aggregation::sequence_sum, Aggregation::sequence_mean}) {
+    const auto clean = sft_loss(logps, mask, {how}), dirty = sft_loss(noisy, mask, {how});
     CHECK(clean.loss == dirty.loss);
     CHECK(clean.d_logp == dirty.d_logp);
   }
@@ -109,13 +109,13 @@ TEST_CASE("sft: padding side and micro-batching do not change the result") {
         left_mask(b, to--) = 1;
       }
   }
-  for (const auto reduction : {Reduction::sum, Reduction::mean}) {
-    const double whole = sft_loss(logps, mask, {reduction}).loss;
-    CHECK(sft_loss(left_logps, left_mask, {reduction}).loss == doctest::Approx(whole).epsilon(1e-14));
+  for (const auto how : {Aggregation::sequence_sum, Aggregation::sequence_mean}) {
+    const double whole = sft_loss(logps, mask, {how}).loss;
+    CHECK(sft_loss(left_logps, left_mask, {how}).loss == doctest::Approx(whole).epsilon(1e-14));
     const mat top_l = logps.topRows(1), top_m = mask.topRows(1), rest_l = logps.bottomRows(3),
               rest_m = mask.bottomRows(3);
     const double split =
-        (sft_loss(top_l, top_m, {reduction}).loss + 3 * sft_loss(rest_l, rest_m, {reduction}).loss) / 4;
+        (sft_loss(top_l, top_m, {how}).loss + 3 * sft_loss(rest_l, rest_m, {how}).loss) / 4;
     CHECK(split == doctest::Approx(whole).epsilon(1e-14));
   }
 }
@@ -124,8 +124,8 @@ TEST_CASE("sft: finite values and gradients at extreme inputs, in float") {
   using fmat = eigen<float>::matrix;
   fmat logps = fmat::Constant(3, 512, -1e4f), mask = fmat::Ones(3, 512);
   logps(1, 7) = 0.0f;
-  for (const auto reduction : {Reduction::sum, Reduction::mean}) {
-    const auto r = sft_loss(logps, mask, {reduction});
+  for (const auto how : {Aggregation::sequence_sum, Aggregation::sequence_mean}) {
+    const auto r = sft_loss(logps, mask, {how});
     CHECK(std::isfinite(r.loss));
     CHECK(all_finite(r.d_logp));
   }
@@ -153,8 +153,9 @@ TEST_CASE("sft: bad input names the argument") {
   half(0, 1) = 0.5;
   CHECK_THROWS_WITH_AS(sft_loss(logps, half), doctest::Contains("'mask' holds 1 value(s) other than 0 or 1"),
                        value_error);
-  CHECK_THROWS_WITH_AS(sft_loss(logps, mask, {static_cast<Reduction>(7)}), doctest::Contains("reduction"),
+  CHECK_THROWS_WITH_AS(sft_loss(logps, mask, {static_cast<Aggregation>(7)}), doctest::Contains("aggregation"),
                        config_error);
+  CHECK_THROWS_AS(sft_loss(logps, mask, {Aggregation::nonempty_sequence_mean}), config_error);
 }
 
 TEST_CASE("sft: log-probs of −3e38 in float sum past float but the loss (a double) is finite") {
@@ -164,10 +165,10 @@ TEST_CASE("sft: log-probs of −3e38 in float sum past float but the loss (a dou
   CHECK(r.loss == doctest::Approx(6e38).epsilon(1e-6));
   CHECK(r.metrics["nll/token"] == doctest::Approx(3e38).epsilon(1e-6));
   CHECK(all_finite(r.d_logp));
-  CHECK(sft_loss(logps, mask, {.reduction = Reduction::mean}).loss == doctest::Approx(3e38).epsilon(1e-6));
+  CHECK(sft_loss(logps, mask, {Aggregation::sequence_mean}).loss == doctest::Approx(3e38).epsilon(1e-6));
 }
 
-TEST_CASE("sft: batch reductions: mean over rows, sum over rows, mean over the batch's tokens (TRL, OpenRLHF)") {
+TEST_CASE("sft: aggregations: mean over rows, sum over the batch, mean over the batch's tokens (TRL, OpenRLHF)") {
   mat logps = random_matrix(5, 9, -9, -0.01, 51);
   mat mask = random_mask(5, 9, 52);
   double total = 0, tokens = 0;
@@ -175,27 +176,25 @@ TEST_CASE("sft: batch reductions: mean over rows, sum over rows, mean over the b
   for (Eigen::Index b = 0; b < 5; ++b)
     for (Eigen::Index t = 0; t < 9; ++t)
       if (mask(b, t) == 1) rows[b] -= logps(b, t), total -= logps(b, t), tokens += 1;
-  const auto mean_rows = sft_loss(logps, mask);
-  const auto sum_rows = sft_loss(logps, mask, {.batch_reduction = BatchReduction::sum_rows});
-  const auto mean_tokens = sft_loss(logps, mask, {.batch_reduction = BatchReduction::mean_tokens});
-  CHECK(sum_rows.loss == doctest::Approx(total).epsilon(1e-14));
-  CHECK(mean_rows.loss == doctest::Approx(total / 5).epsilon(1e-14));
-  CHECK(mean_tokens.loss == doctest::Approx(total / tokens).epsilon(1e-14));
-  for (std::size_t b = 0; b < 5; ++b) CHECK(sum_rows.losses[b] == doctest::Approx(rows[b]).epsilon(1e-14));
-  for (const BatchReduction batch : {BatchReduction::sum_rows, BatchReduction::mean_tokens}) {
-    const SftConfig c{.batch_reduction = batch};
+  const auto sequence_sum = sft_loss(logps, mask);
+  const auto token_sum = sft_loss(logps, mask, {Aggregation::token_sum});
+  const auto token_mean = sft_loss(logps, mask, {Aggregation::token_mean});
+  CHECK(token_sum.loss == doctest::Approx(total).epsilon(1e-14));
+  CHECK(sequence_sum.loss == doctest::Approx(total / 5).epsilon(1e-14));
+  CHECK(token_mean.loss == doctest::Approx(total / tokens).epsilon(1e-14));
+  for (std::size_t b = 0; b < 5; ++b) CHECK(token_sum.losses[b] == doctest::Approx(rows[b]).epsilon(1e-14));
+  for (const Aggregation how : {Aggregation::token_sum, Aggregation::token_mean}) {
+    const SftConfig c{how};
     const auto r = sft_loss(logps, mask, c);
     const auto loss = [&] { return sft_loss(logps, mask, c).loss; };
     CHECK(max_relative_error(r.d_logp, numeric_gradient(loss, logps)) < 1e-8);
   }
-  // An empty completion is valid where the peers take it (sum_rows, mean_tokens), not in a mean over rows
+  // An empty completion is valid where the peers take it (token_sum, token_mean), not in a mean over rows
   mask.row(2).setZero();
-  CHECK(sft_loss(logps, mask, {.batch_reduction = BatchReduction::mean_tokens}).losses[2] == 0.0);
-  CHECK(sft_loss(logps, mask, {.batch_reduction = BatchReduction::sum_rows}).losses[2] == 0.0);
+  CHECK(sft_loss(logps, mask, {Aggregation::token_mean}).losses[2] == 0.0);
+  CHECK(sft_loss(logps, mask, {Aggregation::token_sum}).losses[2] == 0.0);
   CHECK_THROWS_AS(sft_loss(logps, mask), value_error);
-  const SftConfig mean_of_means{.reduction = Reduction::mean, .batch_reduction = BatchReduction::mean_tokens};
-  CHECK_THROWS_WITH_AS(sft_loss(logps, mask, mean_of_means), doctest::Contains("needs reduction = Reduction::sum"),
-                       config_error);
-  CHECK_THROWS_WITH_AS(sft_loss(logps, mat(mat::Zero(5, 9)), {.batch_reduction = BatchReduction::mean_tokens}),
+  CHECK_THROWS_AS(sft_loss(logps, mask, {Aggregation::sequence_mean}), value_error);
+  CHECK_THROWS_WITH_AS(sft_loss(logps, mat(mat::Zero(5, 9)), {Aggregation::token_mean}),
                        doctest::Contains("no token in the whole batch"), value_error);
 }

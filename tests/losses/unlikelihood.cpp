@@ -34,7 +34,7 @@ double reference_loss(const mat& cl, const mat& cm, const mat& rl, const mat& rm
           row += rejected ? -std::log(1 - std::exp(logps(b, t))) : -logps(b, t);
           ++count;
         }
-      total += c.reduction == Reduction::mean ? row / count : row;
+      total += c.aggregation == Aggregation::sequence_mean ? row / count : row;
     }
     return total / static_cast<double>(logps.rows());
   };
@@ -44,7 +44,7 @@ double reference_loss(const mat& cl, const mat& cm, const mat& rl, const mat& rm
 const UnlikelihoodConfig configs[] = {
     {},
     {.alpha = 0.5f},
-    {.alpha = 2.0f, .reduction = Reduction::mean},
+    {.alpha = 2.0f, .aggregation = Aggregation::sequence_mean},
     {.alpha = 0.0f},
 };
 
@@ -159,7 +159,9 @@ TEST_CASE("unlikelihood: bad input names the argument") {
   CHECK_THROWS_WITH_AS(unlikelihood_loss(cl, cm, rl, rm, {.alpha = -0.1f}),
                        doctest::Contains("alpha must be finite and >= 0"), config_error);
   CHECK_THROWS_AS(unlikelihood_loss(cl, cm, rl, rm, {.alpha = NAN}), config_error);
-  CHECK_THROWS_AS(unlikelihood_loss(cl, cm, rl, rm, {.reduction = static_cast<Reduction>(2)}), config_error);
+  CHECK_THROWS_AS(unlikelihood_loss(cl, cm, rl, rm, {.aggregation = static_cast<Aggregation>(9)}), config_error);
+  const UnlikelihoodConfig nonempty{.aggregation = Aggregation::nonempty_sequence_mean};
+  CHECK_THROWS_AS(unlikelihood_loss(cl, cm, rl, rm, nonempty), config_error);
   CHECK_THROWS_WITH_AS(unlikelihood_loss(cl, cm, rl, mat(mat::Ones(2, 5))),
                        doctest::Contains("'rejected_mask' is [2, 5] but 'rejected_logps' is [2, 6]"), shape_error);
   CHECK_THROWS_WITH_AS(unlikelihood_loss(cl, mat(mat::Ones(4, 4)), rl, rm),
@@ -198,7 +200,7 @@ TEST_CASE("unlikelihood: fairseq's clamp form, −log(max(1 − p, clamp_min)), 
   const mat cl = mat::Constant(1, 1, -1), cm = mat::Ones(1, 1), rm = mat::Ones(1, 4);
   mat rl(1, 4);
   rl << -2.0, -1e-7, 0.0, std::log1p(-2e-5);  // clamped: p within 1e-5 of 1 (the 2nd and 3rd)
-  const UnlikelihoodConfig c{.batch_reduction = BatchReduction::sum_rows, .form = UnlikelihoodForm::clamp};
+  const UnlikelihoodConfig c{.aggregation = Aggregation::token_sum, .form = UnlikelihoodForm::clamp};
   const auto r = unlikelihood_loss(cl, cm, rl, rm, c);
   const double free_term = -std::log(1 - std::exp(-2.0)) - std::log(1 - std::exp(rl(0, 3)));
   CHECK(r.rejected_losses[0] == doctest::Approx(free_term - 2 * std::log(1e-5)).epsilon(1e-12));
@@ -212,7 +214,7 @@ TEST_CASE("unlikelihood: fairseq's clamp form, −log(max(1 − p, clamp_min)), 
   CHECK(max_relative_error(a.d_rejected, numeric_gradient(loss, away)) < 1e-7);
 }
 
-TEST_CASE("unlikelihood: the exact form's cut is a setting; per-row values; sum and token-mean reductions") {
+TEST_CASE("unlikelihood: the exact form's cut is a setting; per-row values; token sums and token means") {
   const mat cl = random_matrix(3, 4, -5, -0.1, 71), cm = random_mask(3, 4, 72);
   mat rl = random_matrix(4, 5, -5, -0.01, 73);
   const mat rm = mat::Ones(4, 5);
@@ -224,13 +226,13 @@ TEST_CASE("unlikelihood: the exact form's cut is a setting; per-row values; sum 
   for (std::size_t b = 0; b < 3; ++b) chosen += r.chosen_losses[b] / 3;
   for (std::size_t b = 0; b < 4; ++b) rejected += r.rejected_losses[b] / 4;
   CHECK(r.loss == doctest::Approx(chosen + 0.5 * rejected).epsilon(1e-14));
-  const auto summed = unlikelihood_loss(cl, cm, rl, rm, {.alpha = 0.5, .batch_reduction = BatchReduction::sum_rows});
+  const auto summed = unlikelihood_loss(cl, cm, rl, rm, {.alpha = 0.5, .aggregation = Aggregation::token_sum});
   CHECK(summed.metrics[metric::nll_chosen] == doctest::Approx(3 * chosen).epsilon(1e-14));
-  const auto tokens = unlikelihood_loss(cl, cm, rl, rm, {.batch_reduction = BatchReduction::mean_tokens});
+  const auto tokens = unlikelihood_loss(cl, cm, rl, rm, {.aggregation = Aggregation::token_mean});
   CHECK(tokens.metrics[metric::nll_chosen] == doctest::Approx(3 * chosen / cm.sum()).epsilon(1e-14));
-  for (const BatchReduction batch : {BatchReduction::sum_rows, BatchReduction::mean_tokens}) {
+  for (const Aggregation how : {Aggregation::token_sum, Aggregation::token_mean}) {
     mat x = random_matrix(4, 5, -5, -0.01, 74);
-    const UnlikelihoodConfig b{.alpha = 0.7, .batch_reduction = batch};
+    const UnlikelihoodConfig b{.alpha = 0.7, .aggregation = how};
     const auto g = unlikelihood_loss(cl, cm, x, rm, b);
     const auto loss = [&] { return unlikelihood_loss(cl, cm, x, rm, b).loss; };
     CHECK(max_relative_error(g.d_rejected, numeric_gradient(loss, x)) < 1e-7);

@@ -41,7 +41,7 @@ struct CpoSettings {
             .length_normalize = simpo || loss_type == "ipo",
             .reference_free = true,
             .nll_weight = cpo_alpha,
-            .nll_normalization = rlhf::DpoNllNormalization::batch_tokens,
+            .nll_aggregation = rlhf::Aggregation::token_mean,
             .reward_metrics = rlhf::DpoRewardMetrics::as_loss};
   }
 };

@@ -38,8 +38,8 @@ struct DpoSettings {
             .label_smoothing = label_smoothing,
             .reference_free = reference_free,
             .nll_weight = rpo_alpha,
-            .nll_normalization = rlhf::DpoNllNormalization::batch_tokens,  // TRL's rpo_alpha
-            .reward_metrics = rlhf::DpoRewardMetrics::raw};                 // TRL DPOTrainer's rewards/*
+            .nll_aggregation = rlhf::Aggregation::token_mean,  // TRL's rpo_alpha
+            .reward_metrics = rlhf::DpoRewardMetrics::raw};     // TRL DPOTrainer's rewards/*
   }
 };
 

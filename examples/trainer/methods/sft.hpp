@@ -42,7 +42,7 @@ class Sft final : public OfflineMethod<Sft, SftSettings> {
     StepOutcome out;
     for (const auto i : rows) out.tokens += double(data.rows[i].prompt.size() + data.rows[i].completions[0].size());
     out.result = rlhf::sft_step(model, optimizer, rlhf::io::collate_sft(data.rows, rows),
-                                {.batch_reduction = rlhf::BatchReduction::mean_tokens}, options);
+                                {.aggregation = rlhf::Aggregation::token_mean}, options);
     return out;
   }
 };

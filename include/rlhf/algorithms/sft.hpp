@@ -23,14 +23,15 @@ StepResult sft_step(P& policy, O& optimizer, const TokenBatch& batch, const SftC
   detail::require_token_batch(fn, "batch", batch);
   StepOptions step = options;
   if (options.communicator && options.communicator->size() > 1) {
-    if (config.batch_reduction == BatchReduction::sum_rows)
-      fail<config_error>(fn, ": batch_reduction sum_rows has no mean to take over ranks; use mean_rows or mean_tokens");
-    if (config.batch_reduction == BatchReduction::mean_tokens && step.rank_weight == 0)
+    if (config.aggregation == Aggregation::token_sum)
+      fail<config_error>(fn, ": aggregation token_sum has no mean to take over ranks; use sequence_sum, sequence_mean "
+                             "or token_mean");
+    if (config.aggregation == Aggregation::token_mean && step.rank_weight == 0)
       for (std::size_t r = 0; r < batch.batch; ++r) step.rank_weight += double(batch.response_length(r));
   }
   // A token mean over the batch: each micro-batch counts by its share of the tokens, not of the rows.
   double batch_tokens = 0;
-  if (config.batch_reduction == BatchReduction::mean_tokens)
+  if (config.aggregation == Aggregation::token_mean)
     for (std::size_t r = 0; r < batch.batch; ++r) batch_tokens += double(batch.response_length(r));
   return training_step(fn, policy, optimizer, batch.batch, step, [&](std::size_t lo, std::size_t hi, double share) {
     const TokenBatch part = slice_rows(batch, lo, hi);

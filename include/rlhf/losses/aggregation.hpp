@@ -1,6 +1,7 @@
 #pragma once
-// How the per-token values x of a batch [B, T] with a 0/1 mask m become one number, in the three conventions
-// of the PPO and policy-gradient losses (and of kl_estimate's mean). Each is one weight per row:
+// How the per-token values x of a batch [B, T] with a 0/1 mask m become one number: the points of Aggregation
+// (core/reduction.hpp) as the PPO and policy-gradient losses and kl_estimate's mean take them. Each is one weight
+// per row:
 //
 //   result = Σ_b w_b Σ_t m[b,t] x[b,t]        d result / d x[b,t] = w_b m[b,t]
 //
@@ -11,6 +12,8 @@
 //                                             rows of each row's sum)
 //   nonempty_sequence_mean                    OpenRLHF's aggregate_loss for sequence_mean: w_b = 1 / (B' (n_b + 1e-8))
 //                  over the B' rows with a token; a row with none is left out of the mean (0 if no row has one)
+//   token_sum      w_b = 1                    not a mean: SFT and unlikelihood take it (fairseq's); require_valid,
+//                                             for the PPO family and KL, does not
 // docs/losses/ppo.md#aggregation names the peers' option for each.
 #include <cmath>
 #include <cstddef>
@@ -49,6 +52,8 @@ RLHF_HOST_DEVICE inline double row_weight(const Weights& w, double row_tokens) {
       return 1.0 / (w.rows * w.constant);
     case Aggregation::nonempty_sequence_mean:
       return row_tokens > 0 ? 1.0 / (w.nonempty_rows * (row_tokens + nonempty_sequence_eps)) : 0.0;
+    case Aggregation::token_sum:
+      return 1.0;
   }
   return 0.0;
 }

@@ -45,7 +45,7 @@ double checked_batch_loss(std::string_view fn, std::string_view cause, const typ
 }
 
 // The NLL term's tokens per pair when a batch brings its own: max(1, Σ chosen_length) / n, as TRL divides by the
-// batch's tokens (DPO's batch_tokens normalization, ORPO).
+// batch's tokens (DPO's NLL term under token_mean, ORPO).
 template <Backend Be>
 double chosen_tokens_per_pair(const typename Be::vector& chosen_length, std::size_t n) {
   const double tokens = Be::sum(n, element_as_double<typename Be::scalar>{Be::data(chosen_length)});

@@ -8,7 +8,8 @@
 //   robust  : (−(1−ε) log σ(h) + ε log σ(−h)) / (1 − 2ε)
 //   hinge   : max(0, 1 − h)
 //   ipo     : (u_w − u_l − 1/(2β))²
-//   + nll_weight · (−log π(y_w) / |y_w|)                 (optional NLL on the chosen response)
+//   + nll_weight · (−log π(y_w) / |y_w|)                 (optional NLL on the chosen response, nll_aggregation =
+//                                                        sequence_mean; token_mean: −Σ_b log π(y_w) / Σ_b |y_w|)
 // Lengths are clamped to ≥ 1 wherever they divide (an empty completion is valid input, as in TRL).
 // docs/losses/dpo.md has the table of settings, the papers and each peer's convention.
 #include <cstddef>
@@ -19,6 +20,7 @@
 #include "rlhf/core/math.hpp"
 #include "rlhf/core/metric_names.hpp"
 #include "rlhf/core/metrics.hpp"
+#include "rlhf/core/reduction.hpp"
 #include "rlhf/core/validate.hpp"
 #include "rlhf/losses/batch_mean.hpp"
 
@@ -33,13 +35,6 @@ enum class DpoRewardMetrics {
             // preference_loss, OpenRLHF DPOLoss, TRL DPOTrainer)
 };
 
-// How the NLL term of the chosen response is normalised.
-enum class DpoNllNormalization {
-  per_sequence,  // mean over pairs of −log π(y_w) / |y_w| (Pang et al. 2024; OpenRLHF DPOTrainer's nll_loss)
-  batch_tokens,  // −Σ_b log π(y_w) / Σ_b |y_w|, a token mean over the batch (TRL rpo_alpha: cross-entropy over
-                 // every chosen token)
-};
-
 struct DpoConfig {
   DpoVariant variant = DpoVariant::sigmoid;
   double beta = 0.1;              // β: strength of the implicit KL constraint
@@ -48,7 +43,10 @@ struct DpoConfig {
   bool length_normalize = false;  // divide each log-ratio by its response length
   bool reference_free = false;    // ignore the reference log-probs (π_ref uniform)
   double nll_weight = 0.0;        // weight of the per-token NLL of the chosen response
-  DpoNllNormalization nll_normalization = DpoNllNormalization::per_sequence;
+  // The NLL term over the batch: sequence_mean, the mean over pairs of −log π(y_w) / |y_w| (Pang et al. 2024;
+  // OpenRLHF DPOTrainer's nll_loss), or token_mean, −Σ_b log π(y_w) / Σ_b |y_w| (TRL rpo_alpha: cross-entropy over
+  // every chosen token)
+  Aggregation nll_aggregation = Aggregation::sequence_mean;
   DpoRewardMetrics reward_metrics = DpoRewardMetrics::as_loss;
 
   // SimPO: reference-free, length-normalised sigmoid loss with a margin.
@@ -88,8 +86,8 @@ struct DpoPair {
   W reward_chosen, reward_rejected;            // β u_w, β u_l
 };
 
-// nll_length: the denominator of the NLL term; 0 means the pair's own chosen length (per_sequence), the
-// batch_tokens entry point passes the batch's mean chosen length, so that the mean over pairs is Σ/Σ.
+// nll_length: the denominator of the NLL term; 0 means the pair's own chosen length (sequence_mean); under
+// token_mean the entry point passes the batch's mean chosen length, so that the mean over pairs is Σ/Σ.
 template <class T, class W = math::wide_t<T>>
 RLHF_HOST_DEVICE inline DpoPair<W> dpo_pair(const DpoConfig& c, T policy_chosen, T policy_rejected,
                                             T reference_chosen, T reference_rejected, T chosen_length,
@@ -141,7 +139,7 @@ struct DpoKernel {
   DpoConfig config;
   const T *policy_chosen, *policy_rejected, *reference_chosen, *reference_rejected;
   const T *chosen_length, *rejected_length;  // null: all ones
-  double nll_length;                         // 0, or the batch's mean chosen length (batch_tokens)
+  double nll_length;                         // 0, or the batch's mean chosen length (token_mean)
   double inv_batch;
   T *losses, *d_policy_chosen, *d_policy_rejected, *d_reference_chosen, *d_reference_rejected;
 
@@ -207,10 +205,9 @@ void validate_pairs(const char* fn, const PreferencePairs<typename Be::vector>& 
   require_in_range(fn, "nll_weight", c.nll_weight, 0.0, largest);
   require_rows<Be>(fn, "policy_chosen", in.policy_chosen, n);
   require_rows<Be>(fn, "policy_rejected", in.policy_rejected, n);
-  if (c.nll_normalization != DpoNllNormalization::per_sequence &&
-      c.nll_normalization != DpoNllNormalization::batch_tokens)
-    fail<config_error>(fn, ": nll_normalization must be per_sequence or batch_tokens (got ",
-                       static_cast<int>(c.nll_normalization), ")");
+  if (c.nll_aggregation != Aggregation::sequence_mean && c.nll_aggregation != Aggregation::token_mean)
+    fail<config_error>(fn, ": nll_aggregation must be Aggregation::sequence_mean or ::token_mean (got ",
+                       static_cast<int>(c.nll_aggregation), ")");
   if (c.reward_metrics != DpoRewardMetrics::as_loss && c.reward_metrics != DpoRewardMetrics::raw)
     fail<config_error>(fn, ": reward_metrics must be as_loss or raw (got ", static_cast<int>(c.reward_metrics), ")");
   // reference_free with raw reward metrics reads the reference when it is given
@@ -244,8 +241,8 @@ DpoResult<Vector> dpo_loss(const PreferencePairs<Vector>& in, const DpoConfig& c
   out.d_reference_rejected = Be::vector_of(n);
   const bool has_lengths = Be::size(in.chosen_length) == n;
   const bool has_reference = Be::size(in.reference_chosen) == n;  // dpo_pair ignores it when reference_free
-  double nll_length = 0;  // per_sequence: each pair's own length
-  if (config.nll_weight != 0.0 && config.nll_normalization == DpoNllNormalization::batch_tokens)
+  double nll_length = 0;  // sequence_mean: each pair's own length
+  if (config.nll_weight != 0.0 && config.nll_aggregation == Aggregation::token_mean)
     nll_length = detail::chosen_tokens_per_pair<Be>(in.chosen_length, n);
   const detail::DpoKernel<T> kernel{config, Be::data(in.policy_chosen), Be::data(in.policy_rejected),
                                     has_reference ? Be::data(in.reference_chosen) : nullptr,

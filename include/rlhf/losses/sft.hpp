@@ -2,11 +2,11 @@
 // Supervised fine-tuning on preferred responses (preferred-FT / SFT): the negative log-likelihood of
 // the response tokens, on per-token log-probabilities [B, T] with a 0/1 mask.
 //
-//   per sequence b:  ℓ_b = −Σ_t m[b,t] log p[b,t]                 (reduction = sum)
-//                    ℓ_b = −Σ_t m[b,t] log p[b,t] / Σ_t m[b,t]     (reduction = mean)
-//   loss = (1/B) Σ_b ℓ_b                 (batch_reduction = mean_rows)
-//        = Σ_b ℓ_b                       (sum_rows)
-//        = Σ_b ℓ_b / Σ_b Σ_t m[b,t]      (mean_tokens, with reduction = sum: TRL SFTTrainer, OpenRLHF GPTLMLoss)
+//   per sequence b:  ℓ_b = −Σ_t m[b,t] log p[b,t],  n_b = Σ_t m[b,t]
+//   loss = (1/B) Σ_b ℓ_b                 (aggregation = sequence_sum, L = 1: the default)
+//        = (1/B) Σ_b ℓ_b / n_b           (sequence_mean)
+//        = Σ_b ℓ_b / Σ_b n_b             (token_mean: TRL SFTTrainer, OpenRLHF GPTLMLoss)
+//        = Σ_b ℓ_b                       (token_sum: what a fairseq criterion returns)
 // docs/losses/sft.md has the settings. The masked-row machinery here is shared with unlikelihood.hpp.
 
 #include <cstddef>
@@ -23,23 +23,16 @@
 
 namespace rlhf {
 
-// How the rows' values ℓ_b become the batch's loss.
-enum class BatchReduction {
-  mean_rows,    // (1/B) Σ_b ℓ_b: every sequence alike
-  sum_rows,     // Σ_b ℓ_b (a fairseq criterion's returned loss)
-  mean_tokens,  // Σ_b ℓ_b / Σ_b n_b with ℓ_b a row's sum: every token of the batch alike (TRL SFTTrainer, OpenRLHF
-                // GPTLMLoss)
-};
-
 struct SftConfig {
-  Reduction reduction = Reduction::sum;  // of each sequence's token terms: sum or mean (not per_token)
-  BatchReduction batch_reduction = BatchReduction::mean_rows;
+  // sequence_sum (L = 1), sequence_mean, token_mean or token_sum; not nonempty_sequence_mean
+  Aggregation aggregation = Aggregation::sequence_sum;
 };
 
 template <class Matrix>
 struct SftResult {
-  double loss = 0;             // the rows' ℓ_b reduced by batch_reduction
-  std::vector<double> losses;  // [B] ℓ_b per row, on the host in double (a row's total may exceed float)
+  double loss = 0;             // the rows' ℓ_b aggregated as SftConfig::aggregation says
+  std::vector<double> losses;  // [B] ℓ_b per row (ℓ_b / n_b under sequence_mean), on the host in double (a row's
+                               // total may exceed float)
   Matrix d_logp;               // [B, T] d loss / d log p; zero where the mask is 0
   Metrics metrics;             // nll/token (Σ NLL / Σ tokens over the batch), tokens (response tokens in the batch)
 };
@@ -104,7 +97,7 @@ struct MaskedRowKernel {
   RLHF_HOST_DEVICE void operator()(std::size_t i) const {
     const MaskedRowLoss r =
         masked_row_loss<T>(term, logp + i * cols, mask + i * cols, cols, reduction, scale, d + i * cols);
-    row_mean[i] = r.tokens > 0 ? T(r.total / r.tokens) : T(0);  // a row with no token (mean_tokens only)
+    row_mean[i] = r.tokens > 0 ? T(r.total / r.tokens) : T(0);  // a row with no token (token_mean, token_sum)
     row_tokens[i] = T(r.tokens);
   }
 };
@@ -115,57 +108,58 @@ struct masked_row_product {
   RLHF_HOST_DEVICE double operator()(std::size_t i) const { return static_cast<double>(a[i]) * b[i]; }
 };
 
-inline void require_reduction(const char* fn, Reduction r, BatchReduction batch) {
-  if (r != Reduction::sum && r != Reduction::mean)
-    fail<config_error>(fn, ": reduction must be Reduction::sum or Reduction::mean (got ", static_cast<int>(r), ")");
-  if (batch != BatchReduction::mean_rows && batch != BatchReduction::sum_rows && batch != BatchReduction::mean_tokens)
-    fail<config_error>(fn, ": batch_reduction must be mean_rows, sum_rows or mean_tokens (got ",
-                       static_cast<int>(batch), ")");
-  if (batch == BatchReduction::mean_tokens && r != Reduction::sum)
-    fail<config_error>(fn, ": batch_reduction = mean_tokens divides the rows' sums by the batch's token count; "
-                           "it needs reduction = Reduction::sum");
+inline void require_aggregation(const char* fn, Aggregation how) {
+  if (how != Aggregation::sequence_sum && how != Aggregation::sequence_mean && how != Aggregation::token_mean &&
+      how != Aggregation::token_sum)
+    fail<config_error>(fn, ": aggregation must be Aggregation::sequence_sum, ::sequence_mean, ::token_mean or "
+                           "::token_sum (got ", static_cast<int>(how), ")");
+}
+
+// Each row's tokens are averaged under sequence_mean and summed under the other points.
+inline Reduction row_reduction(Aggregation how) {
+  return how == Aggregation::sequence_mean ? Reduction::mean : Reduction::sum;
 }
 
 // Checks for a per-token input and its mask: same shape, non-empty batch, 0/1 mask, finite where the
-// mask is 1. A row with no token (an empty completion) is valid where the peers take it, with the per-row
-// reduction sum and the batch reduction sum_rows or mean_tokens (ℓ_b = 0); under mean_rows every row needs a
-// token, and mean_tokens needs one in the batch.
+// mask is 1. A row with no token (an empty completion) is valid where the peers take it, under token_sum or
+// token_mean (ℓ_b = 0); under sequence_sum and sequence_mean every row needs a token, and token_mean needs one in
+// the batch.
 template <Backend Be>
 void validate_masked_tokens(const char* fn, const char* logp_name, const typename Be::matrix& logp,
-                            const char* mask_name, const typename Be::matrix& mask, Reduction reduction,
-                            BatchReduction batch) {
+                            const char* mask_name, const typename Be::matrix& mask, Aggregation how) {
   require_nonempty(fn, logp_name, Be::rows(logp));
   require_shape<Be>(fn, mask_name, mask, Be::rows(logp), Be::cols(logp), cat("'", logp_name, "'"));
   const std::size_t n = Be::rows(logp) * Be::cols(logp);
   require_mask<Be>(fn, mask_name, Be::data(mask), n);
   require_finite_where_masked<Be>(fn, logp_name, Be::data(logp), Be::data(mask), n);
-  if (reduction == Reduction::mean || batch == BatchReduction::mean_rows) {
+  if (how == Aggregation::sequence_sum || how == Aggregation::sequence_mean) {
     require_no_empty_rows<Be>(fn, mask_name, mask);
-  } else if (batch == BatchReduction::mean_tokens &&
+  } else if (how == Aggregation::token_mean &&
              Be::sum(n, element_as_double<typename Be::scalar>{Be::data(mask)}) == 0) {
-    fail<value_error>(fn, ": '", mask_name, "' sets no token in the whole batch; mean_tokens divides by their count");
+    fail<value_error>(fn, ": '", mask_name, "' sets no token in the whole batch; token_mean divides by their count");
   }
 }
 
 struct MaskedBatch {
-  double loss;                // the rows' ℓ_b reduced over the batch, before any outer weight
+  double loss;                // the rows' ℓ_b aggregated over the batch, before any outer weight
   double total;               // Σ_b Σ_t m term
   double tokens;              // Σ_b Σ_t m
   std::vector<double> rows;   // [B] ℓ_b
 };
 
-// Runs `term` over every row and reduces the rows; fills d with weight · d loss / d log p.
+// Runs `term` over every row and aggregates the rows; fills d with weight · d loss / d log p.
 template <class Be, class Term>
-MaskedBatch masked_rows(Term term, const typename Be::matrix& logp, const typename Be::matrix& mask,
-                        Reduction reduction, BatchReduction batch, double weight, typename Be::matrix& d) {
+MaskedBatch masked_rows(Term term, const typename Be::matrix& logp, const typename Be::matrix& mask, Aggregation how,
+                        double weight, typename Be::matrix& d) {
   using T = typename Be::scalar;
   const std::size_t rows = Be::rows(logp), cols = Be::cols(logp);
-  const double mask_tokens = batch == BatchReduction::mean_tokens
-                                 ? Be::sum(rows * cols, element_as_double<T>{Be::data(mask)})
-                                 : 0.0;
-  const double per_batch = batch == BatchReduction::mean_rows   ? 1.0 / static_cast<double>(rows)
-                           : batch == BatchReduction::mean_tokens ? 1.0 / mask_tokens
-                                                                  : 1.0;
+  const Reduction reduction = row_reduction(how);
+  const double mask_tokens =
+      how == Aggregation::token_mean ? Be::sum(rows * cols, element_as_double<T>{Be::data(mask)}) : 0.0;
+  const double per_batch = how == Aggregation::sequence_sum || how == Aggregation::sequence_mean
+                               ? 1.0 / static_cast<double>(rows)
+                           : how == Aggregation::token_mean ? 1.0 / mask_tokens
+                                                            : 1.0;
   d = Be::matrix_of(rows, cols);
   typename Be::vector row_mean = Be::vector_of(rows), row_tokens = Be::vector_of(rows);
   Be::for_each(rows,
@@ -192,11 +186,11 @@ MaskedBatch masked_rows(Term term, const typename Be::matrix& logp, const typena
 template <class Matrix, class Be = backend_of_t<Matrix>>
 SftResult<Matrix> sft_loss(const Matrix& logps, const Matrix& mask, const SftConfig& config = {}) {
   constexpr const char* fn = "rlhf::sft_loss";
-  detail::tok::require_reduction(fn, config.reduction, config.batch_reduction);
-  detail::tok::validate_masked_tokens<Be>(fn, "logps", logps, "mask", mask, config.reduction, config.batch_reduction);
+  detail::tok::require_aggregation(fn, config.aggregation);
+  detail::tok::validate_masked_tokens<Be>(fn, "logps", logps, "mask", mask, config.aggregation);
   SftResult<Matrix> out;
   detail::tok::MaskedBatch s =
-      detail::tok::masked_rows<Be>(NllToken{}, logps, mask, config.reduction, config.batch_reduction, 1.0, out.d_logp);
+      detail::tok::masked_rows<Be>(NllToken{}, logps, mask, config.aggregation, 1.0, out.d_logp);
   out.loss = s.loss;
   out.losses = std::move(s.rows);
   out.metrics.set(metric::nll_token, s.total / s.tokens, Combine::token_mean, s.tokens);

@@ -4,8 +4,9 @@
 //
 //   chosen row b:    ℓ⁺_b = −Σ_t m⁺[b,t] log p⁺[b,t]
 //   rejected row b:  ℓ⁻_b = −Σ_t m⁻[b,t] log(1 − p⁻[b,t])      log(1 − e^x) = math::log1m_exp(x)
-//   (each divided by its row's token count when reduction = mean)
-//   loss = mean_b ℓ⁺_b + α · mean_b ℓ⁻_b           (batch_reduction: mean_rows; sum_rows and mean_tokens as SFT's)
+//   loss = mean_b ℓ⁺_b + α · mean_b ℓ⁻_b           (aggregation = sequence_sum, L = 1: the default)
+//   each half aggregated on its own: sequence_mean, token_mean and token_sum as SFT's (sft.hpp), each row's
+//   terms divided by its token count under sequence_mean
 //
 // As p⁻ → 1, −log(1 − p⁻) → ∞. Two ways to keep it finite (form):
 //   exact: log(1 − e^x) = math::log1m_exp(x), with log-probs above −ε (ε = epsilon, 1e-6 by default, float and
@@ -23,6 +24,7 @@
 #include "rlhf/core/math.hpp"
 #include "rlhf/core/metric_names.hpp"
 #include "rlhf/core/metrics.hpp"
+#include "rlhf/core/reduction.hpp"
 #include "rlhf/core/validate.hpp"
 #include "rlhf/losses/sft.hpp"
 
@@ -38,8 +40,8 @@ enum class UnlikelihoodForm {
 
 struct UnlikelihoodConfig {
   double alpha = 1.0;                    // α ≥ 0: weight of the rejected (unlikelihood) term
-  Reduction reduction = Reduction::sum;  // per row: sum of token terms, or their mean
-  BatchReduction batch_reduction = BatchReduction::mean_rows;  // each half over its own rows (or tokens)
+  // each half over its own rows (or tokens): sequence_sum (L = 1), sequence_mean, token_mean or token_sum
+  Aggregation aggregation = Aggregation::sequence_sum;
   UnlikelihoodForm form = UnlikelihoodForm::exact;
   double epsilon = unlikelihood_epsilon;  // exact: the cut ε > 0; log-probs above −ε are read as −ε
   double clamp_min = 1e-5;                // clamp: the smallest 1 − p, in (0, 1)
@@ -51,7 +53,7 @@ struct UnlikelihoodResult {
   std::vector<double> chosen_losses;      // [B⁺] ℓ⁺_b, on the host in double
   std::vector<double> rejected_losses;    // [B⁻] ℓ⁻_b (before α)
   Matrix d_chosen, d_rejected;            // [B⁺, T⁺] and [B⁻, T⁻]: d loss / d log p; zero where masked
-  Metrics metrics;  // nll/chosen, unlikelihood/rejected: each half reduced over the batch (before α)
+  Metrics metrics;  // nll/chosen, unlikelihood/rejected: each half aggregated over the batch (before α)
 };
 
 // −log(1 − p) of one rejected token from x = log p, and its derivative e^x / (1 − e^x).
@@ -93,19 +95,17 @@ UnlikelihoodResult<Matrix> unlikelihood_loss(const Matrix& chosen_logps, const M
     fail<config_error>(fn, ": clamp_min must be in (0, 1) (got ", config.clamp_min, ")");
   if (!(T(config.epsilon) > T(0)) || !(T(config.clamp_min) > T(0)))
     fail<config_error>(fn, ": epsilon and clamp_min must not round to 0 in the scalar type");
-  detail::tok::require_reduction(fn, config.reduction, config.batch_reduction);
-  const BatchReduction batch = config.batch_reduction;
-  const Reduction rows = config.reduction;
-  detail::tok::validate_masked_tokens<Be>(fn, "chosen_logps", chosen_logps, "chosen_mask", chosen_mask, rows, batch);
-  detail::tok::validate_masked_tokens<Be>(fn, "rejected_logps", rejected_logps, "rejected_mask", rejected_mask, rows,
-                                          batch);
+  const Aggregation how = config.aggregation;
+  detail::tok::require_aggregation(fn, how);
+  detail::tok::validate_masked_tokens<Be>(fn, "chosen_logps", chosen_logps, "chosen_mask", chosen_mask, how);
+  detail::tok::validate_masked_tokens<Be>(fn, "rejected_logps", rejected_logps, "rejected_mask", rejected_mask, how);
 
   UnlikelihoodResult<Matrix> out;
   detail::tok::MaskedBatch w =
-      detail::tok::masked_rows<Be>(NllToken{}, chosen_logps, chosen_mask, config.reduction, batch, 1.0, out.d_chosen);
-  detail::tok::MaskedBatch l = detail::tok::masked_rows<Be>(
-      UnlikelihoodToken{config.form, config.epsilon, config.clamp_min}, rejected_logps, rejected_mask,
-      config.reduction, batch, config.alpha, out.d_rejected);
+      detail::tok::masked_rows<Be>(NllToken{}, chosen_logps, chosen_mask, how, 1.0, out.d_chosen);
+  detail::tok::MaskedBatch l =
+      detail::tok::masked_rows<Be>(UnlikelihoodToken{config.form, config.epsilon, config.clamp_min}, rejected_logps,
+                                   rejected_mask, how, config.alpha, out.d_rejected);
   out.loss = w.loss + config.alpha * l.loss;
   out.chosen_losses = std::move(w.rows);
   out.rejected_losses = std::move(l.rows);
