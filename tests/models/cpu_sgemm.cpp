@@ -1,7 +1,7 @@
 // The CPU models' float32 products (cpu/sgemm.hpp) on every instruction level this CPU has, against a double sum
 // of the same operands; the bf16-rounding products against the hardware bf16 path; thread-count independence; the
-// level choice (RLHF_CPU_ISA's values, IsaCap); and a GPT forward and backward on each level against the portable
-// one. ctest also runs models_gpt_policy and models_llama_policy with RLHF_CPU_ISA set to each level
+// level choice (RLHF_CPU_ISA's values, IsaCap); and a bf16 GPT forward and backward on each level against the
+// portable one. ctest also runs models_gpt_policy and models_llama_policy with RLHF_CPU_ISA set to each level
 // (tests/CMakeLists.txt), so every path this machine has runs the models' own tests.
 #include "rlhf/models/cpu/sgemm.hpp"
 
@@ -178,9 +178,12 @@ TEST_CASE("CPU level: names parse, a bad RLHF_CPU_ISA value is refused by name, 
   MESSAGE(cpu::isa_summary());
 }
 
-TEST_CASE("gpt: forward and backward on every level agree with the portable level (float32 rounding)") {
+// The levels differ in the GPT only through its bf16 products (float32 products are Eigen's on every level,
+// docs/models/cpu.md): the same rounding everywhere, sums in another order.
+TEST_CASE("gpt bf16: forward and backward on every level agree with the portable level") {
   using Model = rlhf::Gpt<float>;
   Model model({.vocab_size = 70, .max_seq_len = 40, .channels = 48, .layers = 2, .heads = 4}, 1);
+  model.set_matmul_precision(rlhf::gpt::MatmulPrecision::bf16);
   rlhf::testing::randomize(model, 3, 0.3);
   const auto batch =
       rlhf::testing::pad_rows(rlhf::testing::random_rows(5, 10, 40, 70, 9), rlhf::testing::Pad::right);
@@ -202,8 +205,11 @@ TEST_CASE("gpt: forward and backward on every level agree with the portable leve
     double lp_worst = 0, g_worst = 0;
     for (std::size_t i = 0; i < lp.size(); ++i) lp_worst = std::max(lp_worst, double(std::abs(lp[i] - lp0[i])));
     for (std::size_t i = 0; i < g.size(); ++i) g_worst = std::max(g_worst, double(std::abs(g[i] - g0[i])));
-    INFO(cpu::isa_name(isa), ": log-prob difference ", lp_worst, ", gradient difference ", g_worst, " of ", g_scale);
+    INFO(std::string(cpu::isa_name(isa)), ": log-prob difference ", lp_worst, ", gradient difference ", g_worst,
+         " of ", g_scale);
     CHECK(lp_worst < 1e-4);
-    CHECK(g_worst < 1e-4 * g_scale);
+    // The backward rounds gradients to bf16 too: where the paths' sums differ in their last bit, a value near a
+    // rounding boundary rounds the other way (2⁻⁸ of it), so gradients agree to bf16's precision.
+    CHECK(g_worst < 0x1p-6 * g_scale);
   }
 }

@@ -11,7 +11,8 @@
 // orders, so avx2 and avx512 agree to float32 rounding, not bit for bit.
 //
 // Optionally each operand element is rounded to bf16 as it is packed (OperandRounding::bf16): bf16 products with
-// float32 sums at float32 speed, for CPUs without AVX-512 BF16 (models/gpt/bf16_matmul.hpp).
+// float32 sums at float32 speed, for CPUs without AVX-512 BF16 (models/gpt/bf16_matmul.hpp): the models' one use.
+// Their float32 products stay Eigen's, which measured as fast or faster (docs/benchmarks.md).
 #include "rlhf/models/cpu/bf16_round.hpp"
 #include "rlhf/models/cpu/isa.hpp"
 
@@ -53,7 +54,7 @@ using buffer = std::vector<U, Eigen::aligned_allocator<U>>;
 
 // Block sizes: a k-block of kc values, mc rows of a (an L2-resident block), nc columns of b per packed block.
 // mc is a multiple of both tiles' MR, nc of both NR.
-inline constexpr std::size_t kc_max = 256, mc_max = 96, nc_max = 512;
+inline constexpr std::size_t kc_max = 512, mc_max = 96, nc_max = 512;
 
 // Rows [r0, r0 + rows) × k [k0, k0 + kc) of x packed into panels of W rows: out [panel][k][W], zero past the
 // last row. b is packed as bᵀ, so that its panels are of NR columns.

@@ -1,7 +1,6 @@
 #pragma once
 // The GPT's layers as x_forward / x_backward pairs over raw row-major buffers (llm.c style), for any
-// floating-point T. N = B·T rows of C channels. Products go through gpt::gemm (float: the CPU's kernel,
-// cpu/sgemm.hpp; double: Eigen); row loops through OpenMP.
+// floating-point T. N = B·T rows of C channels. GEMMs go through Eigen maps; row loops through OpenMP.
 //
 // Gradient conventions: parameter gradients (dweight, dbias) always accumulate (+=). Input gradients are
 // overwritten (=), except layernorm_backward's, which accumulates because its input is the residual
@@ -119,45 +118,14 @@ void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* i
   }
 }
 
-// ---- products: c (+)= a · b --------------------------------------------------------------------------------
-// An operand: element (r, c) at data[r · row_stride + c · col_stride] (a transpose swaps the strides).
-template <class T>
-struct Strided {
-  const T* data;
-  std::size_t row_stride, col_stride;
-};
-template <class T>
-Strided<T> rows_of(const T* data, std::size_t cols) { return {data, cols, 1}; }  // a row-major [rows, cols]
-template <class T>
-Strided<T> transpose_of(const T* data, std::size_t cols) { return {data, 1, cols}; }  // of a row-major [rows, cols]
-
-// c [M, N] (row stride ldc) = (accumulate ? c : 0) + a [M, K] · b [K, N]. float runs the kernel of the CPU's level
-// (cpu/sgemm.hpp) from AVX2 up; double, and float on a CPU without AVX2, run Eigen's product.
-template <class T>
-void gemm(T* c, std::size_t ldc, Strided<T> a, Strided<T> b, std::size_t M, std::size_t N, std::size_t K,
-          bool accumulate) {
-  if constexpr (std::is_same_v<T, float>) {
-    if (cpu::active_isa() >= cpu::Isa::avx2)
-      return cpu::sgemm(c, ldc, {a.data, a.row_stride, a.col_stride}, {b.data, b.row_stride, b.col_stride}, M, N, K,
-                        accumulate);
-  }
-  using Stride = Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>;
-  const Eigen::Map<const RowMatrix<T>, 0, Stride> ma(a.data, ix(M), ix(K), Stride(ix(a.row_stride), ix(a.col_stride)));
-  const Eigen::Map<const RowMatrix<T>, 0, Stride> mb(b.data, ix(K), ix(N), Stride(ix(b.row_stride), ix(b.col_stride)));
-  StridedMap<T> out(c, ix(M), ix(N), Eigen::OuterStride<>(ix(ldc)));
-  if (accumulate)
-    out.noalias() += ma * mb;
-  else
-    out.noalias() = ma * mb;
-}
-
 // ---- matmul: y = x W + b --------------------------------------------------------------------------------
 // out [N, OC] = inp [N, C] · weight [C, OC] + bias [OC] (bias may be null)
 template <class T>
 void matmul_forward(T* out, const T* inp, const T* weight, const T* bias, std::size_t N, std::size_t C,
                     std::size_t OC) {
-  gemm(out, OC, rows_of(inp, C), rows_of(weight, OC), N, OC, C, false);
-  if (bias) MatrixMap<T>(out, ix(N), ix(OC)).rowwise() += ConstRowVectorMap<T>(bias, ix(OC));
+  MatrixMap<T> y(out, ix(N), ix(OC));
+  y.noalias() = ConstMatrixMap<T>(inp, ix(N), ix(C)) * ConstMatrixMap<T>(weight, ix(C), ix(OC));
+  if (bias) y.rowwise() += ConstRowVectorMap<T>(bias, ix(OC));
 }
 
 // dbias [OC] += Σ_n dout [N, OC]
@@ -172,8 +140,9 @@ void bias_backward(T* dbias, const T* dout, std::size_t N, std::size_t OC) {
 template <class T>
 void matmul_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight, std::size_t N,
                      std::size_t C, std::size_t OC) {
-  if (dinp) gemm(dinp, C, rows_of(dout, OC), transpose_of(weight, OC), N, C, OC, false);
-  if (dweight) gemm(dweight, OC, transpose_of(inp, C), rows_of(dout, OC), C, OC, N, true);
+  const ConstMatrixMap<T> dy(dout, ix(N), ix(OC));
+  if (dinp) MatrixMap<T>(dinp, ix(N), ix(C)).noalias() = dy * ConstMatrixMap<T>(weight, ix(C), ix(OC)).transpose();
+  if (dweight) MatrixMap<T>(dweight, ix(C), ix(OC)).noalias() += ConstMatrixMap<T>(inp, ix(N), ix(C)).transpose() * dy;
   if (dbias) bias_backward(dbias, dout, N, OC);
 }
 

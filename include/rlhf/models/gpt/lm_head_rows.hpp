@@ -67,14 +67,16 @@ struct LmHeadRows {
   // logits [M, V] = hidden [M, C] · Wᵀ
   static void logits_product(T* logits_out, const T* hidden, const T* W, std::size_t M, std::size_t C,
                              std::size_t V) {
-    gemm(logits_out, V, rows_of(hidden, C), transpose_of(W, C), M, V, C, false);
+    MatrixMap<T>(logits_out, ix(M), ix(V)).noalias() =
+        ConstMatrixMap<T>(hidden, ix(M), ix(C)) * ConstMatrixMap<T>(W, ix(V), ix(C)).transpose();
   }
 
   // d_rows [M, C] = d logits [M, V] · W [V, C];  d_W [V, C] += d logitsᵀ · rows [M, C] (null d_W: frozen, skipped)
   static void gradient_products(T* d_rows, T* d_W, const T* dlogits, const T* hidden_rows, const T* W, std::size_t M,
                                 std::size_t C, std::size_t V) {
-    gemm(d_rows, C, rows_of(dlogits, V), rows_of(W, C), M, C, V, false);
-    if (d_W) gemm(d_W, C, transpose_of(dlogits, V), rows_of(hidden_rows, C), V, C, M, true);
+    const ConstMatrixMap<T> dl(dlogits, ix(M), ix(V));
+    MatrixMap<T>(d_rows, ix(M), ix(C)).noalias() = dl * ConstMatrixMap<T>(W, ix(V), ix(C));
+    if (d_W) MatrixMap<T>(d_W, ix(V), ix(C)).noalias() += dl.transpose() * ConstMatrixMap<T>(hidden_rows, ix(M), ix(C));
   }
 
  private:

@@ -105,9 +105,14 @@ void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
       return;
     }
   }
-  gpt::gemm(dinp, C, gpt::rows_of(dout, OC), gpt::transpose_of(weight, OC), N, C, OC, accumulate);
+  const gpt::ConstMatrixMap<T> dy(dout, ix(N), ix(OC));
+  const auto wt = gpt::ConstMatrixMap<T>(weight, ix(C), ix(OC)).transpose();
+  if (accumulate)
+    gpt::MatrixMap<T>(dinp, ix(N), ix(C)).noalias() += dy * wt;
+  else
+    gpt::MatrixMap<T>(dinp, ix(N), ix(C)).noalias() = dy * wt;
   if (dweight)  // null: a frozen weight
-    gpt::gemm(dweight, OC, gpt::transpose_of(inp, C), gpt::rows_of(dout, OC), C, OC, N, true);
+    gpt::MatrixMap<T>(dweight, ix(C), ix(OC)).noalias() += gpt::ConstMatrixMap<T>(inp, ix(N), ix(C)).transpose() * dy;
   if (dbias) gpt::bias_backward(dbias, dout, N, OC);
 }
 
