@@ -188,7 +188,7 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext("cpu_kernels", rlhf::cpu::isa_summary());  // RLHF_CPU_ISA lowers it
   benchmark::AddCustomContext("bf16_products", rlhf::gpt::bf16::hardware_available()
                                                    ? "AVX-512 BF16"
-                                                   : "portable (float32 kernel, operands rounded as packed)");
+                                                   : "float32 products (no AVX-512 BF16 in use)");
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

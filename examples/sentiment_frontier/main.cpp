@@ -94,7 +94,7 @@ int main(int argc, char** argv) {
     if (config.bf16)
       std::printf("bf16: training with bf16 products, %s\n",
                   rlhf::gpt::bf16::hardware_available() ? "on AVX-512 BF16"
-                                                        : "portable path (no AVX-512 BF16 in use: float32 speed)");
+                                                        : "no AVX-512 BF16 in use: float32 products");
     const auto t0 = sentiment::Clock::now();
     if (!stage.empty()) {
       if (choices.empty())

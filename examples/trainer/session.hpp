@@ -225,8 +225,8 @@ inline Session make_session(const TrainingArguments& args, Method& method, rlhf:
     std::printf("bf16: matrix products in bf16 with float32 sums, %s\n",
                 rlhf::gpt::bf16::hardware_available()
                     ? "on AVX-512 BF16"
-                    : "portable path (no AVX-512 BF16 in use: operands rounded to bf16 as they are packed for the "
-                      "float32 kernel, at float32 speed)");
+                    : "no AVX-512 BF16 in use: the products run in float32, which no bf16 product beats here "
+                      "(results within bf16's bound of a bf16 run)");
   s.policy.emplace(s.initial_model(method.scalar_head(), args.seed));
   if (args.use_peft) {  // A drawn from its own stream, so that the base's initialisation is the same as without
     rlhf::Rng adapter_rng(args.seed ^ 0x4c6f52414c6f5241ULL);

@@ -214,7 +214,10 @@ TEST_CASE("bf16 linear layer: forward and backward within bf16 rounding of float
       for (std::size_t n = 0; n < N; ++n) size += std::abs(double(x[n * C + c]) * dy[n * OC + o]);
       REQUIRE(within(dw16[c * OC + o], dw32[c * OC + o], size));
     }
-  CHECK(rounded_somewhere);  // bf16 did change the results: the bound was tested, not met by float32 itself
+  if (bf16::hardware_available())
+    CHECK(rounded_somewhere);  // bf16 did change the results: the bound was tested, not met by float32 itself
+  else
+    CHECK_FALSE(rounded_somewhere);  // without AVX-512 BF16 the products are float32's (bf16_matmul.hpp)
 }
 
 TEST_CASE("bf16 attention: forward within the bound bf16 rounding allows; backward close to float32") {
@@ -262,7 +265,7 @@ TEST_CASE("bf16 attention: forward within the bound bf16 rounding allows; backwa
           REQUIRE(std::abs(double(y16[i]) - y32[i]) <= bound);
         }
       }
-  CHECK(rounded_somewhere);
+  if (bf16::hardware_available()) CHECK(rounded_somewhere);  // else float32 products, summed in another order
 
   // The backward's four products compound; compared as a whole with float32's gradient.
   std::vector<float> d32(B * T * 3 * C, 7.0f), d16(B * T * 3 * C, 7.0f), scratch(att32.size());

@@ -210,22 +210,40 @@ void gemm_tiled(float* c, std::size_t ldc, Operand a, Operand b, std::size_t M, 
   }
 }
 
-// c [M, N] (+)= a · b by Eigen, each operand first copied (and rounded, if asked) into a dense matrix.
+// c [M, N] (+)= a · b by Eigen: straight from the operands where each has a unit stride (row- or column-major), else
+// from copies (always, when the operands are to be rounded).
 inline void gemm_portable(float* c, std::size_t ldc, Operand a, Operand b, std::size_t M, std::size_t N,
                           std::size_t K, bool accumulate, OperandRounding rounding) {
   using Rows = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  using Cols = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
+  using Stride = Eigen::OuterStride<>;
+  const auto i = [](std::size_t n) { return Eigen::Index(n); };
+  Eigen::Map<Rows, 0, Stride> out(c, i(M), i(N), Stride(i(ldc)));
+  const auto product = [&](const auto& ma, const auto& mb) {
+    if (accumulate)
+      out.noalias() += ma * mb;
+    else
+      out.noalias() = ma * mb;
+  };
+  const auto rows_view = [&](Operand x, std::size_t r, std::size_t k) {
+    return Eigen::Map<const Rows, 0, Stride>(x.data, i(r), i(k), Stride(i(x.row_stride)));
+  };
+  const auto cols_view = [&](Operand x, std::size_t r, std::size_t k) {
+    return Eigen::Map<const Cols, 0, Stride>(x.data, i(r), i(k), Stride(i(x.col_stride)));
+  };
+  if (rounding == OperandRounding::none) {
+    if (a.col_stride == 1 && b.col_stride == 1) return product(rows_view(a, M, K), rows_view(b, K, N));
+    if (a.col_stride == 1 && b.row_stride == 1) return product(rows_view(a, M, K), cols_view(b, K, N));
+    if (a.row_stride == 1 && b.col_stride == 1) return product(cols_view(a, M, K), rows_view(b, K, N));
+    if (a.row_stride == 1 && b.row_stride == 1) return product(cols_view(a, M, K), cols_view(b, K, N));
+  }
   const auto value = [rounding](float x) { return rounding == OperandRounding::bf16 ? bf16::round(x) : x; };
-  Rows ra{Eigen::Index(M), Eigen::Index(K)}, rb{Eigen::Index(K), Eigen::Index(N)};
-  for (std::size_t i = 0; i < M; ++i)
-    for (std::size_t k = 0; k < K; ++k) ra(Eigen::Index(i), Eigen::Index(k)) = value(a.at(i, k));
+  Rows ra{i(M), i(K)}, rb{i(K), i(N)};
+  for (std::size_t r = 0; r < M; ++r)
+    for (std::size_t k = 0; k < K; ++k) ra(i(r), i(k)) = value(a.at(r, k));
   for (std::size_t k = 0; k < K; ++k)
-    for (std::size_t j = 0; j < N; ++j) rb(Eigen::Index(k), Eigen::Index(j)) = value(b.at(k, j));
-  Eigen::Map<Rows, 0, Eigen::OuterStride<>> out(c, Eigen::Index(M), Eigen::Index(N),
-                                                Eigen::OuterStride<>(Eigen::Index(ldc)));
-  if (accumulate)
-    out.noalias() += ra * rb;
-  else
-    out.noalias() = ra * rb;
+    for (std::size_t j = 0; j < N; ++j) rb(i(k), i(j)) = value(b.at(k, j));
+  product(ra, rb);
 }
 
 }  // namespace sgemm_detail

@@ -1,14 +1,17 @@
 #pragma once
 // Matrix products with both operands rounded to bfloat16 and the sums kept in float32: c (+)= a · b.
 //
-// Two paths compute the same thing:
+// Three paths:
 //   hardware : AVX-512 BF16 (vdpbf16ps: 32 bf16 products per instruction, twice the fp32 FMA rate), packed
 //              panels and an 8 × 48 register tile. Used when the CPU has it (cpu::active_isa() is avx512_bf16).
-//   portable : the float32 products of cpu/sgemm.hpp, each operand element rounded to bf16 as it is packed. On a
-//              CPU without AVX-512 BF16 that is float32 speed, never slower: the rounding rides on the packing.
-// Both round each operand element the same way (cpu/bf16_round.hpp): to nearest, ties to even, subnormals to zero
-// (vdpbf16ps reads subnormal bf16 inputs as zero), NaN kept a NaN. A product of two bf16 values is exact in float32,
-// so the two paths differ only in the order of their float32 additions.
+//   float32  : on a CPU without AVX-512 BF16, Path::automatic multiplies in float32 (Eigen's product, as the float32
+//              model does): no bf16 product is faster there, so bf16 is never slower than float32. The results are
+//              float32's, within the bf16 bound of the hardware path's; rlhf-train and the sentiment example say so.
+//   portable : asked for by Path::portable (tests): each operand element rounded to bf16 as it is packed for the
+//              float32 kernel of cpu/sgemm.hpp, the hardware path's values on any CPU.
+// The hardware and portable paths round each operand element the same way (cpu/bf16_round.hpp): to nearest, ties
+// to even, subnormals to zero (vdpbf16ps reads subnormal bf16 inputs as zero), NaN kept a NaN. A product of two bf16
+// values is exact in float32, so those two differ only in the order of their float32 additions.
 #include "rlhf/models/cpu/bf16_round.hpp"
 #include "rlhf/models/cpu/isa.hpp"
 #include "rlhf/models/cpu/sgemm.hpp"
@@ -341,13 +344,18 @@ inline void gemm_any(float* c, std::size_t ldc, Operand a, Operand b, const std:
 #if RLHF_BF16_X86
   if (use_hardware(path)) return gemm_hardware(c, ldc, a, b, packed_b, M, N, K, accumulate);
 #else
-  (void)packed_b, (void)path;
+  (void)packed_b;
 #endif
+  // No bf16 product here is faster than float32's (measured: rounding the operands made the steps up to a third
+  // slower), so by default the products are float32's; the rounded ones only when asked for by path.
+  if (path == Path::automatic)
+    return cpu::sgemm(c, ldc, a, b, M, N, K, accumulate, cpu::OperandRounding::none, cpu::Isa::portable);
   gemm_portable(c, ldc, a, b, M, N, K, accumulate);
 }
 }  // namespace detail
 
-// c [M, N] (row stride ldc) = (accumulate ? c : 0) + round(a) [M, K] · round(b) [K, N], float32 sums.
+// c [M, N] (row stride ldc) = (accumulate ? c : 0) + round(a) [M, K] · round(b) [K, N], float32 sums (without
+// AVX-512 BF16 and with Path::automatic: a · b in float32).
 inline void gemm(float* c, std::size_t ldc, Operand a, Operand b, std::size_t M, std::size_t N, std::size_t K,
                  bool accumulate, Path path = Path::automatic) {
   detail::gemm_any(c, ldc, a, b, nullptr, M, N, K, accumulate, path);
