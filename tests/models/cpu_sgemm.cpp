@@ -1,7 +1,8 @@
-// The CPU models' float32 products (cpu/sgemm.hpp) on every instruction level this CPU has, against a double sum
+// The CPU kernels' float32 products (cpu/sgemm.hpp) on every instruction level this CPU has, against a double sum
 // of the same operands; the bf16-rounding products against the hardware bf16 path; thread-count independence; the
-// level choice (RLHF_CPU_ISA's values, IsaCap); and a bf16 GPT on each level against the float32 one. ctest also runs models_gpt_policy and models_llama_policy with RLHF_CPU_ISA set to each level
-// (tests/CMakeLists.txt), so every path this machine has runs the models' own tests.
+// level choice (RLHF_CPU_ISA's values, IsaCap); and a bf16 GPT on each level against the float32 one. ctest also
+// runs models_llama_policy and models_gpt_bf16_matmul with RLHF_CPU_ISA set to each level (tests/CMakeLists.txt),
+// so every path this machine has runs the models' own tests.
 #include "rlhf/models/cpu/sgemm.hpp"
 
 #include <doctest/doctest.h>

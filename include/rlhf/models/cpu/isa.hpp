@@ -8,9 +8,10 @@
 // the variable and the values it takes.
 //
 //   portable     no kernel of ours: Eigen's products, compiled for the baseline
-//   avx2         AVX2 + FMA float32 products (8 floats per vector)
-//   avx512       AVX-512 F float32 products (16 floats per vector)
-//   avx512_bf16  the same, and bf16 products with float32 sums in hardware (vdpbf16ps)
+//   avx2         cpu::sgemm's AVX2 + FMA tile (8 floats per vector)
+//   avx512       cpu::sgemm's AVX-512 F tile (16 floats per vector)
+//   avx512_bf16  and bf16 products with float32 sums in hardware (vdpbf16ps), which the models' bf16 mode uses;
+//                below it that mode multiplies in float32 (models/gpt/bf16_matmul.hpp, docs/models/cpu.md)
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>

@@ -10,9 +10,10 @@
 // columns; the k-blocks run in order), so results do not depend on OMP_NUM_THREADS. The two tiles sum in different
 // orders, so avx2 and avx512 agree to float32 rounding, not bit for bit.
 //
-// Optionally each operand element is rounded to bf16 as it is packed (OperandRounding::bf16): bf16 products with
-// float32 sums at float32 speed, for CPUs without AVX-512 BF16 (models/gpt/bf16_matmul.hpp): the models' one use.
-// Their float32 products stay Eigen's, which measured as fast or faster (docs/benchmarks.md).
+// Optionally each operand element is rounded to bf16 as it is packed (OperandRounding::bf16): the bf16 values on
+// any CPU, for bf16::gemm's Path::portable (models/gpt/bf16_matmul.hpp), the one use in the library. The models'
+// float32 products stay Eigen's, and their bf16 mode without AVX-512 BF16 multiplies in float32: both measured as
+// fast or faster (docs/benchmarks.md).
 #include "rlhf/models/cpu/bf16_round.hpp"
 #include "rlhf/models/cpu/isa.hpp"
 
@@ -102,9 +103,9 @@ inline void store_tile(const float* tile, float* c, std::size_t ldc, std::size_t
 // The register tile, written once for any vector width: tile [MR][NV · W] = a panel [kc][MR] · b panel [kc][NV · W],
 // V a GNU vector of W floats. Plain vector arithmetic, no intrinsics: inlined into a function compiled for AVX2
 // or AVX-512 it becomes that instruction set's FMAs (GCC in its default GNU modes, and Clang, contract a · b + c;
-// under -std=c++20, ISO mode, GCC keeps a multiply and an add: the same sums to float32 rounding, slower). The tile leaves the registers
-// through a buffer indexed by constants only: an accumulator indexed by a run-time row would make the compiler keep
-// the whole array in memory, stored on every k.
+// under -std=c++20, ISO mode, GCC keeps a multiply and an add: the same sums to float32 rounding, slower). The tile
+// leaves the registers through a buffer indexed by constants only: an accumulator indexed by a run-time row would
+// make the compiler keep the whole array in memory, stored on every k.
 template <class V, std::size_t MR, std::size_t NV>
 [[gnu::always_inline]] inline void tile_product(std::size_t kc, const float* a, const float* b, float* tile) {
   constexpr std::size_t W = sizeof(V) / sizeof(float), NR = NV * W;
