@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "rlhf/core/error.hpp"
+#include "rlhf/core/math.hpp"
 #include "rlhf/optim/clip.hpp"
 #include "rlhf/optim/state.hpp"
 
@@ -65,6 +66,16 @@ AdamWScalars<T> adamw_scalars(const AdamWConfig& c, std::size_t t) {
   return {b1, b2, eps, decay, lr / correction1, T(1) / std::sqrt(correction2)};
 }
 
+// Update t of one parameter p with gradient g and moments m, v: the one formula of every AdamW, the host loop of
+// AdamW<T> and the device kernel of CudaAdamW alike.
+template <class T>
+RLHF_HOST_DEVICE inline void adamw_update(const AdamWScalars<T>& k, T& p, T g, T& m, T& v) {
+  using std::sqrt;
+  m = k.b1 * m + (T(1) - k.b1) * g;
+  v = k.b2 * v + (T(1) - k.b2) * g * g;
+  p = p * k.decay - k.step_size * m / (sqrt(v) * k.inv_sqrt_correction2 + k.eps);
+}
+
 // A state some AdamW can be in: a valid config (config_error), moments of one size, empty at step 0
 // (shape_error), every value finite and v ≥ 0 (value_error). Messages begin with `fn`.
 template <class T>
@@ -95,16 +106,12 @@ class AdamW {
       v_.assign(params.size(), T(0));
     });
     ++t_;
-    const auto [b1, b2, eps, decay, step_size, inv_sqrt_correction2] = detail::adamw_scalars<T>(config_, t_);
+    const auto k = detail::adamw_scalars<T>(config_, t_);
     T* p = params.data();
     const T* g = grads.data();
     T* m = m_.data();
     T* v = v_.data();
-    for (std::size_t i = 0, n = params.size(); i < n; ++i) {
-      m[i] = b1 * m[i] + (T(1) - b1) * g[i];
-      v[i] = b2 * v[i] + (T(1) - b2) * g[i] * g[i];
-      p[i] = p[i] * decay - step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_correction2 + eps);
-    }
+    for (std::size_t i = 0, n = params.size(); i < n; ++i) detail::adamw_update(k, p[i], g[i], m[i], v[i]);
   }
 
   const AdamWConfig& config() const { return config_; }

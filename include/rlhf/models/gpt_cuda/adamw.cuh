@@ -1,6 +1,7 @@
 #pragma once
-// AdamW on the GPU: rlhf::AdamW's update (optim/adamw.hpp, the CPU reference) on device spans, one thread per
-// parameter, moments in device memory. Satisfies rlhf::OptimizerFor<CudaAdamW, GptCuda>:
+// AdamW on the GPU: rlhf::AdamW's update (detail::adamw_update in optim/adamw.hpp, the CPU reference's own
+// formula) on device spans, one thread per parameter, moments in device memory.
+// Satisfies rlhf::OptimizerFor<CudaAdamW, GptCuda>:
 //   opt.step(model.parameters(), model.gradients())   // std::span<float>, std::span<const float>, device memory
 // state() and restore() go through rlhf::AdamWState<float> on the host, the same value (and, through
 // optim/state_file.hpp, the same file) as rlhf::AdamW<float>'s, so either optimizer resumes from the other's state.
@@ -18,16 +19,10 @@ namespace rlhf {
 
 namespace gpt_cuda {
 
-static __global__ void adamw_kernel(float* p, const float* g, float* m, float* v, std::size_t n, float b1, float b2,
-                                    float eps, float decay, float step_size, float inv_sqrt_correction2) {
+static __global__ void adamw_kernel(float* p, const float* g, float* m, float* v, std::size_t n,
+                                    detail::AdamWScalars<float> k) {
   const std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= n) return;
-  const float gi = g[i];
-  const float mi = b1 * m[i] + (1.0f - b1) * gi;
-  const float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
-  m[i] = mi;
-  v[i] = vi;
-  p[i] = p[i] * decay - step_size * mi / (sqrtf(vi) * inv_sqrt_correction2 + eps);
+  if (i < n) detail::adamw_update(k, p[i], g[i], m[i], v[i]);
 }
 
 }  // namespace gpt_cuda
@@ -52,8 +47,7 @@ class CudaAdamW {
     const auto k = detail::adamw_scalars<float>(config_, t_);  // the scalars of rlhf::AdamW, by the same code
     if (n_ == 0) return;
     gpt_cuda::adamw_kernel<<<gpt_cuda::ceil_div(n_, 256), 256>>>(params.data(), grads.data(), m_.data(), v_.data(), n_,
-                                                                 k.b1, k.b2, k.eps, k.decay, k.step_size,
-                                                                 k.inv_sqrt_correction2);
+                                                                 k);
     RLHF_CUDA_CHECK(cudaGetLastError());
   }
 

@@ -230,46 +230,20 @@ class Lora {
   const Model& base() const { return model_; }  // the frozen model (its head: whichever the last forward used)
 
   // ---- Policy, TrainablePolicy -----------------------------------------------------------------------------
-  matrix log_probs(const TokenBatch& batch) {
-    begin_forward(batch);
-    return model_.log_probs(batch);
-  }
+  matrix log_probs(const TokenBatch& batch) { return adapted_forward(batch).log_probs(batch); }
   void backward(const TokenBatch& batch, const matrix& d_logp) {
-    require_adapted_forward("rlhf::Lora::backward");
-    model_.backward(batch, d_logp);
-    collect_head_gradient();
+    adapted_backward("rlhf::Lora::backward", [&](Model& m) { m.backward(batch, d_logp); });
   }
-  matrix logits(const TokenBatch& batch) {  // [B·T, V]
-    begin_forward(batch);
-    return model_.logits(batch);
-  }
+  matrix logits(const TokenBatch& batch) { return adapted_forward(batch).logits(batch); }  // [B·T, V]
 
   // ---- ValueModel, RewardModel (a base with a scalar head) -------------------------------------------------
-  matrix values(const TokenBatch& batch)
-    requires ValueModel<Model>
-  {
-    begin_forward(batch);
-    return model_.values(batch);
+  matrix values(const TokenBatch& batch) requires ValueModel<Model> { return adapted_forward(batch).values(batch); }
+  void backward_values(const TokenBatch& batch, const matrix& d_values) requires ValueModel<Model> {
+    adapted_backward("rlhf::Lora::backward_values", [&](Model& m) { m.backward_values(batch, d_values); });
   }
-  void backward_values(const TokenBatch& batch, const matrix& d_values)
-    requires ValueModel<Model>
-  {
-    require_adapted_forward("rlhf::Lora::backward_values");
-    model_.backward_values(batch, d_values);
-    collect_head_gradient();
-  }
-  vector scores(const TokenBatch& batch)
-    requires RewardModel<Model>
-  {
-    begin_forward(batch);
-    return model_.scores(batch);
-  }
-  void backward_scores(const TokenBatch& batch, const vector& d_scores)
-    requires RewardModel<Model>
-  {
-    require_adapted_forward("rlhf::Lora::backward_scores");
-    model_.backward_scores(batch, d_scores);
-    collect_head_gradient();
+  vector scores(const TokenBatch& batch) requires RewardModel<Model> { return adapted_forward(batch).scores(batch); }
+  void backward_scores(const TokenBatch& batch, const vector& d_scores) requires RewardModel<Model> {
+    adapted_backward("rlhf::Lora::backward_scores", [&](Model& m) { m.backward_scores(batch, d_scores); });
   }
 
   // ---- SamplingPolicy --------------------------------------------------------------------------------------
@@ -339,12 +313,23 @@ class Lora {
     if (h) std::copy(head.begin(), head.end(), family::head(target));
   }
 
-  void begin_forward(const TokenBatch& batch) {
+  // Readies the base for a forward of `batch` with the adapters as they are switched now; returns it to run on.
+  Model& adapted_forward(const TokenBatch& batch) {
     state_->begin_forward(batch.batch * batch.time);
     if (head_size_)
       std::copy_n(state_->enabled ? state_->params.data() + head_offset_ : original_head_.data(), head_size_,
                   family::head(model_));
     adapted_forward_ = state_->enabled;
+    return model_;
+  }
+
+  // `run(base)`: a backward through the base after an adapted forward; then the saved head's gradient is moved
+  // into gradients().
+  template <class Run>
+  void adapted_backward(const char* fn, Run&& run) {
+    require_adapted_forward(fn);
+    run(model_);
+    collect_head_gradient();
   }
 
   void require_adapted_forward(const char* fn) const {

@@ -53,14 +53,12 @@ inline BanditRow bandit_row(const char* fn, const TokenBatch& batch, std::size_t
   return row;
 }
 
-inline void require_batch_buffers(const char* fn, const TokenBatch& batch) {
-  require_size(fn, "tokens", batch.tokens.size(), batch.batch * batch.time, "B*T");
-  require_size(fn, "response_mask", batch.response_mask.size(), batch.batch * batch.time, "B*T");
-}
-
-// `visit(b, row)` for each row b of the batch, in order, its response read by bandit_row (which checks it).
+// `visit(b, row)` for each row b of the batch, in order, its response read by bandit_row (which checks it), once
+// the batch's buffers are checked to be [B, T].
 template <class Visit>
 void for_each_bandit_row(const char* fn, const TokenBatch& batch, std::size_t P, std::size_t N, Visit&& visit) {
+  require_size(fn, "tokens", batch.tokens.size(), batch.batch * batch.time, "B*T");
+  require_size(fn, "response_mask", batch.response_mask.size(), batch.batch * batch.time, "B*T");
   for (std::size_t b = 0; b < batch.batch; ++b) visit(b, bandit_row(fn, batch, b, P, N));
 }
 
@@ -121,7 +119,6 @@ class BanditPolicy {
   // [B, T]: log π(y | x) at each row's response token, 0 elsewhere.
   matrix log_probs(const TokenBatch& batch) const {
     constexpr const char* fn = "rlhf::toy::BanditPolicy::log_probs";
-    detail::require_batch_buffers(fn, batch);
     const auto lp = detail::log_softmax_rows(theta_, P_, N_);
     matrix out = backend::matrix_of(batch.batch, batch.time);
     detail::for_each_bandit_row(fn, batch, P_, N_, [&](std::size_t b, const detail::BanditRow& row) {
@@ -133,7 +130,6 @@ class BanditPolicy {
   // θ[x, :] += d · (onehot(y) − π(· | x)) for every row; d = d_logp at the response token.
   void backward(const TokenBatch& batch, const matrix& d_logp) {
     constexpr const char* fn = "rlhf::toy::BanditPolicy::backward";
-    detail::require_batch_buffers(fn, batch);
     detail::require_batch_shape(fn, "d_logp", d_logp, batch);
     auto probs = detail::log_softmax_rows(theta_, P_, N_);
     for (auto& p : probs) p = std::exp(p);
@@ -198,7 +194,6 @@ class BanditRewardModel {
 
   vector scores(const TokenBatch& batch) const {  // [B]
     constexpr const char* fn = "rlhf::toy::BanditRewardModel::scores";
-    detail::require_batch_buffers(fn, batch);
     vector out = backend::vector_of(batch.batch);
     detail::for_each_bandit_row(fn, batch, P_, N_, [&](std::size_t b, const detail::BanditRow& row) {
       out[static_cast<Eigen::Index>(b)] = phi_[row.prompt * N_ + row.response];
@@ -207,7 +202,6 @@ class BanditRewardModel {
   }
   void backward_scores(const TokenBatch& batch, const vector& d_scores) {  // d_scores: [B]
     constexpr const char* fn = "rlhf::toy::BanditRewardModel::backward_scores";
-    detail::require_batch_buffers(fn, batch);
     require_size(fn, "d_scores", static_cast<std::size_t>(d_scores.size()), batch.batch, "B");
     detail::for_each_bandit_row(fn, batch, P_, N_, [&](std::size_t b, const detail::BanditRow& row) {
       grad_[row.prompt * N_ + row.response] += d_scores[static_cast<Eigen::Index>(b)];
@@ -234,7 +228,6 @@ class BanditValueModel {
 
   matrix values(const TokenBatch& batch) const {  // [B, T]
     constexpr const char* fn = "rlhf::toy::BanditValueModel::values";
-    detail::require_batch_buffers(fn, batch);
     matrix out = backend::matrix_of(batch.batch, batch.time);
     detail::for_each_bandit_row(fn, batch, P_, N_, [&](std::size_t b, const detail::BanditRow& row) {
       out(b, row.position) = psi_[row.prompt];
@@ -243,7 +236,6 @@ class BanditValueModel {
   }
   void backward_values(const TokenBatch& batch, const matrix& d_values) {  // [B, T]
     constexpr const char* fn = "rlhf::toy::BanditValueModel::backward_values";
-    detail::require_batch_buffers(fn, batch);
     detail::require_batch_shape(fn, "d_values", d_values, batch);
     detail::for_each_bandit_row(fn, batch, P_, N_, [&](std::size_t b, const detail::BanditRow& row) {
       grad_[row.prompt] += d_values(b, row.position);
