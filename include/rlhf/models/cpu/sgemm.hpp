@@ -33,6 +33,15 @@
 #define RLHF_AVX512_TARGET __attribute__((target("avx512f")))
 #endif
 
+// `#pragma GCC unroll n` for the host compiler; nothing where nvcc's front end reads the header (it does not know
+// the pragma, and a .cu file uses these products only as CPU references).
+#define RLHF_PRAGMA(text) _Pragma(#text)
+#if defined(__CUDACC__)
+#define RLHF_GCC_UNROLL(n)
+#else
+#define RLHF_GCC_UNROLL(n) RLHF_PRAGMA(GCC unroll n)
+#endif
+
 namespace rlhf::cpu {
 
 // An operand of the product: element (r, c) is data[r · row_stride + c · col_stride], so a transposed
@@ -110,24 +119,24 @@ template <class V, std::size_t MR, std::size_t NV>
 [[gnu::always_inline]] inline void tile_product(std::size_t kc, const float* a, const float* b, float* tile) {
   constexpr std::size_t W = sizeof(V) / sizeof(float), NR = NV * W;
   V acc[MR][NV];
-#pragma GCC unroll 16
+RLHF_GCC_UNROLL(16)
   for (std::size_t i = 0; i < MR; ++i)
-#pragma GCC unroll 4
+RLHF_GCC_UNROLL(4)
     for (std::size_t v = 0; v < NV; ++v) acc[i][v] = V{};
   for (std::size_t p = 0; p < kc; ++p, a += MR, b += NR) {
     V bv[NV];
-#pragma GCC unroll 4
+RLHF_GCC_UNROLL(4)
     for (std::size_t v = 0; v < NV; ++v) std::memcpy(&bv[v], b + v * W, sizeof(V));
-#pragma GCC unroll 16
+RLHF_GCC_UNROLL(16)
     for (std::size_t i = 0; i < MR; ++i) {
       const V ai = a[i] - V{};  // a[i] in every lane (x − 0 is x, so nothing is computed)
-#pragma GCC unroll 4
+RLHF_GCC_UNROLL(4)
       for (std::size_t v = 0; v < NV; ++v) acc[i][v] += ai * bv[v];
     }
   }
-#pragma GCC unroll 16
+RLHF_GCC_UNROLL(16)
   for (std::size_t i = 0; i < MR; ++i)
-#pragma GCC unroll 4
+RLHF_GCC_UNROLL(4)
     for (std::size_t v = 0; v < NV; ++v) std::memcpy(tile + i * NR + v * W, &acc[i][v], sizeof(V));
 }
 
