@@ -1,15 +1,23 @@
 // How fast is the CPU Llama at SmolLM2-135M's shape (V 49152, C 576, L 30, NH 9 / KVH 3, F 1536, tied)?
 //   sft_step : log_probs + backward on B sequences of T = 512 tokens (every token after the first scored, the
 //              mean NLL's gradient), then AdamW
+//   dpo_step : rlhf::dpo_step (sigmoid loss, β 0.1) on B pairs of T = 512 tokens, a prompt of 256 shared by the
+//              pair and a response over the other 256 (response_mask): the policy's log_probs on the 2·B sequences,
+//              a reference Llama<float> (same config, its own weights) log_probs only, backward, AdamW
 //   sample   : 32 new tokens for 16 prompts of 64 tokens (KV cache), temperature 1
-// The *_bf16 rows: the projections' products in bf16 with float32 sums (set_matmul_precision). Each benchmark
-// runs its step once untimed first (buffer growth). GFLOP/s counts the matrix products only:
-//   N_mm = L·(2·C·(NH + KVH)·hd + 3·C·F) + C·V,  forward per token = 2·N_mm + 4·L·T·NH·hd,  training = 3 × forward.
+// The PyTorch peer of these rows: bench/torch_llama.py (--bench sft,dpo,sample_kv).
+// The *_bf16 rows: the projections' products in bf16 with float32 sums (set_matmul_precision; in dpo_step on the
+// policy and the reference). Each benchmark runs its step once untimed first (buffer growth). GFLOP/s counts the
+// matrix products only, the LM head on every token (ours runs it on the scored tokens only, so for dpo_step the
+// figure is nominal):
+//   N_mm = L·(2·C·(NH + KVH)·hd + 3·C·F) + C·V,  forward per token = 2·N_mm + 4·L·T·NH·hd,  training = 3 × forward,
+//   DPO = (3 + 1) × forward over 2·B·T tokens (the policy's training, the reference's forward).
 // Random weights: the speed of a step does not depend on their values. Pass --benchmark_filter to pick rows.
 #include <benchmark/benchmark.h>
 
 #include <cstddef>
 
+#include "rlhf/algorithms/dpo.hpp"
 #include "rlhf/core/rng.hpp"
 #include "rlhf/models/llama/model.hpp"
 #include "rlhf/optim/adamw.hpp"
@@ -57,6 +65,31 @@ void BM_llama_sft_step(benchmark::State& state, rlhf::gpt::MatmulPrecision preci
                                                  benchmark::Counter::kIsIterationInvariantRate);
 }
 
+void BM_llama_dpo_step(benchmark::State& state, rlhf::gpt::MatmulPrecision precision) {
+  const std::size_t B = std::size_t(state.range(0)), T = 512, P = T / 2;
+  const auto config = smollm2_135m();
+  Model policy(config, 1), reference(config, 4);
+  policy.set_matmul_precision(precision);
+  reference.set_matmul_precision(precision);
+  rlhf::AdamW<float> opt(rlhf::AdamWConfig{.learning_rate = 1e-4f, .weight_decay = 0.0f});
+  rlhf::Rng rng(5);
+  rlhf::PreferenceBatch batch{rlhf::TokenBatch::zeros(B, T), rlhf::TokenBatch::zeros(B, T), {}, {}, {}};
+  for (std::size_t b = 0; b < B; ++b)
+    for (std::size_t t = 0; t < T; ++t) {
+      const bool response = t >= P;
+      batch.chosen.token(b, t) = rlhf::token_id(rng.below(config.vocab_size));
+      batch.rejected.token(b, t) = response ? rlhf::token_id(rng.below(config.vocab_size)) : batch.chosen.token(b, t);
+      batch.chosen.mask(b, t) = batch.rejected.mask(b, t) = response ? 1 : 0;
+    }
+  const rlhf::DpoConfig dpo{.beta = 0.1};
+  const auto step = [&] { benchmark::DoNotOptimize(rlhf::dpo_step(policy, reference, opt, batch, dpo).loss); };
+  step();
+  for (auto _ : state) step();
+  state.counters["tokens/s"] = benchmark::Counter(double(2 * B * T), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GFLOP/s"] = benchmark::Counter(4 * forward_flop_per_token(config, T) * double(2 * B * T) * 1e-9,
+                                                 benchmark::Counter::kIsIterationInvariantRate);
+}
+
 void BM_llama_sample(benchmark::State& state) {
   const std::size_t B = 16, P = 64, new_tokens = 32;
   const auto config = smollm2_135m();
@@ -75,6 +108,10 @@ void BM_llama_sample(benchmark::State& state) {
 BENCHMARK_CAPTURE(BM_llama_sft_step, smollm2_135m_T512, rlhf::gpt::MatmulPrecision::fp32)
     ->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(2);
 BENCHMARK_CAPTURE(BM_llama_sft_step, smollm2_135m_T512_bf16, rlhf::gpt::MatmulPrecision::bf16)
+    ->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(2);
+BENCHMARK_CAPTURE(BM_llama_dpo_step, smollm2_135m_T512, rlhf::gpt::MatmulPrecision::fp32)
+    ->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(2);
+BENCHMARK_CAPTURE(BM_llama_dpo_step, smollm2_135m_T512_bf16, rlhf::gpt::MatmulPrecision::bf16)
     ->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(2);
 BENCHMARK(BM_llama_sample)->Name("BM_llama_sample/smollm2_135m_B16_P64_new32")->Unit(benchmark::kMillisecond)
     ->UseRealTime()->Iterations(2);
