@@ -176,10 +176,12 @@ BENCHMARK_CAPTURE(BM_gpt_forward, tiny_bf16, tiny_bf16)->Unit(benchmark::kMillis
 BENCHMARK_CAPTURE(BM_gpt_fwd_bwd, tiny_bf16, tiny_bf16)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_gpt_sft_step, tiny_bf16, tiny_bf16)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_gpt_dpo_step, tiny_bf16, tiny_bf16)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_gpt_sample, tiny_bf16, tiny_bf16)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_gpt_forward, small_bf16, small_bf16)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_gpt_fwd_bwd, small_bf16, small_bf16)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_gpt_sft_step, small_bf16, small_bf16)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_gpt_dpo_step, small_bf16, small_bf16)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_gpt_sample, small_bf16, small_bf16)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);

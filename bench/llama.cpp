@@ -90,10 +90,11 @@ void BM_llama_dpo_step(benchmark::State& state, rlhf::gpt::MatmulPrecision preci
                                                  benchmark::Counter::kIsIterationInvariantRate);
 }
 
-void BM_llama_sample(benchmark::State& state) {
+void BM_llama_sample(benchmark::State& state, rlhf::gpt::MatmulPrecision precision) {
   const std::size_t B = 16, P = 64, new_tokens = 32;
   const auto config = smollm2_135m();
   Model model(config, 1);
+  model.set_matmul_precision(precision);
   rlhf::Rng rng(3);
   rlhf::PromptBatch prompts{B, P, std::vector<rlhf::token_id>(B * P), std::vector<std::size_t>(B, P)};
   for (auto& t : prompts.tokens) t = rlhf::token_id(rng.below(config.vocab_size));
@@ -113,7 +114,9 @@ BENCHMARK_CAPTURE(BM_llama_dpo_step, smollm2_135m_T512, rlhf::gpt::MatmulPrecisi
     ->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(2);
 BENCHMARK_CAPTURE(BM_llama_dpo_step, smollm2_135m_T512_bf16, rlhf::gpt::MatmulPrecision::bf16)
     ->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(2);
-BENCHMARK(BM_llama_sample)->Name("BM_llama_sample/smollm2_135m_B16_P64_new32")->Unit(benchmark::kMillisecond)
-    ->UseRealTime()->Iterations(2);
+BENCHMARK_CAPTURE(BM_llama_sample, smollm2_135m_B16_P64_new32, rlhf::gpt::MatmulPrecision::fp32)
+    ->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(2);
+BENCHMARK_CAPTURE(BM_llama_sample, smollm2_135m_B16_P64_new32_bf16, rlhf::gpt::MatmulPrecision::bf16)
+    ->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(2);
 
 BENCHMARK_MAIN();

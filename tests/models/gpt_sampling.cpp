@@ -45,6 +45,18 @@ TEST_CASE("gpt sampling: the KV cache agrees with the full forward (log-probs of
   rlhf::Rng rng_f(2);
   const TokenBatch out_f = mf.sample(prompts(), SampleOptions{.max_new_tokens = 9}, rng_f);
   CHECK((mf.log_probs(out_f) - mf.sampled_log_probs()).cwiseAbs().maxCoeff() < 1e-4);
+
+  // in bf16 the sampler multiplies as training does: with the forward's packed bf16 weights (float32 products
+  // where the CPU has no AVX-512 BF16, in both)
+  mf.set_matmul_precision(rlhf::gpt::MatmulPrecision::bf16);
+  rlhf::Rng rng_b(2);
+  const TokenBatch out_b = mf.sample(prompts(), SampleOptions{.max_new_tokens = 9}, rng_b);
+  const Gpt<float>::matrix sampled_b = mf.sampled_log_probs(), full_b = mf.log_probs(out_b);
+  CHECK((full_b - sampled_b).cwiseAbs().maxCoeff() < 1e-4);
+  mf.set_matmul_precision(rlhf::gpt::MatmulPrecision::fp32);
+  const double float32_gap = (mf.log_probs(out_b) - sampled_b).cwiseAbs().maxCoeff();
+  MESSAGE("bf16 sampler against the float32 forward: " << float32_gap);
+  if (rlhf::gpt::bf16::hardware_available()) CHECK(float32_gap > 1e-3);  // so the check above tells them apart
 }
 
 TEST_CASE("gpt sampling: the output keeps each prompt, marks the response, and pads on the right") {

@@ -79,23 +79,29 @@ TEST_CASE("llama policy: the KV-cache sampler's log-probs are the training forwa
   Llama<float> model(rlhf::testing::tiny_llama_config(false), 5);
   rlhf::testing::randomize(model, 6);
   rlhf::PromptBatch prompts{3, 4, {1, 2, 3, 4, 5, 6, 0, 0, 7, 0, 0, 0}, {4, 2, 1}};
-  for (const rlhf::SampleOptions o : {rlhf::SampleOptions{.max_new_tokens = 9},
-                                      rlhf::SampleOptions{.max_new_tokens = 6, .temperature = 0.7f, .top_k = 4},
-                                      rlhf::SampleOptions{.max_new_tokens = 6, .top_p = 0.8f, .stop_token = 3}}) {
-    rlhf::Rng rng(7);
-    const auto drawn = model.sample(prompts, o, rng);
-    const auto sampled = model.sampled_log_probs();
-    const auto lp = model.log_probs(drawn);
-    REQUIRE(lp.rows() == sampled.rows());
-    REQUIRE(lp.cols() == sampled.cols());
-    std::size_t responses = 0;
-    for (Eigen::Index i = 0; i < lp.size(); ++i) {
-      CHECK(std::abs(lp.data()[i] - sampled.data()[i]) < 2e-5);
-      responses += drawn.response_mask[std::size_t(i)];
+  // in bf16 the sampler multiplies as training does (packed bf16 weights where the CPU has AVX-512 BF16); a
+  // float32 sampler misses the bf16 forward by far more than the tolerance (the bf16 test below: ~1e-3)
+  for (const auto precision : {rlhf::gpt::MatmulPrecision::fp32, rlhf::gpt::MatmulPrecision::bf16}) {
+    model.set_matmul_precision(precision);
+    CAPTURE(precision == rlhf::gpt::MatmulPrecision::bf16);
+    for (const rlhf::SampleOptions o : {rlhf::SampleOptions{.max_new_tokens = 9},
+                                        rlhf::SampleOptions{.max_new_tokens = 6, .temperature = 0.7f, .top_k = 4},
+                                        rlhf::SampleOptions{.max_new_tokens = 6, .top_p = 0.8f, .stop_token = 3}}) {
+      rlhf::Rng rng(7);
+      const auto drawn = model.sample(prompts, o, rng);
+      const auto sampled = model.sampled_log_probs();
+      const auto lp = model.log_probs(drawn);
+      REQUIRE(lp.rows() == sampled.rows());
+      REQUIRE(lp.cols() == sampled.cols());
+      std::size_t responses = 0;
+      for (Eigen::Index i = 0; i < lp.size(); ++i) {
+        CHECK(std::abs(lp.data()[i] - sampled.data()[i]) < 2e-5);
+        responses += drawn.response_mask[std::size_t(i)];
+      }
+      CHECK(responses >= 3);
+      rlhf::Rng again(7);
+      CHECK(model.sample(prompts, o, again).tokens == drawn.tokens);  // a seed draws the same tokens
     }
-    CHECK(responses >= 3);
-    rlhf::Rng again(7);
-    CHECK(model.sample(prompts, o, again).tokens == drawn.tokens);  // a seed draws the same tokens
   }
 }
 

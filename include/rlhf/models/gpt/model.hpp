@@ -128,7 +128,9 @@ class Gpt : public gpt_host::ScoredModel<Gpt<T>, rlhf::eigen<T>>, public gpt::We
   // ---- SamplingPolicy ------------------------------------------------------------------------------------
   // Continues each prompt (KV cache; sampler.hpp). Leaves the training activations alone.
   TokenBatch sample(const PromptBatch& prompts, const SampleOptions& options, Rng& rng) {
-    return sampler_.sample(std::as_const(*this).parameter_tensors(), config_, prompts, options, rng);
+    pack_weights(false);  // bf16: the forward's packed weights, shared with the sampler
+    return sampler_.sample(std::as_const(*this).parameter_tensors(), config_, prompts, options, rng,
+                           in_bf16() ? &packed_forward_ : nullptr);
   }
   // [B, T] log p of each token drawn by the last sample() under the model itself (temperature 1, unfiltered):
   // PPO's "old" log-probs, without another forward.

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #ifdef _OPENMP
@@ -34,9 +35,12 @@ class Sampler {
 
   // p: the model's parameters. Returns prompt + response per row, right-padded with token 0 (attention_mask
   // 0); the response (including a sampled stop token) is marked in response_mask.
+  // packed: in bf16, the model's weights packed for its forward (slots 4l … 4l + 3: qkv, attention projection, fc,
+  // fc projection; 4L: the LM head), so sampling multiplies as training does; null in float32.
   TokenBatch sample(const GptTensors<const T>& p, const GptConfig& c, const PromptBatch& x, const SampleOptions& o,
-                    Rng& rng) {
+                    Rng& rng, const std::vector<bf16::PackedB>* packed = nullptr) {
     constexpr const char* fn = "rlhf::Gpt::sample";
+    packed_ = packed;
     const std::size_t B = x.batch;
     gpt_host::SampledRows<T> rows(fn, c, x, o);
     cap_ = rows.cap;
@@ -108,9 +112,16 @@ class Sampler {
       ArrayMap<T>(x + i * C, ix(C)) = ConstArrayMap<T>(p.wte + std::size_t(items_.tok[i0 + i]) * C, ix(C)) +
                                       ConstArrayMap<T>(p.wpe + pos[i] * C, ix(C));
     const T scale = T(1) / std::sqrt(T(hs));
+    // out [n, O] = in [n, I] · weight [I, O] + bias; slot: the weight's place in *packed_
+    const auto project = [&](T* out, const T* in, std::size_t slot, const T* weight, const T* bias, std::size_t I,
+                             std::size_t O) {
+      if constexpr (std::is_same_v<T, float>)
+        if (packed_) return matmul_forward_bf16(out, in, (*packed_)[slot], bias, n, I, O);
+      matmul_forward(out, in, weight, bias, n, I, O);
+    };
     for (std::size_t l = 0; l < L; ++l) {
       layernorm_forward(ln, mean, rstd, x, p.ln1w + l * C, p.ln1b + l * C, n, C, eps);
-      matmul_forward(qkv, ln, p.qkvw + l * C * 3 * C, p.qkvb + l * 3 * C, n, C, 3 * C);
+      project(qkv, ln, 4 * l, p.qkvw + l * C * 3 * C, p.qkvb + l * 3 * C, C, 3 * C);
       T* kc = k_cache_.data() + l * lcache;  // [B, cap, C]
       T* vc = v_cache_.data() + l * lcache;
       for (std::size_t i = 0; i < n; ++i) {
@@ -129,22 +140,38 @@ class Sampler {
           const ConstStridedMap<T> Vv(vc + base, ix(keys), ix(hs), Eigen::OuterStride<>(ix(C)));
           const ConstStridedMap<T> Q(qkv + first * 3 * C + h * hs, ix(m), ix(hs), Eigen::OuterStride<>(ix(3 * C)));
           MatrixMap<T> S(scores_.data() + (items_.begin[o] * NH + std::size_t(h) * m) * cap_, ix(m), ix(keys));
-          S.noalias() = scale * (Q * K.transpose());
+          T* yh = y + first * C + h * hs;
+          // in bf16 the two products as the training forward takes them (gpt/layers.hpp attention_forward):
+          // bf16 operands, the scale after Q·Kᵀ
+          const bool in_bf16 = std::is_same_v<T, float> && packed_;
+          if (in_bf16) {
+            if constexpr (std::is_same_v<T, float>)
+              bf16::gemm(S.data(), keys, bf16::Operand{Q.data(), 3 * C, 1}, bf16::Operand{K.data(), 1, C}, m, keys,
+                         hs, false);
+            S *= scale;
+          } else {
+            S.noalias() = scale * (Q * K.transpose());
+          }
           for (std::size_t j = 0; j < m; ++j) {
             auto visible = ArrayMap<T>(S.data() + j * keys, ix(pos0 + j + 1));
             visible = (visible - visible.maxCoeff()).exp();
             visible *= T(1) / visible.sum();
             if (j + 1 < m) ArrayMap<T>(S.data() + j * keys + pos0 + j + 1, ix(m - j - 1)).setZero();
           }
-          StridedMap<T>(y + first * C + h * hs, ix(m), ix(hs), Eigen::OuterStride<>(ix(C))).noalias() = S * Vv;
+          if (in_bf16) {
+            if constexpr (std::is_same_v<T, float>)
+              bf16::gemm(yh, C, bf16::Operand{S.data(), keys, 1}, bf16::Operand{Vv.data(), C, 1}, m, hs, keys, false);
+          } else {
+            StridedMap<T>(yh, ix(m), ix(hs), Eigen::OuterStride<>(ix(C))).noalias() = S * Vv;
+          }
         }
       }
-      matmul_forward(fch, y, p.attprojw + l * C * C, p.attprojb + l * C, n, C, C);
+      project(fch, y, 4 * l + 1, p.attprojw + l * C * C, p.attprojb + l * C, C, C);
       residual_forward(x, x, fch, n * C);
       layernorm_forward(ln, mean, rstd, x, p.ln2w + l * C, p.ln2b + l * C, n, C, eps);
-      matmul_forward(fch, ln, p.fcw + l * C * 4 * C, p.fcb + l * 4 * C, n, C, 4 * C);
+      project(fch, ln, 4 * l + 2, p.fcw + l * C * 4 * C, p.fcb + l * 4 * C, C, 4 * C);
       gelu_forward(fchg, fch, n * 4 * C);
-      matmul_forward(y, fchg, p.fcprojw + l * 4 * C * C, p.fcprojb + l * C, n, 4 * C, C);
+      project(y, fchg, 4 * l + 3, p.fcprojw + l * 4 * C * C, p.fcprojb + l * C, 4 * C, C);
       residual_forward(x, x, y, n * C);
     }
     // the final LayerNorm and the LM head, for each sequence's last item only
@@ -152,6 +179,9 @@ class Sampler {
     for (std::size_t o = o0; o < o1; ++o)
       std::copy_n(x_.data() + (items_.begin[o + 1] - 1) * C, C, last + (o - o0) * C);
     layernorm_forward(last, last_mean_.data() + o0, last_rstd_.data() + o0, last, p.lnfw, p.lnfb, n_out, C, eps);
+    if constexpr (std::is_same_v<T, float>)
+      if (packed_) return bf16::gemm(logits_.data() + o0 * V, V, bf16::row_major(last, C), (*packed_)[4 * L], n_out,
+                                     false);
     MatrixMap<T>(logits_.data() + o0 * V, ix(n_out), ix(V)).noalias() =
         ConstMatrixMap<T>(last, ix(n_out), ix(C)) * ConstMatrixMap<T>(p.wte, ix(V), ix(C)).transpose();
   }
@@ -176,6 +206,7 @@ class Sampler {
   }
 
   std::size_t batch_ = 0, cap_ = 0;  // B and the longest prompt + max_new_tokens
+  const std::vector<bf16::PackedB>* packed_ = nullptr;  // [4L + 1] the model's, this sample() only; null: float32
   aligned_vector<T> k_cache_, v_cache_;                   // [L, B, cap, C]
   aligned_vector<T> x_, ln_, y_, qkv_, fch_, fchg_;       // [items, C | 3C | 4C]
   aligned_vector<T> mean_, rstd_;                         // [items]

@@ -115,9 +115,11 @@ class Llama : public gpt_host::ScoredModel<Llama<T>, rlhf::eigen<T>>, public gpt
   // (gpt_host/scored_model.hpp).
 
   // ---- SamplingPolicy ------------------------------------------------------------------------------------
-  // Continues each prompt with a KV cache (llama/sampler.hpp). Leaves the training activations alone.
+  // Continues each prompt with a KV cache (llama/sampler.hpp), its projections in the precision training uses.
+  // Leaves the training activations alone.
   TokenBatch sample(const PromptBatch& prompts, const SampleOptions& options, Rng& rng) {
-    return sampler_.sample(std::as_const(*this).parameter_tensors(), config_, rope_, prompts, options, rng);
+    return sampler_.sample(std::as_const(*this).parameter_tensors(), config_, rope_, prompts, options, rng,
+                           precision_);
   }
   // [B, T] log p of each token drawn by the last sample() (temperature 1, unfiltered): PPO's "old" log-probs.
   const gpt::RowMatrix<T>& sampled_log_probs() const { return sampler_.log_probs(); }

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <type_traits>
 #include <vector>
 
 #include "rlhf/backends/eigen.hpp"
@@ -28,13 +29,15 @@ class Sampler {
 
   // Returns prompt + response per row, right-padded with token 0 (attention_mask 0); the response (a drawn stop
   // token included) is marked in response_mask.
+  // precision: the projections' products, as in training (the LM head and attention stay float32).
   TokenBatch sample(const LlamaTensors<const T>& p, const LlamaConfig& c, RopeTable<T>& rope, const PromptBatch& x,
-                    const SampleOptions& o, Rng& rng) {
+                    const SampleOptions& o, Rng& rng, gpt::MatmulPrecision precision) {
     constexpr const char* fn = "rlhf::Llama::sample";
     gpt_host::SampledRows<T> rows(fn, c, x, o);
     cap_ = rows.cap;
     rope.ensure(cap_);
     reserve(c, x.batch, rows.prompt_tokens);
+    pack_projections(p, c, precision);
     items_.prefill(rows, x);  // every prompt token is one item
     step(p, c, rope, x.batch);
     gpt_host::draw_tokens(fn, rows, items_, logits_.data(), c.vocab_size, o, rng, draw_, logprob_of,
@@ -62,12 +65,20 @@ class Sampler {
     const std::size_t n = items_.begin[n_out], lcache = batch_ * cap_ * K;  // items; one layer of the cache
     const T eps = T(c.rms_norm_eps), scale = T(1) / std::sqrt(T(hd));
     const gpt::MatmulPrecision fp32 = gpt::MatmulPrecision::fp32;
+    // out [n, O] = in [n, I] · weight [I, O] (+ bias); slot: the weight's place in packed_
+    const auto project = [&](T* out, const T* in, std::size_t slot, const T* weight, const T* bias, std::size_t I,
+                             std::size_t O) {
+      if constexpr (std::is_same_v<T, float>)
+        if (packed_ready_) return gpt::matmul_forward_bf16(out, in, packed_[slot], bias, n, I, O);
+      linear_forward(out, in, weight, bias, n, I, O, fp32);
+    };
     for (std::size_t i = 0; i < n; ++i) std::copy_n(p.embed + std::size_t(items_.tok[i]) * C, C, x_.data() + i * C);
     for (std::size_t l = 0; l < L; ++l) {
       rmsnorm_forward(h_.data(), r_.data(), x_.data(), p.attn_norm + l * C, n, C, eps);
-      linear_forward(q_.data(), h_.data(), p.qw + l * C * Q, c.qkv_bias ? p.qb + l * Q : nullptr, n, C, Q, fp32);
-      linear_forward(k_.data(), h_.data(), p.kw + l * C * K, c.qkv_bias ? p.kb + l * K : nullptr, n, C, K, fp32);
-      linear_forward(v_.data(), h_.data(), p.vw + l * C * K, c.qkv_bias ? p.vb + l * K : nullptr, n, C, K, fp32);
+      const std::size_t slot = projections * l;
+      project(q_.data(), h_.data(), slot + 0, p.qw + l * C * Q, c.qkv_bias ? p.qb + l * Q : nullptr, C, Q);
+      project(k_.data(), h_.data(), slot + 1, p.kw + l * C * K, c.qkv_bias ? p.kb + l * K : nullptr, C, K);
+      project(v_.data(), h_.data(), slot + 2, p.vw + l * C * K, c.qkv_bias ? p.vb + l * K : nullptr, C, K);
       if (c.qk_norm) {  // in place: each row is read before it is written
         rmsnorm_forward(q_.data(), r_.data(), q_.data(), p.q_norm + l * hd, n * NH, hd, eps);
         rmsnorm_forward(k_.data(), r_.data(), k_.data(), p.k_norm + l * hd, n * KVH, hd, eps);
@@ -105,13 +116,13 @@ class Sampler {
                              Eigen::OuterStride<>(gpt::ix(Q))).noalias() = S * Vc;
         }
       }
-      linear_forward(h_.data(), y_.data(), p.ow + l * Q * C, c.o_bias ? p.ob + l * C : nullptr, n, Q, C, fp32);
+      project(h_.data(), y_.data(), slot + 3, p.ow + l * Q * C, c.o_bias ? p.ob + l * C : nullptr, Q, C);
       gpt::residual_forward(x_.data(), x_.data(), h_.data(), n * C);
       rmsnorm_forward(h_.data(), r_.data(), x_.data(), p.mlp_norm + l * C, n, C, eps);
-      linear_forward(gate_.data(), h_.data(), p.gate + l * C * F, static_cast<const T*>(nullptr), n, C, F, fp32);
-      linear_forward(up_.data(), h_.data(), p.up + l * C * F, static_cast<const T*>(nullptr), n, C, F, fp32);
+      project(gate_.data(), h_.data(), slot + 4, p.gate + l * C * F, nullptr, C, F);
+      project(up_.data(), h_.data(), slot + 5, p.up + l * C * F, nullptr, C, F);
       swiglu_forward(gate_.data(), gate_.data(), up_.data(), n * F);
-      linear_forward(h_.data(), gate_.data(), p.down + l * F * C, static_cast<const T*>(nullptr), n, F, C, fp32);
+      project(h_.data(), gate_.data(), slot + 6, p.down + l * F * C, nullptr, F, C);
       gpt::residual_forward(x_.data(), x_.data(), h_.data(), n * C);
     }
     // the final norm and the LM head, for each sequence's last item only
@@ -121,6 +132,31 @@ class Sampler {
     gpt::MatrixMap<T>(logits_.data(), gpt::ix(n_out), gpt::ix(V)).noalias() =
         gpt::ConstMatrixMap<T>(last_.data(), gpt::ix(n_out), gpt::ix(C)) *
         gpt::ConstMatrixMap<T>(p.lm_head, gpt::ix(V), gpt::ix(C)).transpose();
+  }
+
+  // Layer l's q, k, v, o, gate, up and down weights in slots projections·l … projections·l + 6 of packed_.
+  static constexpr std::size_t projections = 7;
+
+  // In bf16 on a CPU with AVX-512 BF16, every projection's weight packed once for the whole sample() (the
+  // weights stand still while it runs): each step then reads them as bf16, half float32's bytes, which bound a
+  // step of a few rows. Elsewhere bf16 multiplies in float32 (gpt/bf16_matmul.hpp), as the unpacked path does.
+  void pack_projections(const LlamaTensors<const T>& p, const LlamaConfig& c, gpt::MatmulPrecision precision) {
+    packed_ready_ = false;
+    if constexpr (std::is_same_v<T, float>) {
+      if (precision != gpt::MatmulPrecision::bf16 || !gpt::bf16::hardware_available()) return;
+      const std::size_t C = c.hidden_size, Q = c.q_size(), K = c.kv_size(), F = c.intermediate_size;
+      const std::size_t in[projections] = {C, C, C, Q, C, C, F}, out[projections] = {Q, K, K, C, F, F, C};
+      const float* weight[projections] = {p.qw, p.kw, p.vw, p.ow, p.gate, p.up, p.down};  // [L, in, out] each
+      packed_.resize(projections * c.layers);
+#pragma omp parallel for schedule(dynamic, 1)
+      for (std::ptrdiff_t k = 0; k < std::ptrdiff_t(packed_.size()); ++k) {
+        const std::size_t l = std::size_t(k) / projections, j = std::size_t(k) % projections;
+        packed_[std::size_t(k)].pack(gpt::bf16::row_major(weight[j] + l * in[j] * out[j], out[j]), in[j], out[j]);
+      }
+      packed_ready_ = true;
+    } else {
+      (void)p, (void)c;
+    }
   }
 
   // Grows the buffers (never shrinks them), so repeated calls of one size allocate nothing.
@@ -149,6 +185,8 @@ class Sampler {
   gpt::aligned_vector<T> r_;                      // [items · NH] rstd scratch
   gpt::aligned_vector<T> scores_;                 // [items, NH, cap]
   gpt::aligned_vector<T> logits_, last_;          // [B, V], [B, C]
+  std::vector<gpt::bf16::PackedB> packed_;          // [7L] in bf16 only (pack_projections)
+  bool packed_ready_ = false;                       // packed_ holds this sample()'s weights
   gpt_host::SamplingItems items_;
   gpt_host::TokenDraw<T> draw_;
   gpt::RowMatrix<T> log_probs_;
