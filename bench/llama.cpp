@@ -4,7 +4,9 @@
 //   dpo_step : rlhf::dpo_step (sigmoid loss, β 0.1) on B pairs of T = 512 tokens, a prompt of 256 shared by the
 //              pair and a response over the other 256 (response_mask): the policy's log_probs on the 2·B sequences,
 //              a reference Llama<float> (same config, its own weights) log_probs only, backward, AdamW
-//   sample   : 32 new tokens for 16 prompts of 64 tokens (KV cache), temperature 1
+//   sample   : 32 new tokens (the /32 rows) for 16 prompts of 64 tokens (KV cache), temperature 1; the /1 rows
+//              draw one, so (time/32 − time/1) ÷ 31 is one step after the prefill: 16 rows through every weight,
+//              bounded by the bytes of weights it reads ÷ the memory's rate (bench_stream)
 // The PyTorch peer of these rows: bench/torch_llama.py (--bench sft,dpo,sample_kv).
 // The *_bf16 rows: the projections' products in bf16 with float32 sums (set_matmul_precision; in dpo_step on the
 // policy and the reference). Each benchmark runs its step once untimed first (buffer growth). GFLOP/s counts the
@@ -91,7 +93,7 @@ void BM_llama_dpo_step(benchmark::State& state, rlhf::gpt::MatmulPrecision preci
 }
 
 void BM_llama_sample(benchmark::State& state, rlhf::gpt::MatmulPrecision precision) {
-  const std::size_t B = 16, P = 64, new_tokens = 32;
+  const std::size_t B = 16, P = 64, new_tokens = std::size_t(state.range(0));
   const auto config = smollm2_135m();
   Model model(config, 1);
   model.set_matmul_precision(precision);
@@ -114,9 +116,9 @@ BENCHMARK_CAPTURE(BM_llama_dpo_step, smollm2_135m_T512, rlhf::gpt::MatmulPrecisi
     ->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(2);
 BENCHMARK_CAPTURE(BM_llama_dpo_step, smollm2_135m_T512_bf16, rlhf::gpt::MatmulPrecision::bf16)
     ->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(2);
-BENCHMARK_CAPTURE(BM_llama_sample, smollm2_135m_B16_P64_new32, rlhf::gpt::MatmulPrecision::fp32)
-    ->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(2);
-BENCHMARK_CAPTURE(BM_llama_sample, smollm2_135m_B16_P64_new32_bf16, rlhf::gpt::MatmulPrecision::bf16)
-    ->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(2);
+BENCHMARK_CAPTURE(BM_llama_sample, smollm2_135m_B16_P64, rlhf::gpt::MatmulPrecision::fp32)
+    ->Arg(32)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(2);
+BENCHMARK_CAPTURE(BM_llama_sample, smollm2_135m_B16_P64_bf16, rlhf::gpt::MatmulPrecision::bf16)
+    ->Arg(32)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(2);
 
 BENCHMARK_MAIN();
