@@ -68,7 +68,7 @@ void follow_defaults(TrainingArguments& args, const Method& method) {
 
 void print_help(Method& method) {
   std::printf(
-      "rlhf-train %s: train the bundled GPT on JSON Lines data in TRL's formats.\n\n"
+      "rlhf-train %s: train the bundled GPT or Llama-family model on JSON Lines data in TRL's formats.\n\n"
       "usage: rlhf-train METHOD [--config FILE.json] [--key value ...]\n  METHOD: %s\n\n"
       "Settings come from FILE.json (one object) and then from --key value (or --key=value) pairs, which win.\n"
       "Every key is checked before any work; an unknown key or a bad value exits with status 2.\n"
