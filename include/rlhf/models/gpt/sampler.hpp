@@ -112,6 +112,7 @@ class Sampler {
       ArrayMap<T>(x + i * C, ix(C)) = ConstArrayMap<T>(p.wte + std::size_t(items_.tok[i0 + i]) * C, ix(C)) +
                                       ConstArrayMap<T>(p.wpe + pos[i] * C, ix(C));
     const T scale = T(1) / std::sqrt(T(hs));
+    const bool in_bf16 = std::is_same_v<T, float> && packed_;
     // out [n, O] = in [n, I] · weight [I, O] + bias; slot: the weight's place in *packed_
     const auto project = [&](T* out, const T* in, std::size_t slot, const T* weight, const T* bias, std::size_t I,
                              std::size_t O) {
@@ -143,7 +144,6 @@ class Sampler {
           T* yh = y + first * C + h * hs;
           // in bf16 the two products as the training forward takes them (gpt/layers.hpp attention_forward):
           // bf16 operands, the scale after Q·Kᵀ
-          const bool in_bf16 = std::is_same_v<T, float> && packed_;
           if (in_bf16) {
             if constexpr (std::is_same_v<T, float>)
               bf16::gemm(S.data(), keys, bf16::Operand{Q.data(), 3 * C, 1}, bf16::Operand{K.data(), 1, C}, m, keys,

@@ -134,9 +134,10 @@ class Sampler {
   // logits_ [n_out, V] = last_ [n_out, C] · lm_head [V, C]ᵀ in float32, computed into a column-major scratch and
   // then laid out by rows. So Eigen packs the few rows of last_ as the operand its threads share and streams the
   // head through each thread's own panels; with a row-major result it packs the whole V × C head into a freshly
-  // allocated buffer at every step. Measured at SmolLM2-135M's shape, 16 rows: that packing was a tenth of a
-  // sampling profile, and a bf16 step after the prefill took 64–69 ms with it, 36–37 ms without. (The projections
-  // done the same way measured no better: float32 steps vary too much from run to run to tell.)
+  // allocated buffer at every step. Measured at SmolLM2-135M's shape, 16 rows, on a 2-core Zen 4 (AVX-512 BF16):
+  // that packing was a tenth of a sampling profile, and a bf16 step after the prefill took 64–69 ms with it,
+  // 36–37 ms without. (The projections done the same way measured no better: float32 steps vary too much from run
+  // to run to tell.)
   void lm_head_logits(const T* lm_head, std::size_t n_out, std::size_t C, std::size_t V) {
     using ColMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
     Eigen::Map<ColMatrix> product(head_product_.data(), gpt::ix(n_out), gpt::ix(V));
