@@ -7,6 +7,9 @@
 //   sample   : 32 new tokens (the /32 rows) for 16 prompts of 64 tokens (KV cache), temperature 1; the /1 rows
 //              draw one, so (time/32 − time/1) ÷ 31 is one step after the prefill: 16 rows through every weight,
 //              bounded by the bytes of weights it reads ÷ the memory's rate (bench_stream)
+//   head_logits : the sampler's LM head in one such step, logits [16, V] = rows [16, C] · head [V, C]ᵀ in float32,
+//              through cpu::dot_rows on the level in use and through Eigen's packed product; GB/s counts the head's
+//              bytes (the rows stay in cache)
 // The PyTorch peer of these rows: bench/torch_llama.py (--bench sft,dpo,sample_kv).
 // The *_bf16 rows: the projections' products in bf16 with float32 sums (set_matmul_precision; in dpo_step on the
 // policy and the reference). Each benchmark runs its step once untimed first (buffer growth). GFLOP/s counts the
@@ -18,9 +21,11 @@
 #include <benchmark/benchmark.h>
 
 #include <cstddef>
+#include <vector>
 
 #include "rlhf/algorithms/dpo.hpp"
 #include "rlhf/core/rng.hpp"
+#include "rlhf/models/cpu/dot_rows.hpp"
 #include "rlhf/models/llama/model.hpp"
 #include "rlhf/optim/adamw.hpp"
 
@@ -106,6 +111,29 @@ void BM_llama_sample(benchmark::State& state, rlhf::gpt::MatmulPrecision precisi
   state.counters["new tokens/s"] = benchmark::Counter(double(B * new_tokens), benchmark::Counter::kIsIterationInvariantRate);
 }
 
+void BM_llama_head_logits(benchmark::State& state, bool packed_product) {
+  const auto config = smollm2_135m();
+  const std::size_t M = 16, V = config.vocab_size, C = config.hidden_size;
+  rlhf::Rng rng(5);
+  std::vector<float> rows(M * C), head(V * C), logits(M * V);  // [M, C], [V, C], [M, V]
+  for (auto& x : rows) x = float(rng.normal());
+  for (auto& x : head) x = float(rng.normal());
+  const auto run = [&] {
+    using Rows = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+    const auto i = [](std::size_t n) { return Eigen::Index(n); };
+    if (packed_product)
+      Eigen::Map<Rows>(logits.data(), i(M), i(V)).noalias() =
+          Eigen::Map<const Rows>(rows.data(), i(M), i(C)) * Eigen::Map<const Rows>(head.data(), i(V), i(C)).transpose();
+    else
+      rlhf::cpu::dot_rows(logits.data(), V, rows.data(), head.data(), M, V, C);
+    benchmark::DoNotOptimize(logits.data());
+  };
+  run();
+  for (auto _ : state) run();
+  state.counters["GB/s"] = benchmark::Counter(double(V * C * sizeof(float)), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * double(M * V * C), benchmark::Counter::kIsIterationInvariantRate);
+}
+
 }  // namespace
 
 BENCHMARK_CAPTURE(BM_llama_sft_step, smollm2_135m_T512, rlhf::gpt::MatmulPrecision::fp32)
@@ -120,5 +148,7 @@ BENCHMARK_CAPTURE(BM_llama_sample, smollm2_135m_B16_P64, rlhf::gpt::MatmulPrecis
     ->Arg(32)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(2);
 BENCHMARK_CAPTURE(BM_llama_sample, smollm2_135m_B16_P64_bf16, rlhf::gpt::MatmulPrecision::bf16)
     ->Arg(32)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(2);
+BENCHMARK_CAPTURE(BM_llama_head_logits, dot_rows, false)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_llama_head_logits, eigen, true)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 BENCHMARK_MAIN();

@@ -6,7 +6,7 @@
 set -euo pipefail
 binary="$1"
 command -v objdump >/dev/null || { echo "objdump not found: skipped"; exit 77; }
-kernels='^(void )?rlhf::(cpu::sgemm_detail::multiply_avx512|gpt::bf16::detail::)'
+kernels='^(void )?rlhf::(cpu::sgemm_detail::multiply_avx512|cpu::dot_rows_detail::columns_avx512|gpt::bf16::detail::)'
 users=$(objdump -d --no-show-raw-insn -C "$binary" | awk '
   /^[0-9a-f]+ <.*>:$/ { fn = $0; sub(/^[0-9a-f]+ </, "", fn); sub(/>:$/, "", fn); next }
   /%zmm|%[xy]mm(1[6-9]|2[0-9]|3[01])\>|%k[1-7]\>/ { if (!(fn in seen)) { seen[fn] = 1; print fn } }')

@@ -4,6 +4,7 @@
 // runs models_llama_policy and models_gpt_bf16_matmul with RLHF_CPU_ISA set to each level (tests/CMakeLists.txt),
 // so every path this machine has runs the models' own tests.
 #include "rlhf/models/cpu/sgemm.hpp"
+#include "rlhf/models/cpu/dot_rows.hpp"
 
 #include <doctest/doctest.h>
 
@@ -118,6 +119,51 @@ TEST_CASE("sgemm: the result does not depend on the number of threads") {
   omp_set_num_threads(threads);
 #else
   MESSAGE("built without OpenMP: one thread only");
+#endif
+}
+
+TEST_CASE("dot_rows: every level equals a double sum of each pair of rows to float32 rounding, tiles' edges too") {
+  // M across the tiles' rows (4, 8) and their remainders; N across the 3-row blocks; K across vectors of 8 and 16
+  // with a scalar tail; one product large enough to split between threads
+  const std::vector<Shape> row_shapes{{1, 1, 1}, {3, 5, 7}, {8, 3, 16}, {9, 10, 33}, {16, 301, 576}, {17, 64, 250},
+                                      {5, 3000, 100}};
+  for (const Isa isa : levels())
+    for (const auto& [M, N, K] : row_shapes) {
+      const auto A = random_values(M * K, 7 + M), B = random_values(N * K, 8 + N);
+      const std::size_t ldc = N + 2;
+      std::vector<float> C(M * ldc, -7.0f);
+      cpu::dot_rows(C.data(), ldc, A.data(), B.data(), M, N, K, isa);
+      std::size_t wrong = 0, padding_touched = 0;
+      for (std::size_t i = 0; i < M; ++i) {
+        for (std::size_t j = 0; j < N; ++j) {
+          double want = 0.0, size = 0.0;
+          for (std::size_t k = 0; k < K; ++k) {
+            const double p = double(A[i * K + k]) * double(B[j * K + k]);
+            want += p, size += std::abs(p);
+          }
+          wrong += std::abs(C[i * ldc + j] - want) > (K + 2) * 0x1p-24 * size + 1e-30;
+        }
+        for (std::size_t j = N; j < ldc; ++j) padding_touched += C[i * ldc + j] != -7.0f;
+      }
+      INFO(std::string(cpu::isa_name(isa)), " M ", M, " N ", N, " K ", K);
+      CHECK(wrong == 0);
+      CHECK(padding_touched == 0);
+    }
+#ifdef _OPENMP
+  const int threads = omp_get_max_threads();
+  const std::size_t M = 16, N = 4099, K = 96;
+  const auto A = random_values(M * K, 9), B = random_values(N * K, 10);
+  for (const Isa isa : levels()) {
+    if (isa == Isa::portable) continue;  // Eigen's product: its own blocking
+    std::vector<float> one(M * N), many(M * N);
+    omp_set_num_threads(1);
+    cpu::dot_rows(one.data(), N, A.data(), B.data(), M, N, K, isa);
+    omp_set_num_threads(3);
+    cpu::dot_rows(many.data(), N, A.data(), B.data(), M, N, K, isa);
+    INFO(std::string(cpu::isa_name(isa)), ": 1 thread against 3");
+    CHECK(one == many);
+  }
+  omp_set_num_threads(threads);
 #endif
 }
 

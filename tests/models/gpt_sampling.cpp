@@ -6,6 +6,10 @@
 #include <map>
 #include <vector>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "models/gpt_support.hpp"
 #include "rlhf/models/gpt/model.hpp"
 
@@ -84,6 +88,45 @@ TEST_CASE("gpt sampling: the same seed gives the same tokens; another seed does 
   const auto ta = m.sample(prompts(), o, a).tokens;
   CHECK(m.sample(prompts(), o, b).tokens == ta);
   CHECK(m.sample(prompts(), o, c).tokens != ta);
+}
+
+TEST_CASE("gpt sampling: a round's rows draw in parallel as one by one, taking the seed's uniforms in row order") {
+  // a vocabulary large enough for the rows to be split between threads
+  const std::size_t rows = 7, V = 20000;
+  rlhf::Rng fill(11);
+  std::vector<float> logits(rows * V);
+  for (auto& x : logits) x = float(3.0 * fill.normal());
+  const auto logprob = [](const float* row, std::size_t n, rlhf::token_id t) {
+    double total = 0;
+    for (std::size_t i = 0; i < n; ++i) total += std::exp(double(row[i]));
+    return float(double(row[t]) - std::log(total));
+  };
+  for (const SampleOptions o : {SampleOptions{.temperature = 1.0f}, SampleOptions{.temperature = 0.7f, .top_k = 50},
+                                SampleOptions{.temperature = 1.3f, .top_p = 0.8f}, SampleOptions{.temperature = 0.0f}}) {
+    // one by one: the uniform of row k is the seed's k-th (none at temperature 0)
+    rlhf::Rng serial_rng(12);
+    rlhf::gpt_host::TokenDraw<float> one;
+    std::vector<rlhf::token_id> want(rows);
+    for (std::size_t k = 0; k < rows; ++k)
+      want[k] = one(logits.data() + k * V, V, o, o.temperature == 0.0f ? 0.0 : serial_rng.uniform());
+    for (const int threads : {1, 3}) {
+#ifdef _OPENMP
+      const int before = omp_get_max_threads();
+      omp_set_num_threads(threads);
+#endif
+      rlhf::Rng rng(12);
+      rlhf::gpt_host::RoundDraws<float> draws;
+      draws.run(logits.data(), rows, V, o, rng, logprob);
+#ifdef _OPENMP
+      omp_set_num_threads(before);
+#endif
+      INFO("threads ", threads, " temperature ", o.temperature, " top_k ", o.top_k, " top_p ", o.top_p);
+      CHECK(draws.tokens == want);
+      for (std::size_t k = 0; k < rows; ++k) CHECK(draws.logps[k] == logprob(logits.data() + k * V, V, want[k]));
+      rlhf::Rng after_serial = serial_rng;
+      CHECK(rng.uniform() == after_serial.uniform());  // as many uniforms taken
+    }
+  }
 }
 
 TEST_CASE("gpt sampling: temperature 0, top_k 1 and a tiny top_p are all greedy; greedy follows the argmax") {

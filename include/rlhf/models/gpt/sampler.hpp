@@ -215,7 +215,7 @@ class Sampler {
   aligned_vector<T> last_, last_mean_, last_rstd_;        // [B, C], [B], [B]: each sequence's last item
   gpt_host::SamplingItems items_;
   std::vector<std::size_t> tile_begin_;                   // first sequence of each tile, then n_out
-  gpt_host::TokenDraw<T> draw_;
+  gpt_host::RoundDraws<T> draw_;
   RowMatrix<T> log_probs_;
 };
 

@@ -9,6 +9,10 @@
 #include <numeric>
 #include <vector>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "rlhf/core/batch.hpp"
 #include "rlhf/core/error.hpp"
 #include "rlhf/core/rng.hpp"
@@ -148,11 +152,14 @@ struct SamplingItems {
 
 // One token from a row of logits: softmax(logits / temperature), restricted to the top_k most likely tokens and
 // then to the smallest set whose probability reaches top_p; temperature 0 takes the argmax. Ties go to the
-// lower id. Its buffers grow to the largest vocabulary seen.
+// lower id. u: a uniform draw in [0, 1), unused at temperature 0 (draw_uses_uniform). Its buffers grow to the
+// largest vocabulary seen.
 template <class T>
 class TokenDraw {
  public:
-  token_id operator()(const T* logits, std::size_t V, const SampleOptions& o, Rng& rng) {
+  static bool draw_uses_uniform(const SampleOptions& o) { return o.temperature != 0.0f; }
+
+  token_id operator()(const T* logits, std::size_t V, const SampleOptions& o, double u) {
     if (o.temperature == 0.0f) return static_cast<token_id>(std::max_element(logits, logits + V) - logits);
     reserve(V);
     std::iota(idx_.begin(), idx_.begin() + V, token_id(0));
@@ -180,12 +187,12 @@ class TokenDraw {
       std::size_t k = 0;
       while (k < n && kept < double(o.top_p) * total) kept += weight_[order[k++]];
       for (std::size_t i = 0; i < k; ++i) sorted_weight_[i] = weight_[order[i]], sorted_idx_[i] = idx_[order[i]];
-      double u = rng.uniform() * kept;
+      u *= kept;
       for (std::size_t i = 0; i < k; ++i)
         if ((u -= sorted_weight_[i]) < 0) return sorted_idx_[i];
       return sorted_idx_[k - 1];
     }
-    double u = rng.uniform() * total;
+    u *= total;
     for (std::size_t i = 0; i < n; ++i)
       if ((u -= weight_[i]) < 0) return idx_[i];
     return idx_[n - 1];
@@ -202,6 +209,49 @@ class TokenDraw {
   std::vector<std::size_t> order_;              // [V]
 };
 
+// The draws of one round, one per row still going. The uniforms are taken from the Rng first, in row order, one per
+// row as a draw row by row would take them; then the rows draw and score their tokens independently, in parallel
+// when the vocabulary is large (each thread with its own TokenDraw). So a seed draws the same tokens whatever the
+// number of threads.
+template <class T>
+class RoundDraws {
+ public:
+  void reserve(std::size_t V) {
+    std::size_t threads = 1;
+#ifdef _OPENMP
+    threads = std::size_t(omp_get_max_threads());
+#endif
+    if (draws_.size() < threads) draws_.resize(threads);
+    for (auto& d : draws_) d.reserve(V);
+  }
+
+  // tokens[k], logps[k] for row k of logits [rows, V]: its draw and logprob(logits row, V, token).
+  template <class LogProb>
+  void run(const T* logits, std::size_t rows, std::size_t V, const SampleOptions& o, Rng& rng, LogProb logprob) {
+    reserve(V);
+    uniforms.assign(rows, 0.0), tokens.assign(rows, 0), logps.assign(rows, T(0));
+    if (TokenDraw<T>::draw_uses_uniform(o))
+      for (auto& u : uniforms) u = rng.uniform();
+#pragma omp parallel for schedule(dynamic, 1) if (rows > 1 && rows * V >= (std::size_t(1) << 16))
+    for (std::ptrdiff_t k = 0; k < std::ptrdiff_t(rows); ++k) {
+      std::size_t thread = 0;
+#ifdef _OPENMP
+      thread = std::size_t(omp_get_thread_num());
+#endif
+      const T* row = logits + std::size_t(k) * V;
+      tokens[std::size_t(k)] = draws_[thread](row, V, o, uniforms[std::size_t(k)]);
+      logps[std::size_t(k)] = logprob(row, V, tokens[std::size_t(k)]);
+    }
+  }
+
+  std::vector<double> uniforms;  // [rows]
+  std::vector<token_id> tokens;  // [rows]
+  std::vector<T> logps;          // [rows]
+
+ private:
+  std::vector<TokenDraw<T>> draws_;  // one per thread
+};
+
 // A NaN or Inf logit (non-finite or overflowing parameters) has no distribution to draw from: refuse it.
 template <class T>
 void require_finite_logits(const char* fn, const T* logits, std::size_t V, std::size_t b, std::size_t t) {
@@ -213,20 +263,18 @@ void require_finite_logits(const char* fn, const T* logits, std::size_t V, std::
 }
 
 // The draw loop of a host sampler, once step(B) has run the prefill items: each round draws a token for every row
-// still going from its row k of logits [rows, V] (finite, or refused; `draw`), with the log-prob
+// still going from its row k of logits [rows, V] (finite, or refused; `draws`), with the log-prob
 // logprob(logits row, V, token); then drops the rows that drew the stop token and runs step(rows left) on the
 // next items, until max_new_tokens. fn names the caller.
 template <class T, class LogProb, class Step>
 void draw_tokens(const char* fn, SampledRows<T>& rows, SamplingItems& items, const T* logits, std::size_t V,
-                 const SampleOptions& o, Rng& rng, TokenDraw<T>& draw, LogProb logprob, Step step) {
+                 const SampleOptions& o, Rng& rng, RoundDraws<T>& draws, LogProb logprob, Step step) {
   for (std::size_t generated = 0;; ++generated) {
-    for (std::size_t k = 0; k < rows.active.size(); ++k) {
-      const std::size_t b = rows.active[k];
-      const T* row = logits + k * V;
-      require_finite_logits(fn, row, V, b, rows.len[b]);
-      const token_id tok = draw(row, V, o, rng);
-      rows.append(b, tok, logprob(row, V, tok));
-    }
+    const std::size_t n = rows.active.size();
+    for (std::size_t k = 0; k < n; ++k)
+      require_finite_logits(fn, logits + k * V, V, rows.active[k], rows.len[rows.active[k]]);
+    draws.run(logits, n, V, o, rng, logprob);
+    for (std::size_t k = 0; k < n; ++k) rows.append(rows.active[k], draws.tokens[k], draws.logps[k]);
     if (!rows.drop_stopped(o.stop_token) || generated + 1 == o.max_new_tokens) return;
     items.next(rows);
     step(rows.active.size());

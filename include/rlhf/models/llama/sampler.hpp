@@ -12,6 +12,7 @@
 #include "rlhf/backends/eigen.hpp"
 #include "rlhf/core/batch.hpp"
 #include "rlhf/core/rng.hpp"
+#include "rlhf/models/cpu/dot_rows.hpp"
 #include "rlhf/models/gpt/layers.hpp"
 #include "rlhf/models/gpt_host/sampling.hpp"
 #include "rlhf/models/llama/config.hpp"
@@ -84,35 +85,47 @@ class Sampler {
       }
       rope_apply(q_.data(), items_.pos.data(), rope, n, NH, false);
       rope_apply(k_.data(), items_.pos.data(), rope, n, KVH, false);
-      T* kc = k_cache_.data() + l * lcache;  // [B, cap, K]
+      T* kc = k_cache_.data() + l * lcache;  // [B, KVH, cap, hd]
       T* vc = v_cache_.data() + l * lcache;
-      for (std::size_t i = 0; i < n; ++i) {
-        const std::size_t at = (items_.row[i] * cap_ + items_.pos[i]) * K;
-        std::copy_n(k_.data() + i * K, K, kc + at);
-        std::copy_n(v_.data() + i * K, K, vc + at);
-      }
-      // per sequence and head: its items' queries against every cached key up to the last of them; query j sees
-      // keys 0 … its own position
+      for (std::size_t i = 0; i < n; ++i)
+        for (std::size_t kv = 0; kv < KVH; ++kv) {
+          const std::size_t at = head_keys(items_.row[i], kv, KVH, hd) + items_.pos[i] * hd;
+          std::copy_n(k_.data() + i * K + kv * hd, hd, kc + at);
+          std::copy_n(v_.data() + i * K + kv * hd, hd, vc + at);
+        }
+      if (n == n_out) {  // a step after the prefill: one item per sequence
 #pragma omp parallel for collapse(2) schedule(dynamic, 1) if (n * NH * cap_ * hd >= gpt::parallel_work)
-      for (std::ptrdiff_t o = 0; o < std::ptrdiff_t(n_out); ++o) {
-        for (std::ptrdiff_t h = 0; h < std::ptrdiff_t(NH); ++h) {
-          const std::size_t first = items_.begin[o], m = items_.begin[o + 1] - first;
-          const std::size_t pos0 = items_.pos[first], keys = pos0 + m;
-          const std::size_t base = items_.row[first] * cap_ * K + std::size_t(h) / group * hd;
-          const gpt::ConstStridedMap<T> Kc(kc + base, gpt::ix(keys), gpt::ix(hd), Eigen::OuterStride<>(gpt::ix(K)));
-          const gpt::ConstStridedMap<T> Vc(vc + base, gpt::ix(keys), gpt::ix(hd), Eigen::OuterStride<>(gpt::ix(K)));
-          const gpt::ConstStridedMap<T> Qm(q_.data() + first * Q + h * hd, gpt::ix(m), gpt::ix(hd),
-                                           Eigen::OuterStride<>(gpt::ix(Q)));
-          gpt::MatrixMap<T> S(scores_.data() + (first * NH + std::size_t(h) * m) * cap_, gpt::ix(m), gpt::ix(keys));
-          S.noalias() = scale * (Qm * Kc.transpose());
-          for (std::size_t j = 0; j < m; ++j) {
-            auto visible = gpt::ArrayMap<T>(S.data() + j * keys, gpt::ix(pos0 + j + 1));
-            visible = (visible - visible.maxCoeff()).exp();
-            visible *= T(1) / visible.sum();
-            if (j + 1 < m) gpt::ArrayMap<T>(S.data() + j * keys + pos0 + j + 1, gpt::ix(m - j - 1)).setZero();
+        for (std::ptrdiff_t o = 0; o < std::ptrdiff_t(n); ++o)
+          for (std::ptrdiff_t kv = 0; kv < std::ptrdiff_t(KVH); ++kv) {
+            const std::size_t head = std::size_t(kv) * group, at = std::size_t(o) * Q + head * hd;
+            const std::size_t keys_at = head_keys(items_.row[o], std::size_t(kv), KVH, hd);
+            attend_one(y_.data() + at, q_.data() + at, kc + keys_at, vc + keys_at,
+                       scores_.data() + (std::size_t(o) * NH + head) * cap_, items_.pos[o] + 1, group, hd, scale);
           }
-          gpt::StridedMap<T>(y_.data() + first * Q + h * hd, gpt::ix(m), gpt::ix(hd),
-                             Eigen::OuterStride<>(gpt::ix(Q))).noalias() = S * Vc;
+      } else {
+        // per sequence and head: its items' queries against every cached key up to the last of them; query j sees
+        // keys 0 … its own position
+#pragma omp parallel for collapse(2) schedule(dynamic, 1) if (n * NH * cap_ * hd >= gpt::parallel_work)
+        for (std::ptrdiff_t o = 0; o < std::ptrdiff_t(n_out); ++o) {
+          for (std::ptrdiff_t h = 0; h < std::ptrdiff_t(NH); ++h) {
+            const std::size_t first = items_.begin[o], m = items_.begin[o + 1] - first;
+            const std::size_t pos0 = items_.pos[first], keys = pos0 + m;
+            const std::size_t base = head_keys(items_.row[first], std::size_t(h) / group, KVH, hd);
+            const gpt::ConstMatrixMap<T> Kc(kc + base, gpt::ix(keys), gpt::ix(hd));
+            const gpt::ConstMatrixMap<T> Vc(vc + base, gpt::ix(keys), gpt::ix(hd));
+            const gpt::ConstStridedMap<T> Qm(q_.data() + first * Q + h * hd, gpt::ix(m), gpt::ix(hd),
+                                             Eigen::OuterStride<>(gpt::ix(Q)));
+            gpt::MatrixMap<T> S(scores_.data() + (first * NH + std::size_t(h) * m) * cap_, gpt::ix(m), gpt::ix(keys));
+            S.noalias() = scale * (Qm * Kc.transpose());
+            for (std::size_t j = 0; j < m; ++j) {
+              auto visible = gpt::ArrayMap<T>(S.data() + j * keys, gpt::ix(pos0 + j + 1));
+              visible = (visible - visible.maxCoeff()).exp();
+              visible *= T(1) / visible.sum();
+              if (j + 1 < m) gpt::ArrayMap<T>(S.data() + j * keys + pos0 + j + 1, gpt::ix(m - j - 1)).setZero();
+            }
+            gpt::StridedMap<T>(y_.data() + first * Q + h * hd, gpt::ix(m), gpt::ix(hd),
+                               Eigen::OuterStride<>(gpt::ix(Q))).noalias() = S * Vc;
+          }
         }
       }
       project(h_.data(), y_.data(), slot + 3, p.ow + l * Q * C, c.o_bias ? p.ob + l * C : nullptr, Q, C);
@@ -131,19 +144,56 @@ class Sampler {
     lm_head_logits(p.lm_head, n_out, C, V);
   }
 
-  // logits_ [n_out, V] = last_ [n_out, C] · lm_head [V, C]ᵀ in float32, computed into a column-major scratch and
-  // then laid out by rows. So Eigen packs the few rows of last_ as the operand its threads share and streams the
-  // head through each thread's own panels; with a row-major result it packs the whole V × C head into a freshly
-  // allocated buffer at every step. Measured at SmolLM2-135M's shape, 16 rows, on a 2-core Zen 4 (AVX-512 BF16):
-  // that packing was a tenth of a sampling profile, and a bf16 step after the prefill took 64–69 ms with it,
-  // 36–37 ms without. (The projections done the same way measured no better: float32 steps vary too much from run
-  // to run to tell.)
+  // Where sequence `row`'s keys (and values) of KV head kv start in one layer's cache [B, KVH, cap, hd]: each head's
+  // keys lie together, so attention streams them.
+  std::size_t head_keys(std::size_t row, std::size_t kv, std::size_t KVH, std::size_t hd) const {
+    return (row * KVH + kv) * cap_ * hd;
+  }
+
+  // y [group, hd] = attention of one new item's queries q [group, hd] (the query heads of one KV head) over the
+  // first `keys` cached keys and values (kc, vc [keys, hd]): each key and value read once for the whole group,
+  // where a product per head would read them group times. s: scores [group, stride cap_].
+  void attend_one(T* y, const T* q, const T* kc, const T* vc, T* s, std::size_t keys, std::size_t group,
+                  std::size_t hd, T scale) const {
+    for (std::size_t j = 0; j < keys; ++j) {
+      const T* key = kc + j * hd;
+      for (std::size_t g = 0; g < group; ++g) {
+        const T* query = q + g * hd;
+        T dot = 0;
+#pragma omp simd reduction(+ : dot)
+        for (std::size_t d = 0; d < hd; ++d) dot += query[d] * key[d];
+        s[g * cap_ + j] = scale * dot;
+      }
+    }
+    for (std::size_t g = 0; g < group; ++g) {
+      auto p = gpt::ArrayMap<T>(s + g * cap_, gpt::ix(keys));
+      p = (p - p.maxCoeff()).exp();
+      p *= T(1) / p.sum();
+    }
+    std::fill_n(y, group * hd, T(0));
+    for (std::size_t j = 0; j < keys; ++j) {
+      const T* value = vc + j * hd;
+      for (std::size_t g = 0; g < group; ++g) {
+        const T weight = s[g * cap_ + j];
+        T* out = y + g * hd;
+#pragma omp simd
+        for (std::size_t d = 0; d < hd; ++d) out[d] += weight * value[d];
+      }
+    }
+  }
+
+  // logits_ [n_out, V] = last_ [n_out, C] · lm_head [V, C]ᵀ in float32. Each logit is one row of the head against
+  // one of last_, read in place (cpu/dot_rows.hpp): a packed product copies the whole V × C head at every step.
+  // Measured at SmolLM2-135M's shape, 16 rows, on a 2-core Zen 4 (AVX-512 BF16): with Eigen's product that copy
+  // was a fifth of a decode step's time.
   void lm_head_logits(const T* lm_head, std::size_t n_out, std::size_t C, std::size_t V) {
-    using ColMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
-    Eigen::Map<ColMatrix> product(head_product_.data(), gpt::ix(n_out), gpt::ix(V));
-    product.noalias() = gpt::ConstMatrixMap<T>(last_.data(), gpt::ix(n_out), gpt::ix(C)) *
-                        gpt::ConstMatrixMap<T>(lm_head, gpt::ix(V), gpt::ix(C)).transpose();
-    gpt::MatrixMap<T>(logits_.data(), gpt::ix(n_out), gpt::ix(V)) = product;
+    if constexpr (std::is_same_v<T, float>) {
+      cpu::dot_rows(logits_.data(), V, last_.data(), lm_head, n_out, V, C);
+    } else {
+      gpt::MatrixMap<T>(logits_.data(), gpt::ix(n_out), gpt::ix(V)).noalias() =
+          gpt::ConstMatrixMap<T>(last_.data(), gpt::ix(n_out), gpt::ix(C)) *
+          gpt::ConstMatrixMap<T>(lm_head, gpt::ix(V), gpt::ix(C)).transpose();
+    }
   }
 
   // Layer l's q, k, v, o, gate, up and down weights in slots projections·l … projections·l + 6 of packed_.
@@ -185,24 +235,22 @@ class Sampler {
     grow(r_, items * c.heads);
     grow(scores_, items * c.heads * cap_);
     grow(logits_, B * c.vocab_size), grow(last_, B * C);
-    grow(head_product_, B * c.vocab_size);
     items_.reserve(items, B);
     draw_.reserve(c.vocab_size);
   }
 
   std::size_t batch_ = 0, cap_ = 0;               // B and the longest prompt + max_new_tokens
-  gpt::aligned_vector<T> k_cache_, v_cache_;      // [L, B, cap, KVH·hd] rotated keys, values
+  gpt::aligned_vector<T> k_cache_, v_cache_;      // [L, B, KVH, cap, hd] rotated keys, values
   gpt::aligned_vector<T> x_, h_;                  // [items, C] the stream, a norm's or a product's output
   gpt::aligned_vector<T> q_, y_, k_, v_;          // [items, NH·hd] ×2, [items, KVH·hd] ×2
   gpt::aligned_vector<T> gate_, up_;              // [items, F]
   gpt::aligned_vector<T> r_;                      // [items · NH] rstd scratch
   gpt::aligned_vector<T> scores_;                 // [items, NH, cap]
   gpt::aligned_vector<T> logits_, last_;          // [B, V], [B, C]
-  gpt::aligned_vector<T> head_product_;           // [V, B] the LM head's product, column-major
   std::vector<gpt::bf16::PackedB> packed_;          // [7L] in bf16 only (pack_projections)
   bool packed_ready_ = false;                       // packed_ holds this sample()'s weights
   gpt_host::SamplingItems items_;
-  gpt_host::TokenDraw<T> draw_;
+  gpt_host::RoundDraws<T> draw_;
   gpt::RowMatrix<T> log_probs_;
 };
 
