@@ -285,7 +285,7 @@ inline void gemm_hardware(float* c, std::size_t ldc, Operand a, Operand b, const
                           std::size_t M, std::size_t N, std::size_t K, bool accumulate) {
   std::size_t threads = 1;
 #ifdef _OPENMP
-  if (!omp_in_parallel() && M * N * K >= (std::size_t(1) << 22))
+  if (!omp_in_parallel() && M * N * K >= (std::size_t(1) << 20))
     threads = std::min<std::size_t>(std::size_t(omp_get_max_threads()), (N + NR - 1) / NR);
 #endif
   if (threads <= 1) return gemm_hardware_columns(c, ldc, a, b, packed_b, M, N, 0, N, K, accumulate);
