@@ -78,8 +78,9 @@ class Llama : public gpt_host::ScoredModel<Llama<T>, rlhf::eigen<T>>, public gpt
   // k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, and the layer. The model does not own it.
   void initialize(std::uint64_t seed) { llama_initialize_parameters(params_.data(), config_, seed); }
 
-  // set_matmul_precision: the projections' matrix products (q/k/v/o, gate/up/down, not attention's, not the LM
-  // head's): float32 or bf16 operands with float32 sums (gpt/bf16_matmul.hpp). A double model refuses bf16.
+  // set_matmul_precision: the projections' and the LM head's matrix products (q/k/v/o, gate/up/down, the head;
+  // not attention's): float32 or bf16 operands with float32 sums (gpt/bf16_matmul.hpp), as the GPT's and the CUDA
+  // Llama's. A double model refuses bf16.
 
   // ---- Policy ------------------------------------------------------------------------------------------
   // [B, T]: log p(tokens[b,t] | real tokens of row b before t) where response_mask is 1, else 0.
@@ -103,8 +104,7 @@ class Llama : public gpt_host::ScoredModel<Llama<T>, rlhf::eigen<T>>, public gpt
     head_.logprob_backward(scored_, 0, M, V, d_logp.data());
     // d rows [M, C] = d logits · W;  d W [V, C] += d logitsᵀ · rows   (W: lm_head, or embed when tied; null g: frozen)
     T* d_rows = act_.d_h;  // [M, C] ⊂ [N, C], free until the trunk's backward
-    gpt::LmHeadRows<backend>::gradient_products(d_rows, gradient_tensors().lm_head, head_.logits.data(),
-                                                head_.rows.data(), parameter_tensors().lm_head, M, C, V);
+    head_gradient_products(d_rows, gradient_tensors().lm_head, head_.logits.data(), head_.rows.data(), M);
     std::fill_n(act_.d_hf, batch.batch * batch.time * C, T(0));
     head_.scatter_add(act_.d_hf, d_rows, scored_, 0, M, C);
     trunk_backward();
@@ -181,8 +181,28 @@ class Llama : public gpt_host::ScoredModel<Llama<T>, rlhf::eigen<T>>, public gpt
 
   // logits [M, V] = hidden [M, C] · Wᵀ (W: lm_head [V, C], the embedding when tied)
   void logits_product(T* logits, const T* hidden, std::size_t M) {
-    gpt::LmHeadRows<backend>::logits_product(logits, hidden, parameter_tensors().lm_head, M, config_.hidden_size,
-                                             config_.vocab_size);
+    const std::size_t C = config_.hidden_size, V = config_.vocab_size;
+    const T* W = parameter_tensors().lm_head;
+    if constexpr (std::is_same_v<T, float>) {
+      if (precision_ == gpt::MatmulPrecision::bf16)
+        return gpt::bf16::gemm(logits, V, gpt::bf16::row_major(hidden, C), gpt::bf16::transposed(W, C), M, V, C, false);
+    }
+    gpt::LmHeadRows<backend>::logits_product(logits, hidden, W, M, C, V);
+  }
+
+  // d_rows [M, C] = d logits [M, V] · W [V, C];  d_W [V, C] += d logitsᵀ · rows [M, C] (null d_W: frozen)
+  void head_gradient_products(T* d_rows, T* d_W, const T* dlogits, const T* rows, std::size_t M) {
+    const std::size_t C = config_.hidden_size, V = config_.vocab_size;
+    const T* W = parameter_tensors().lm_head;
+    if constexpr (std::is_same_v<T, float>) {
+      if (precision_ == gpt::MatmulPrecision::bf16) {
+        namespace b16 = gpt::bf16;
+        b16::gemm(d_rows, C, b16::row_major(dlogits, V), b16::row_major(W, C), M, C, V, false);
+        if (d_W) b16::gemm(d_W, C, b16::transposed(dlogits, V), b16::row_major(rows, C), V, C, M, true);
+        return;
+      }
+    }
+    gpt::LmHeadRows<backend>::gradient_products(d_rows, d_W, dlogits, rows, W, M, C, V);
   }
 
   void forward_trunk(const TokenBatch& batch, const char* fn, bool needs_response = true) {

@@ -30,7 +30,7 @@ class Sampler {
 
   // Returns prompt + response per row, right-padded with token 0 (attention_mask 0); the response (a drawn stop
   // token included) is marked in response_mask.
-  // precision: the projections' products, as in training (the LM head and attention stay float32).
+  // precision: the projections' and the LM head's products, as in training (attention stays float32).
   TokenBatch sample(const LlamaTensors<const T>& p, const LlamaConfig& c, RopeTable<T>& rope, const PromptBatch& x,
                     const SampleOptions& o, Rng& rng, gpt::MatmulPrecision precision) {
     constexpr const char* fn = "rlhf::Llama::sample";
@@ -182,12 +182,15 @@ class Sampler {
     }
   }
 
-  // logits_ [n_out, V] = last_ [n_out, C] · lm_head [V, C]ᵀ in float32. Each logit is one row of the head against
-  // one of last_, read in place (cpu/dot_rows.hpp): a packed product copies the whole V × C head at every step.
-  // Measured at SmolLM2-135M's shape, 16 rows, on a 2-core Zen 4 (AVX-512 BF16): with Eigen's product that copy
-  // was a fifth of a decode step's time.
+  // logits_ [n_out, V] = last_ [n_out, C] · lm_head [V, C]ᵀ: in bf16 from the head packed by pack_projections (the
+  // forward's bf16 product, read at half float32's bytes), else in float32, each logit one row of the head against
+  // one of last_ read in place (cpu/dot_rows.hpp). A packed float32 product (Eigen's) copies the whole V × C head
+  // at every step: measured at SmolLM2-135M's shape, 16 rows, on a 2-core Zen 4 (AVX-512 BF16), 37–44 ms against
+  // 7 ms for dot_rows (bench_llama's head_logits rows).
   void lm_head_logits(const T* lm_head, std::size_t n_out, std::size_t C, std::size_t V) {
     if constexpr (std::is_same_v<T, float>) {
+      if (packed_ready_)
+        return gpt::bf16::gemm(logits_.data(), V, gpt::bf16::row_major(last_.data(), C), packed_.back(), n_out, false);
       cpu::dot_rows(logits_.data(), V, last_.data(), lm_head, n_out, V, C);
     } else {
       gpt::MatrixMap<T>(logits_.data(), gpt::ix(n_out), gpt::ix(V)).noalias() =
@@ -196,12 +199,14 @@ class Sampler {
     }
   }
 
-  // Layer l's q, k, v, o, gate, up and down weights in slots projections·l … projections·l + 6 of packed_.
+  // Layer l's q, k, v, o, gate, up and down weights in slots projections·l … projections·l + 6 of packed_; the LM
+  // head's transpose [C, V] in the last slot.
   static constexpr std::size_t projections = 7;
 
-  // In bf16 on a CPU with AVX-512 BF16, every projection's weight packed once for the whole sample() (the
-  // weights stand still while it runs): each step then reads them as bf16, half float32's bytes, which bound a
-  // step of a few rows. Elsewhere bf16 multiplies in float32 (gpt/bf16_matmul.hpp), as the unpacked path does.
+  // In bf16 on a CPU with AVX-512 BF16, every projection's weight and the LM head packed once for the whole
+  // sample() (the weights stand still while it runs): each step then reads them as bf16, half float32's bytes,
+  // which bound a step of a few rows. Elsewhere bf16 multiplies in float32 (gpt/bf16_matmul.hpp), as the unpacked
+  // path does.
   void pack_projections(const LlamaTensors<const T>& p, const LlamaConfig& c, gpt::MatmulPrecision precision) {
     packed_ready_ = false;
     if constexpr (std::is_same_v<T, float>) {
@@ -209,9 +214,13 @@ class Sampler {
       const std::size_t C = c.hidden_size, Q = c.q_size(), K = c.kv_size(), F = c.intermediate_size;
       const std::size_t in[projections] = {C, C, C, Q, C, C, F}, out[projections] = {Q, K, K, C, F, F, C};
       const float* weight[projections] = {p.qw, p.kw, p.vw, p.ow, p.gate, p.up, p.down};  // [L, in, out] each
-      packed_.resize(projections * c.layers);
+      packed_.resize(projections * c.layers + 1);
 #pragma omp parallel for schedule(dynamic, 1)
       for (std::ptrdiff_t k = 0; k < std::ptrdiff_t(packed_.size()); ++k) {
+        if (std::size_t(k) + 1 == packed_.size()) {
+          packed_.back().pack(gpt::bf16::transposed(p.lm_head, C), C, c.vocab_size);
+          continue;
+        }
         const std::size_t l = std::size_t(k) / projections, j = std::size_t(k) % projections;
         packed_[std::size_t(k)].pack(gpt::bf16::row_major(weight[j] + l * in[j] * out[j], out[j]), in[j], out[j]);
       }
@@ -247,7 +256,7 @@ class Sampler {
   gpt::aligned_vector<T> r_;                      // [items · NH] rstd scratch
   gpt::aligned_vector<T> scores_;                 // [items, NH, cap]
   gpt::aligned_vector<T> logits_, last_;          // [B, V], [B, C]
-  std::vector<gpt::bf16::PackedB> packed_;          // [7L] in bf16 only (pack_projections)
+  std::vector<gpt::bf16::PackedB> packed_;          // [7L + 1] in bf16 only (pack_projections)
   bool packed_ready_ = false;                       // packed_ holds this sample()'s weights
   gpt_host::SamplingItems items_;
   gpt_host::RoundDraws<T> draw_;
