@@ -22,6 +22,7 @@
 
 namespace rlhf::cpu {
 namespace dot_rows_detail {
+#if RLHF_CPU_X86  // GNU vectors and target attributes: the host compiler only
 
 // A float and GNU vectors of 2, 4, 8 and 16 floats, by size in bytes (an attribute on a dependent type is not
 // applied).
@@ -130,7 +131,6 @@ template <class V, std::size_t MR, std::size_t NB>
   for (; n < n1; ++n) block<V, MR, 1>(c + n, ldc, a, b + n * K, M, K);
 }
 
-#if RLHF_CPU_X86
 // Accumulators: AVX2 4 × 3 (12 of 16 ymm), AVX-512 4 × 4 (16 of 32 zmm). Measured on a Zen 4 at the LM head's shape
 // (16 × 49152 × 576) against other tiles (zmm 8 × 3, 8 × 2, 4 × 5; ymm 3 × 3, 4 × 4): the fastest, 100 GFLOP/s a
 // thread with b in L2; with more accumulators GCC keeps some in memory.
