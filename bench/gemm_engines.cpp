@@ -3,6 +3,8 @@
 //   own     cpu::sgemm on the level RLHF_CPU_ISA leaves (the models' path from AVX2 up)
 //   eigen   Eigen's product, compiled for the build's baseline (-march=${RLHF_ARCH}; the models' portable path)
 //   openblas, blis, dnnl   Debian's libopenblas-openmp-dev, libblis-openmp-dev, libdnnl-dev, where found
+//   bf16_vdpbf16ps, bf16_amx   the models' bf16 products (gpt/bf16_matmul.hpp: b packed in the call) on each
+//                              hardware level this CPU has, for the bf16 mode's table
 // Each library picks its kernels at run time; to compare paths at one instruction level, lower all of them at once:
 //   RLHF_CPU_ISA=avx2 OPENBLAS_CORETYPE=Haswell BLIS_ARCH_TYPE=haswell DNNL_MAX_CPU_ISA=AVX2 bench_gemm_engines
 // Counters: GFLOP/s (2·M·N·K per product).
@@ -16,6 +18,7 @@
 #include "rlhf/core/rng.hpp"
 #include "rlhf/models/cpu/isa.hpp"
 #include "rlhf/models/cpu/sgemm.hpp"
+#include "rlhf/models/gpt/bf16_matmul.hpp"
 
 #ifdef RLHF_BENCH_OPENBLAS
 #include <cblas.h>
@@ -106,6 +109,14 @@ void dnnl(Operands& o, const Product& p) {
 }
 #endif
 
+template <rlhf::cpu::Isa level>
+void bf16_at(Operands& o, const Product& p) {
+  namespace bf16 = rlhf::gpt::bf16;
+  const rlhf::cpu::IsaCap cap(level);
+  const bf16::Operand b = p.b_transposed ? bf16::Operand{o.b.data(), 1, p.K} : bf16::row_major(o.b.data(), p.N);
+  bf16::gemm(o.c.data(), p.N, bf16::row_major(o.a.data(), p.K), b, p.M, p.N, p.K, false, bf16::Path::hardware);
+}
+
 void register_all() {
   using Multiply = void (*)(Operands&, const Product&);
   std::vector<std::pair<std::string, Multiply>> engines{{"own", own}, {"eigen", eigen}};
@@ -118,6 +129,9 @@ void register_all() {
 #ifdef RLHF_BENCH_DNNL
   engines.emplace_back("dnnl", dnnl);
 #endif
+  using rlhf::cpu::Isa;
+  if (rlhf::cpu::active_isa() >= Isa::avx512_bf16) engines.emplace_back("bf16_vdpbf16ps", bf16_at<Isa::avx512_bf16>);
+  if (rlhf::cpu::active_isa() >= Isa::amx_bf16) engines.emplace_back("bf16_amx", bf16_at<Isa::amx_bf16>);
   for (const auto& [shape, p] : products)
     for (const auto& [engine, multiply] : engines)
       benchmark::RegisterBenchmark((shape + "/" + engine).c_str(),

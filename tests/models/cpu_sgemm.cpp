@@ -40,7 +40,7 @@ std::vector<float> random_values(std::size_t n, std::uint64_t seed) {
 // Every level from portable up to the CPU's.
 std::vector<Isa> levels() {
   std::vector<Isa> out;
-  for (Isa isa : {Isa::portable, Isa::avx2, Isa::avx512, Isa::avx512_bf16})
+  for (Isa isa : {Isa::portable, Isa::avx2, Isa::avx512, Isa::avx512_bf16, Isa::amx_bf16})
     if (isa <= cpu::detected_isa()) out.push_back(isa);
   return out;
 }
@@ -190,19 +190,26 @@ TEST_CASE("sgemm with bf16 rounding: the rounded operands' double sum; level wit
     MESSAGE("no AVX-512 BF16 here: the hardware comparison is skipped");
     return;
   }
-  std::vector<float> hw(M * N), rounded(M * N);
+  std::vector<float> rounded(M * N);
   namespace bf16 = rlhf::gpt::bf16;
-  bf16::gemm(hw.data(), N, bf16::row_major(A.data(), K), bf16::row_major(B.data(), N), M, N, K, false,
-             bf16::Path::hardware);
   cpu::sgemm(rounded.data(), N, cpu::row_major(A.data(), K), cpu::row_major(B.data(), N), M, N, K, false,
              cpu::OperandRounding::bf16);
-  std::size_t wrong = 0;
-  for (std::size_t i = 0; i < M * N; ++i) wrong += std::abs(hw[i] - rounded[i]) > 2 * (K + 2) * 0x1p-24 * size[i];
-  CHECK(wrong == 0);
+  // vdpbf16ps, and AMX where the CPU has it: each against the rounded float32 product
+  for (const Isa isa : levels()) {
+    if (isa < Isa::avx512_bf16) continue;
+    const cpu::IsaCap cap(isa);
+    std::vector<float> hw(M * N);
+    bf16::gemm(hw.data(), N, bf16::row_major(A.data(), K), bf16::row_major(B.data(), N), M, N, K, false,
+               bf16::Path::hardware);
+    std::size_t wrong = 0;
+    for (std::size_t i = 0; i < M * N; ++i) wrong += std::abs(hw[i] - rounded[i]) > 2 * (K + 2) * 0x1p-24 * size[i];
+    INFO(cpu::isa_name(isa));
+    CHECK(wrong == 0);
+  }
 }
 
 TEST_CASE("CPU level: names parse, a bad RLHF_CPU_ISA value is refused by name, IsaCap lowers and restores") {
-  for (const Isa isa : {Isa::portable, Isa::avx2, Isa::avx512, Isa::avx512_bf16})
+  for (const Isa isa : {Isa::portable, Isa::avx2, Isa::avx512, Isa::avx512_bf16, Isa::amx_bf16})
     CHECK(cpu::parse_isa(cpu::isa_name(isa), "test") == isa);
   try {
     cpu::parse_isa("avx3", "RLHF_CPU_ISA");
