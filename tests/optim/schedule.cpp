@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "rlhf/optim/clip.hpp"
@@ -47,4 +48,26 @@ TEST_CASE("clip_gradient_norm: scales to max_norm only when above it, returns th
   std::vector<double> bad{1.0, NAN};
   CHECK_THROWS_WITH_AS(clip_gradient_norm(std::span<double>(bad), 1.0), doctest::Contains("NaN or Inf"), value_error);
   CHECK_THROWS_AS(clip_gradient_norm(std::span<double>(bad), 0.0), config_error);
+}
+
+// The norm is summed in eight partial sums over blocks of eight, then the remainder: lengths on both sides of a
+// block, against the closed form Σ_{i<n} i² = (n−1)n(2n−1)/6 (exact in double here), and a NaN or an Inf found
+// wherever it sits.
+TEST_CASE("require_finite_gradient: the norm over blocks and their remainder; a non-finite value anywhere refused") {
+  for (const std::size_t n : {std::size_t(1), std::size_t(7), std::size_t(8), std::size_t(9), std::size_t(1003)}) {
+    std::vector<float> g(n);
+    for (std::size_t i = 0; i < n; ++i) g[i] = float(i);
+    const double want = std::sqrt(double(n - 1) * double(n) * double(2 * n - 1) / 6.0);
+    INFO("n = ", n);
+    CHECK(require_finite_gradient("test", "g", std::span<const float>(g)) == doctest::Approx(want).epsilon(1e-15));
+    for (const std::size_t at : {std::size_t(0), n / 2, n - 1}) {
+      for (const float bad : {NAN, INFINITY}) {
+        auto h = g;
+        h[at] = bad;
+        const std::string where = "the first at index " + std::to_string(at);
+        CHECK_THROWS_WITH_AS(require_finite_gradient("test", "g", std::span<const float>(h)),
+                             doctest::Contains(where.c_str()), value_error);
+      }
+    }
+  }
 }
