@@ -93,8 +93,9 @@ int main(int argc, char** argv) {
     std::printf("%s\n", rlhf::cpu::isa_summary().c_str());
     if (config.bf16)
       std::printf("bf16: training with bf16 products, %s\n",
-                  rlhf::gpt::bf16::hardware_available() ? "on AVX-512 BF16"
-                                                        : "no AVX-512 BF16 in use: float32 products");
+                  rlhf::gpt::bf16::hardware_available()
+                      ? (std::string("on ") + rlhf::gpt::bf16::hardware_name()).c_str()
+                      : "no AVX-512 BF16 in use: float32 products");
     const auto t0 = sentiment::Clock::now();
     if (!stage.empty()) {
       if (choices.empty())

@@ -224,7 +224,7 @@ inline Session make_session(const TrainingArguments& args, Method& method, rlhf:
   if (args.bf16 && comm.rank() == 0)
     std::printf("bf16: matrix products in bf16 with float32 sums, %s\n",
                 rlhf::gpt::bf16::hardware_available()
-                    ? "on AVX-512 BF16"
+                    ? (std::string("on ") + rlhf::gpt::bf16::hardware_name()).c_str()
                     : "no AVX-512 BF16 in use: the products run in float32, which no bf16 product beats here "
                       "(results within bf16's bound of a bf16 run)");
   s.policy.emplace(s.initial_model(method.scalar_head(), args.seed));

@@ -52,6 +52,13 @@ enum class Path { automatic, hardware, portable };
 // True when the CPU has AVX-512 BF16 and RLHF_CPU_ISA does not rule it out.
 inline bool hardware_available() { return RLHF_BF16_X86 && cpu::active_isa() >= cpu::Isa::avx512_bf16; }
 
+// The hardware the bf16 products run on, for a program's start-up line: "AMX-BF16" or "AVX-512 BF16" (null when
+// !hardware_available()).
+inline const char* hardware_name() {
+  if (!hardware_available()) return nullptr;
+  return cpu::active_isa() >= cpu::Isa::amx_bf16 ? "AMX-BF16" : "AVX-512 BF16";
+}
+
 namespace detail {
 
 // c [M, N] (row stride ldc) (+)= round(a) [M, K] · round(b) [K, N] by the float32 products of cpu/sgemm.hpp.
